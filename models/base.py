@@ -1,0 +1,102 @@
+"""What every model of the zoo shares: the data plate and the effectful linear layer.
+
+A zoo model is a :class:`~pyro.nn.PyroModule` whose ``forward(x, y=None)`` *is* the Pyro model:
+global latents (weights, inducing values) are sampled outside ``pyro.plate("data", ...)``, local
+latents and the observation site ``obs`` inside it. The plate is given the full data size
+``num_data`` and the minibatch as its subsample, so Pyro scales the minibatch log-likelihood by
+``num_data / batch_size`` and the ELBO estimate is unbiased for the full data set.
+"""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+from pyro.poutine.runtime import effectful, get_plates
+
+
+class ZooModel(PyroModule):
+    """Base class of the zoo's models.
+
+    :param int num_data: size of the full training set, used to scale minibatches. ``None`` means
+        "the batch is the whole data set"; :func:`experiments.common.training.fit` sets it from the
+        training data.
+    """
+
+    def __init__(self, num_data: int | None = None):
+        super().__init__()
+        self.num_data = num_data
+
+    def data_plate(self, x: torch.Tensor) -> pyro.plate:
+        """``pyro.plate("data", num_data, subsample=...)`` over the rows of ``x`` (dim -1)."""
+        n = x.shape[0]
+        size = self.num_data if self.num_data is not None else n
+        if n > size:
+            raise ValueError(
+                f"a batch of {n} rows is larger than num_data={size}; set model.num_data to the "
+                "training-set size (fit() does this) or pass a smaller batch"
+            )
+        return pyro.plate("data", size=size, subsample=torch.arange(n, device=x.device), dim=-1)
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        """Initial values of the latent sites (e.g. Kaiming-uniform weights) for guides' locations.
+
+        Guides start their means here rather than at a prior draw, which for wide layers would
+        explode the activations.
+        """
+        return {}
+
+    def example_data(self, num_data: int, generator: torch.Generator | None = None):
+        """A small synthetic ``(x, y)`` of the right shapes for this configuration (tests, smoke)."""
+        raise NotImplementedError
+
+
+def _drop_data_dim(w: torch.Tensor) -> torch.Tensor:
+    """Global weights sampled under vectorised particle/sample plates have batch shape ``(P, 1)``,
+    the trailing 1 standing for the data plate; drop it so that ``w`` is ``(P, out, in)``."""
+    if w.dim() > 2:
+        if w.shape[-3] != 1:
+            raise ValueError(
+                f"weight of shape {tuple(w.shape)} has a batch dimension of size {w.shape[-3]} in "
+                "the data-plate position; global weights must be sampled outside the data plate"
+            )
+        w = w.squeeze(-3)
+    return w
+
+
+def _affine(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``h @ W.T + b`` for ``w = [W | b]`` of shape ``(*batch, out, in + 1)``; h is ``(..., N, in)``."""
+    w = _drop_data_dim(w)
+    out = h @ w[..., :-1].transpose(-1, -2)  # (*batch, N, out)
+    return out + w[..., -1].unsqueeze(-2)
+
+
+@effectful(type="bayes_linear")
+def bayes_linear(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Affine layer with a sampled weight ``w = [W | b]`` of shape ``(*batch, out, in + 1)``.
+
+    Call as ``bayes_linear(h, w, name=site)``. It is a Pyro *effect*: without handlers it computes
+    ``h @ W.T + b``; under :class:`guides.mean_field.LocalReparameterization` it instead samples the
+    pre-activations from their Gaussian marginal (local reparameterisation) or applies flipout, both
+    of which need to know which Gaussian produced ``w``.
+
+    :param torch.Tensor h: ``(..., N, in)`` inputs (``...`` = particle dims, possibly none).
+    :param torch.Tensor w: ``(*batch, out, in + 1)`` weights with the bias in the last column.
+    :returns: ``(*batch, N, out)``.
+    """
+    return _affine(h, w)
+
+
+def expand_to_plates(h: torch.Tensor, event_dim: int = 1) -> torch.Tensor:
+    """Expand ``h`` with event shape ``h.shape[-event_dim:]`` to the sizes of the enclosing plates
+    left of the data plate (vectorised particles / predictive samples), so that noise injected into
+    ``h`` (e.g. dropout masks) is independent across particles."""
+    lead = [f for f in get_plates() if f.dim is not None and f.dim < -1]
+    if not lead:
+        return h
+    ndim = max(-f.dim for f in lead)
+    shape = [1] * ndim
+    for f in lead:
+        shape[ndim + f.dim] = f.size
+    batch_shape = torch.broadcast_shapes(tuple(shape), h.shape[:-event_dim])
+    return h.expand(batch_shape + h.shape[-event_dim:])
