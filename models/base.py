@@ -52,14 +52,10 @@ class ZooModel(PyroModule):
 
 
 def _drop_data_dim(w: torch.Tensor) -> torch.Tensor:
-    """Global weights sampled under vectorised particle/sample plates have batch shape ``(P, 1)``,
-    the trailing 1 standing for the data plate; drop it so that ``w`` is ``(P, out, in)``."""
-    if w.dim() > 2:
-        if w.shape[-3] != 1:
-            raise ValueError(
-                f"weight of shape {tuple(w.shape)} has a batch dimension of size {w.shape[-3]} in "
-                "the data-plate position; global weights must be sampled outside the data plate"
-            )
+    """Global weights sampled under a vectorised particle plate have batch shape ``(P, 1)``, the
+    trailing 1 standing for the data plate; drop it so that ``w`` is ``(P, out, in)``.
+    (:class:`~pyro.infer.Predictive` hands conditioned samples over as ``(P, out, in)`` already.)"""
+    if w.dim() > 3 and w.shape[-3] == 1:
         w = w.squeeze(-3)
     return w
 

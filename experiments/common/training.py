@@ -1,0 +1,386 @@
+r"""The one SVI loop of the zoo: :func:`fit`.
+
+Every pair trains here. One step evaluates a Monte Carlo estimate of the negative ELBO on a
+minibatch :math:`\mathcal D_i` of size B out of N,
+
+.. math:: \hat{\mathcal L}_i = M\pi_i\,\mathrm{KL}[q\,\|\,p]
+          - \frac{N}{B}\sum_{n \in \mathcal D_i} \mathbb E_q[\log p(y_n \mid x_n, \cdot)],
+
+(:mod:`~experiments.common.kl_schedule` gives :math:`\pi_i`), differentiates it with PyTorch and
+steps a ``torch.optim`` optimiser over the parameters *owned by the model and guide modules*
+(``pyro.settings.set(module_local_params=True)``: nothing lives in Pyro's global param store).
+The whole training state — modules, optimiser, scheduler, counters, history, random streams — is
+the :class:`TrainState`, which is also what a checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
+from tqdm.auto import tqdm
+
+from .checkpoint import FORMAT_VERSION, atomic_torch_save, load_checkpoint, versions
+from .config import dataclass_from_dict
+from .kl_schedule import KLScale, kl_weights
+from .seeding import rng_state, seed_everything, set_rng_state
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
+ELBOS = ("trace", "meanfield")
+LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
+
+
+@dataclass
+class FitConfig:
+    """Options of :func:`fit` (all have defaults; unknown keys are refused by ``from_dict``).
+
+    :ivar elbo: ``"trace"`` (:class:`~pyro.infer.Trace_ELBO`, Monte Carlo KL) or ``"meanfield"``
+        (:class:`~pyro.infer.TraceMeanField_ELBO`: closed-form KL where the guide and prior sites
+        admit it, e.g. the ``mean-field`` guide with a Gaussian prior).
+    :ivar num_particles: ELBO samples per step, vectorised over a particle plate.
+    :ivar kl_schedule: ``"uniform"`` or ``"blundell"`` minibatch KL weighting.
+    :ivar lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over the run), ``"step"`` (× lr_gamma
+        every lr_step_epochs) or ``"exponential"`` (× lr_gamma per epoch).
+    :ivar clip_norm: clip the global gradient norm to this value (``None``: no clipping).
+    :ivar device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:i]"``.
+    :ivar validate: keep Pyro's distribution argument validation on (slower; tests keep it on).
+    :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    lr_schedule: str = "constant"
+    lr_gamma: float = 0.1
+    lr_step_epochs: int = 10
+    clip_norm: float | None = None
+    elbo: str = "trace"
+    num_particles: int = 1
+    kl_schedule: str = "uniform"
+    device: str = "auto"
+    seed: int = 0
+    validate: bool = False
+    progress: bool = True
+    eval_every: int = 1
+    out_dir: str | None = None
+    checkpoint: bool = True
+    tensorboard: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> FitConfig:
+        return dataclass_from_dict(cls, values)
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, "epochs", "an integer >= 1"),
+            (self.batch_size >= 1, "batch_size", "an integer >= 1"),
+            (self.lr > 0, "lr", "a positive float"),
+            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {sorted(OPTIMIZERS)}"),
+            (self.elbo in ELBOS, "elbo", f"one of {ELBOS}"),
+            (self.num_particles >= 1, "num_particles", "an integer >= 1"),
+            (self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}"),
+            (self.clip_norm is None or self.clip_norm > 0, "clip_norm", "None or > 0"),
+            (self.kl_schedule in ("uniform", "blundell"), "kl_schedule", "'uniform' or 'blundell'"),
+            (self.eval_every >= 1, "eval_every", "an integer >= 1"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ValueError(f"fit config {name}={getattr(self, name)!r} is invalid: expected "
+                                 f"{expected}")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use "
+                           "device='cpu' or 'auto'")
+    return dev
+
+
+class _ELBOParts:
+    """Mixin recording the expected log-likelihood of each loss evaluation, so the history can
+    split the ELBO into ``log_likelihood - kl`` at no extra model evaluation."""
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        self.last_log_likelihood = 0.0
+        return super().differentiable_loss(model, guide, *args, **kwargs)
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        out = super()._differentiable_loss_particle(model_trace, guide_trace)
+        ll = sum(float(site["log_prob_sum"]) for site in model_trace.nodes.values()
+                 if site["type"] == "sample" and site["is_observed"]
+                 and type(site["fn"]).__name__ != "_Subsample")
+        self.last_log_likelihood += ll / self.num_particles
+        return out
+
+
+class _TraceELBO(_ELBOParts, Trace_ELBO):
+    pass
+
+
+class _MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
+    pass
+
+
+def make_elbo(name: str, num_particles: int = 1, max_plate_nesting: int = 1):
+    cls = {"trace": _TraceELBO, "meanfield": _MeanFieldELBO}[name]
+    return cls(num_particles=num_particles, vectorize_particles=num_particles > 1,
+               max_plate_nesting=max_plate_nesting)
+
+
+def as_dataset(data) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (tuple, list)) and all(torch.is_tensor(t) for t in data):
+        n = {len(t) for t in data}
+        if len(n) != 1:
+            raise ValueError(f"data tensors have different lengths {[len(t) for t in data]}; "
+                             "x and y must have one row per example")
+        return TensorDataset(*data)
+    raise TypeError(f"data must be a torch Dataset or a tuple of tensors (x, y), got {type(data)}")
+
+
+def make_loader(dataset: Dataset, batch_size: int, generator: torch.Generator,
+                shuffle: bool = True) -> DataLoader:
+    """Minibatches of whole index lists (one ``dataset[indices]`` per batch, not B item calls:
+    TensorDataset supports it and it is much faster for in-memory data)."""
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else range(len(dataset))
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False),
+                      batch_size=None)
+
+
+@dataclass
+class TrainState:
+    """Everything training changes, in one place (and in one checkpoint)."""
+
+    model: torch.nn.Module
+    guide: torch.nn.Module
+    loss_fn: torch.nn.Module  # pyro ELBOModule: .parameters() = model's + guide's
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    config: FitConfig
+    generator: torch.Generator
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model.state_dict(),
+            "guide": self.guide.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "config": asdict(self.config),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "rng": rng_state(self.generator),
+            "versions": versions(),
+        }
+
+
+def save_checkpoint(state: TrainState, path) -> Path:
+    """Write ``state`` atomically to ``path`` (see :mod:`experiments.common.checkpoint`)."""
+    return atomic_torch_save(state.state_dict(), path)
+
+
+def restore(state: TrainState, path) -> TrainState:
+    """Load a checkpoint into an already set-up ``state`` (same model/guide configuration)."""
+    ckpt = load_checkpoint(path)
+    state.model.load_state_dict(ckpt["model"])
+    state.guide.load_state_dict(ckpt["guide"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    state.epoch, state.step, state.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
+    set_rng_state(ckpt["rng"], state.generator)
+    return state
+
+
+def _make_scheduler(cfg: FitConfig, optimizer):
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step_epochs, cfg.lr_gamma)
+    if cfg.lr_schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+def _to(batch, device):
+    return tuple(t.to(device, non_blocking=True) for t in batch)
+
+
+def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainState:
+    """Seed, move to the device, run the guide once (autoguides create their parameters lazily),
+    and build the optimiser and scheduler: the :class:`TrainState` before the first step."""
+    cfg = config if isinstance(config, FitConfig) else FitConfig.from_dict(config)
+    if not pyro.settings.get("module_local_params"):
+        raise RuntimeError(
+            "fit() needs pyro.settings.set(module_local_params=True) before the model and guide "
+            "are created (importing the zoo's `models` package does it)")
+    generator = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    dataset = as_dataset(data)
+    if len(dataset) == 0:
+        raise ValueError("the training data is empty")
+    if getattr(model, "num_data", None) not in (None, len(dataset)):
+        raise ValueError(f"model.num_data={model.num_data} but the training data has "
+                         f"{len(dataset)} rows; create the model with num_data=None or the "
+                         "training-set size")
+    model.num_data = len(dataset)
+    model.to(device)
+    guide.to(device)
+    elbo = make_elbo(cfg.elbo, cfg.num_particles)
+    loss_fn = elbo(model, guide)
+    first = _to(dataset[list(range(min(cfg.batch_size, len(dataset))))], device)
+    with pyro.validation_enabled(True), _elbo_context(guide):
+        loss_fn(*first)  # creates lazily-initialised guide parameters (on the right device)
+    guide.to(device)
+    opt_kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer in ("sgd", "rmsprop"):
+        opt_kwargs["momentum"] = cfg.momentum
+    optimizer = OPTIMIZERS[cfg.optimizer](loss_fn.parameters(), **opt_kwargs)
+    return TrainState(model=model, guide=guide, loss_fn=loss_fn, optimizer=optimizer,
+                      scheduler=_make_scheduler(cfg, optimizer), config=cfg, generator=generator)
+
+
+def _elbo_context(guide):
+    ctx = getattr(guide, "elbo_context", None)
+    return ctx() if ctx is not None else contextlib.nullcontext()
+
+
+class _Writers:
+    """history.json / history.csv, and TensorBoard scalars when tensorboard is installed."""
+
+    def __init__(self, out_dir: str | None, tensorboard: bool):
+        self.out = Path(out_dir) if out_dir else None
+        self.tb = None
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:  # tensorboard is optional
+                    SummaryWriter = None
+                if SummaryWriter is not None:
+                    self.tb = SummaryWriter(str(self.out / "tensorboard"))
+
+    def write(self, history: list[dict[str, Any]]) -> None:
+        if self.out is None:
+            return
+        (self.out / "history.json").write_text(json.dumps(history, indent=1))
+        keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+        with open(self.out / "history.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history)
+        if self.tb is not None:
+            row = history[-1]
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)) and v is not None:
+                    self.tb.add_scalar(k, v, row["epoch"])
+            self.tb.flush()
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+def fit(model, guide, data, config: FitConfig | dict | None = None,
+        eval_fn: Callable[[Any, Any], dict[str, float]] | None = None,
+        state: TrainState | None = None) -> TrainState:
+    """Train ``guide`` (and the model's point parameters) by SVI; return the :class:`TrainState`.
+
+    :param model: a zoo model (``forward(x, y=None)`` is the Pyro model).
+    :param guide: a guide built for it (``create_guide(name, model)``).
+    :param data: a ``Dataset`` or a tuple of tensors ``(x, y)`` (the training set).
+    :param config: a :class:`FitConfig` or a dict of its fields.
+    :param eval_fn: ``eval_fn(model, guide) -> {"name": value}`` validation metrics, run every
+        ``eval_every`` epochs (in ``torch.no_grad``) and stored in the history as ``val_<name>``.
+    :param state: continue from an existing state (e.g. one restored from a checkpoint).
+    :returns: the final state; ``state.history`` is one dict per epoch with ``loss`` (the mean
+        minibatch estimate of the full-data negative ELBO), ``elbo``, ``log_likelihood`` and
+        ``kl`` (``elbo = log_likelihood - kl``), ``lr``, ``seconds`` and the validation metrics.
+    :raises FloatingPointError: on a non-finite loss, naming the epoch and step, before the
+        parameters are touched by the bad gradient.
+    """
+    state = state or setup(model, guide, data, config)
+    cfg = state.config
+    dataset = as_dataset(data)
+    device = next(iter(state.loss_fn.parameters()), torch.empty(0)).device
+    loader = make_loader(dataset, cfg.batch_size, state.generator)
+    weights = kl_weights(len(loader), cfg.kl_schedule)
+    elbo = state.loss_fn.elbo
+    writers = _Writers(cfg.out_dir, cfg.tensorboard)
+    params = list(state.loss_fn.parameters())
+    bar = tqdm(range(state.epoch, cfg.epochs), desc="fit", unit="epoch", disable=not cfg.progress,
+               initial=state.epoch, total=cfg.epochs, dynamic_ncols=True)
+    try:
+        with pyro.validation_enabled(cfg.validate):
+            for epoch in bar:
+                state.model.train()
+                t0 = time.perf_counter()
+                tot_loss = tot_ll = 0.0
+                for i, batch in enumerate(loader):
+                    batch = _to(batch, device)
+                    kl_scale = len(weights) * weights[i]
+                    with _elbo_context(state.guide), KLScale(kl_scale):
+                        loss = state.loss_fn(*batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"non-finite loss {loss.item()} at epoch {epoch + 1}, step "
+                            f"{state.step + 1}; parameters were not updated. Try a smaller lr "
+                            f"(now {state.optimizer.param_groups[0]['lr']:.3g}), clip_norm, or "
+                            "a smaller guide init_scale")
+                    state.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+                    state.optimizer.step()
+                    state.step += 1
+                    tot_loss += loss.item()
+                    tot_ll += elbo.last_log_likelihood
+                nb = i + 1
+                row = {"epoch": epoch + 1, "loss": tot_loss / nb, "elbo": -tot_loss / nb,
+                       "log_likelihood": tot_ll / nb, "kl": (tot_ll - (-tot_loss)) / nb,
+                       "lr": state.optimizer.param_groups[0]["lr"],
+                       "seconds": time.perf_counter() - t0}
+                state.scheduler.step()
+                state.epoch = epoch + 1
+                if eval_fn is not None and (state.epoch % cfg.eval_every == 0
+                                            or state.epoch == cfg.epochs):
+                    with torch.no_grad():
+                        row.update({f"val_{k}": v for k, v in eval_fn(state.model,
+                                                                      state.guide).items()})
+                state.history.append(row)
+                writers.write(state.history)
+                if cfg.out_dir and cfg.checkpoint:
+                    save_checkpoint(state, Path(cfg.out_dir) / "checkpoint.pt")
+                bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}")
+                if not math.isfinite(row["loss"]):
+                    break
+    finally:
+        writers.close()
+        bar.close()
+    return state
