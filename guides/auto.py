@@ -51,22 +51,21 @@ def build_auto_lowrank(model, rank: int = 10, init_scale: float = 1e-2):
 
 @register_guide("auto-iaf", models=("bnn",), family="bnn")
 def build_auto_iaf(model, hidden_dim: int | None = None, num_transforms: int = 1):
-    """Inverse autoregressive flow over all latents (:class:`~pyro.infer.autoguide.AutoIAFNormal`);
-    the flow's base is centred on the initial values. Memory grows with (#latents × hidden_dim):
-    meant for small nets."""
+    """Inverse autoregressive flow over all latents (:class:`~pyro.infer.autoguide.AutoIAFNormal`).
+    Pyro ignores ``init_loc_fn`` for this guide (the flow starts near its standard-normal base), so
+    none is passed. Memory grows with (#latents × hidden_dim): meant for small nets."""
     hidden = [hidden_dim] if hidden_dim is not None else None
-    return AutoIAFNormal(model, hidden_dim=hidden, num_transforms=num_transforms,
-                         init_loc_fn=_init_loc_fn(model))
+    return AutoIAFNormal(model, hidden_dim=hidden, num_transforms=num_transforms)
 
 
-@register_guide("laplace", models=("bnn",), family="bnn")
+@register_guide("laplace", models=("bnn",), family="bnn", point_estimate=True)
 def build_laplace(model):
     """MAP during training, Gaussian at the mode with the inverse Hessian as covariance after
     (:class:`~pyro.infer.autoguide.AutoLaplaceApproximation`)."""
     return AutoLaplaceApproximation(model, init_loc_fn=_init_loc_fn(model))
 
 
-@register_guide("map", models=("bnn",), family="bnn")
+@register_guide("map", models=("bnn",), family="bnn", point_estimate=True)
 def build_map(model):
     """Point estimate at the posterior mode (:class:`~pyro.infer.autoguide.AutoDelta`): MAP."""
     return AutoDelta(model, init_loc_fn=_init_loc_fn(model))

@@ -30,12 +30,8 @@ class ZooModel(PyroModule):
     def data_plate(self, x: torch.Tensor) -> pyro.plate:
         """``pyro.plate("data", num_data, subsample=...)`` over the rows of ``x`` (dim -1)."""
         n = x.shape[0]
-        size = self.num_data if self.num_data is not None else n
-        if n > size:
-            raise ValueError(
-                f"a batch of {n} rows is larger than num_data={size}; set model.num_data to the "
-                "training-set size (fit() does this) or pass a smaller batch"
-            )
+        # prediction on more rows than the training set is fine: no rescaling then
+        size = max(self.num_data, n) if self.num_data is not None else n
         return pyro.plate("data", size=size, subsample=torch.arange(n, device=x.device), dim=-1)
 
     def initial_values(self) -> dict[str, torch.Tensor]:

@@ -19,11 +19,17 @@ FORMAT_VERSION = 1
 
 
 def versions() -> dict[str, str]:
-    import gpytorch
-    import pyro
+    """Library versions, read from package metadata (importing gpytorch just for its version
+    would cost a second and a torch.jit deprecation warning)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"torch": torch.__version__, "pyro": pyro.__version__, "gpytorch": gpytorch.__version__,
-            "python": platform.python_version()}
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for dist in ("pyro-ppl", "gpytorch", "vbzoo"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

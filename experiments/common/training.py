@@ -127,7 +127,7 @@ class _ELBOParts:
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         out = super()._differentiable_loss_particle(model_trace, guide_trace)
-        ll = sum(float(site["log_prob_sum"]) for site in model_trace.nodes.values()
+        ll = sum(float(torch.as_tensor(site["log_prob_sum"]).detach()) for site in model_trace.nodes.values()
                  if site["type"] == "sample" and site["is_observed"]
                  and type(site["fn"]).__name__ != "_Subsample")
         self.last_log_likelihood += ll / self.num_particles
@@ -156,6 +156,11 @@ def as_dataset(data) -> Dataset:
         if len(n) != 1:
             raise ValueError(f"data tensors have different lengths {[len(t) for t in data]}; "
                              "x and y must have one row per example")
+        for i, t in enumerate(data):
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                bad = (~torch.isfinite(t)).reshape(len(t), -1).any(-1).nonzero()[:5, 0].tolist()
+                raise ValueError(f"data tensor {i} (of {len(data)}: x, y, ...) holds NaN or inf "
+                                 f"in rows {bad}...; drop or impute them before fit()")
         return TensorDataset(*data)
     raise TypeError(f"data must be a torch Dataset or a tuple of tensors (x, y), got {type(data)}")
 

@@ -1,0 +1,68 @@
+"""Experiment registry: every experiment module registers its ``run`` with
+:func:`register_experiment` and is found by the CLI without an import list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from models.registry import Registry, import_submodules
+
+EXPERIMENTS = Registry("experiment")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What the CLI knows of an experiment.
+
+    :ivar name: CLI name (``python -m experiments run NAME``).
+    :ivar paper: the publication it reproduces.
+    :ivar figure: figure/table it reproduces.
+    :ivar data: datasets it needs (keys of :data:`experiments.common.data.DATASETS`, or
+        ``"synthetic"``).
+    :ivar get_config: ``get_config(smoke: bool) -> dict``.
+    :ivar run: ``run(config: dict, out_dir: Path, device: str, data_dir: str | None) -> metrics``.
+    :ivar paper_numbers: the published values its metrics are compared with (metric -> value or
+        text), shown beside ours by ``reproduce``.
+    """
+
+    name: str
+    paper: str
+    figure: str
+    data: tuple[str, ...]
+    get_config: Callable[..., dict]
+    run: Callable[..., dict]
+    paper_numbers: dict[str, Any]
+    module: str
+
+
+def register_experiment(name: str, *, paper: str, figure: str, data=("synthetic",),
+                        get_config: Callable[..., dict], paper_numbers: dict | None = None):
+    """Decorator for an experiment's ``run(config, out_dir, device, data_dir) -> metrics``."""
+
+    def decorator(run: Callable[..., dict]) -> Callable[..., dict]:
+        spec = Experiment(name=name, paper=paper, figure=figure, data=tuple(data),
+                          get_config=get_config, run=run, paper_numbers=dict(paper_numbers or {}),
+                          module=run.__module__)
+        EXPERIMENTS.register(name, lambda: spec)
+        return run
+
+    return decorator
+
+
+def get_experiment(name: str) -> Experiment:
+    discover()
+    return EXPERIMENTS.get(name)()
+
+
+def list_experiments() -> list[Experiment]:
+    discover()
+    return [EXPERIMENTS.get(n)() for n in EXPERIMENTS.names()]
+
+
+def discover() -> None:
+    """Import every experiment module (``experiments/*.py``), and the models and guides."""
+    import guides  # noqa: F401  (registers models and guides too)
+
+    import_submodules("experiments")

@@ -1,0 +1,132 @@
+"""The SVI loop: history, determinism under a seed, checkpoints, clear failures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import guides
+import models
+from experiments.common.checkpoint import CheckpointError, load_checkpoint
+from experiments.common.training import FitConfig, fit, restore, save_checkpoint, setup
+
+
+def _pair(**guide_cfg):
+    model = models.create_model("bnn", in_features=2, widths=(8,))
+    return model, guides.create_guide("mean-field", model, **guide_cfg)
+
+
+def _data(n=40):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 2, generator=g)
+    return x, x.sum(-1).sin() + 0.1 * torch.randn(n, generator=g)
+
+
+def test_history_splits_elbo_and_is_written(tmp_path):
+    model, guide = _pair()
+    state = fit(model, guide, _data(), {"epochs": 3, "batch_size": 16, "progress": False,
+                                        "out_dir": str(tmp_path), "elbo": "meanfield"},
+                eval_fn=lambda m, g: {"const": 1.0})
+    assert [row["epoch"] for row in state.history] == [1, 2, 3]
+    for row in state.history:
+        assert math.isclose(row["elbo"], row["log_likelihood"] - row["kl"], rel_tol=1e-6,
+                            abs_tol=1e-6)
+        assert row["kl"] > 0 and row["val_const"] == 1.0
+    assert json.loads((tmp_path / "history.json").read_text()) == state.history
+    assert (tmp_path / "history.csv").read_text().startswith("epoch,")
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert model.num_data == 40
+
+
+def test_same_seed_same_result_different_seed_different():
+    def run(seed):
+        model, guide = _pair()
+        fit(model, guide, _data(), {"epochs": 2, "batch_size": 8, "seed": seed,
+                                    "progress": False})
+        return guide.w0_loc.detach().clone()
+
+    a, b, c = run(3), run(3), run(4)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_checkpoint_roundtrip_and_resume_matches_uninterrupted(tmp_path):
+    data = _data()
+    cfg = {"epochs": 4, "batch_size": 16, "progress": False, "seed": 5}
+    model, guide = _pair()
+    full = fit(model, guide, data, cfg)
+
+    model2, guide2 = _pair()
+    half = fit(model2, guide2, data, {**cfg, "epochs": 2})
+    save_checkpoint(half, tmp_path / "ckpt.pt")
+
+    model3, guide3 = _pair()
+    state3 = setup(model3, guide3, data, cfg)
+    restore(state3, tmp_path / "ckpt.pt")
+    assert state3.epoch == 2 and len(state3.history) == 2
+    resumed = fit(model3, guide3, data, state=state3)
+    assert resumed.epoch == 4
+    for name, p in full.guide.named_parameters():
+        torch.testing.assert_close(p, dict(resumed.guide.named_parameters())[name])
+
+
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="ckpt.pt"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_nan_in_data_is_a_clear_error():
+    model, guide = _pair()
+    x, y = _data()
+    y[3] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or inf in rows \[3\]"):
+        fit(model, guide, (x, y), {"epochs": 1, "progress": False})
+
+
+def test_nan_loss_stops_before_the_update():
+    model, guide = _pair()
+    data = _data()
+    state = setup(model, guide, data, {"epochs": 1, "batch_size": 64, "progress": False})
+    with torch.no_grad():
+        guide.w0_loc_unconstrained[0, 0] = float("nan")
+    before = guide.w1_loc.detach().clone()
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1"):
+        fit(model, guide, data, state=state)
+    assert torch.equal(before, guide.w1_loc.detach())
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"epochs": 0}, "epochs"), ({"optimizer": "adamm"}, "optimizer"),
+    ({"elbo": "renyi"}, "elbo"), ({"lr": -1.0}, "lr"), ({"epochz": 3}, "unknown"),
+])
+def test_bad_config_names_the_key(bad, match):
+    with pytest.raises(ValueError, match=match):
+        FitConfig.from_dict(bad)
+
+
+def test_bad_inputs_are_clear_errors():
+    model, guide = _pair()
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        model(torch.randn(5, 3))
+    with pytest.raises(ValueError, match="different lengths"):
+        fit(model, guide, (torch.randn(5, 2), torch.randn(4)), {"progress": False})
+    with pytest.raises(ValueError, match="init_scale"):
+        guides.create_guide("mean-field", model, init_scale=0.0)
+    with pytest.raises(ValueError, match="not both"):
+        guides.create_guide("mean-field", model, local_reparam=True, flipout=True)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "exponential"])
+def test_lr_schedules_and_clipping_run(schedule):
+    model, guide = _pair()
+    state = fit(model, guide, _data(), {"epochs": 2, "batch_size": 16, "progress": False,
+                                        "lr_schedule": schedule, "clip_norm": 1.0,
+                                        "lr_step_epochs": 1, "lr_gamma": 0.5})
+    assert state.history[-1]["lr"] < 1e-3 or schedule == "cosine"
