@@ -74,7 +74,7 @@ class ScaleMixtureGaussian(TorchDistribution):
         lp2 = torch.log1p(-self.mixture_weight) + dist.Normal(0.0, self.sigma2).log_prob(value)
         return torch.logaddexp(lp1, lp2)
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
             wide = torch.rand(shape, device=self.sigma1.device) < self.mixture_weight.expand(shape)

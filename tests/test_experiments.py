@@ -70,3 +70,15 @@ def test_cli_unknown_experiment(tmp_path):
     proc = _cli("run", "blundel-regression", "--out", str(tmp_path))
     assert proc.returncode == 2
     assert "blundell-regression" in proc.stderr  # the close match is suggested
+
+
+@pytest.mark.experiments
+def test_reproduce_smoke_writes_a_report(tmp_path):
+    proc = _cli("reproduce", "--smoke", "--no-progress", "--device", "cpu", "--out",
+                str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (tmp_path / "REPORT-smoke.md").read_text()
+    assert "| experiment | figure | metric | ours | paper | wall time (s) |" in report
+    for exp in list_experiments():
+        assert f"| {exp.name} |" in report
+    assert "FAILED" not in report

@@ -62,10 +62,9 @@ def posterior_predictive(model, guide, x: torch.Tensor, num_samples: int = 100,
             for k in sites:
                 v = pred[k]
                 rows = xb.shape[0]
-                # sites without a sample dim (a deterministic net's f) are broadcast to (s, rows, ..)
-                if v.dim() == 0 or v.shape[0] != s or (v.dim() >= 2 and v.shape[1] != rows):
-                    v = v.expand((s,) + v.shape[-(v.dim() - (v.shape[0] == s)):]) \
-                        if v.shape[0] != s else v
+                if v.dim() < 2 or v.shape[:2] != (s, rows):
+                    # a site without a sample dim (a deterministic net's f): same for every draw
+                    v = v.expand(s, *v.shape[-(v.dim() - (v.shape[0] == 1)):])
                 cols[k].append(v.reshape(s, rows, *v.shape[2:]).cpu())
         for k in sites:
             out[k].append(torch.cat(cols[k], dim=1))

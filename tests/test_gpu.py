@@ -1,0 +1,32 @@
+"""CUDA checks (marked ``gpu``; skipped when torch.cuda.is_available() is False)."""
+
+import pytest
+import torch
+
+import guides
+import models
+from experiments.common.predictive import posterior_predictive
+from experiments.common.training import fit
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())
+def test_pair_trains_and_predicts_on_cuda(model_name, guide_name):
+    model = models.create_model(model_name, **models.MODELS.meta(model_name)["test_config"])
+    guide = guides.create_guide(guide_name, model)
+    x, y = model.example_data(32)
+    state = fit(model, guide, (x, y), {"epochs": 2, "batch_size": 8, "device": "cuda",
+                                       "progress": False, "num_particles": 2})
+    assert all(p.is_cuda for p in state.loss_fn.parameters())
+    pred = posterior_predictive(model, guide, x[:5].cuda(), num_samples=4)
+    assert pred["obs"].shape[:2] == (4, 5)
+
+
+@pytest.mark.gpu
+def test_local_reparam_on_cuda():
+    model = models.create_model("bnn", in_features=3, widths=(16,))
+    guide = guides.create_guide("mean-field", model, local_reparam=True)
+    x, y = model.example_data(64)
+    state = fit(model, guide, (x, y), {"epochs": 3, "batch_size": 16, "device": "cuda",
+                                       "elbo": "meanfield", "progress": False})
+    assert torch.isfinite(torch.tensor(state.history[-1]["loss"]))
