@@ -70,6 +70,18 @@ def _check_nonempty(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); need at least one element")
 
 
+
+def _check_samples_and_targets(x: torch.Tensor, y: torch.Tensor, name: str, expected: str) -> None:
+    """(S, N) samples against (N,) targets: ranks, non-empty, matching N."""
+    _check_ndim(x, name, (2,), expected)
+    _check_ndim(y, "y", (1,), "(N,)")
+    _check_nonempty(x, name)
+    if x.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"{name} must have shape (S, N) with N = len(y) = {y.shape[0]}, "
+            f"got {name} {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+
 def _check_ndim(t: torch.Tensor, name: str, ndims: tuple[int, ...], expected: str) -> None:
     if t.dim() not in ndims:
         raise ValueError(f"{name} must have shape {expected}, got shape {tuple(t.shape)}")
@@ -266,14 +278,7 @@ def gaussian_log_likelihood_per_point(
     scale = _float_tensor(scale, "scale").to(loc.dtype)
     if loc.dim() == 1:
         loc = loc.unsqueeze(0)
-    _check_ndim(loc, "loc", (2,), "(S, N) or (N,)")
-    _check_ndim(y, "y", (1,), "(N,)")
-    _check_nonempty(loc, "loc")
-    if loc.shape[1] != y.shape[0]:
-        raise ValueError(
-            f"loc must have shape (S, N) with N = len(y) = {y.shape[0]}, "
-            f"got loc {tuple(loc.shape)} and y {tuple(y.shape)}"
-        )
+    _check_samples_and_targets(loc, y, "loc", "(S, N) or (N,)")
     try:
         bshape = torch.broadcast_shapes(scale.shape, loc.shape)
     except RuntimeError:
@@ -474,14 +479,7 @@ def interval_coverage(samples: Any, y: Any, level: float = 0.95) -> float:
     level = _check_level(level)
     x = _float_tensor(samples, "samples")
     y = _float_tensor(y, "y").to(x.dtype)
-    _check_ndim(x, "samples", (2,), "(S, N)")
-    _check_ndim(y, "y", (1,), "(N,)")
-    _check_nonempty(x, "samples")
-    if x.shape[1] != y.shape[0]:
-        raise ValueError(
-            f"samples must have shape (S, N) with N = len(y) = {y.shape[0]}, "
-            f"got samples {tuple(x.shape)} and y {tuple(y.shape)}"
-        )
+    _check_samples_and_targets(x, y, "samples", "(S, N)")
     alpha = 1.0 - level
     lower = _quantile_dim0(x, alpha / 2)
     upper = _quantile_dim0(x, 1.0 - alpha / 2)

@@ -21,7 +21,13 @@ def posterior_guide(guide, *data):
     during training and becomes the Gaussian at the mode here (its Hessian is evaluated on
     ``data``); every other guide is returned unchanged."""
     if hasattr(guide, "laplace_approximation"):
-        return guide.laplace_approximation(*data)
+        try:
+            return guide.laplace_approximation(*data)
+        except torch.linalg.LinAlgError as exc:
+            raise RuntimeError(
+                "the Laplace approximation failed: the Hessian of the negative log joint at the "
+                "trained point is not positive definite, so the point is not a local optimum. "
+                "Train the laplace guide longer (or with a smaller lr) before predicting") from exc
     return guide
 
 
