@@ -13,6 +13,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# fit() switches Pyro's validation off for speed unless this is set: tests keep it on
+os.environ.setdefault("VBZOO_PYRO_VALIDATION", "1")
+
 if "VBZOO_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["VBZOO_DATA_DIR"] = str(SHARED_DATA)
 

@@ -90,10 +90,13 @@ def test_nan_in_data_is_a_clear_error():
         fit(model, guide, (x, y), {"epochs": 1, "progress": False})
 
 
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_nan_loss_stops_before_the_update():
     model, guide = _pair()
     data = _data()
-    state = setup(model, guide, data, {"epochs": 1, "batch_size": 64, "progress": False})
+    # validation off: with it on, Pyro rejects the NaN parameter before any loss is computed
+    state = setup(model, guide, data, {"epochs": 1, "batch_size": 64, "progress": False,
+                                       "validate": False})
     with torch.no_grad():
         guide.w0_loc_unconstrained[0, 0] = float("nan")
     before = guide.w1_loc.detach().clone()
@@ -130,3 +133,19 @@ def test_lr_schedules_and_clipping_run(schedule):
                                         "lr_schedule": schedule, "clip_norm": 1.0,
                                         "lr_step_epochs": 1, "lr_gamma": 0.5})
     assert state.history[-1]["lr"] < 1e-3 or schedule == "cosine"
+
+
+def test_validation_follows_config_and_environment(monkeypatch):
+    from pyro.infer.util import is_validation_enabled
+
+    seen = []
+    model, guide = _pair()
+    data = _data()
+    for flag, env, expected in ((True, "0", True), (False, "1", False), (None, "1", True),
+                                (None, "0", False)):
+        monkeypatch.setenv("VBZOO_PYRO_VALIDATION", env)
+        seen.clear()
+        fit(model, guide, data, {"epochs": 1, "batch_size": 64, "progress": False,
+                                 "validate": flag},
+            eval_fn=lambda m, g: seen.append(is_validation_enabled()) or {})
+        assert seen == [expected], (flag, env)

@@ -19,6 +19,7 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -57,7 +58,9 @@ class FitConfig:
         every lr_step_epochs) or ``"exponential"`` (× lr_gamma per epoch).
     :ivar clip_norm: clip the global gradient norm to this value (``None``: no clipping).
     :ivar device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:i]"``.
-    :ivar validate: keep Pyro's distribution argument validation on (slower; tests keep it on).
+    :ivar validate: Pyro's distribution-argument validation during training. ``None`` (default):
+        off for speed unless the environment variable ``VBZOO_PYRO_VALIDATION=1`` is set, which
+        the test suite does so that tests keep it on.
     :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
     :ivar checkpoint_every_s: write history and checkpoint at most this often (seconds), and always
         after the last epoch (a fsync per epoch dominated short epochs).
@@ -78,7 +81,7 @@ class FitConfig:
     kl_schedule: str = "uniform"
     device: str = "auto"
     seed: int = 0
-    validate: bool = False
+    validate: bool | None = None
     progress: bool = True
     eval_every: int = 1
     out_dir: str | None = None
@@ -349,7 +352,10 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     bar = tqdm(range(state.epoch, cfg.epochs), desc="fit", unit="epoch", disable=not cfg.progress,
                initial=state.epoch, total=cfg.epochs, dynamic_ncols=True)
     try:
-        with pyro.validation_enabled(cfg.validate):
+        validate = cfg.validate
+        if validate is None:
+            validate = os.environ.get("VBZOO_PYRO_VALIDATION", "0") == "1"
+        with pyro.validation_enabled(validate):
             for epoch in bar:
                 state.model.train()
                 t0 = time.perf_counter()
