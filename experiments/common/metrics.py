@@ -82,6 +82,20 @@ def _check_samples_and_targets(x: torch.Tensor, y: torch.Tensor, name: str, expe
             f"got {name} {tuple(x.shape)} and y {tuple(y.shape)}"
         )
 
+
+def _check_broadcastable(t: torch.Tensor, target: torch.Tensor, names: tuple[str, str],
+                         label: str) -> None:
+    """``t`` must broadcast to exactly ``target``'s shape."""
+    try:
+        shape = torch.broadcast_shapes(t.shape, target.shape)
+    except RuntimeError:
+        shape = None
+    if shape != target.shape:
+        raise ValueError(
+            f"{names[0]} must be broadcastable to {names[1]}'s shape {label} = "
+            f"{tuple(target.shape)}, got {names[0]} {tuple(t.shape)}"
+        )
+
 def _check_ndim(t: torch.Tensor, name: str, ndims: tuple[int, ...], expected: str) -> None:
     if t.dim() not in ndims:
         raise ValueError(f"{name} must have shape {expected}, got shape {tuple(t.shape)}")
@@ -279,15 +293,7 @@ def gaussian_log_likelihood_per_point(
     if loc.dim() == 1:
         loc = loc.unsqueeze(0)
     _check_samples_and_targets(loc, y, "loc", "(S, N) or (N,)")
-    try:
-        bshape = torch.broadcast_shapes(scale.shape, loc.shape)
-    except RuntimeError:
-        bshape = None
-    if bshape != loc.shape:
-        raise ValueError(
-            f"scale must be broadcastable to loc's shape (S, N) = {tuple(loc.shape)}, "
-            f"got scale {tuple(scale.shape)}"
-        )
+    _check_broadcastable(scale, loc, ("scale", "loc"), "(S, N)")
     if not (scale > 0).all():
         raise ValueError("scale must be strictly positive (it is a standard deviation)")
     y_scale_f = float(y_scale)
@@ -507,15 +513,7 @@ def gaussian_interval_coverage(mean: Any, std: Any, y: Any, level: float = 0.95)
     _check_ndim(mean, "mean", (1,), "(N,)")
     _check_same_shape(mean, y, ("mean", "y"))
     _check_nonempty(y, "y")
-    try:
-        bshape = torch.broadcast_shapes(std.shape, mean.shape)
-    except RuntimeError:
-        bshape = None
-    if bshape != mean.shape:
-        raise ValueError(
-            f"std must be broadcastable to mean's shape (N,) = {tuple(mean.shape)}, "
-            f"got std {tuple(std.shape)}"
-        )
+    _check_broadcastable(std, mean, ("std", "mean"), "(N,)")
     if (std < 0).any():
         raise ValueError("std must be non-negative")
     normal = torch.distributions.Normal(
