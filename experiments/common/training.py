@@ -126,9 +126,15 @@ class _ELBOParts:
     """Mixin recording the expected log-likelihood of each loss evaluation, so the history can
     split the ELBO into ``log_likelihood - kl`` at no extra model evaluation."""
 
+    last_log_likelihood = 0.0
+
     def differentiable_loss(self, model, guide, *args, **kwargs):
         self.last_log_likelihood = 0.0
         return super().differentiable_loss(model, guide, *args, **kwargs)
+
+    def loss(self, model, guide, *args, **kwargs):
+        self.last_log_likelihood = 0.0
+        return super().loss(model, guide, *args, **kwargs)
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         out = super()._differentiable_loss_particle(model_trace, guide_trace)
