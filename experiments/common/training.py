@@ -124,25 +124,23 @@ def resolve_device(device: str) -> torch.device:
 
 class _ELBOParts:
     """Mixin recording the expected log-likelihood of each loss evaluation, so the history can
-    split the ELBO into ``log_likelihood - kl`` at no extra model evaluation."""
+    split the ELBO into ``log_likelihood - kl`` at no extra model evaluation.
+
+    It wraps ``_get_traces``, which ``loss``, ``differentiable_loss`` and ``loss_and_grads`` all
+    draw their (model, guide) traces from, log-densities already computed.
+    """
 
     last_log_likelihood = 0.0
 
-    def differentiable_loss(self, model, guide, *args, **kwargs):
+    def _get_traces(self, model, guide, args, kwargs):
         self.last_log_likelihood = 0.0
-        return super().differentiable_loss(model, guide, *args, **kwargs)
-
-    def loss(self, model, guide, *args, **kwargs):
-        self.last_log_likelihood = 0.0
-        return super().loss(model, guide, *args, **kwargs)
-
-    def _differentiable_loss_particle(self, model_trace, guide_trace):
-        out = super()._differentiable_loss_particle(model_trace, guide_trace)
-        ll = sum(float(torch.as_tensor(site["log_prob_sum"]).detach()) for site in model_trace.nodes.values()
-                 if site["type"] == "sample" and site["is_observed"]
-                 and type(site["fn"]).__name__ != "_Subsample")
-        self.last_log_likelihood += ll / self.num_particles
-        return out
+        for model_trace, guide_trace in super()._get_traces(model, guide, args, kwargs):
+            ll = sum(float(torch.as_tensor(site["log_prob_sum"]).detach())
+                     for site in model_trace.nodes.values()
+                     if site["type"] == "sample" and site["is_observed"]
+                     and type(site["fn"]).__name__ != "_Subsample")
+            self.last_log_likelihood += ll / self.num_particles
+            yield model_trace, guide_trace
 
 
 class _TraceELBO(_ELBOParts, Trace_ELBO):
