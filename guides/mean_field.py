@@ -135,7 +135,8 @@ class MeanFieldGuide(PyroModule):
             if any(f.name == "data" for f in site["cond_indep_stack"]):
                 raise ValueError(
                     f"latent site {name!r} is inside the data plate; the mean-field guide handles "
-                    "global latents only (use an amortised guide for local latents)"
+                    "global latents only (use an amortised guide for local latents). If it is the "
+                    "observation site, call the guide with y the first time: guide(x, y)"
                 )
             value = site["value"].detach()
             loc = init[name] if name in init else value

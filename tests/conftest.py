@@ -16,6 +16,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # fit() switches Pyro's validation off for speed unless this is set: tests keep it on
 os.environ.setdefault("VBZOO_PYRO_VALIDATION", "1")
 
+# two xdist workers on two cores: one torch thread each, or their thread pools fight (10x slower)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 if "VBZOO_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["VBZOO_DATA_DIR"] = str(SHARED_DATA)
 
@@ -32,9 +36,12 @@ def _seed_and_clean():
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
+    """``slow`` tests run only when selected (``-m slow``); ``gpu`` tests only with CUDA."""
+    run_slow = "slow" in (config.getoption("-m") or "")
+    skip_slow = pytest.mark.skip(reason="long convergence run: select it with -m slow")
+    skip_gpu = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
