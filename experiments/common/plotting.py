@@ -1,7 +1,7 @@
 """Headless plotting helpers for the experiments.
 
 The Agg backend is selected on import, before :mod:`matplotlib.pyplot` is loaded, so the
-experiments run on machines without a display; nothing here calls ``plt.show()``. Every
+experiments run on machines without a display; nothing here opens a window. Every
 figure is written as both PNG (150 dpi) and PDF by :func:`save_figure`, atomically, and
 closed afterwards so that long runs do not accumulate open figures.
 """
