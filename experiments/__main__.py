@@ -143,6 +143,9 @@ def cmd_reproduce(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .common.checkpoint import CheckpointError
+    from .common.data import DataError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -156,8 +159,9 @@ def main(argv=None) -> int:
         if args.command == "run":
             return cmd_run(args)
         return cmd_reproduce(args)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        # configuration and data errors: one clear line instead of a traceback
+    except (KeyError, ValueError, DataError, CheckpointError) as exc:
+        # configuration and data errors: one clear line instead of a traceback (other errors,
+        # e.g. a torch shape error in an experiment, keep their traceback)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -68,10 +68,11 @@ def posterior_predictive(model, guide, x: torch.Tensor, num_samples: int = 100,
             for k in sites:
                 v = pred[k]
                 rows = xb.shape[0]
+                # Predictive broadcasts even a deterministic net's sites to (s, rows, ...)
                 if v.dim() < 2 or v.shape[:2] != (s, rows):
-                    # a site without a sample dim (a deterministic net's f): same for every draw
-                    v = v.expand(s, *v.shape[-(v.dim() - (v.shape[0] == 1)):])
-                cols[k].append(v.reshape(s, rows, *v.shape[2:]).cpu())
+                    raise ValueError(f"site {k!r} came back with shape {tuple(v.shape)}; "
+                                     f"expected ({s}, {rows}, ...): is it inside the data plate?")
+                cols[k].append(v.cpu())
         for k in sites:
             out[k].append(torch.cat(cols[k], dim=1))
         done += s
@@ -80,5 +81,4 @@ def posterior_predictive(model, guide, x: torch.Tensor, num_samples: int = 100,
 
 def _guide_samples(guide, x, num_samples: int) -> dict[str, torch.Tensor]:
     """Draw ``num_samples`` joint samples of every latent site from ``guide`` (vectorised)."""
-    latent = Predictive(guide, num_samples=num_samples, parallel=True)(x)
-    return {k: v for k, v in latent.items()}
+    return Predictive(guide, num_samples=num_samples, parallel=True)(x)
