@@ -12,22 +12,36 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from models.registry import MODELS, Registry
+from models.registry import MODELS, Registry, model_name_of
 
 GUIDES = Registry("guide")
+# (guide name, model name) -> builder, for guide names shared by several model families
+_BUILDERS: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
 def register_guide(name: str, models: Sequence[str], **meta: Any):
     """Decorator registering a guide builder ``build(model, **cfg) -> guide`` for ``models``.
 
-    :param str name: registry name, e.g. ``"mean-field"``.
+    :param str name: registry name, e.g. ``"mean-field"``. One name may be registered again for
+        a *disjoint* set of models (the mean-field guide of a BNN and of a GP are different code
+        under one name): :func:`create_guide` then picks the builder by the model's registered
+        name.
     :param models: names of the registered models this guide supports (their pairs are tested).
     """
     if isinstance(models, str) or not models:
         raise ValueError(f"models must be a non-empty sequence of model names, got {models!r}")
 
     def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
-        GUIDES.register(name, builder, models=tuple(models), **meta)
+        if name in GUIDES:
+            taken = set(GUIDES.meta(name)["models"]) & set(models)
+            if taken:
+                raise ValueError(f"guide {name!r} is already registered for models "
+                                 f"{sorted(taken)}; pick another name")
+            GUIDES.meta(name)["models"] = GUIDES.meta(name)["models"] + tuple(models)
+        else:
+            GUIDES.register(name, builder, models=tuple(models), **meta)
+        for m in models:
+            _BUILDERS[(name, m)] = builder
         return builder
 
     return decorator
@@ -35,7 +49,15 @@ def register_guide(name: str, models: Sequence[str], **meta: Any):
 
 def create_guide(name: str, model, **cfg: Any):
     """Build the guide registered as ``name`` for ``model``."""
-    return GUIDES.get(name)(model, **cfg)
+    builder = GUIDES.get(name)
+    builders = {m: b for (g, m), b in _BUILDERS.items() if g == name}
+    if len(set(builders.values())) > 1:
+        model_name = model_name_of(model)
+        if model_name not in builders:
+            raise ValueError(f"guide {name!r} supports models {sorted(builders)}, not "
+                             f"{model_name or type(model).__name__!r}")
+        builder = builders[model_name]
+    return builder(model, **cfg)
 
 
 def list_guides() -> list[str]:

@@ -89,6 +89,15 @@ def create_model(name: str, **cfg: Any):
     return MODELS.get(name)(**cfg)
 
 
+def model_name_of(model) -> str | None:
+    """The registered name of ``model``'s class (``None`` if it was not registered)."""
+    for name in MODELS.names():
+        factory = MODELS.get(name)
+        if isinstance(factory, type) and type(model) is factory:
+            return name
+    return None
+
+
 def list_models() -> list[str]:
     return MODELS.names()
 

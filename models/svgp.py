@@ -1,0 +1,454 @@
+r"""Sparse variational Gaussian process (Titsias 2009; Hensman, Fusi & Lawrence 2013) as a Pyro model.
+
+With inducing inputs :math:`Z` (M × D, learnable), kernel :math:`k` and mean :math:`m` from
+GPyTorch, and :math:`L` latent functions (1 for regression and binary classification, C for
+softmax classification) sharing the kernel, the model is
+
+.. math::
+    v \sim \mathcal N(0, I_M)\ \text{(whitened, default)}, \qquad u = m(Z) + L_{ZZ} v,
+    \qquad L_{ZZ} L_{ZZ}^\top = K_{ZZ} + \epsilon I,
+
+    f(x_n) \mid u \sim \mathcal N\big(m(x_n) + a_n^\top v,\; k(x_n, x_n) - a_n^\top a_n\big),
+    \qquad a_n = L_{ZZ}^{-1} k_Z(x_n),
+
+    y_n \mid f(x_n) \sim p(y_n \mid f(x_n)) \quad\text{inside}\quad
+    \texttt{pyro.plate("data", N, subsample=...)}.
+
+Unwhitened (``whiten=False``) the site is :math:`u \sim \mathcal N(m(Z), K_{ZZ})` itself and
+:math:`a_n^\top v` becomes :math:`b_n^\top (u - m(Z))`, :math:`b_n = K_{ZZ}^{-1} k_Z(x_n)`.
+The sample site ``u`` has event shape ``(L, M)``.
+
+The ELBO is :math:`\sum_n \mathbb E_{q(f_n)}[\log p(y_n \mid f_n)] - \mathrm{KL}[q(u)\,\|\,p(u)]`.
+Two ways to compute the data term share this model:
+
+* *as written* (prediction, or a guide without a handler): ``u`` is drawn from the guide, ``f``
+  from :math:`p(f \mid u)`; for the Gaussian likelihood the expectation over :math:`f \mid u` is
+  exact: :math:`\log\mathcal N(y \mid \mu, \sigma^2) - s^2/(2\sigma^2)`.
+* *marginalised* (training with the zoo's SVGP guides): the conditional is an effect,
+  :func:`svgp_conditional`, which the guide's :meth:`elbo_context` handler replaces by the
+  marginal :math:`q(f_n) = \mathcal N(\mu_n, s_n^2)` of :math:`q(u) = \mathcal N(\mu_u, S)`:
+  :math:`\mu_n = m(x_n) + a_n^\top \mu_u,\ s_n^2 = k_{nn} - a_n^\top a_n + a_n^\top S a_n`.
+  With the Gaussian likelihood the data term is then in closed form (Hensman et al. 2013, eq. 7);
+  otherwise one reparameterised :math:`f_n \sim q(f_n)` per point and particle is drawn (the GP
+  analogue of the local reparameterisation trick).
+
+The q(u) used at a step is always computed from the guide's current parameters. This is why the
+pair does not use GPyTorch's ``ApproximateGP.pyro_model``/``pyro_guide``: that guide reads q(u)
+from a cache filled at the previous step, so a plain ``Trace_ELBO`` fails on the second step
+("backward through the graph a second time"), and ``retain_graph=True`` (GPyTorch's example) makes
+the guide's q(u) one step stale. Kernels, means and their hyperparameters are GPyTorch's; the
+hyperparameters, inducing inputs and likelihood parameters are point estimates owned by the module
+(type-II maximum likelihood through the same ELBO).
+
+References
+
+[1] Titsias. *Variational learning of inducing variables in sparse Gaussian processes*. AISTATS 2009.
+[2] Hensman, Fusi, Lawrence. *Gaussian processes for big data*. UAI 2013.
+[3] Hensman, Matthews, Ghahramani. *Scalable variational Gaussian process classification*. 2015.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gpytorch
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
+from pyro.poutine.runtime import effectful
+from torch import nn
+
+from .base import ZooModel
+from .kernels import build_kernel
+from .registry import register_model
+
+LIKELIHOODS = ("gaussian", "bernoulli", "student-t", "softmax")
+DEFAULT_KERNEL = {"type": "rbf", "ard": True, "lengthscale": 1.0, "outputscale": 1.0}
+
+
+class CholeskyError(RuntimeError):
+    """The kernel matrix is not numerically positive definite even with the largest jitter tried."""
+
+
+def stable_cholesky(K: torch.Tensor, jitter: float, max_tries: int = 4,
+                    what: str = "K_ZZ") -> torch.Tensor:
+    """Lower Cholesky factor of ``K + jitter·I``, retrying with 10× the jitter up to ``max_tries``
+    times (jitter relative to the mean diagonal after the first try).
+
+    :raises CholeskyError: naming the matrix, its size and dtype, and the largest jitter tried.
+    """
+    eye = torch.eye(K.shape[-1], dtype=K.dtype, device=K.device)
+    L, info = torch.linalg.cholesky_ex(K + jitter * eye)
+    if not bool(info.any()):
+        return L
+    scale = K.diagonal(dim1=-2, dim2=-1).mean().abs().clamp_min(1e-12).item()
+    tried = jitter
+    for i in range(max_tries):
+        tried = max(jitter, 1e-6 * scale) * 10.0 ** (i + 1)
+        L, info = torch.linalg.cholesky_ex(K + tried * eye)
+        if not bool(info.any()):
+            return L
+    raise CholeskyError(
+        f"Cholesky of {what} ({K.shape[-1]}x{K.shape[-1]}, {K.dtype}) failed even with jitter "
+        f"{tried:.1e} added to the diagonal (mean diagonal {scale:.3g}). Use float64 "
+        "(model dtype='float64'), fewer or better-spread inducing points, or a larger lengthscale")
+
+
+def default_jitter(dtype: torch.dtype) -> float:
+    """GPyTorch's defaults: 1e-6 in float32, 1e-8 in float64."""
+    return 1e-8 if dtype == torch.float64 else 1e-6
+
+
+@dataclass
+class Conditional:
+    """What ``f(x) | u`` needs, computed once per model call: ``proj`` is (M, N) with
+    ``E[f | u] = mean_x + (u - mean_z) @ proj`` (whitened: ``proj = A = L⁻¹K_ZX``, ``u`` the
+    whitened ``v``; unwhitened: ``proj = K_ZZ⁻¹K_ZX``), ``var`` the (N,) conditional variance,
+    ``A`` the (M, N) whitened projection used for ``a_nᵀ S a_n``."""
+
+    proj: torch.Tensor
+    A: torch.Tensor
+    var: torch.Tensor
+    mean_x: torch.Tensor
+    mean_z: torch.Tensor
+    L: torch.Tensor
+    whiten: bool
+
+
+def _drop_data_dim(u: torch.Tensor) -> torch.Tensor:
+    """``u`` of event shape (L, M) drawn under a particle plate has batch (P, 1), the 1 being the
+    data plate's dim; drop it so that ``u @ proj`` lines up as (P, L, N)."""
+    if u.dim() > 3 and u.shape[-3] == 1:
+        u = u.squeeze(-3)
+    return u
+
+
+@effectful(type="svgp_conditional")
+def svgp_conditional(cond: Conditional, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of ``f(x) | u``, each ``(..., N, L)``. Call with ``name="u"``.
+
+    A Pyro effect: :class:`guides.svgp.MarginalizeInducing` replaces it by the moments of
+    ``q(f) = ∫ p(f | u) q(u) du`` when it knows the Gaussian ``q(u)`` that produced ``u``.
+    """
+    u = _drop_data_dim(u)
+    loc = (u - cond.mean_z) @ cond.proj  # (..., L, N)
+    loc = loc.transpose(-1, -2) + cond.mean_x.unsqueeze(-1)
+    return loc, cond.var.unsqueeze(-1).expand_as(loc)
+
+
+def marginal_moments(cond: Conditional, q_loc: torch.Tensor, q_scale_tril: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Moments of :math:`q(f_n)` for :math:`q(u) = \mathcal N(\mu_u, RR^\top)` (in the model's
+    parameterisation: whitened ``v`` or ``u``); ``q_scale_tril=None`` is a point mass. Returns
+    ``(..., N, L)`` mean and variance."""
+    loc = (_drop_data_dim(q_loc) - cond.mean_z) @ cond.proj
+    loc = loc.transpose(-1, -2) + cond.mean_x.unsqueeze(-1)
+    var = cond.var.unsqueeze(-1).expand_as(loc)
+    if q_scale_tril is not None:
+        # a_nᵀ S a_n = |Rᵀ a_n|², with a = proj in the model's own parameterisation
+        RtA = q_scale_tril.transpose(-1, -2) @ cond.proj  # (L, M, N)
+        var = var + RtA.pow(2).sum(-2).transpose(-1, -2)
+    return loc, var
+
+
+class _Bernoulli(PyroModule):
+    num_latents = 1
+
+    def forward(self, f, y=None):
+        return pyro.sample("obs", dist.Bernoulli(logits=f.squeeze(-1)), obs=y)
+
+
+class _StudentT(PyroModule):
+    num_latents = 1
+
+    def __init__(self, df: float, scale: float):
+        super().__init__()
+        if not df > 0 or not scale > 0:
+            raise ValueError(f"student-t needs df > 0 and noise_std > 0, got df={df!r}, "
+                             f"noise_std={scale!r}")
+        self.df = float(df)
+        self.noise_std = PyroParam(torch.tensor(float(scale)), constraints.positive)
+
+    def forward(self, f, y=None):
+        return pyro.sample("obs", dist.StudentT(self.df, f.squeeze(-1), self.noise_std), obs=y)
+
+
+class _Gaussian(PyroModule):
+    num_latents = 1
+
+    def __init__(self, noise_std: float, learn_noise: bool):
+        super().__init__()
+        if not noise_std > 0:
+            raise ValueError(f"noise_std must be > 0, got {noise_std!r}")
+        if learn_noise:
+            self.noise_std = PyroParam(torch.tensor(float(noise_std)), constraints.positive)
+        else:
+            self.register_buffer("noise_std", torch.tensor(float(noise_std)))
+
+    def forward(self, f, y=None):
+        return pyro.sample("obs", dist.Normal(f.squeeze(-1), self.noise_std), obs=y)
+
+    def expected_log_prob(self, loc, var, y):
+        r""":math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log\mathcal N(y \mid f, \sigma^2)
+        = \log\mathcal N(y \mid \mu, \sigma^2) - s^2 / (2\sigma^2)`: the ``obs`` site carries the
+        first term (so it is the observation, also for predictive checks) and a factor the second."""
+        obs = pyro.sample("obs", dist.Normal(loc.squeeze(-1), self.noise_std), obs=y)
+        pyro.factor("obs_var", -0.5 * var.squeeze(-1) / self.noise_std ** 2)
+        return obs
+
+
+class _Softmax(PyroModule):
+    def __init__(self, num_classes: int):
+        super().__init__()
+        if num_classes is None or num_classes < 2:
+            raise ValueError(f"the softmax likelihood needs num_classes >= 2, got {num_classes!r}")
+        self.num_latents = int(num_classes)
+
+    def forward(self, f, y=None):
+        return pyro.sample("obs", dist.Categorical(logits=f), obs=y)
+
+
+def _make_likelihood(name, noise_std, learn_noise, num_classes, student_df):
+    if name == "gaussian":
+        return _Gaussian(noise_std, learn_noise)
+    if name == "bernoulli":
+        return _Bernoulli()
+    if name == "student-t":
+        return _StudentT(student_df, noise_std)
+    if name == "softmax":
+        return _Softmax(num_classes)
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {name!r}")
+
+
+@register_model("svgp", family="gp", test_config=dict(input_dim=2, num_inducing=4))
+class SVGP(ZooModel):
+    """The sparse variational GP model (see the module docstring for the math).
+
+    :param int input_dim: D.
+    :param int num_inducing: M.
+    :param dict kernel: a kernel spec for :func:`models.kernels.build_kernel` (default RBF-ARD
+        with an output scale), or a ready GPyTorch kernel.
+    :param str mean: ``"zero"`` or ``"constant"`` (GPyTorch ``ZeroMean`` / ``ConstantMean``).
+    :param str likelihood: ``"gaussian"`` (learned noise, closed-form expected log-likelihood),
+        ``"bernoulli"`` (logit link, labels 0/1 as floats), ``"student-t"`` (robust regression,
+        learned scale, fixed ``student_df``) or ``"softmax"`` (``num_classes`` latent GPs sharing
+        the kernel; integer labels).
+    :param bool whiten: sample the whitened ``v`` (default) rather than ``u``.
+    :param bool learn_inducing: learn Z (otherwise a buffer).
+    :param float jitter: added to the diagonal of K_ZZ (default: GPyTorch's 1e-6 / 1e-8 in
+        float32 / float64); retried ×10 on a failed Cholesky.
+    :param str dtype: ``"float32"`` or ``"float64"`` (inputs are cast to it).
+    """
+
+    def __init__(self, input_dim: int = 1, num_inducing: int = 64, kernel=None, mean: str = "zero",
+                 likelihood: str = "gaussian", num_classes: int | None = None,
+                 noise_std: float = 0.1, learn_noise: bool = True, student_df: float = 4.0,
+                 whiten: bool = True, learn_inducing: bool = True, jitter: float | None = None,
+                 dtype: str = "float32", num_data: int | None = None):
+        super().__init__(num_data=num_data)
+        if int(input_dim) < 1 or int(num_inducing) < 1:
+            raise ValueError(f"input_dim and num_inducing must be >= 1, got {input_dim}, "
+                             f"{num_inducing}")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.input_dim, self.num_inducing = int(input_dim), int(num_inducing)
+        self.whiten = bool(whiten)
+        self.likelihood_name = likelihood
+        self.likelihood = _make_likelihood(likelihood, noise_std, learn_noise, num_classes,
+                                           student_df)
+        self.num_latents = self.likelihood.num_latents
+        self.kernel = kernel if isinstance(kernel, gpytorch.kernels.Kernel) else \
+            build_kernel(kernel or DEFAULT_KERNEL, self.input_dim)
+        if mean == "zero":
+            self.mean_module = gpytorch.means.ZeroMean()
+        elif mean == "constant":
+            self.mean_module = gpytorch.means.ConstantMean()
+        else:
+            raise ValueError(f"mean must be 'zero' or 'constant', got {mean!r}")
+        z = torch.randn(self.num_inducing, self.input_dim, generator=torch.Generator().manual_seed(0))
+        if learn_inducing:
+            self.inducing_points = nn.Parameter(z)
+        else:
+            self.register_buffer("inducing_points", z)
+        self._jitter = jitter
+        if dtype == "float64":
+            self.double()
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inducing_points.dtype
+
+    @property
+    def jitter(self) -> float:
+        return self._jitter if self._jitter is not None else default_jitter(self.dtype)
+
+    @torch.no_grad()
+    def initialize_inducing(self, x: torch.Tensor, method: str = "kmeans", seed: int = 0,
+                            max_rows: int = 20000) -> torch.Tensor:
+        """Set Z from training inputs: ``"kmeans"`` (scipy's k-means++ then Lloyd, on at most
+        ``max_rows`` random rows), ``"random"`` (a random subset of rows) or ``"data"`` (Z = X,
+        needs M = N)."""
+        x = self._check_x(x)
+        n = x.shape[0]
+        if self.num_inducing > n:
+            raise ValueError(f"num_inducing={self.num_inducing} exceeds the {n} training rows; use "
+                             f"num_inducing <= {n} (num_inducing = N with Z = X is the exact GP)")
+        g = torch.Generator().manual_seed(seed)
+        if method == "data":
+            if self.num_inducing != n:
+                raise ValueError(f"method='data' needs num_inducing == N, got {self.num_inducing}"
+                                 f" and {n}")
+            z = x.clone()
+        elif method == "random":
+            z = x[torch.randperm(n, generator=g)[: self.num_inducing]].clone()
+        elif method == "kmeans":
+            from scipy.cluster.vq import kmeans2
+
+            rows = x if n <= max_rows else x[torch.randperm(n, generator=g)[:max_rows]]
+            centroids, _ = kmeans2(rows.detach().cpu().double().numpy(), self.num_inducing,
+                                   minit="++", seed=seed)
+            z = torch.as_tensor(centroids)
+        else:
+            raise ValueError(f"method must be 'kmeans', 'random' or 'data', got {method!r}")
+        self.inducing_points.data.copy_(z.to(self.inducing_points))
+        return self.inducing_points
+
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[-1] != self.input_dim:
+            raise ValueError(f"x must have shape (N, {self.input_dim}), got {tuple(x.shape)}")
+        return x.to(self.dtype)
+
+    def _check_y(self, x: torch.Tensor, y: torch.Tensor | None):
+        if y is None:
+            return None
+        if y.shape != x.shape[:1]:
+            raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
+        if self.likelihood_name == "softmax":
+            if y.dtype not in (torch.int64, torch.int32):
+                raise ValueError(f"softmax labels must be integers, got dtype {y.dtype}")
+            return y
+        return y.to(self.dtype)
+
+    def example_data(self, num_data: int, generator: torch.Generator | None = None):
+        x = torch.randn(num_data, self.input_dim, generator=generator, dtype=self.dtype)
+        s = x.sum(-1).sin()
+        if self.likelihood_name in ("gaussian", "student-t"):
+            y = s + 0.1 * torch.randn(num_data, generator=generator, dtype=self.dtype)
+        elif self.likelihood_name == "bernoulli":
+            y = (s > 0).to(self.dtype)
+        else:
+            y = torch.randint(self.num_latents, (num_data,), generator=generator)
+        return x, y
+
+    # ------------------------------------------------------------------ the model
+    def prior_u(self, cond: Conditional) -> dist.Distribution:
+        """p(v) = N(0, I) (whitened) or p(u) = N(m(Z), K_ZZ), batch (L,), event (M,), as one
+        ``(L, M)`` event."""
+        shape = (self.num_latents, self.num_inducing)
+        if self.whiten:
+            loc = cond.L.new_zeros(shape)
+            tril = torch.eye(self.num_inducing, dtype=loc.dtype, device=loc.device)
+        else:
+            loc = cond.mean_z.expand(shape)
+            tril = cond.L
+        return dist.MultivariateNormal(loc, scale_tril=tril.expand(shape + tril.shape[-1:])
+                                       ).to_event(1)
+
+    def conditional(self, x: torch.Tensor) -> Conditional:
+        """Kernel algebra of one step: chol(K_ZZ), projections and the conditional variance."""
+        z = self.inducing_points
+        Kzz = self.kernel(z).to_dense()
+        L = stable_cholesky(Kzz, self.jitter)
+        Kzx = self.kernel(z, x).to_dense()
+        A = torch.linalg.solve_triangular(L, Kzx, upper=False)  # (M, N)
+        kxx = self.kernel(x, diag=True)
+        var = (kxx - A.pow(2).sum(-2)).clamp_min(1e-10)
+        proj = A if self.whiten else torch.linalg.solve_triangular(L.transpose(-1, -2), A,
+                                                                   upper=True)
+        mean_x = self.mean_module(x)
+        mean_z = self.mean_module(z).unsqueeze(0) if not self.whiten else \
+            mean_x.new_zeros(1, self.num_inducing)
+        return Conditional(proj=proj, A=A, var=var, mean_x=mean_x, mean_z=mean_z, L=L,
+                           whiten=self.whiten)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._check_x(x)
+        y = self._check_y(x, y)
+        cond = self.conditional(x)
+        u = pyro.sample("u", self.prior_u(cond))
+        loc, var = svgp_conditional(cond, u, name="u")  # (..., N, L)
+        with self.data_plate(x):
+            if isinstance(self.likelihood, _Gaussian) and y is not None:
+                pyro.deterministic("f", loc, event_dim=1)
+                return self.likelihood.expected_log_prob(loc, var, y)
+            eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
+            f = pyro.deterministic("f", loc + var.sqrt() * eps, event_dim=1)
+            return self.likelihood(f, y)
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, guide, chunk_size: int = 4096) -> dict[str, torch.Tensor]:
+        """Closed-form predictive moments under the guide's q(u), ``chunk_size`` rows at a time.
+
+        :returns: ``f_mean``, ``f_var`` of shape (N, L) and, for the Gaussian likelihood,
+            ``y_mean``, ``y_var`` of shape (N,) (noise variance added); all on the CPU.
+        """
+        x = self._check_x(x)
+        if not torch.isfinite(x).all():
+            raise ValueError("x holds NaN or inf; drop or impute those rows before predicting")
+        q_loc, q_tril = guide.q_u()
+        means, variances = [], []
+        for start in range(0, x.shape[0], chunk_size):
+            cond = self.conditional(x[start:start + chunk_size])
+            m, v = marginal_moments(cond, q_loc, q_tril)
+            means.append(m.cpu())
+            variances.append(v.cpu())
+        out = {"f_mean": torch.cat(means), "f_var": torch.cat(variances)}
+        if isinstance(self.likelihood, _Gaussian):
+            out["y_mean"] = out["f_mean"][:, 0]
+            out["y_var"] = out["f_var"][:, 0] + self.likelihood.noise_std.detach().cpu() ** 2
+        return out
+
+    @torch.no_grad()
+    def optimal_q_u(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Titsias' optimal :math:`q(u)` for the Gaussian likelihood on the full data
+        (hyperparameters fixed), in the model's parameterisation. Whitened:
+
+        .. math:: S = (I + \sigma^{-2} A A^\top)^{-1},\qquad \mu = \sigma^{-2} S A (y - m(X)).
+
+        At this q(u) the ELBO equals Titsias' collapsed bound, and with Z = X the exact log
+        marginal likelihood. Returns ``(loc (1, M), scale_tril (1, M, M))``.
+        """
+        if not isinstance(self.likelihood, _Gaussian):
+            raise ValueError("optimal_q_u is closed-form for the gaussian likelihood only")
+        x = self._check_x(x)
+        y = self._check_y(x, y)
+        cond = self.conditional(x)
+        noise_var = self.likelihood.noise_std ** 2
+        A = cond.A
+        eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+        prec = eye + A @ A.T / noise_var
+        Lp = torch.linalg.cholesky(prec)
+        S = torch.cholesky_inverse(Lp)
+        loc = S @ A @ (y - cond.mean_x) / noise_var
+        tril = torch.linalg.cholesky(S)
+        if not self.whiten:  # u = m(Z) + L v: mean and covariance through L
+            loc = cond.mean_z[0] + cond.L @ loc
+            tril = torch.linalg.cholesky(cond.L @ S @ cond.L.T)
+        return loc.unsqueeze(0), tril.unsqueeze(0)
+
+    def hyperparameters(self) -> dict:
+        """Kernel hyperparameters, the likelihood's noise and the mean constant, for reports."""
+        from .kernels import hyperparameters
+
+        out = hyperparameters(self.kernel)
+        noise = getattr(self.likelihood, "noise_std", None)
+        if noise is not None:
+            out["noise_std"] = float(noise.detach())
+        if hasattr(self.mean_module, "constant"):
+            out["mean_constant"] = float(self.mean_module.constant.detach().reshape(-1)[0])
+        return out
+
