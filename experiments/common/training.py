@@ -64,6 +64,12 @@ class FitConfig:
     :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
     :ivar checkpoint_every_s: write history and checkpoint at most this often (seconds), and always
         after the last epoch (a fsync per epoch dominated short epochs).
+    :ivar kl_warmup_epochs: KL warm-up (annealing): the log-densities of *every* latent site, local
+        ones included, in model and guide are scaled by beta = min(1, t / T) at step t (1-based)
+        of T = ``kl_warmup_epochs`` x batches per epoch, so the loss is
+        beta KL - E_q[log p(x | z)] (Bowman et al. 2016; Sønderby et al. 2016). 0 (default): no
+        warm-up. The history's ``kl_beta`` is beta at the epoch's last step; during warm-up
+        ``loss``/``elbo`` are the annealed objective.
     """
 
     epochs: int = 10
@@ -88,6 +94,7 @@ class FitConfig:
     checkpoint: bool = True
     checkpoint_every_s: float = 60.0
     tensorboard: bool = True
+    kl_warmup_epochs: float = 0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> FitConfig:
@@ -105,6 +112,7 @@ class FitConfig:
             (self.clip_norm is None or self.clip_norm > 0, "clip_norm", "None or > 0"),
             (self.kl_schedule in ("uniform", "blundell"), "kl_schedule", "'uniform' or 'blundell'"),
             (self.eval_every >= 1, "eval_every", "an integer >= 1"),
+            (self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -279,6 +287,11 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
                       scheduler=_make_scheduler(cfg, optimizer), config=cfg, generator=generator)
 
 
+def _warmup(beta: float):
+    """KL warm-up factor on every latent site (local ones too); nothing once it reaches 1."""
+    return KLScale(beta, include_local=True) if beta < 1.0 else contextlib.nullcontext()
+
+
 def _elbo_context(guide):
     ctx = getattr(guide, "elbo_context", None)
     return ctx() if ctx is not None else contextlib.nullcontext()
@@ -349,6 +362,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     device = next(iter(state.loss_fn.parameters()), torch.empty(0)).device
     loader = make_loader(dataset, cfg.batch_size, state.generator)
     weights = kl_weights(len(loader), cfg.kl_schedule)
+    warmup_steps = cfg.kl_warmup_epochs * len(loader)
     elbo = state.loss_fn.elbo
     writers = _Writers(cfg.out_dir, cfg.tensorboard)
     params = list(state.loss_fn.parameters())
@@ -367,7 +381,8 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                 for i, batch in enumerate(loader):
                     batch = _to(batch, device)
                     kl_scale = len(weights) * weights[i]
-                    with _elbo_context(state.guide), KLScale(kl_scale):
+                    beta = min(1.0, (state.step + 1) / warmup_steps) if warmup_steps else 1.0
+                    with _elbo_context(state.guide), KLScale(kl_scale), _warmup(beta):
                         loss = state.loss_fn(*batch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
@@ -388,6 +403,8 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                        "log_likelihood": tot_ll / nb, "kl": (tot_ll - (-tot_loss)) / nb,
                        "lr": state.optimizer.param_groups[0]["lr"],
                        "seconds": time.perf_counter() - t0}
+                if warmup_steps:
+                    row["kl_beta"] = beta
                 state.scheduler.step()
                 state.epoch = epoch + 1
                 if eval_fn is not None and (state.epoch % cfg.eval_every == 0

@@ -1,0 +1,215 @@
+"""The VAE pair (models/vae.py, guides/vae.py): likelihood and architecture variants through the pair
+base, bad input, KL warm-up in fit, generation, dynamic binarisation, CUDA.
+
+The analytic oracle (linear decoder = probabilistic PCA) is in tests/test_ppca_oracle.py; the
+``encoder`` and ``flow-encoder`` pairs with the registered test config run in tests/test_pairs.py."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pytest
+import torch
+
+import guides
+import models
+from experiments.common.iwae import iwae_bound
+from experiments.common.kl_schedule import KLScale
+from experiments.common.training import fit, make_elbo
+from experiments.common.vae import DynamicBinarization
+from tests.pair_base import PairTestBase
+
+
+class TestGaussianFrey(PairTestBase):
+    """The paper's Frey Face decoder: sigmoid mean, per-pixel variance from the network."""
+
+    model_name, guide_name = "vae", "encoder"
+    model_config = dict(image_shape=(4, 3), z_dim=2, hidden=(5,), likelihood="gaussian")
+    elbos = ("trace", "meanfield")
+
+
+class TestGaussianSharedScaleFlow(PairTestBase):
+    model_name, guide_name = "vae", "flow-encoder"
+    model_config = dict(image_shape=(5,), z_dim=3, hidden=(), likelihood="gaussian",
+                        gaussian_mean="identity", gaussian_scale="shared")
+    guide_config = {"num_flows": 1, "context_dim": 2}
+
+
+class TestContinuousBernoulli(PairTestBase):
+    model_name, guide_name = "vae", "encoder"
+    model_config = dict(image_shape=(4, 3), z_dim=2, hidden=(5, 4), likelihood="continuous-bernoulli",
+                        activation="relu")
+
+
+class TestConv(PairTestBase):
+    model_name, guide_name = "vae", "encoder"
+    model_config = dict(image_shape=(8, 8), z_dim=2, hidden=(6,), arch="conv", activation="relu")
+
+
+def _pair(**cfg):
+    base = dict(image_shape=(4, 3), z_dim=2, hidden=(5,))
+    model = models.create_model("vae", **{**base, **cfg})
+    return model, guides.create_guide("encoder", model)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+def test_wrong_image_size_is_a_clear_error():
+    model, guide = _pair()
+    for bad in (torch.zeros(3, 4, 4), torch.zeros(3, 11), torch.zeros(12)):
+        with pytest.raises(ValueError, match=r"images must have shape \(N, 4, 3\) or \(N, 12\)"):
+            model(bad)
+        with pytest.raises(ValueError, match="images must have shape"):
+            guide(bad)
+
+
+def test_grey_values_under_bernoulli_are_refused_not_nan():
+    model, guide = _pair()
+    x = torch.rand(6, 4, 3)  # grey levels
+    with pytest.raises(ValueError, match="binary images.*dynamic binarisation"):
+        model(x)
+    # in training (Pyro validation off) too: a clear error, never a silent NaN
+    with pytest.raises(ValueError, match="binary images"):
+        fit(model, guide, (x,), {"epochs": 1, "batch_size": 3, "progress": False, "validate": False})
+
+
+@pytest.mark.parametrize("likelihood", ["continuous-bernoulli", "gaussian"])
+def test_values_outside_unit_interval_are_refused(likelihood):
+    model, _ = _pair(likelihood=likelihood)
+    model(torch.rand(2, 4, 3))  # grey levels are fine
+    with pytest.raises(ValueError, match=r"values in \[0, 1\].*255"):
+        model(255 * torch.rand(2, 4, 3))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model(torch.full((2, 12), math.nan))
+
+
+def test_labels_are_refused():
+    model, _ = _pair()
+    with pytest.raises(ValueError, match="unsupervised"):
+        model(torch.zeros(2, 12), torch.zeros(2))
+
+
+def test_identity_mean_gaussian_accepts_any_real_values():
+    model, _ = _pair(likelihood="gaussian", gaussian_mean="identity")
+    model(torch.randn(3, 12) * 10)
+
+
+@pytest.mark.parametrize("cfg, match", [
+    (dict(likelihood="poisson"), "likelihood"), (dict(arch="resnet"), "arch"),
+    (dict(z_dim=0), "positive"), (dict(arch="conv", image_shape=(6, 6)), "divisible by 4"),
+    (dict(activation="swish"), "activation")])
+def test_bad_configuration(cfg, match):
+    with pytest.raises(ValueError, match=match):
+        _pair(**cfg)
+
+
+def test_flow_encoder_needs_two_latent_dims():
+    model = models.create_model("vae", image_shape=(4,), z_dim=1, hidden=())
+    with pytest.raises(ValueError, match="z_dim >= 2"):
+        guides.create_guide("flow-encoder", model)
+
+
+# --- the pair -----------------------------------------------------------------------------------
+def test_registry_shows_two_guides_for_the_vae():
+    pairs = set(guides.list_pairs())
+    assert {("vae", "encoder"), ("vae", "flow-encoder")} <= pairs
+    assert models.MODELS.meta("vae")["family"] == "vae"
+
+
+def test_trace_sites_and_shapes_under_particles():
+    model, guide = _pair()
+    x = model.example_data(5)[0]
+    with pyro.plate("particles", 3, dim=-2):
+        gt = pyro.poutine.trace(guide).get_trace(x)
+        mt = pyro.poutine.trace(pyro.poutine.replay(model, trace=gt)).get_trace(x)
+    assert gt.nodes["z"]["value"].shape == (3, 5, 2)
+    assert mt.nodes["f"]["value"].shape == (3, 5, 12)
+    assert mt.nodes["obs"]["value"].shape == (5, 12)
+    assert mt.nodes["obs"]["fn"].batch_shape == (3, 5)
+
+
+def test_meanfield_and_trace_elbo_agree_in_expectation():
+    """The closed-form KL (TraceMeanField_ELBO) and the Monte Carlo KL estimate the same ELBO."""
+    model, guide = _pair()
+    x = model.example_data(8)[0]
+    guide(x)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        mc = torch.stack([make_elbo("trace", 200)(model, guide)(x) for _ in range(5)])
+        cf = torch.stack([make_elbo("meanfield", 200)(model, guide)(x) for _ in range(5)])
+    se = (mc.var() / 5 + cf.var() / 5).sqrt()
+    assert abs(float(mc.mean() - cf.mean())) < 4 * float(se) + 0.05
+
+
+def test_decode_and_sample_shapes_and_ranges():
+    model, _ = _pair()
+    imgs = model.sample(7, generator=torch.Generator().manual_seed(0))
+    assert imgs.shape == (7, 4, 3) and ((imgs >= 0) & (imgs <= 1)).all()
+    assert model.decode(torch.zeros(2, 3, 2)).shape == (2, 3, 4, 3)
+
+
+def test_training_improves_the_test_bound():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    protos = (torch.rand(3, 12, generator=g) > 0.5).float()  # three binary "digits" with noise
+    x = protos[torch.randint(3, (300,), generator=g)]
+    x = torch.where(torch.rand(x.shape, generator=g) < 0.05, 1 - x, x)
+    model, guide = _pair(hidden=(16,))
+    before = iwae_bound(model, guide, x[:100], k=1)
+    fit(model, guide, (x[100:],), {"epochs": 15, "batch_size": 50, "lr": 0.01, "elbo": "meanfield",
+                                   "progress": False, "checkpoint": False})
+    after = iwae_bound(model, guide, x[:100], k=1)
+    assert after > before + 2.0, (before, after)
+
+
+# --- KL warm-up -----------------------------------------------------------------------------------
+def test_kl_scale_zero_on_local_latents_leaves_the_reconstruction_term():
+    model, guide = _pair()
+    x = model.example_data(6)[0]
+    guide(x)
+    elbo = make_elbo("trace")
+    loss_fn = elbo(model, guide)
+    with KLScale(0.0, include_local=True):
+        loss = loss_fn(x)
+    torch.testing.assert_close(loss.item(), -elbo.last_log_likelihood, rtol=1e-5, atol=1e-4)
+
+
+def test_kl_warmup_in_fit_ramps_beta_per_step():
+    model, guide = _pair()
+    x = model.example_data(40)[0]
+    state = fit(model, guide, (x,), {"epochs": 4, "batch_size": 10, "kl_warmup_epochs": 2,
+                                     "progress": False, "checkpoint": False})
+    betas = [row["kl_beta"] for row in state.history]
+    assert betas == pytest.approx([0.5, 1.0, 1.0, 1.0])
+    plain = fit(*_pair(), (x,), {"epochs": 1, "batch_size": 10, "progress": False})
+    assert "kl_beta" not in plain.history[0]
+    with pytest.raises(ValueError, match="kl_warmup_epochs"):
+        fit(*_pair(), (x,), {"epochs": 1, "kl_warmup_epochs": -1, "progress": False})
+
+
+# --- data -----------------------------------------------------------------------------------------
+def test_dynamic_binarization_resamples_binary_images():
+    x = torch.rand(50, 4, 3)
+    ds = DynamicBinarization(x)
+    (a,), (b,) = ds[list(range(50))], ds[list(range(50))]
+    assert a.shape == (50, 4, 3) and ((a == 0) | (a == 1)).all()
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        DynamicBinarization(x * 2)
+    model, guide = _pair()
+    state = fit(model, guide, ds, {"epochs": 1, "batch_size": 25, "progress": False})
+    assert math.isfinite(state.history[0]["loss"])
+
+
+# --- CUDA -----------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("guide_name", ["encoder", "flow-encoder"])
+def test_fit_and_iwae_on_cuda(guide_name):
+    model = models.create_model("vae", image_shape=(8, 8), z_dim=3, hidden=(16,))
+    guide = guides.create_guide(guide_name, model)
+    x = (torch.rand(64, 8, 8) > 0.5).float()
+    fit(model, guide, (x,), {"epochs": 2, "batch_size": 32, "device": "cuda", "progress": False})
+    assert model.z_loc.is_cuda
+    b = iwae_bound(model, guide, x.cuda(), k=20, k_chunk=8)
+    assert math.isfinite(b)
+    assert model.sample(4).is_cuda
