@@ -35,13 +35,13 @@ def _init_loc_fn(model):
     return init_to_value(values=model.initial_values(), fallback=init_to_median)
 
 
-@register_guide("auto-normal", models=("bnn",), family="bnn")
+@register_guide("auto-normal", models=("bnn", "rff-gp"), family="bnn")
 def build_auto_normal(model, init_scale: float = 1e-2):
     """Diagonal Gaussian autoguide (:class:`~pyro.infer.autoguide.AutoNormal`)."""
     return AutoNormal(model, init_loc_fn=_init_loc_fn(model), init_scale=init_scale)
 
 
-@register_guide("auto-lowrank", models=("bnn",), family="bnn")
+@register_guide("auto-lowrank", models=("bnn", "rff-gp"), family="bnn")
 def build_auto_lowrank(model, rank: int = 10, init_scale: float = 1e-2):
     """Low-rank plus diagonal multivariate normal over all latents jointly
     (:class:`~pyro.infer.autoguide.AutoLowRankMultivariateNormal`)."""

@@ -169,7 +169,7 @@ class MeanFieldGuide(PyroModule):
                 for n in self._sites}
 
 
-@register_guide("mean-field", models=("bnn",), family="bnn")
+@register_guide("mean-field", models=("bnn", "rff-gp"), family="bnn")
 def build_mean_field(model, **cfg) -> MeanFieldGuide:
     """Bayes by Backprop; ``cfg``: ``init_scale``, ``local_reparam``, ``flipout``."""
     return MeanFieldGuide(model, **cfg)

@@ -1,0 +1,261 @@
+r"""The weight-space view of a GP (survey §4): random Fourier features vs the exact RBF GP.
+
+The survey's weight-space view writes a GP as :math:`f(x) = \sum_j w_j \phi_j(x)` with a Gaussian
+prior on w and :math:`k(x, x') = \sum_j \phi_j(x)\phi_j(x')`. With R random Fourier features
+(Rahimi & Recht 2007; model ``rff-gp``, :mod:`models.rff`) the sum is a Monte Carlo estimate of
+the RBF kernel :math:`s^2 \exp(-|x-x'|^2/(2\ell^2))`, and variational inference over the R
+coefficients is trained by the zoo's ``fit`` loop like any other pair.
+
+Three posteriors of the latent f on a grid are compared, for R ∈ ``num_features`` (the
+variational ones for R ∈ ``vi_features``):
+
+* the **exact GP** with GPyTorch's ``ScaleKernel(RBFKernel())`` (ℓ, s² and the noise σ fixed to
+  the values the features approximate): :math:`m = K_{*n}(K + \sigma^2 I)^{-1} y`,
+  :math:`v = k_{**} - K_{*n}(K + \sigma^2 I)^{-1} K_{n*}`, by a float64 Cholesky solve;
+* the **closed-form posterior of the Bayesian linear model** on the features
+  (:meth:`models.rff.RFFGP.exact_posterior`): its distance to the exact GP is the *RFF
+  approximation error*, which shrinks like :math:`O(R^{-1/2})` (averaged over
+  ``num_feature_seeds`` feature draws);
+* the **variational posteriors** trained by ``fit`` (``auto-mvn``: full covariance, which contains
+  the exact posterior; ``mean-field``: diagonal, which cannot represent the correlations between
+  coefficients): their distance to the closed form is the *variational error*.
+
+Predictive means and variances of the VI guides are computed from the guide's Gaussian
+:math:`q(w) = \mathcal N(\mu_q, \Sigma_q)` in closed form, :math:`\phi^\top\mu_q` and
+:math:`\phi^\top\Sigma_q\phi`, so no Monte Carlo noise enters the errors; the figure's bands are
+drawn from the shared :func:`~experiments.common.predictive.posterior_predictive`.
+
+Metrics (RMS and max abs over the grid; ``<R>`` each feature count):
+``blr_mean_rms_R<R>``, ``blr_var_rms_R<R>`` (+ ``_maxabs``): closed form vs exact GP, mean over
+feature seeds; ``<guide>_mean_rms_R<R>``, ``<guide>_var_rms_R<R>`` (+ ``_maxabs``): VI vs exact
+GP; ``<guide>_vs_blr_mean_rms_R<R>``, ``<guide>_vs_blr_var_rms_R<R>``: VI vs the closed form
+of the same features.
+
+Expected: closed-form errors fall roughly as R^-1/2 (variance RMS from ~0.1 at R=10 to ~0.01
+at R=1000); the full-covariance guide stays close to the closed form (variational error below
+the RFF error for small R); mean-field underestimates the predictive variance, increasingly so as R
+(and the posterior correlations) grow. Hardware/time: a few minutes on 2 CPU cores (``--smoke``:
+seconds). Numbers in the README.
+
+Run: ``python -m experiments run weight-space-gp [--smoke]``
+
+References
+
+[1] Rahimi, Recht. *Random Features for Large-Scale Kernel Machines*. NIPS 2007.
+[2] Rasmussen, Williams. *Gaussian Processes for Machine Learning*. MIT Press 2006 (§2.1, §2.2).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gpytorch
+import numpy as np
+import torch
+from pyro.infer.autoguide import AutoContinuous, AutoNormal
+
+import guides
+import models
+
+from .common.plotting import new_figure, plot_predictive_band, save_figure
+from .common.predictive import posterior_predictive
+from .common.training import fit
+from .registry import register_experiment
+
+log = logging.getLogger(__name__)
+
+
+def get_config(smoke: bool = False) -> dict:
+    cfg = {
+        "seed": 0,
+        "data": {"num_train": 100, "x_range": [-3.0, 3.0], "gap": [-0.8, 0.8],
+                 "grid": [-5.0, 5.0], "num_grid": 201},
+        "kernel": {"lengthscale": 0.7, "outputscale": 1.0, "noise_std": 0.2},
+        "num_features": [10, 50, 200, 1000],  # closed-form posterior for each
+        "vi_features": [10, 50, 200],  # variational fits (the full-covariance guide is O(R²))
+        "num_feature_seeds": 10,
+        "guides": {"auto-mvn": {"init_scale": 0.1}, "mean-field": {"init_scale": 0.1}},
+        "fit": {"epochs": 1500, "batch_size": 100, "lr": 0.05, "num_particles": 4,
+                "lr_schedule": "cosine", "checkpoint": False, "tensorboard": False},
+        "band_features": [10, 50, 200],
+        "predict": {"num_samples": 500},
+    }
+    if smoke:
+        cfg["data"].update(num_train=30, num_grid=41)
+        cfg["num_features"] = [10, 50]
+        cfg["vi_features"] = [10, 50]
+        cfg["num_feature_seeds"] = 2
+        cfg["fit"]["epochs"] = 20
+        cfg["band_features"] = [10, 50]
+        cfg["predict"]["num_samples"] = 20
+    return cfg
+
+
+def make_data(num_train: int, x_range, gap, noise_std: float, seed: int):
+    """1-D regression data: ``y = sin(1.5x) + 0.3 cos(4x) + ε``, x uniform on the range with a
+    gap (where the predictive variance should grow)."""
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = x_range
+    g_lo, g_hi = gap
+    width = (g_lo - lo) + (hi - g_hi)
+    t = torch.rand(num_train, generator=gen) * width
+    x = torch.where(t < g_lo - lo, lo + t, g_hi + t - (g_lo - lo))
+    x, _ = x.sort()
+    f = torch.sin(1.5 * x) + 0.3 * torch.cos(4 * x)
+    y = f + noise_std * torch.randn(num_train, generator=gen)
+    return x.unsqueeze(-1), y
+
+
+def rbf_kernel(lengthscale: float, outputscale: float):
+    """GPyTorch's ``ScaleKernel(RBFKernel())`` with fixed hyperparameters:
+    s² exp(-|x - x'|²/(2ℓ²))."""
+    kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel()).double()
+    kernel.base_kernel.lengthscale = lengthscale
+    kernel.outputscale = outputscale
+    return kernel
+
+
+@torch.no_grad()
+def exact_gp_predict(kernel, x, y, x_star, noise_std: float):
+    """Posterior mean and variance of the latent f at ``x_star`` (float64 Cholesky solve)."""
+    x, y, x_star = x.double(), y.double(), x_star.double()
+    k_nn = kernel(x, x).to_dense() + noise_std**2 * torch.eye(len(x), dtype=torch.float64)
+    k_sn = kernel(x_star, x).to_dense()
+    k_ss = kernel(x_star, diag=True)
+    chol = torch.linalg.cholesky(k_nn)
+    alpha = torch.cholesky_solve(y.unsqueeze(-1), chol)[:, 0]
+    v = torch.linalg.solve_triangular(chol, k_sn.T, upper=False)
+    return k_sn @ alpha, k_ss - (v * v).sum(0)
+
+
+def gaussian_q(guide) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of ``w`` under a Gaussian guide (mean-field, AutoNormal, or any
+    AutoContinuous such as AutoMultivariateNormal / AutoLowRankMultivariateNormal)."""
+    with torch.no_grad():
+        if hasattr(guide, "w_loc"):  # guides.mean_field.MeanFieldGuide
+            return guide.w_loc.double(), torch.diag(guide.w_scale.double() ** 2)
+        if isinstance(guide, AutoNormal):
+            loc, scale = guide._get_loc_and_scale("w")
+            return loc.double(), torch.diag(scale.double() ** 2)
+        if isinstance(guide, AutoContinuous):
+            post = guide.get_posterior()
+            return post.loc.double(), post.covariance_matrix.double()
+    raise TypeError(f"no closed-form Gaussian for guide {type(guide).__name__}")
+
+
+def _errors(mean, var, ref_mean, ref_var, prefix: str) -> dict[str, float]:
+    dm, dv = (mean - ref_mean).abs(), (var - ref_var).abs()
+    return {f"{prefix}_mean_rms": float(dm.pow(2).mean().sqrt()),
+            f"{prefix}_mean_maxabs": float(dm.max()),
+            f"{prefix}_var_rms": float(dv.pow(2).mean().sqrt()),
+            f"{prefix}_var_maxabs": float(dv.max())}
+
+
+@register_experiment(
+    "weight-space-gp", paper="Rahimi & Recht 2007 (random features); survey §4 (weight-space view)",
+    figure="survey §4 (weight-space view of a GP)", data=("synthetic",), get_config=get_config,
+    paper_numbers={"blr_var_rms": "O(R^-1/2) approximation error (Rahimi & Recht 2007)"})
+def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
+    seed = int(config["seed"])
+    dcfg, kcfg = config["data"], config["kernel"]
+    ell, s2, sigma = float(kcfg["lengthscale"]), float(kcfg["outputscale"]), float(kcfg["noise_std"])
+    feature_counts = [int(r) for r in config["num_features"]]
+    if not feature_counts or any(r < 1 for r in feature_counts):
+        raise ValueError(f"num_features must be a non-empty list of integers >= 1, got "
+                         f"{config['num_features']}")
+    vi_counts = [int(r) for r in config["vi_features"]]
+    if not set(vi_counts) <= set(feature_counts):
+        raise ValueError(f"vi_features {vi_counts} must be a subset of num_features "
+                         f"{feature_counts}")
+    num_seeds = int(config["num_feature_seeds"])
+    if num_seeds < 1:
+        raise ValueError(f"num_feature_seeds must be >= 1, got {num_seeds}")
+    x, y = make_data(int(dcfg["num_train"]), dcfg["x_range"], dcfg["gap"], sigma, seed)
+    grid = torch.linspace(*dcfg["grid"], int(dcfg["num_grid"])).unsqueeze(-1)
+    gp_mean, gp_var = exact_gp_predict(rbf_kernel(ell, s2), x, y, grid, sigma)
+    model_cfg = dict(in_features=1, lengthscale=ell, outputscale=s2, noise_std=sigma,
+                     learn_noise=False)
+
+    metrics: dict = {"exact_gp_var_mean": float(gp_var.mean())}
+    bands: dict = {}
+    for r in feature_counts:
+        # RFF approximation error: the closed-form posterior over several feature draws
+        errs = []
+        for k in range(num_seeds):
+            m = models.create_model("rff-gp", num_features=r, feature_seed=seed * 1000 + k,
+                                    **model_cfg)
+            mean_w, cov_w = m.exact_posterior(x, y)
+            errs.append(_errors(*m.predict_f(grid, mean_w, cov_w), gp_mean, gp_var, "blr"))
+        for key in errs[0]:
+            metrics[f"{key}_R{r}"] = float(np.mean([e[key] for e in errs]))
+        # variational fits on the first feature draw, by the shared SVI loop
+        for gname, gcfg in (config["guides"].items() if r in vi_counts else ()):
+            model = models.create_model("rff-gp", num_features=r, feature_seed=seed * 1000,
+                                        **model_cfg)
+            mean_w, cov_w = model.exact_posterior(x, y)
+            blr_mean, blr_var = model.predict_f(grid, mean_w, cov_w)
+            guide = guides.create_guide(gname, model, **gcfg)
+            fit_cfg = {**config["fit"], "seed": seed, "device": device,
+                       "out_dir": str(out_dir / f"{gname}_R{r}")}
+            state = fit(model, guide, (x, y), fit_cfg)
+            model.cpu()
+            guide.cpu()
+            q_mean, q_var = model.predict_f(grid, *gaussian_q(guide))
+            metrics.update({f"{k}_R{r}": v for k, v in
+                            _errors(q_mean, q_var, gp_mean, gp_var, gname).items()})
+            metrics.update({f"{k}_R{r}": v for k, v in
+                            _errors(q_mean, q_var, blr_mean, blr_var, f"{gname}_vs_blr").items()})
+            metrics[f"{gname}_final_elbo_R{r}"] = state.history[-1]["elbo"]
+            log.info("R=%d %s: var RMS vs GP %.3g (closed form %.3g), vs closed form %.3g", r,
+                     gname, metrics[f"{gname}_var_rms_R{r}"], metrics[f"blr_var_rms_R{r}"],
+                     metrics[f"{gname}_vs_blr_var_rms_R{r}"])
+            if r in config["band_features"] and gname == next(iter(config["guides"])):
+                pred = posterior_predictive(model, guide, grid,
+                                            num_samples=int(config["predict"]["num_samples"]),
+                                            return_sites=("f",), seed=seed)
+                bands[r] = pred["f"][..., 0]
+    metrics["figure"] = [str(p) for p in _figure(out_dir, config, x, y, grid, gp_mean, gp_var,
+                                                  bands, metrics, feature_counts, vi_counts)]
+    return metrics
+
+
+def _figure(out_dir, config, x, y, grid, gp_mean, gp_var, bands, metrics, feature_counts,
+            vi_counts):
+    gnames = list(config["guides"])
+    ncols = max(len(bands), 1) + 2
+    fig, axes = new_figure(ncols=ncols, width=3.6, height=3.0, squeeze=False)
+    axes = axes[0]
+    g = grid[:, 0]
+    sd = gp_var.clamp_min(0).sqrt()
+    for ax, (r, samples) in zip(axes, sorted(bands.items())):
+        plot_predictive_band(ax, g, samples, quantiles=(0.025, 0.5, 0.975),
+                             label=f"RFF R={r} ({gnames[0]})", x_train=x[:, 0], y_train=y)
+        ax.plot(g, gp_mean, "k-", lw=1.0, label="exact GP (mean ± 1.96 sd)")
+        ax.plot(g, gp_mean + 1.96 * sd, "k--", lw=0.8)
+        ax.plot(g, gp_mean - 1.96 * sd, "k--", lw=0.8)
+        ax.set_title(f"R = {r}")
+        ax.set_ylim(-3.5, 3.5)
+        ax.set_xlabel("x")
+    axes[0].legend(fontsize=6, loc="lower left")
+    rs = np.array(feature_counts, dtype=float)
+    for ax, what in zip(axes[-2:], ("mean", "var")):
+        ax.loglog(rs, [metrics[f"blr_{what}_rms_R{r}"] for r in feature_counts], "ko-",
+                  label="closed form vs GP (RFF error)")
+        for i, gname in enumerate(gnames):
+            ax.loglog(vi_counts, [metrics[f"{gname}_{what}_rms_R{r}"] for r in vi_counts], "o-",
+                      color=f"C{i}", label=f"{gname} vs GP")
+            ax.loglog(vi_counts, [metrics[f"{gname}_vs_blr_{what}_rms_R{r}"] for r in vi_counts],
+                      "s:", color=f"C{i}", label=f"{gname} vs closed form (VI error)")
+        ref = metrics[f"blr_{what}_rms_R{feature_counts[0]}"]
+        ax.loglog(rs, ref * (rs / rs[0]) ** -0.5, color="0.6", lw=0.8, label="∝ R^-1/2")
+        ax.set_xlabel("random features R")
+        ax.set_title(f"RMS error of the predictive {'mean' if what == 'mean' else 'variance'}")
+    axes[-1].legend(fontsize=6)
+    return save_figure(fig, out_dir / "weight_space_gp")
+
+
+if __name__ == "__main__":
+    from .__main__ import main
+
+    raise SystemExit(main(["run", "weight-space-gp"]))
