@@ -1,0 +1,1 @@
+"""Micro-benchmarks of training steps (run as ``python -m experiments.benchmarks.<name>``)."""

@@ -1,0 +1,24 @@
+"""The SVGP step benchmark runs end to end at toy sizes (not timed: it only must not rot)."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.benchmarks import svgp_step
+
+
+def test_svgp_step_benchmark_runs_at_toy_size(capsys):
+    out = svgp_step.main(["--steps", "1", "--repeats", "1", "--warmup", "1", "--num-inducing", "16",
+                          "--batch-size", "32", "--synthetic", "200"])
+    printed = capsys.readouterr().out
+    for name in ("zoo (cholesky, meanfield)", "zoo (cholesky, trace)", "gpytorch (native)",
+                 "pyro.contrib.gp"):
+        assert f"| {name} |" in out and f"| {name} |" in printed
+    assert "| gpytorch (native) |" in out and "1.00×" in out
+
+
+def test_svgp_step_benchmark_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        svgp_step.main(["--steps", "0", "--synthetic", "50"])
+    with pytest.raises(SystemExit):
+        svgp_step.main(["--methods", "zoo-meanfield,sklearn", "--synthetic", "50"])
