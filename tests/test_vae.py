@@ -213,3 +213,14 @@ def test_fit_and_iwae_on_cuda(guide_name):
     b = iwae_bound(model, guide, x.cuda(), k=20, k_chunk=8)
     assert math.isfinite(b)
     assert model.sample(4).is_cuda
+
+
+# --- benchmark script -----------------------------------------------------------------------------
+def test_benchmark_script_runs_at_toy_size(capsys):
+    from experiments.benchmarks import vae_step
+
+    ratios = vae_step.main(["--steps", "2", "--repeats", "1", "--warmup", "1", "--hidden", "8",
+                            "--z-dim", "2", "--batch-size", "4"])
+    assert set(ratios) == {"plain torch", "zoo (meanfield)", "zoo (trace)"}
+    assert ratios["plain torch"] == 1.0 and all(math.isfinite(r) and r > 0 for r in ratios.values())
+    assert "| zoo (meanfield) |" in capsys.readouterr().out

@@ -134,4 +134,46 @@ def train_vae(data: ImageData, model_cfg: dict, guide_name: str, guide_cfg: dict
     return model, guide, state
 
 
-__all__ = ["DynamicBinarization", "ImageData", "elbo_eval_fn", "load_images", "train_vae"]
+
+
+
+# --------------------------------------------------------------------------------------------
+# Kingma & Welling (2014) settings, shared by the kingma-fig* experiments
+# --------------------------------------------------------------------------------------------
+
+#: the paper's networks: one hidden tanh layer, 500 units (MNIST, Bernoulli decoder) or 200 (Frey
+#: Face, Gaussian decoder with sigmoid mean and per-pixel variance from the network)
+KINGMA_MODELS = {
+    "mnist": {"hidden": [500], "activation": "tanh", "likelihood": "bernoulli"},
+    "frey": {"hidden": [200], "activation": "tanh", "likelihood": "gaussian",
+             "gaussian_scale": "network", "min_scale": 0.01},
+}
+KINGMA_DATA = {"mnist": {"binarization": "dynamic", "num_train": None, "num_test": 1000},
+               "frey": {"binarization": "none", "num_train": None, "num_test": 200}}
+
+
+def kingma_data(dataset: str, cfg: dict, data_dir=None, seed: int = 0) -> ImageData:
+    return load_images(dataset, cfg["binarization"], data_dir=data_dir, num_train=cfg["num_train"],
+                       num_test=cfg["num_test"], seed=seed)
+
+
+def image_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    """(B, H, W) images -> one (rows*H, nrow*W) mosaic (missing tiles blank)."""
+    b, h, w = images.shape
+    rows = -(-b // nrow)
+    canvas = torch.ones(rows * h, nrow * w)
+    for i in range(b):
+        r, c = divmod(i, nrow)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = images[i]
+    return canvas
+
+
+def latent_grid(n: int, eps: float = 0.5) -> torch.Tensor:
+    """An n x n grid of 2-D codes: the unit square at (i + eps) / n mapped through the inverse
+    Gaussian CDF (Kingma & Welling, Fig. 4), as (n * n, 2), row-major from the top-left."""
+    u = (torch.arange(n, dtype=torch.float64) + eps) / n
+    z = torch.distributions.Normal(0.0, 1.0).icdf(u).float()
+    zy, zx = torch.meshgrid(z.flip(0), z, indexing="ij")
+    return torch.stack([zx.reshape(-1), zy.reshape(-1)], dim=-1)
+__all__ = ["DynamicBinarization", "ImageData", "KINGMA_DATA", "KINGMA_MODELS", "elbo_eval_fn", "image_grid",
+           "kingma_data", "latent_grid", "load_images", "train_vae"]

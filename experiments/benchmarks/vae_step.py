@@ -1,0 +1,206 @@
+r"""Time one VAE training step: the zoo's ``vae`` + ``encoder`` pair against a plain-PyTorch VAE.
+
+Both train the same 784-400-50 networks (encoder 784 -> 400 softplus -> 2 x 50 for the mean and
+the scale :math:`\mathrm{softplus}(\cdot) + 10^{-4}`; decoder 50 -> 400 softplus -> 784 Bernoulli
+logits, as in Pyro's ``examples/vae/vae.py``) on minibatches of B = 128 binary MNIST-sized images
+with Adam (lr 1e-3), float32. One *step* is the minibatch estimate of the negative ELBO,
+``backward``, ``optimizer.step`` and ``loss.item()``.
+
+* ``plain torch``: the textbook VAE loss, :math:`\sum_n [\mathrm{BCE}(x_n, \ell(z_n)) +
+  \mathrm{KL}(q(z_n\mid x_n)\,\|\,\mathcal N(0, I))]` with the closed-form KL and one
+  reparameterised sample.
+* ``zoo (meanfield)``: the ``vae`` model and ``encoder`` guide after
+  :func:`experiments.common.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
+  estimator as plain torch), stepped exactly as :func:`experiments.common.training.fit` steps them
+  (``guide.elbo_context()`` and ``KLScale`` around ``state.loss_fn(x)``, the finite-loss check,
+  ``zero_grad``, ``backward``, ``optimizer.step``, ``loss.item()``, the recorded log-likelihood),
+  with the model's data check on (the default).
+* ``zoo (trace)``: the same with ``elbo="trace"`` (Monte Carlo KL).
+
+Pyro's validation is off (as in ``fit``) and torch uses ``--threads`` intra-op threads (default 1:
+the machines are shared, and one thread makes the ratio about the work done). The methods are timed
+*interleaved*: in each of ``--repeats`` rounds every method runs ``--warmup`` untimed steps then
+``--steps`` timed steps, in a rotating round-robin order; the table reports the median over rounds
+of the mean ms/step, and each method's ratio to plain torch. ``--profile`` prints the
+torch-profiler table of the zoo step.
+
+Run: ``python -m experiments.benchmarks.vae_step [--steps 50 --repeats 9 --batch-size 128
+--hidden 400 --z-dim 50 --threads 1 --device cpu]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import pyro
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import guides
+import models
+from experiments.common.kl_schedule import KLScale
+from experiments.common.training import _elbo_context, setup
+
+LR = 1e-3
+X_DIM = 784
+
+
+class Batches:
+    """A fixed pool of random binary minibatches, served round-robin (no data cost in the loop)."""
+
+    def __init__(self, batch_size: int, device, pool: int = 16, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        p = torch.rand(pool, batch_size, X_DIM, generator=g)
+        self.batches = [torch.bernoulli(p[i], generator=g).to(device) for i in range(pool)]
+        self.i = 0
+
+    def __call__(self) -> torch.Tensor:
+        self.i = (self.i + 1) % len(self.batches)
+        return self.batches[self.i]
+
+
+class PlainVAE(nn.Module):
+    def __init__(self, hidden: int, z_dim: int):
+        super().__init__()
+        self.z_dim = z_dim
+        self.enc = nn.Sequential(nn.Linear(X_DIM, hidden), nn.Softplus(), nn.Linear(hidden, 2 * z_dim))
+        self.dec = nn.Sequential(nn.Linear(z_dim, hidden), nn.Softplus(), nn.Linear(hidden, X_DIM))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.enc(x)
+        loc, scale = h[:, : self.z_dim], F.softplus(h[:, self.z_dim:]) + 1e-4
+        z = loc + scale * torch.randn_like(loc)
+        rec = F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="sum")
+        kl = 0.5 * (scale**2 + loc**2 - 1 - 2 * torch.log(scale)).sum()
+        return rec + kl
+
+
+def plain_step(hidden, z_dim, batches, device) -> Callable[[], float]:
+    model = PlainVAE(hidden, z_dim).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+
+    def step() -> float:
+        loss = model.loss(batches())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def zoo_pair(hidden, z_dim, batch_size, elbo, device):
+    model = models.create_model("vae", image_shape=(X_DIM,), z_dim=z_dim, hidden=(hidden,),
+                                activation="softplus", likelihood="bernoulli")
+    guide = guides.create_guide("encoder", model)
+    x0 = torch.bernoulli(torch.full((batch_size, X_DIM), 0.5))
+    state = setup(model, guide, (x0,), {"batch_size": batch_size, "lr": LR, "elbo": elbo,
+                                        "device": str(device), "progress": False})
+    return state
+
+
+def zoo_step(hidden, z_dim, batch_size, elbo, batches, device) -> Callable[[], float]:
+    """The zoo's pair, set up by ``setup`` and stepped as ``fit`` steps it."""
+    state = zoo_pair(hidden, z_dim, batch_size, elbo, device)
+
+    def step() -> float:
+        xb = batches()
+        with _elbo_context(state.guide), KLScale(1.0):
+            loss = state.loss_fn(xb)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("non-finite loss")
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        _ = state.loss_fn.elbo.last_log_likelihood
+        return loss.item()
+
+    return step
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,
+              device) -> dict[str, list[float]]:
+    """ms/step of each method in each round, interleaved round-robin (rotating start)."""
+    names = list(methods)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            step = methods[name]
+            for _ in range(warmup):
+                step()
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+            times[name].append(1000 * (time.perf_counter() - t0) / steps)
+    return times
+
+
+def main(argv=None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=400)
+    p.add_argument("--z-dim", type=int, default=50)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--profile", action="store_true", help="print the torch profile of the zoo step")
+    args = p.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args) -> dict[str, float]:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    batches = Batches(args.batch_size, device)
+    with pyro.validation_enabled(False):
+        methods = {
+            "plain torch": plain_step(args.hidden, args.z_dim, batches, device),
+            "zoo (meanfield)": zoo_step(args.hidden, args.z_dim, args.batch_size, "meanfield", batches,
+                                        device),
+            "zoo (trace)": zoo_step(args.hidden, args.z_dim, args.batch_size, "trace", batches, device),
+        }
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            step = methods["zoo (meanfield)"]
+            for _ in range(10):
+                step()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(20):
+                    step()
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        times = benchmark(methods, args.steps, args.repeats, args.warmup, device)
+    base = statistics.median(times["plain torch"])
+    print(f"VAE step, {X_DIM}-{args.hidden}-{args.z_dim}, batch {args.batch_size}, {device}, "
+          f"{args.threads} thread(s), median of {args.repeats} interleaved rounds of {args.steps} steps")
+    print("| method | ms/step | ratio to plain torch |")
+    print("|---|---|---|")
+    ratios = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        ratios[name] = med / base
+        print(f"| {name} | {med:.2f} | {med / base:.2f}x |")
+    return ratios
+
+
+if __name__ == "__main__":
+    main()
