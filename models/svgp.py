@@ -463,31 +463,39 @@ class SVGP(ZooModel):
         return out
 
     @torch.no_grad()
-    def optimal_q_u(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def optimal_q_u(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 8192
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Titsias' optimal :math:`q(u)` for the Gaussian likelihood on the full data
         (hyperparameters fixed), in the model's parameterisation. Whitened:
 
         .. math:: S = (I + \sigma^{-2} A A^\top)^{-1},\qquad \mu = \sigma^{-2} S A (y - m(X)).
 
         At this q(u) the ELBO equals Titsias' collapsed bound, and with Z = X the exact log
-        marginal likelihood. Returns ``(loc (1, M), scale_tril (1, M, M))``.
+        marginal likelihood. :math:`AA^\top` and :math:`A(y - m)` are accumulated ``chunk_size``
+        rows at a time (O(M² + M·chunk) memory, O(N M²) time), so it also serves as the
+        initialisation of q(u) on large data ("collapsed" start: Adam on q(u) from the prior
+        needs thousands of steps when the noise is small against the signal).
+        Returns ``(loc (1, M), scale_tril (1, M, M))``.
         """
         if not isinstance(self.likelihood, _Gaussian):
             raise ValueError("optimal_q_u is closed-form for the gaussian likelihood only")
         x = self._check_x(x)
         y = self._check_y(x, y)
-        cond = self.conditional(x)
         noise_var = self.likelihood.noise_std ** 2
-        A = cond.A
-        eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
-        prec = eye + A @ A.T / noise_var
-        Lp = torch.linalg.cholesky(prec)
-        S = torch.cholesky_inverse(Lp)
-        loc = S @ A @ (y - cond.mean_x) / noise_var
+        eye = torch.eye(self.num_inducing, dtype=self.dtype, device=x.device)
+        prec, rhs = eye.clone(), eye.new_zeros(self.num_inducing)
+        for start in range(0, x.shape[0], chunk_size):
+            cond = self.conditional(x[start:start + chunk_size])
+            A = cond.A
+            prec += A @ A.T / noise_var
+            rhs += A @ (y[start:start + chunk_size] - cond.mean_x) / noise_var
+        S = torch.cholesky_inverse(torch.linalg.cholesky(prec))
+        loc = S @ rhs
         tril = torch.linalg.cholesky(S)
         if not self.whiten:  # u = m(Z) + L v: mean and covariance through L
-            loc = cond.mean_z[0] + cond.L @ loc
-            tril = torch.linalg.cholesky(cond.L @ S @ cond.L.T)
+            L = cond.L
+            loc = self.mean_module(self.inducing_points) + L @ loc
+            tril = torch.linalg.cholesky(L @ S @ L.T)
         return loc.unsqueeze(0), tril.unsqueeze(0)
 
     def hyperparameters(self) -> dict:
