@@ -163,11 +163,12 @@ def test_training_improves_the_test_bound():
 
 
 # --- KL warm-up -----------------------------------------------------------------------------------
-def test_kl_scale_zero_on_local_latents_leaves_the_reconstruction_term():
+@pytest.mark.parametrize("elbo_name", ["trace", "meanfield"])
+def test_kl_scale_zero_on_local_latents_leaves_the_reconstruction_term(elbo_name):
     model, guide = _pair()
     x = model.example_data(6)[0]
     guide(x)
-    elbo = make_elbo("trace")
+    elbo = make_elbo(elbo_name)
     loss_fn = elbo(model, guide)
     with KLScale(0.0, include_local=True):
         loss = loss_fn(x)
