@@ -61,6 +61,15 @@ def _print_table(header, rows) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
 
 
+def _no_progress(config: dict) -> None:
+    for key, section in config.items():
+        if isinstance(section, dict):
+            if key.startswith("fit"):
+                section["progress"] = False
+            else:
+                _no_progress(section)
+
+
 def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_dir: str | None,
             overrides: list[str], progress: bool = True) -> tuple[Path, dict, float]:
     from .common.config import apply_overrides
@@ -71,10 +80,8 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     config = exp.get_config(smoke=smoke)
     config["seed"] = seed
     config = apply_overrides(config, overrides)
-    if not progress:  # every fit section is named fit or fit_<something>
-        for key, section in config.items():
-            if key.startswith("fit") and isinstance(section, dict):
-                section["progress"] = False
+    if not progress:  # every fit section is named fit or fit_<something>, at any depth
+        _no_progress(config)
     run_dir = make_run_dir(out, name, seed)
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
                                           "data_dir": data_dir, "config": config})

@@ -30,3 +30,20 @@ def test_local_reparam_on_cuda():
     state = fit(model, guide, (x, y), {"epochs": 3, "batch_size": 16, "device": "cuda",
                                        "elbo": "meanfield", "progress": False})
     assert torch.isfinite(torch.tensor(state.history[-1]["loss"]))
+
+
+@pytest.mark.gpu
+def test_svgp_cuda_matches_cpu():
+    """The same SVGP state predicts the same moments on CUDA and CPU (float64)."""
+    model = models.create_model("svgp", input_dim=2, num_inducing=16, dtype="float64")
+    x, y = model.example_data(200, torch.Generator().manual_seed(0))
+    model.initialize_inducing(x)
+    guide = guides.create_guide("cholesky", model)
+    fit(model, guide, (x, y), {"epochs": 3, "batch_size": 50, "device": "cuda",
+                               "elbo": "meanfield", "progress": False})
+    on_gpu = model.predict(x[:20].cuda(), guide)
+    model.cpu()
+    guide.cpu()
+    on_cpu = model.predict(x[:20], guide)
+    assert torch.allclose(on_gpu["f_mean"], on_cpu["f_mean"], atol=1e-8)
+    assert torch.allclose(on_gpu["f_var"], on_cpu["f_var"], atol=1e-8)
