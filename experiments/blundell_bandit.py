@@ -1,0 +1,435 @@
+r"""Blundell et al. (2015), Figure 6: the mushroom contextual bandit, Bayes by Backprop vs ε-greedy.
+
+**Environment** (UCI Mushroom, 8124 mushrooms, 22 one-hot attributes). At every step t a mushroom
+:math:`x_t` is drawn uniformly at random, the agent chooses :math:`a_t \in \{0 = \text{pass},
+1 = \text{eat}\}` and receives
+
+.. math::
+    r(x, a) = \begin{cases} 0 & a = \text{pass} \\ 5 & a = \text{eat},\ x \text{ edible} \\
+    -35 \text{ w.p. } \tfrac12,\ \text{else } 5 & a = \text{eat},\ x \text{ poisonous} \end{cases}
+    \qquad r^\star(x) = 5\,[x \text{ edible}]
+
+(the oracle eats exactly the edible ones). The regret of a step is :math:`r^\star(x_t) - r_t`
+with the *realised* reward :math:`r_t` (an agent that eats a poisonous mushroom and is lucky has
+regret −5 on that step), and the figure plots the cumulative regret
+:math:`R_T = \sum_{t \le T} (r^\star(x_t) - r_t)` against T on a log axis, averaged over runs
+(band: min–max over runs). Within a run every agent faces the same mushrooms and the same
+poison coins (common random numbers), so differences between agents are differences of policy.
+
+**Agents.** Each agent regresses the reward on :math:`[x; \mathrm{onehot}(a)]` with a 2×100 ReLU
+network and a Gaussian likelihood :math:`r \sim \mathcal N(f(x, a; w), \sigma^2)` (σ learned as
+a point estimate). Bayes by Backprop (the zoo's ``bnn`` model + ``mean-field`` guide, local
+reparameterisation in training) acts by Thompson sampling: it draws S = 2 weight samples
+:math:`w^{(s)} \sim q(w)`, averages :math:`\bar f(x, a) = \frac1S \sum_s f(x, a; w^{(s)})` and
+takes :math:`\arg\max_a \bar f(x, a)`. The baselines are the deterministic ``mlp`` with the
+(empty) ``deterministic`` guide, greedy in :math:`f(x, a)` except that with probability ε
+(0 %, 1 %, 5 %) they take an action uniformly at random.
+
+**Training.** After each interaction the tuple :math:`(x_t, a_t, r_t)` enters a buffer of the
+last K = 4096 tuples and the agent takes ``num_minibatches`` SVI steps (Adam), each on B = 64
+tuples drawn without replacement from the buffer. The data plate's size is the *current buffer
+size* :math:`N_t = \min(t, K)`, so one step minimises the unbiased estimate
+
+.. math:: \hat{\mathcal L} = \mathrm{KL}[q(w)\,\|\,p(w)] - \frac{N_t}{B}
+          \sum_{n \in \text{batch}} \mathbb E_q[\log \mathcal N(r_n \mid f(x_n, a_n; w), \sigma^2)]
+
+of the negative ELBO of the buffer: the KL is weighted once per buffer of :math:`N_t` tuples
+(uniform minibatch weighting, :math:`\pi_i = 1/M` with every step a full-buffer estimate). Early
+on the buffer is small, the prior dominates and q stays wide (exploration); as the buffer
+fills the likelihood takes over. For the deterministic nets the ELBO is the (scaled)
+log-likelihood. Prior: N(0, 1) on every weight (as in the zoo's Fig. 5 experiment; the paper's
+scale mixture is available through ``bbb.prior``). The optimiser, ELBO and guide handler come from
+:func:`experiments.common.training.setup`; the bandit's own inner loop calls ``state.loss_fn``
+under ``guide.elbo_context()``.
+
+**Seeds.** Run i uses ``seed + 1000 i``: the environment (mushroom order and poison coins) from
+its own generator, and agent j from ``seed + 1000 i + 10 (j + 1)``: Pyro/torch (weights, ELBO
+noise, Thompson draws, via :func:`setup`), its minibatch generator and its exploration generator.
+
+**Configurations and cost** (one SVI step of the 2×100 net on a batch of 64 costs ≈1–2 ms of
+Pyro/torch overhead on one CPU core; a GPU does not shorten it, the net is too small):
+
+* full (``get_config()``): 50 000 steps, 64 minibatches, 5 runs, 4 agents: 64 M SVI steps,
+  roughly 25–40 CPU-core hours (each of the 5 runs can go to its own process with
+  ``--seed``/``--set bandit.runs=1``: about 5–8 hours each).
+* quick (:data:`QUICK_OVERRIDES`): 3000 steps, 8 minibatches, 2 runs: about 10 minutes on one core.
+* smoke (``--smoke``): 60 steps, 2 minibatches, 1 run, a 2×16 net: a few seconds.
+
+Expected (paper): BbB's cumulative regret is the lowest and nearly flat after the first thousand
+steps; greedy (ε = 0) is the worst of the ε-greedy agents at 50k steps. Numbers of our runs are
+in the README.
+
+Run: ``python -m experiments run blundell-bandit [--smoke]`` (full) or, quick,
+``python -m experiments run blundell-bandit --no-progress --device cpu --set bandit.steps=3000
+--set bandit.runs=2 --set bandit.num_minibatches=8``.
+
+References
+
+[1] Blundell, Cornebise, Kavukcuoglu, Wierstra. *Weight Uncertainty in Neural Networks*. ICML 2015,
+    Sec. 5.3 and Fig. 6.
+[2] Riquelme, Tucker, Snoek. *Deep Bayesian Bandits Showdown*. ICLR 2018 (the same environment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+import guides
+import models
+
+from .common import data as zoo_data
+from .common.plotting import new_figure, save_figure
+from .common.predictive import posterior_predictive
+from .common.training import setup
+from .registry import register_experiment
+
+log = logging.getLogger(__name__)
+
+PASS, EAT = 0, 1
+NUM_ACTIONS = 2
+EDIBLE_REWARD = 5.0
+POISON_PENALTY = -35.0
+QUICK_OVERRIDES = ("bandit.steps=3000", "bandit.runs=2", "bandit.num_minibatches=8")
+"""``--set`` overrides of the quick configuration (about 10 minutes on one CPU core)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Environment: rewards, oracle, regret
+# ------------------------------------------------------------------------------------------------
+
+
+def rewards(poisonous: torch.Tensor, action: torch.Tensor, unlucky: torch.Tensor) -> torch.Tensor:
+    r"""Realised rewards :math:`r(x, a)` (see the module docstring).
+
+    :param torch.Tensor poisonous: ``(T,)`` bool/int, 1 = poisonous.
+    :param torch.Tensor action: ``(T,)`` int, 0 = pass, 1 = eat.
+    :param torch.Tensor unlucky: ``(T,)`` bool, the poison coin: eating a poisonous mushroom costs
+        −35 where it is true, else pays +5 (draw it with :func:`poison_coins`).
+    :returns: ``(T,)`` float32 rewards in {−35, 0, 5}.
+    """
+    poisonous, action, unlucky = (torch.as_tensor(t) for t in (poisonous, action, unlucky))
+    if poisonous.shape != action.shape or unlucky.shape != action.shape:
+        raise ValueError(f"poisonous, action and unlucky must have one shape, got "
+                         f"{tuple(poisonous.shape)}, {tuple(action.shape)}, {tuple(unlucky.shape)}")
+    if ((action != PASS) & (action != EAT)).any():
+        raise ValueError(f"actions must be 0 (pass) or 1 (eat), got {action.unique().tolist()}")
+    eat_reward = torch.where(poisonous.bool() & unlucky.bool(), POISON_PENALTY, EDIBLE_REWARD)
+    return torch.where(action == EAT, eat_reward, 0.0).float()
+
+
+def poison_coins(num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(num,)`` bool, each true with probability ½: whether eating a poisonous mushroom hurts."""
+    return torch.rand(num, generator=generator) < 0.5
+
+
+def oracle_rewards(poisonous: torch.Tensor) -> torch.Tensor:
+    r""":math:`r^\star(x) = 5` for edible, 0 for poisonous mushrooms (the oracle eats the edible)."""
+    return torch.where(torch.as_tensor(poisonous).bool(), 0.0, EDIBLE_REWARD).float()
+
+
+def cumulative_regret(poisonous: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    r""":math:`R_T = \sum_{t \le T} (r^\star(x_t) - r_t)` for every T: ``(T,)`` float64."""
+    reward = torch.as_tensor(reward)
+    if reward.shape != torch.as_tensor(poisonous).shape:
+        raise ValueError(f"poisonous and reward must have one shape, got "
+                         f"{tuple(torch.as_tensor(poisonous).shape)}, {tuple(reward.shape)}")
+    return (oracle_rewards(poisonous).double() - reward.double()).cumsum(0)
+
+
+@dataclass
+class Episode:
+    """The environment's randomness for one run, shared by every agent of the run.
+
+    :ivar torch.Tensor index: ``(T,)`` int64 row of the mushroom shown at each step.
+    :ivar torch.Tensor unlucky: ``(T,)`` bool poison coins.
+    """
+
+    index: torch.Tensor
+    unlucky: torch.Tensor
+
+    @classmethod
+    def draw(cls, num_steps: int, num_mushrooms: int, seed: int) -> Episode:
+        if num_steps < 1 or num_mushrooms < 1:
+            raise ValueError(f"num_steps and num_mushrooms must be >= 1, got {num_steps}, "
+                             f"{num_mushrooms}")
+        gen = torch.Generator().manual_seed(seed)
+        index = torch.randint(num_mushrooms, (num_steps,), generator=gen)
+        return cls(index=index, unlucky=poison_coins(num_steps, gen))
+
+
+def encode(x: torch.Tensor, action: torch.Tensor | int) -> torch.Tensor:
+    """Network input ``[x, onehot(action)]``: ``(..., D) -> (..., D + 2)``."""
+    action = torch.as_tensor(action, device=x.device).expand(x.shape[:-1])
+    return torch.cat([x, torch.nn.functional.one_hot(action, NUM_ACTIONS).to(x.dtype)], -1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Agents
+# ------------------------------------------------------------------------------------------------
+
+
+class BanditAgent:
+    """A reward-regression agent: a zoo model/guide pair, a buffer, and an action rule.
+
+    :param model: ``bnn`` or ``mlp`` regression model on ``D + 2`` inputs.
+    :param guide: its guide (``mean-field`` or ``deterministic``).
+    :param dict fit_config: :class:`~experiments.common.training.FitConfig` fields (lr,
+        optimizer, elbo, seed, device, ...) for :func:`~experiments.common.training.setup`.
+    :param int buffer_size: K, the buffer keeps the last K tuples.
+    :param int num_minibatches: SVI steps after each interaction.
+    :param int batch_size: B, tuples per SVI step.
+    :param float epsilon: probability of a uniformly random action.
+    :param int num_samples: weight samples averaged to score actions (2 for Thompson sampling
+        with BbB; 1 for deterministic nets, whose samples are all equal).
+    """
+
+    def __init__(self, model, guide, fit_config: dict, *, buffer_size: int = 4096,
+                 num_minibatches: int = 64, batch_size: int = 64, epsilon: float = 0.0,
+                 num_samples: int = 1):
+        if buffer_size < 1 or num_minibatches < 0 or batch_size < 1 or num_samples < 1:
+            raise ValueError(
+                f"need buffer_size >= 1, num_minibatches >= 0, batch_size >= 1, num_samples >= 1; "
+                f"got {buffer_size}, {num_minibatches}, {batch_size}, {num_samples}")
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        self.buffer_size, self.num_minibatches = int(buffer_size), int(num_minibatches)
+        self.batch_size, self.epsilon, self.num_samples = int(batch_size), float(epsilon), int(num_samples)
+        in_features = model.in_features
+        # setup() seeds Pyro/torch from fit_config["seed"], moves to the device, creates the guide's
+        # parameters on a placeholder row, and builds the optimiser; num_data is reset per step
+        placeholder = (torch.zeros(1, in_features), torch.zeros(1))
+        self.state = setup(model, guide, placeholder, {**fit_config, "batch_size": batch_size})
+        self.model, self.guide = self.state.model, self.state.guide
+        self.device = next(iter(self.state.loss_fn.parameters())).device
+        seed = self.state.config.seed
+        self.batch_gen = torch.Generator().manual_seed(seed + 1)
+        self.explore_gen = torch.Generator().manual_seed(seed + 2)
+        self.inputs = torch.zeros(self.buffer_size, in_features, device=self.device)
+        self.targets = torch.zeros(self.buffer_size, device=self.device)
+        self.count = 0  # tuples seen so far; the buffer holds min(count, K)
+        validate = self.state.config.validate
+        if validate is None:
+            validate = os.environ.get("VBZOO_PYRO_VALIDATION", "0") == "1"
+        self.validate = validate
+        self.last_loss = float("nan")
+
+    @property
+    def buffer_len(self) -> int:
+        return min(self.count, self.buffer_size)
+
+    @torch.no_grad()
+    def predicted_rewards(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\bar f(x, a)` for both actions, averaged over ``num_samples`` draws of q: ``(2,)``."""
+        inp = encode(x.to(self.device).expand(NUM_ACTIONS, -1), torch.arange(NUM_ACTIONS))
+        with pyro.validation_enabled(self.validate):
+            f = posterior_predictive(self.model, self.guide, inp, num_samples=self.num_samples,
+                                     return_sites=("f",))["f"]  # (S, 2, 1)
+        return f.mean(0)[:, 0]
+
+    def act(self, x: torch.Tensor) -> int:
+        """ε-greedy in :meth:`predicted_rewards` (Thompson sampling when q is random, ε = 0)."""
+        if self.epsilon > 0 and torch.rand((), generator=self.explore_gen) < self.epsilon:
+            return int(torch.randint(NUM_ACTIONS, (), generator=self.explore_gen))
+        return int(self.predicted_rewards(x).argmax())
+
+    def observe(self, x: torch.Tensor, action: int, reward: float) -> None:
+        """Store ``(x, a, r)`` (overwriting the oldest tuple once the buffer is full), then train."""
+        slot = self.count % self.buffer_size
+        self.inputs[slot] = encode(x.to(self.device), action)
+        self.targets[slot] = float(reward)
+        self.count += 1
+        self.train(self.num_minibatches)
+
+    def train(self, num_steps: int) -> None:
+        """``num_steps`` SVI steps on minibatches of the buffer, the data plate sized to the buffer."""
+        n = self.buffer_len
+        if n == 0 or num_steps == 0:
+            return
+        state = self.state
+        self.model.num_data = n  # the plate scales a batch's log-likelihood by N_t / B
+        b = min(self.batch_size, n)
+        ctx = getattr(self.guide, "elbo_context", None)
+        with pyro.validation_enabled(self.validate):
+            for _ in range(num_steps):
+                idx = torch.randperm(n, generator=self.batch_gen)[:b].to(self.device)
+                with ctx() if ctx is not None else contextlib.nullcontext():
+                    loss = state.loss_fn(self.inputs[idx], self.targets[idx])
+                state.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                state.optimizer.step()
+                state.step += 1
+        self.last_loss = loss.item()
+        if not np.isfinite(self.last_loss):
+            raise FloatingPointError(f"non-finite loss {self.last_loss} after {state.step} SVI "
+                                     "steps; try a smaller lr or guide init_scale")
+
+
+def play(agent: BanditAgent, x: torch.Tensor, poisonous: torch.Tensor, episode: Episode,
+         ) -> dict[str, torch.Tensor]:
+    """Let ``agent`` play ``episode``: act, receive the reward, store and train, T times.
+
+    :returns: ``action`` ``(T,)`` int64, ``reward`` ``(T,)`` float32 and ``regret`` ``(T,)``
+        float64 (cumulative).
+    """
+    num_steps = len(episode.index)
+    actions = torch.zeros(num_steps, dtype=torch.int64)
+    for t in range(num_steps):
+        i = int(episode.index[t])
+        a = agent.act(x[i])
+        actions[t] = a
+        r = rewards(poisonous[i:i + 1], actions[t:t + 1], episode.unlucky[t:t + 1])
+        agent.observe(x[i], a, float(r))
+    pois = poisonous[episode.index]
+    reward = rewards(pois, actions, episode.unlucky)
+    return {"action": actions, "reward": reward, "regret": cumulative_regret(pois, reward)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Experiment
+# ------------------------------------------------------------------------------------------------
+
+
+def get_config(smoke: bool = False) -> dict:
+    cfg = {
+        "seed": 0,
+        "bandit": {"steps": 50_000, "runs": 5, "buffer_size": 4096, "num_minibatches": 64,
+                   "batch_size": 64},
+        "net": {"widths": [100, 100], "activation": "relu", "noise_std": 1.0, "learn_noise": True},
+        "bbb": {"prior": {"kind": "gaussian", "sigma": 1.0},
+                "guide": {"init_scale": 0.05, "local_reparam": True}, "num_samples": 2},
+        "epsilons": [0.0, 0.01, 0.05],
+        "fit_bbb": {"lr": 1e-3, "optimizer": "adam", "elbo": "meanfield", "num_particles": 1},
+        "fit_greedy": {"lr": 1e-3, "optimizer": "adam"},
+        "log_every": 500,
+    }
+    if smoke:
+        cfg["bandit"].update(steps=60, runs=1, num_minibatches=2, buffer_size=32, batch_size=16)
+        cfg["net"]["widths"] = [16, 16]
+        cfg["log_every"] = 20
+    return cfg
+
+
+def agent_specs(config: dict) -> dict[str, tuple[str, str, dict, dict, dict, float, int]]:
+    """``{label: (model, guide, model_cfg, guide_cfg, fit_cfg, epsilon, num_samples)}``."""
+    net = dict(config["net"])
+    eps = config["epsilons"]
+    if not all(0.0 <= float(e) <= 1.0 for e in eps):
+        raise ValueError(f"epsilons must lie in [0, 1], got {eps}")
+    specs = {"bbb": ("bnn", "mean-field", {**net, "prior": config["bbb"]["prior"]},
+                     config["bbb"]["guide"], config["fit_bbb"], 0.0,
+                     int(config["bbb"]["num_samples"]))}
+    for e in eps:
+        specs[f"eps_{float(e):g}"] = ("mlp", "deterministic", net, {}, config["fit_greedy"], float(e), 1)
+    return specs
+
+
+def _label(key: str) -> str:
+    return "Bayes by Backprop" if key == "bbb" else f"{100 * float(key[4:]):g}% greedy"
+
+
+def make_agent(spec, in_features: int, bandit: dict, seed: int, device: str) -> BanditAgent:
+    model_name, guide_name, model_cfg, guide_cfg, fit_cfg, epsilon, num_samples = spec
+    model = models.create_model(model_name, in_features=in_features, task="regression", **model_cfg)
+    guide = guides.create_guide(guide_name, model, **guide_cfg)
+    return BanditAgent(model, guide, {**fit_cfg, "seed": seed, "device": device, "progress": False},
+                       buffer_size=bandit["buffer_size"], num_minibatches=bandit["num_minibatches"],
+                       batch_size=bandit["batch_size"], epsilon=epsilon, num_samples=num_samples)
+
+
+@register_experiment(
+    "blundell-bandit", paper="Blundell et al. 2015 (Weight Uncertainty in NNs)",
+    figure="Fig. 6", data=("mushroom",), get_config=get_config,
+    paper_numbers={"final_regret_bbb_mean": "lowest of all agents, nearly flat (qualitative)",
+                   "final_regret_eps_0_mean": "highest of the greedy agents at 50k steps"})
+def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
+    torch.set_num_threads(int(os.environ.get("VBZOO_BANDIT_THREADS", "1")))
+    bandit = config["bandit"]
+    steps, runs = int(bandit["steps"]), int(bandit["runs"])
+    if steps < 1 or runs < 1:
+        raise ValueError(f"bandit.steps and bandit.runs must be >= 1, got {steps}, {runs}")
+    x, poisonous, _ = zoo_data.load_mushroom(data_dir=data_dir)
+    in_features = x.shape[1] + NUM_ACTIONS
+    specs = agent_specs(config)
+    seed = int(config["seed"])
+    log_every = int(config.get("log_every", 0))
+    regret = {k: np.zeros((runs, steps)) for k in specs}
+    eat_poison = {k: np.zeros(runs) for k in specs}
+    seconds = {k: 0.0 for k in specs}
+    t_start = time.perf_counter()
+    for i in range(runs):
+        run_seed = seed + 1000 * i
+        episode = Episode.draw(steps, len(x), run_seed)
+        pois = poisonous[episode.index]
+        for j, (key, spec) in enumerate(specs.items()):
+            t0 = time.perf_counter()
+            agent = make_agent(spec, in_features, bandit, run_seed + 10 * (j + 1), device)
+            out = _play_logged(agent, x, poisonous, episode, key, i, log_every)
+            seconds[key] += time.perf_counter() - t0
+            regret[key][i] = out["regret"].numpy()
+            eat_poison[key][i] = float(((out["action"] == EAT) & pois.bool()).sum())
+            log.info("run %d %s: cumulative regret %.0f in %.1f s", i, key, regret[key][i, -1],
+                     time.perf_counter() - t0)
+    metrics: dict = {"steps": steps, "runs": runs,
+                     "num_minibatches": int(bandit["num_minibatches"]),
+                     "bandit_wall_s": round(time.perf_counter() - t_start, 2)}
+    for key in specs:
+        final = regret[key][:, -1]
+        metrics[f"final_regret_{key}_mean"] = float(final.mean())
+        metrics[f"final_regret_{key}_std"] = float(final.std(ddof=1)) if runs > 1 else 0.0
+        metrics[f"final_regret_{key}_runs"] = final.tolist()
+        metrics[f"poisonous_eaten_{key}_mean"] = float(eat_poison[key].mean())
+        metrics[f"seconds_{key}"] = round(seconds[key], 2)
+    best_greedy = min(metrics[f"final_regret_{k}_mean"] for k in specs if k != "bbb")
+    metrics["bbb_below_every_greedy"] = bool(metrics["final_regret_bbb_mean"] < best_greedy)
+    np.savez_compressed(out_dir / "cumulative_regret.npz", **regret)
+    metrics["figure"] = [str(p) for p in _plot(regret, out_dir / "blundell_fig6")]
+    return metrics
+
+
+def _play_logged(agent, x, poisonous, episode, key, run_index, log_every):
+    if not log_every or len(episode.index) <= log_every:
+        return play(agent, x, poisonous, episode)
+    # play in chunks to log progress; the agent carries its buffer and optimiser across chunks
+    parts = []
+    for start in range(0, len(episode.index), log_every):
+        sl = slice(start, start + log_every)
+        parts.append(play(agent, x, poisonous, Episode(episode.index[sl], episode.unlucky[sl])))
+        done = min(start + log_every, len(episode.index))
+        so_far = sum(float(p["regret"][-1]) for p in parts)
+        log.info("run %d %s: step %d, cumulative regret %.0f, loss %.4g", run_index, key, done,
+                 so_far, agent.last_loss)
+    reward = torch.cat([p["reward"] for p in parts])
+    pois = poisonous[episode.index]
+    return {"action": torch.cat([p["action"] for p in parts]), "reward": reward,
+            "regret": cumulative_regret(pois, reward)}
+
+
+def _plot(regret: dict[str, np.ndarray], path: Path):
+    fig, ax = new_figure(width=5.5, height=4.0)
+    for key, r in regret.items():
+        t = np.arange(1, r.shape[1] + 1)
+        (line,) = ax.plot(t, r.mean(0), lw=1.5, label=_label(key))
+        if r.shape[0] > 1:
+            ax.fill_between(t, r.min(0), r.max(0), color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cumulative regret")
+    ax.set_title(f"Mushroom bandit, mean (band: min-max) over {next(iter(regret.values())).shape[0]} runs")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    from .__main__ import main
+
+    raise SystemExit(main(["run", "blundell-bandit"]))

@@ -1,0 +1,132 @@
+"""The mushroom bandit of Blundell et al. (2015), Fig. 6: rewards, oracle, regret bookkeeping,
+ε-greedy exploration, the agents' buffer and Thompson sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from experiments import blundell_bandit as B
+
+
+def _agent(key: str, in_features: int = 7, **bandit):
+    cfg = B.get_config(smoke=True)
+    cfg["bandit"].update(bandit)
+    return B.make_agent(B.agent_specs(cfg)[key], in_features, cfg["bandit"], seed=3, device="cpu")
+
+
+def test_rewards_and_oracle_by_hand():
+    poisonous = torch.tensor([0, 0, 1, 1, 0, 1])
+    action = torch.tensor([1, 0, 1, 1, 0, 0])  # eat, pass, eat, eat, pass, pass
+    unlucky = torch.tensor([True, False, True, False, True, True])
+    assert B.rewards(poisonous, action, unlucky).tolist() == [5.0, 0.0, -35.0, 5.0, 0.0, 0.0]
+    assert B.oracle_rewards(poisonous).tolist() == [5.0, 5.0, 0.0, 0.0, 5.0, 0.0]
+
+
+def test_poison_costs_35_half_of_the_time_under_a_seeded_generator():
+    n = 20_000
+    coins = B.poison_coins(n, torch.Generator().manual_seed(0))
+    again = B.poison_coins(n, torch.Generator().manual_seed(0))
+    assert torch.equal(coins, again)  # reproducible from the seed
+    r = B.rewards(torch.ones(n, dtype=torch.long), torch.ones(n, dtype=torch.long), coins)
+    assert set(r.unique().tolist()) == {-35.0, 5.0}
+    frac = (r == -35.0).float().mean().item()
+    assert abs(frac - 0.5) < 0.015  # binomial std is 0.0035
+    assert abs(r.mean().item() - (-15.0)) < 0.6  # E[r] = (−35 + 5) / 2
+    # edible mushrooms and passing ignore the coin
+    assert B.rewards(torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long), coins).eq(5).all()
+    assert B.rewards(torch.ones(n, dtype=torch.long), torch.zeros(n, dtype=torch.long), coins).eq(0).all()
+
+
+def test_bad_actions_and_shapes_are_clear_errors():
+    with pytest.raises(ValueError, match="0 \\(pass\\) or 1 \\(eat\\)"):
+        B.rewards(torch.tensor([0]), torch.tensor([2]), torch.tensor([False]))
+    with pytest.raises(ValueError, match="one shape"):
+        B.rewards(torch.tensor([0, 1]), torch.tensor([1]), torch.tensor([False]))
+    with pytest.raises(ValueError, match="epsilon"):
+        B.BanditAgent(None, None, {}, epsilon=1.5)
+    with pytest.raises(ValueError, match="epsilons"):
+        B.agent_specs({**B.get_config(smoke=True), "epsilons": [-0.1]})
+
+
+class _Scripted:
+    """A hand-scripted agent: eats (or not) regardless of the context, records what it is told."""
+
+    def __init__(self, eat: bool):
+        self.eat = eat
+        self.seen = []
+
+    def act(self, x):
+        return B.EAT if self.eat else B.PASS
+
+    def observe(self, x, action, reward):
+        self.seen.append((action, reward))
+
+
+def test_regret_bookkeeping_of_scripted_agents():
+    x = torch.eye(4)
+    poisonous = torch.tensor([0, 1, 1, 0])
+    episode = B.Episode(index=torch.tensor([0, 1, 2, 3, 1]),
+                        unlucky=torch.tensor([False, True, False, True, False]))
+    # always eat: rewards 5, −35, 5, 5, 5; oracle 5, 0, 0, 5, 0; regret 0, 35, −5, 0, −5
+    eater = _Scripted(eat=True)
+    out = B.play(eater, x, poisonous, episode)
+    assert out["reward"].tolist() == [5.0, -35.0, 5.0, 5.0, 5.0]
+    assert out["regret"].tolist() == [0.0, 35.0, 30.0, 30.0, 25.0]
+    assert eater.seen == [(1, 5.0), (1, -35.0), (1, 5.0), (1, 5.0), (1, 5.0)]
+    # never eat: rewards 0; regret 5, 0, 0, 5, 0
+    out = B.play(_Scripted(eat=False), x, poisonous, episode)
+    assert out["regret"].tolist() == [5.0, 5.0, 5.0, 10.0, 10.0]
+    assert out["action"].tolist() == [0] * 5
+
+
+def test_episode_is_seeded_and_shared():
+    a, b = B.Episode.draw(50, 10, seed=4), B.Episode.draw(50, 10, seed=4)
+    assert torch.equal(a.index, b.index) and torch.equal(a.unlucky, b.unlucky)
+    assert not torch.equal(a.index, B.Episode.draw(50, 10, seed=5).index)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.2, 1.0])
+def test_epsilon_greedy_explores_at_rate_epsilon(epsilon):
+    agent = _agent("eps_0")
+    agent.epsilon = epsilon
+    agent.predicted_rewards = lambda x: torch.tensor([0.0, 1.0])  # greedy action: eat
+    n = 4000
+    passes = sum(agent.act(torch.zeros(5)) == B.PASS for _ in range(n)) / n
+    # a uniformly random action differs from the greedy one half of the time
+    assert abs(passes - epsilon / 2) < 0.025
+
+
+def test_buffer_keeps_the_last_tuples_and_sizes_the_data_plate():
+    agent = _agent("eps_0", buffer_size=4, num_minibatches=0)
+    for t in range(6):
+        agent.observe(torch.full((5,), float(t)), t % 2, float(t))
+    assert agent.count == 6 and agent.buffer_len == 4
+    assert sorted(agent.targets.tolist()) == [2.0, 3.0, 4.0, 5.0]
+    assert agent.inputs[:, -2:].sum(-1).eq(1).all()  # one-hot action columns
+    agent.train(2)
+    assert agent.model.num_data == 4 and agent.state.step == 2
+
+
+def test_untrained_bbb_thompson_sampling_picks_both_actions_but_greedy_does_not():
+    torch.manual_seed(0)
+    x = torch.zeros(5)
+    x[[0, 3]] = 1.0
+    bbb = _agent("bbb")
+    assert bbb.num_samples == 2
+    actions = {bbb.act(x) for _ in range(60)}
+    assert actions == {B.PASS, B.EAT}
+    greedy = _agent("eps_0")
+    assert len({greedy.act(x) for _ in range(10)}) == 1  # a deterministic net without ε
+
+
+def test_training_moves_the_predicted_reward_towards_the_data():
+    agent = _agent("eps_0", num_minibatches=0, buffer_size=64)
+    x = torch.zeros(5)
+    x[1] = 1.0
+    for _ in range(32):
+        agent.observe(x, B.EAT, 5.0)
+        agent.observe(x, B.PASS, 0.0)
+    agent.train(150)
+    f = agent.predicted_rewards(x)
+    assert f[B.EAT] - f[B.PASS] > 1.5  # from about 0 at initialisation (lr 1e-3)
