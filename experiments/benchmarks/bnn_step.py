@@ -1,0 +1,314 @@
+r"""Time one Bayes-by-Backprop training step: the zoo's ``bnn`` + ``mean-field`` against its peers.
+
+Every method trains a 784-400-400-10 ReLU classifier (``--hidden``) on minibatches of B = 128
+(``--batch-size``) MNIST-sized inputs with Adam (lr 1e-3), float32, the minibatch log-likelihood
+scaled by N/B with N = 60000 (``--num-data``), one weight sample per step. One *step* is the
+minibatch estimate of the loss, ``backward``, ``optimizer.step`` and ``loss.item()``.
+
+* ``torch MLP (floor)``: a deterministic ``nn.Sequential`` net, :math:`\frac NB\sum_n
+  \mathrm{CE}_n`: the cost of the matrix products alone.
+* ``torch BbB (local reparam)``: hand-written Bayes by Backprop in plain PyTorch, per layer
+  :math:`(\mu, \rho)` for ``[W | b]``, :math:`\sigma = \mathrm{softplus}(\rho)`, pre-activations
+  sampled as :math:`b = h\mu^\top + \sqrt{h^2 (\sigma^2)^\top}\,\epsilon` (local
+  reparameterisation), plus the closed-form :math:`\mathrm{KL}[\mathcal N(\mu,\sigma^2)\,\|\,
+  \mathcal N(0, 1)]`. The reference: the zoo step's goal is at most 1.2x this.
+* ``pyro naive``: the textbook Pyro BNN — ``PyroModule[nn.Linear]`` layers with ``PyroSample``
+  :math:`\mathcal N(0, 1)` priors on weight and bias, :class:`~pyro.infer.autoguide.AutoNormal`,
+  :class:`~pyro.infer.Trace_ELBO` (weights sampled, Monte Carlo KL), a subsampled data plate.
+* ``zoo``: ``bnn`` (Gaussian prior N(0, 1)) + ``mean-field`` (``local_reparam=True``) after
+  :func:`experiments.common.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
+  estimator as the hand-written step), stepped exactly as :func:`~experiments.common.training.fit`
+  steps it (``guide.elbo_context()`` and ``KLScale`` around ``state.loss_fn(x, y)``, the
+  finite-loss check, ``zero_grad``, ``backward``, ``optimizer.step``, ``loss.item()``).
+* ``zoo (scale mixture)`` (``--mixture``): the same with Blundell's scale-mixture prior, whose KL
+  is a Monte Carlo estimate (the weights are then sampled too, for :math:`\log p(w)-\log q(w)`).
+
+bayesian-torch and blitz are not compared: ``pip install bayesian-torch blitz-bayesian-pytorch``
+would replace the pinned torch (it resolves torch 2.15 and the CUDA 13 wheels), so they were left
+out rather than installed with ``--no-deps`` untested.
+
+Pyro's validation is off (as in ``fit``) and torch uses ``--threads`` intra-op threads (default 1).
+The methods are timed *interleaved*: in each of ``--repeats`` rounds every method runs ``--warmup``
+untimed steps then ``--steps`` timed steps, in a rotating round-robin order; the table reports the
+median over rounds of the mean ms/step and the ratios to the floor and to the hand-written BbB step.
+``--profile`` prints the torch-profiler table of the zoo step.
+
+Run: ``python -m experiments.benchmarks.bnn_step [--steps 50 --repeats 9 --batch-size 128
+--hidden 400 --num-data 60000 --threads 1 --device cpu --mixture --profile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+from pyro.nn import PyroModule, PyroSample
+from torch import nn
+
+import guides
+import models
+from experiments.common.kl_schedule import KLScale
+from experiments.common.training import _elbo_context, setup
+
+LR = 1e-3
+X_DIM, CLASSES = 784, 10
+FLOOR, REFERENCE = "torch MLP (floor)", "torch BbB (local reparam)"
+
+
+class Batches:
+    """A fixed pool of random (x, y) minibatches, served round-robin (no data cost in the loop)."""
+
+    def __init__(self, batch_size: int, device, pool: int = 16, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.batches = [(torch.rand(batch_size, X_DIM, generator=g).to(device),
+                         torch.randint(CLASSES, (batch_size,), generator=g).to(device))
+                        for _ in range(pool)]
+        self.i = 0
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.i = (self.i + 1) % len(self.batches)
+        return self.batches[self.i]
+
+
+def _sizes(hidden: int, depth: int) -> list[int]:
+    return [X_DIM] + [hidden] * depth + [CLASSES]
+
+
+def torch_mlp_step(sizes, num_data, batches, device) -> Callable[[], float]:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    net = nn.Sequential(*layers).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+
+    def step() -> float:
+        x, y = batches()
+        loss = F.cross_entropy(net(x), y, reduction="sum") * (num_data / len(x))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+class TorchBbB(nn.Module):
+    """Bayes by Backprop with local reparameterisation and the closed-form KL to N(0, 1)."""
+
+    def __init__(self, sizes, init_scale: float = 1e-2):
+        super().__init__()
+        rho0 = float(torch.log(torch.expm1(torch.tensor(init_scale))))
+        self.locs = nn.ParameterList()
+        self.rhos = nn.ParameterList()
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            bound = a ** -0.5
+            self.locs.append(nn.Parameter((torch.rand(b, a + 1) * 2 - 1) * bound))
+            self.rhos.append(nn.Parameter(torch.full((b, a + 1), rho0)))
+
+    def loss(self, x, y, num_data: int) -> torch.Tensor:
+        h, kl = x, 0.0
+        last = len(self.locs) - 1
+        for i, (loc, rho) in enumerate(zip(self.locs, self.rhos)):
+            scale = F.softplus(rho)
+            var = scale * scale
+            mean = h @ loc[:, :-1].T + loc[:, -1]
+            sd = ((h * h) @ var[:, :-1].T + var[:, -1]).clamp_min(1e-30).sqrt()
+            h = mean + sd * torch.randn_like(mean)
+            if i < last:
+                h = torch.relu(h)
+            kl = kl + 0.5 * (var + loc * loc - 1.0).sum() - torch.log(scale).sum()
+        return F.cross_entropy(h, y, reduction="sum") * (num_data / len(x)) + kl
+
+
+def torch_bbb_step(sizes, num_data, batches, device) -> Callable[[], float]:
+    net = TorchBbB(sizes).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+
+    def step() -> float:
+        x, y = batches()
+        loss = net.loss(x, y, num_data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+class NaivePyroBNN(PyroModule):
+    """The textbook Pyro BNN: ``PyroSample`` N(0, 1) priors on every ``nn.Linear`` parameter."""
+
+    def __init__(self, sizes, num_data: int):
+        super().__init__()
+        self.num_data = num_data
+        self.layers = PyroModule[nn.ModuleList]([PyroModule[nn.Linear](a, b)
+                                                 for a, b in zip(sizes[:-1], sizes[1:])])
+        for layer in self.layers:
+            layer.weight = PyroSample(dist.Normal(0.0, 1.0).expand(layer.weight.shape).to_event(2))
+            layer.bias = PyroSample(dist.Normal(0.0, 1.0).expand(layer.bias.shape).to_event(1))
+
+    def forward(self, x, y=None):
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        with pyro.plate("data", self.num_data, subsample=torch.arange(len(x), device=x.device)):
+            return pyro.sample("obs", dist.Categorical(logits=h), obs=y)
+
+
+def pyro_naive_step(sizes, num_data, batches, device) -> Callable[[], float]:
+    model = NaivePyroBNN(sizes, num_data).to(device)
+    guide = AutoNormal(model, init_scale=1e-2)
+    loss_fn = Trace_ELBO()(model, guide)
+    loss_fn(*batches())  # creates the guide's parameters
+    opt = torch.optim.Adam(loss_fn.parameters(), lr=LR)
+
+    def step() -> float:
+        loss = loss_fn(*batches())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def zoo_state(sizes, num_data, batch_size, device, prior: dict):
+    model = models.create_model("bnn", in_features=X_DIM, widths=sizes[1:-1], out_features=CLASSES,
+                                task="classification", prior=prior)
+    guide = guides.create_guide("mean-field", model, init_scale=1e-2, local_reparam=True)
+    g = torch.Generator().manual_seed(1)
+    data = (torch.rand(num_data, X_DIM, generator=g), torch.randint(CLASSES, (num_data,), generator=g))
+    return setup(model, guide, data, {"batch_size": batch_size, "lr": LR, "elbo": "meanfield",
+                                      "device": str(device), "progress": False})
+
+
+def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict) -> Callable[[], float]:
+    """The zoo's pair, set up by ``setup`` and stepped as ``fit`` steps it."""
+    state = zoo_state(sizes, num_data, batch_size, device, prior)
+
+    def step() -> float:
+        x, y = batches()
+        with _elbo_context(state.guide), KLScale(1.0):
+            loss = state.loss_fn(x, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("non-finite loss")
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        _ = state.loss_fn.elbo.last_log_likelihood
+        return loss.item()
+
+    return step
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,
+              device) -> dict[str, list[float]]:
+    """ms/step of each method in each round, interleaved round-robin (rotating start)."""
+    names = list(methods)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            step = methods[name]
+            for _ in range(warmup):
+                step()
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+            times[name].append(1000 * (time.perf_counter() - t0) / steps)
+    return times
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def main(argv=None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=_positive, default=50)
+    p.add_argument("--repeats", type=_positive, default=9)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=_positive, default=128)
+    p.add_argument("--hidden", type=_positive, default=400)
+    p.add_argument("--depth", type=_positive, default=2)
+    p.add_argument("--num-data", type=_positive, default=60000)
+    p.add_argument("--threads", type=_positive, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--mixture", action="store_true", help="also time the scale-mixture prior")
+    p.add_argument("--profile", action="store_true", help="print the torch profile of the zoo step")
+    args = p.parse_args(argv)
+    if args.num_data < args.batch_size:
+        p.error(f"--num-data ({args.num_data}) must be >= --batch-size ({args.batch_size})")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args) -> dict[str, float]:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    sizes = _sizes(args.hidden, args.depth)
+    batches = Batches(args.batch_size, device)
+    n = args.num_data
+    with pyro.validation_enabled(False):
+        methods = {
+            FLOOR: torch_mlp_step(sizes, n, batches, device),
+            REFERENCE: torch_bbb_step(sizes, n, batches, device),
+            "pyro naive (AutoNormal, Trace_ELBO)": pyro_naive_step(sizes, n, batches, device),
+            "zoo (bnn + mean-field, local reparam)": zoo_step(
+                sizes, n, args.batch_size, batches, device, {"kind": "gaussian", "sigma": 1.0}),
+        }
+        if args.mixture:
+            methods["zoo (scale mixture, MC KL)"] = zoo_step(
+                sizes, n, args.batch_size, batches, device,
+                {"kind": "scale-mixture", "mixture_weight": 0.5, "sigma1": 1.0, "sigma2": 0.0025})
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            step = methods["zoo (bnn + mean-field, local reparam)"]
+            for _ in range(10):
+                step()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(20):
+                    step()
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        times = benchmark(methods, args.steps, args.repeats, args.warmup, device)
+    floor = statistics.median(times[FLOOR])
+    ref = statistics.median(times[REFERENCE])
+    print(f"BNN step, {'-'.join(map(str, sizes))}, batch {args.batch_size}, N = {n}, {device}, "
+          f"{args.threads} thread(s), median of {args.repeats} interleaved rounds of {args.steps} steps")
+    print("| method | ms/step | ratio to torch MLP | ratio to torch BbB |")
+    print("|---|---|---|---|")
+    ratios = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        ratios[name] = med / ref
+        print(f"| {name} | {med:.2f} | {med / floor:.2f}× | {med / ref:.2f}× |")
+    return ratios
+
+
+if __name__ == "__main__":
+    main()
