@@ -1,0 +1,146 @@
+"""Tests of the uci-benchmark experiment: the PBP splits as the loader serves them, and the table
+assembly (mean ± standard error over splits) against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import uci_benchmark as U
+from experiments.common import data as D
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+NO_NET = {"download": False}
+
+# folder -> (rows, features, splits) of the staged files (shared/data/README.md)
+UCI_SHAPES = {
+    "bostonHousing": (506, 13, 20), "concrete": (1030, 8, 20), "energy": (768, 8, 20),
+    "kin8nm": (8192, 8, 20), "naval-propulsion-plant": (11934, 16, 20),
+    "power-plant": (9568, 4, 20), "protein-tertiary-structure": (45730, 9, 5),
+    "wine-quality-red": (1599, 11, 20), "yacht": (308, 6, 20),
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    env = os.environ.get(D.DATA_DIR_ENV)
+    for candidate in (env, SHARED_DATA):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    pytest.skip("no staged data folder ($VBZOO_DATA_DIR or ../shared/data)")
+
+
+def _lines(path: Path) -> int:
+    return len(np.loadtxt(path, dtype=np.int64, ndmin=1))
+
+
+@pytest.mark.parametrize("short", U.DATASETS)
+def test_loader_reproduces_the_split_sizes(short, data_dir):
+    folder = D._uci_folder(short)
+    rows, dim, n_splits = UCI_SHAPES[folder]
+    assert D.UCI_DATASETS[folder] == n_splits
+    base = data_dir / "uci" / folder / "data"
+    assert int(np.loadtxt(base / "n_splits.txt")) == n_splits
+    # the experiment's full protocol runs every split: 20, protein 5
+    assert U.splits_to_run(short, U.get_config()) == list(range(n_splits))
+    sizes = [(_lines(base / f"index_train_{i}.txt"), _lines(base / f"index_test_{i}.txt"))
+             for i in range(n_splits)]
+    assert all(tr + te == rows for tr, te in sizes)
+    assert all(te == pytest.approx(rows / 10, abs=1) for _, te in sizes)  # 90 / 10 splits
+    for split in (0, n_splits - 1):
+        d = D.load_uci(short, split, data_dir=data_dir, **NO_NET)
+        assert (d.n_train, d.n_test) == sizes[split]
+        assert d.input_dim == dim and d.standardized
+
+
+def test_splits_to_run_caps_and_overrides():
+    cfg = {"splits": 3, "splits_per_dataset": {"protein": 10, "naval": [4, 7]}}
+    assert U.splits_to_run("boston", cfg) == [0, 1, 2]
+    assert U.splits_to_run("protein", cfg) == [0, 1, 2, 3, 4]  # protein has 5
+    assert U.splits_to_run("naval", cfg) == [4, 7]
+    with pytest.raises(ValueError, match="out of range"):
+        U.splits_to_run("yacht", {"splits": 1, "splits_per_dataset": {"yacht": [20]}})
+    with pytest.raises(ValueError, match="positive integer"):
+        U.splits_to_run("yacht", {"splits": 0})
+
+
+def test_epochs_for_steps():
+    assert U.epochs_for_steps(455, 1024, 2000) == (455, 2000)  # full batch: one step per epoch
+    assert U.epochs_for_steps(41157, 1024, 2000) == (1024, 49)  # 41 batches per epoch
+    with pytest.raises(ValueError, match="steps"):
+        U.epochs_for_steps(10, 10, 0)
+
+
+def test_dropout_weight_decay_is_gals_l2_term():
+    # l^2 (1 - p) / 2 with l = 1e-2, p = 0.1
+    assert U.dropout_weight_decay(1e-2, 0.1) == pytest.approx(1e-4 * 0.9 / 2)
+    with pytest.raises(ValueError, match="lengthscale"):
+        U.dropout_weight_decay(0.0, 0.1)
+
+
+def _rows():
+    rows = [{"dataset": "boston", "method": "bbb", "split": i, "ll": ll, "rmse": r, "seconds": s}
+            for i, (ll, r, s) in enumerate([(-2.0, 3.0, 1.0), (-2.5, 4.0, 2.0), (-3.0, 5.0, 3.0)])]
+    rows.append({"dataset": "boston", "method": "bbb", "split": 3, "error": "Cholesky failed",
+                 "seconds": 9.0})  # failed fits are left out of the summary
+    rows.append({"dataset": "yacht", "method": "svgp", "split": 0, "ll": -1.0, "rmse": 0.5,
+                 "seconds": 4.0})
+    return rows
+
+
+def test_summarize_mean_and_standard_error():
+    s = U.summarize(_rows())
+    # ll: mean -2.5, sample sd sqrt(((0.5)^2 + 0 + (0.5)^2) / 2) = 0.5, se = 0.5 / sqrt(3)
+    assert s["boston_bbb_ll_mean"] == pytest.approx(-2.5)
+    assert s["boston_bbb_ll_se"] == pytest.approx(0.5 / math.sqrt(3))
+    # rmse: mean 4, sd 1, se 1 / sqrt(3)
+    assert s["boston_bbb_rmse_mean"] == pytest.approx(4.0)
+    assert s["boston_bbb_rmse_se"] == pytest.approx(1 / math.sqrt(3))
+    assert s["boston_bbb_seconds_per_split"] == pytest.approx(2.0)
+    assert s["boston_bbb_num_splits"] == 3
+    assert s["yacht_svgp_ll_mean"] == -1.0 and math.isnan(s["yacht_svgp_ll_se"])
+
+
+def test_results_table_puts_ours_beside_the_published_numbers():
+    s = U.summarize(_rows())
+    table = U.results_table(s, ["boston", "yacht"], ["bbb", "svgp"], "ll")
+    lines = table.splitlines()
+    assert lines[0].startswith("| dataset | K | BbB (ours) | SVGP (ours) | VI | PBP | Dropout")
+    boston = next(line for line in lines if line.startswith("| boston"))
+    cells = [c.strip() for c in boston.strip("|").split("|")]
+    assert cells[:4] == ["boston", "3", "-2.500±0.289", "—"]
+    assert cells[4:] == ["-2.90±0.07", "-2.57±0.09", "-2.46±0.06", "-2.41", "-2.408"]
+    yacht = next(line for line in lines if line.startswith("| yacht"))
+    assert "| -1.000 |" in yacht  # one split: no ±
+    rmse = U.results_table(s, ["boston"], ["bbb"], "rmse")
+    assert "4.00±0.58" in rmse and "4.32±0.29" in rmse
+    with pytest.raises(ValueError, match="metric"):
+        U.results_table(s, ["boston"], ["bbb"], "nll")
+
+
+def test_targets_and_deep_ensemble_sign():
+    # deep ensembles report NLL; the table holds LL = -NLL (kin8nm NLL -1.20 -> LL 1.20)
+    assert U.PUBLISHED["kin8nm"]["ensemble_ll"][0] == 1.20
+    assert U.PUBLISHED["naval"]["ensemble_ll"][0] == 5.63
+    s = {"boston_bbb_ll_mean": -2.5, "yacht_bbb_ll_mean": -2.0,
+         "boston_dropout_ll_mean": -2.51, "yacht_dropout_ll_mean": -1.6}
+    t = U.targets(s, ["boston", "yacht"])
+    # boston: beats VI (-2.90) and PBP (-2.57); yacht: beats VI (-3.43), not PBP (-1.63)
+    assert t["bbb_beats_vi_ll"] == "2/2" and t["bbb_beats_pbp_ll"] == "1/2"
+    # dropout: boston -2.51 >= -2.46 - 0.06; yacht -1.6 < -1.55 - 0.03
+    assert t["dropout_ll_within_published_se_or_better"] == "1/2"
+
+
+def test_unknown_dataset_or_method_is_a_clear_error(tmp_path):
+    cfg = U.get_config(smoke=True)
+    cfg["datasets"] = ["iris"]
+    with pytest.raises(ValueError, match="iris"):
+        U.run(cfg, tmp_path, device="cpu")
+    cfg = U.get_config(smoke=True)
+    cfg["methods"] = ["ensemble"]
+    with pytest.raises(ValueError, match="ensemble"):
+        U.run(cfg, tmp_path, device="cpu")
