@@ -35,6 +35,9 @@ from pathlib import Path
 
 import torch
 
+import guides
+import models
+
 from .common.iwae import iwae_bound
 from .common.plotting import new_figure, save_figure
 from .common.vae import load_images, train_vae
@@ -55,6 +58,7 @@ def get_config(smoke: bool = False) -> dict:
                 "lr_schedule": "cosine", "eval_every": 5, "kl_warmup_epochs": 0},
         "eval": {"ks": [1, 5, 50], "k_nll": 5000, "nll_num_test": 2000, "k_chunk": 500,
                  "data_chunk": 100, "num_test_eval": 2000},
+        "load": None,
     }
     if smoke:
         cfg["data"].update(num_train=500, num_test=100)
@@ -76,14 +80,20 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
                        num_test=d["num_test"], seed=seed)
     ev = config["eval"]
     t0 = time.perf_counter()
-    model, guide, state = train_vae(data, config["model"], config["guide"], config["guide_cfg"],
-                                    config["fit"], out_dir=out_dir / "fit", device=device, seed=seed,
-                                    num_test_eval=ev["num_test_eval"])
+    if config["load"]:
+        model, guide, state = _load(config, data, device)
+        log.info("evaluating %s (no training)", config["load"])
+    else:
+        model, guide, state = train_vae(data, config["model"], config["guide"],
+                                        config["guide_cfg"], config["fit"], out_dir=out_dir / "fit",
+                                        device=device, seed=seed, num_test_eval=ev["num_test_eval"])
     train_s = time.perf_counter() - t0
     dev = model.z_loc.device
     x_test = data.test.to(dev)
-    metrics: dict = {"epochs": state.epoch, "train_seconds": train_s,
-                     "num_train": data.num_train, "num_test": len(x_test)}
+    metrics: dict = {"epochs": state.epoch if state else None,
+                     "train_seconds": None if config["load"] else train_s,
+                     "loaded_from": config["load"], "num_train": data.num_train,
+                     "num_test": len(x_test)}
     kw = {"k_chunk": ev["k_chunk"], "data_chunk": ev["data_chunk"]}
     for k in ev["ks"]:
         t = time.perf_counter()
@@ -101,6 +111,8 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     metrics["nll_1_on_nll_subset"] = -iwae_bound(model, guide, x_test[:n_nll], k=1, **kw)
     log.info("test NLL k=%d on %d images: %.2f +- %.2f", k_nll, len(per_point),
              metrics[f"nll_{k_nll}"], metrics[f"nll_{k_nll}_se"])
+    if state is None:  # evaluation of a saved model: no history to plot
+        return metrics
     hist = state.history
     metrics["final_train_elbo"] = hist[-1].get("val_train_elbo")
     metrics["final_test_elbo"] = hist[-1].get("val_test_elbo")
@@ -119,6 +131,28 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     torch.save({"model": model.state_dict(), "guide": guide.state_dict(), "config": config},
                out_dir / "vae.pt")
     return metrics
+
+
+def _load(config: dict, data, device: str):
+    """Model and guide from a ``vae.pt`` written by an earlier run of this experiment (its saved
+    config is used for the networks; the test set is binarised with this run's seed, so use the
+    same ``--seed`` as the training run)."""
+    from .common.checkpoint import CheckpointError
+    from .common.training import resolve_device
+
+    path = Path(config["load"])
+    if not path.is_file():
+        raise CheckpointError(f"load={str(path)!r}: no such file; pass the vae.pt of an earlier "
+                              "iwae-nll run (results/iwae-nll/<run>/vae.pt)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = saved["config"]
+    model = models.create_model("vae", image_shape=data.image_shape, **cfg["model"])
+    guide = guides.create_guide(cfg["guide"], model, **cfg["guide_cfg"])
+    guide(data.test[:2])  # lazy parameter set-up before loading
+    model.load_state_dict(saved["model"])
+    guide.load_state_dict(saved["guide"])
+    dev = resolve_device(device)
+    return model.to(dev), guide.to(dev), None
 
 
 if __name__ == "__main__":
