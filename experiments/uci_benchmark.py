@@ -168,6 +168,8 @@ def get_config(smoke: bool = False) -> dict:
             "steps": 1000, "batch_size": 1024,
         },
         "predict": {"num_samples": 100},
+        # rows.jsonl files of earlier runs of this configuration: their fits are reused
+        "reuse_rows": [],
     }
     if smoke:
         cfg["datasets"] = ["yacht", "boston"]
@@ -276,6 +278,29 @@ def fit_svgp(data, cfg: dict, hidden: int, seed: int, device, out: Path, num_sam
 
 
 FITTERS = {"bbb": fit_bbb, "dropout": fit_dropout, "svgp": fit_svgp}
+
+
+def load_rows(paths) -> dict[tuple[str, str, int], dict]:
+    """Per-fit rows of earlier runs (their ``rows.jsonl``), keyed by ``(dataset, method, split)``,
+    so that a protocol can be completed over several runs: ``--set 'reuse_rows=["results/
+    uci-benchmark/<run>/rows.jsonl"]'``. Failed fits are not reused (they are fitted again). The
+    caller is responsible for the earlier runs having used the same configuration; each reused
+    row records the file it came from."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: dict[tuple[str, str, int], dict] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"reuse_rows: {path} is not a file (expected a run's rows.jsonl)")
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if "error" not in row:
+                out[(row["dataset"], row["method"], int(row["split"]))] = {**row,
+                                                                             "from": str(path)}
+    return out
 
 
 def summarize(rows: list[dict]) -> dict[str, float]:
@@ -414,12 +439,18 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     if bad:
         raise ValueError(f"unknown methods {bad}; choose from {list(METHODS)}")
     rows: list[dict] = []
+    done = load_rows(config.get("reuse_rows", []))
     t_start = time.perf_counter()
     for ds in config["datasets"]:
         hidden = int(config["hidden"].get(ds, config["hidden"]["default"]))
         for split in splits_to_run(ds, config):
-            data = zoo_data.load_uci(ds, split, data_dir=data_dir)
+            data = None
             for method in config["methods"]:
+                if (ds, method, split) in done:  # fitted by an earlier run of the same config
+                    rows.append(done[(ds, method, split)])
+                    continue
+                if data is None:
+                    data = zoo_data.load_uci(ds, split, data_dir=data_dir)
                 t0 = time.perf_counter()
                 row = {"dataset": ds, "method": method, "split": split, "n_train": data.n_train}
                 try:

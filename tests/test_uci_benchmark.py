@@ -3,6 +3,7 @@ assembly (mean ± standard error over splits) against hand-computed values."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -144,3 +145,28 @@ def test_unknown_dataset_or_method_is_a_clear_error(tmp_path):
     cfg["methods"] = ["ensemble"]
     with pytest.raises(ValueError, match="ensemble"):
         U.run(cfg, tmp_path, device="cpu")
+
+
+def test_reuse_rows_completes_a_protocol_without_refitting(tmp_path):
+    """Fits found in an earlier run's rows.jsonl are reused, failed ones are not."""
+    cfg = U.get_config(smoke=True)
+    earlier = tmp_path / "rows.jsonl"
+    lines = []
+    for ds in cfg["datasets"]:
+        for method in cfg["methods"]:
+            row = {"dataset": ds, "method": method, "split": 0, "n_train": 1, "ll": -1.25,
+                   "rmse": 0.5, "seconds": 1.0}
+            if (ds, method) == ("yacht", "svgp"):
+                row = {**row, "error": "Cholesky failed"}
+            lines.append(json.dumps(row))
+    earlier.write_text("\n".join(lines) + "\n")
+    cfg["reuse_rows"] = [str(earlier)]
+    out = tmp_path / "run"
+    out.mkdir()
+    metrics = U.run(cfg, out, device="cpu")
+    assert metrics["boston_bbb_ll_mean"] == -1.25 and metrics["yacht_dropout_rmse_mean"] == 0.5
+    assert metrics["yacht_svgp_ll_mean"] != -1.25  # the failed fit was fitted again
+    fitted = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert [(r["dataset"], r["method"]) for r in fitted] == [("yacht", "svgp")]
+    with pytest.raises(ValueError, match="rows.jsonl"):
+        U.load_rows([str(tmp_path / "missing.jsonl")])
