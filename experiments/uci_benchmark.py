@@ -93,6 +93,8 @@ DATASETS = ("boston", "concrete", "energy", "kin8nm", "naval", "power", "protein
 
 METHODS = ("bbb", "dropout", "svgp")
 METHOD_LABELS = {"bbb": "BbB (ours)", "dropout": "MC dropout (ours)", "svgp": "SVGP (ours)"}
+_TICKS = {"bbb": "BbB", "dropout": "MC drop.", "svgp": "SVGP", "vi": "VI", "pbp": "PBP",
+          "ensemble": "Ens."}
 
 # REFERENCES.md, UCI regression. (mean, se) for VI / PBP / dropout; deep ensembles: (RMSE, LL = -NLL);
 # SVGP (bayesian_benchmarks, M = 100): (RMSE, LL), its ± (a std over splits) is not in REFERENCES.md.
@@ -395,7 +397,7 @@ def plot_ll(summary: dict, datasets, methods, path: Path) -> list[Path]:
             if mean is None:
                 continue
             se = summary.get(f"{ds}_{m}_ll_se")
-            labels.append(m)
+            labels.append(_TICKS[m])
             means.append(mean)
             errs.append(0.0 if se is None or math.isnan(se) else se)
             cols.append(colors[m])
@@ -403,11 +405,13 @@ def plot_ll(summary: dict, datasets, methods, path: Path) -> list[Path]:
             mean, se = PUBLISHED[ds].get(f"{key}_ll", (None, None))
             if mean is None:
                 continue
-            labels.append(label.split(" ")[0].lower())
+            labels.append(_TICKS.get(key, label.split(" ")[0]) + "*")
             means.append(mean)
             errs.append(se or 0.0)
             cols.append("0.6")
         pos = np.arange(len(means))
+        n_ours = sum(c != "0.6" for c in cols)
+        ax.axvline(n_ours - 0.5, color="0.8", ls="--", lw=0.8)
         ax.errorbar(pos, means, yerr=errs, fmt="none", ecolor="k", capsize=3, zorder=3)
         ax.scatter(pos, means, c=cols, zorder=4)
         ax.set_xticks(pos, labels, rotation=45, fontsize=7)
@@ -415,7 +419,10 @@ def plot_ll(summary: dict, datasets, methods, path: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(datasets):]:
         ax.set_visible(False)
-    axes[0, 0].set_ylabel("test log-likelihood (colour: ours, grey: published)", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test LL (nats)", fontsize=8)
+    fig.suptitle("UCI test log-likelihood, mean ± se over splits: ours (colour) | published "
+                 "(grey, *; no ± given for Ens.*, SVGP*)", fontsize=9)
     return save_figure(fig, path)
 
 
