@@ -43,8 +43,8 @@ on the buffer is small, the prior dominates and q stays wide (exploration); as t
 fills the likelihood takes over. For the deterministic nets the ELBO is the (scaled)
 log-likelihood. Prior: N(0, 1) on every weight (as in the zoo's Fig. 5 experiment; the paper's
 scale mixture is available through ``bbb.prior``). The optimiser, ELBO and guide handler come from
-:func:`experiments.common.training.setup`; the bandit's own inner loop calls ``state.loss_fn``
-under ``guide.elbo_context()``.
+:func:`experiments.common.training.setup`; the bandit's own inner loop (buffer minibatches)
+steps with :func:`~experiments.common.training.train_step`, the step ``fit`` takes.
 
 **Seeds.** Run i uses ``seed + 1000 i``: the environment (mushroom order and poison coins) from
 its own generator, and agent j from ``seed + 1000 i + 10 (j + 1)``: Pyro/torch (weights, ELBO
@@ -79,7 +79,6 @@ References
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -96,7 +95,7 @@ import models
 from .common import data as zoo_data
 from .common.plotting import new_figure, save_figure
 from .common.predictive import posterior_predictive
-from .common.training import setup
+from .common.training import setup, train_step
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -264,20 +263,12 @@ class BanditAgent:
         state = self.state
         self.model.num_data = n  # the plate scales a batch's log-likelihood by N_t / B
         b = min(self.batch_size, n)
-        ctx = getattr(self.guide, "elbo_context", None)
         with pyro.validation_enabled(self.validate):
             for _ in range(num_steps):
                 idx = torch.randperm(n, generator=self.batch_gen)[:b].to(self.device)
-                with ctx() if ctx is not None else contextlib.nullcontext():
-                    loss = state.loss_fn(self.inputs[idx], self.targets[idx])
-                state.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                state.optimizer.step()
-                state.step += 1
+                # fit's step: elbo_context, finite-loss check before the update, optimiser step
+                loss = train_step(state, (self.inputs[idx], self.targets[idx]))
         self.last_loss = loss.item()
-        if not np.isfinite(self.last_loss):
-            raise FloatingPointError(f"non-finite loss {self.last_loss} after {state.step} SVI "
-                                     "steps; try a smaller lr or guide init_scale")
 
 
 def play(agent: BanditAgent, x: torch.Tensor, poisonous: torch.Tensor, episode: Episode,

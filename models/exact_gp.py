@@ -19,7 +19,7 @@ import gpytorch
 import torch
 from tqdm.auto import tqdm
 
-from .kernels import build_kernel, hyperparameters
+from .kernels import build_kernel, build_mean, hyperparameters
 
 _EXACT = dict(max_cholesky_size=10**9)
 
@@ -43,12 +43,7 @@ class ExactGPRegression(gpytorch.models.ExactGP):
         likelihood.raw_noise.requires_grad_(bool(learn_noise))
         self.covar_module = kernel if isinstance(kernel, gpytorch.kernels.Kernel) else \
             build_kernel(kernel, x.shape[-1])
-        if mean == "zero":
-            self.mean_module = gpytorch.means.ZeroMean()
-        elif mean == "constant":
-            self.mean_module = gpytorch.means.ConstantMean()
-        else:
-            raise ValueError(f"mean must be 'zero' or 'constant', got {mean!r}")
+        self.mean_module = build_mean(mean)
         self.to(x)
 
     def forward(self, x):

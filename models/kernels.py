@@ -135,6 +135,15 @@ def _fix(kernel, fixed, path: str) -> None:
         getattr(kernel, _HYPERS[name][1]).requires_grad_(False)
 
 
+def build_mean(name: str) -> gpytorch.means.Mean:
+    """GPyTorch's ``ZeroMean`` (``"zero"``) or ``ConstantMean`` (``"constant"``)."""
+    if name == "zero":
+        return gpytorch.means.ZeroMean()
+    if name == "constant":
+        return gpytorch.means.ConstantMean()
+    raise ValueError(f"mean must be 'zero' or 'constant', got {name!r}")
+
+
 def hyperparameters(kernel: gpytorch.kernels.Kernel, prefix: str = "") -> dict[str, Any]:
     """Constrained hyperparameter values by dotted module path, e.g. ``{"kernels.0.outputscale":
     4356.0, "kernels.0.base_kernel.lengthscale": 67.0}`` (lists for ARD), for reports."""

@@ -62,7 +62,8 @@ from pyro.poutine.runtime import effectful
 from torch import nn
 
 from .base import ZooModel
-from .kernels import build_kernel
+from .kernels import build_kernel, build_mean, hyperparameters
+from .likelihoods import CategoricalLikelihood, GaussianLikelihood
 from .registry import register_model
 
 LIKELIHOODS = ("gaussian", "bernoulli", "student-t", "softmax")
@@ -226,20 +227,8 @@ class _StudentT(PyroModule):
         return pyro.sample("obs", dist.StudentT(self.df, f.squeeze(-1), self.noise_std), obs=y)
 
 
-class _Gaussian(PyroModule):
+class _Gaussian(GaussianLikelihood):
     num_latents = 1
-
-    def __init__(self, noise_std: float, learn_noise: bool):
-        super().__init__()
-        if not noise_std > 0:
-            raise ValueError(f"noise_std must be > 0, got {noise_std!r}")
-        if learn_noise:
-            self.noise_std = PyroParam(torch.tensor(float(noise_std)), constraints.positive)
-        else:
-            self.register_buffer("noise_std", torch.tensor(float(noise_std)))
-
-    def forward(self, f, y=None):
-        return pyro.sample("obs", dist.Normal(f.squeeze(-1), self.noise_std), obs=y)
 
     def expected_log_prob(self, loc, var, y):
         r""":math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log\mathcal N(y \mid f, \sigma^2)
@@ -250,15 +239,12 @@ class _Gaussian(PyroModule):
         return obs
 
 
-class _Softmax(PyroModule):
+class _Softmax(CategoricalLikelihood):
     def __init__(self, num_classes: int):
-        super().__init__()
         if num_classes is None or num_classes < 2:
             raise ValueError(f"the softmax likelihood needs num_classes >= 2, got {num_classes!r}")
+        super().__init__(num_classes)
         self.num_latents = int(num_classes)
-
-    def forward(self, f, y=None):
-        return pyro.sample("obs", dist.Categorical(logits=f), obs=y)
 
 
 def _make_likelihood(name, noise_std, learn_noise, num_classes, student_df):
@@ -312,12 +298,7 @@ class SVGP(ZooModel):
         self.num_latents = self.likelihood.num_latents
         self.kernel = kernel if isinstance(kernel, gpytorch.kernels.Kernel) else \
             build_kernel(kernel or DEFAULT_KERNEL, self.input_dim)
-        if mean == "zero":
-            self.mean_module = gpytorch.means.ZeroMean()
-        elif mean == "constant":
-            self.mean_module = gpytorch.means.ConstantMean()
-        else:
-            raise ValueError(f"mean must be 'zero' or 'constant', got {mean!r}")
+        self.mean_module = build_mean(mean)
         z = torch.randn(self.num_inducing, self.input_dim, generator=torch.Generator().manual_seed(0))
         if learn_inducing:
             self.inducing_points = nn.Parameter(z)
@@ -500,8 +481,6 @@ class SVGP(ZooModel):
 
     def hyperparameters(self) -> dict:
         """Kernel hyperparameters, the likelihood's noise and the mean constant, for reports."""
-        from .kernels import hyperparameters
-
         out = hyperparameters(self.kernel)
         noise = getattr(self.likelihood, "noise_std", None)
         if noise is not None:

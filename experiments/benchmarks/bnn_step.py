@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import pyro
@@ -69,8 +68,8 @@ from torch import nn
 
 import guides
 import models
-from experiments.common.kl_schedule import KLScale
-from experiments.common.training import _elbo_context, setup
+from experiments.benchmarks.timing import interleaved
+from experiments.common.training import setup, train_step
 
 LR = 1e-3
 X_DIM, CLASSES = 784, 10
@@ -212,42 +211,11 @@ def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict) -> Calla
 
     def step() -> float:
         x, y = batches()
-        with _elbo_context(state.guide), KLScale(1.0):
-            loss = state.loss_fn(x, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError("non-finite loss")
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        _ = state.loss_fn.elbo.last_log_likelihood
+        loss = train_step(state, (x, y))
+        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
         return loss.item()
 
     return step
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def benchmark(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,
-              device) -> dict[str, list[float]]:
-    """ms/step of each method in each round, interleaved round-robin (rotating start)."""
-    names = list(methods)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            step = methods[name]
-            for _ in range(warmup):
-                step()
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            _sync(device)
-            times[name].append(1000 * (time.perf_counter() - t0) / steps)
-    return times
 
 
 def _positive(text: str) -> int:
@@ -309,7 +277,7 @@ def _run(args) -> dict[str, float]:
                 for _ in range(20):
                     step()
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-        times = benchmark(methods, args.steps, args.repeats, args.warmup, device)
+        times = interleaved(methods, args.steps, args.repeats, args.warmup, device)
     floor = statistics.median(times[FLOOR])
     ref = statistics.median(times[REFERENCE])
     print(f"BNN step, {'-'.join(map(str, sizes))}, batch {args.batch_size}, N = {n}, {device}, "

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import gpytorch
@@ -51,8 +50,8 @@ import torch
 
 import guides
 import models
-from experiments.common.kl_schedule import KLScale
-from experiments.common.training import _elbo_context, setup
+from experiments.benchmarks.timing import interleaved
+from experiments.common.training import setup, train_step
 
 LR = 0.01
 NOISE_STD = 0.3
@@ -100,14 +99,8 @@ def zoo_step(x, y, z, batch_size: int, elbo: str, device) -> Callable[[], float]
 
     def step() -> float:
         xb, yb = batches()
-        with _elbo_context(state.guide), KLScale(1.0):
-            loss = state.loss_fn(xb, yb)
-        if not torch.isfinite(loss):
-            raise FloatingPointError("non-finite loss")
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        _ = state.loss_fn.elbo.last_log_likelihood
+        loss = train_step(state, (xb, yb))
+        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
         return loss.item()
 
     return step
@@ -177,32 +170,6 @@ def pyro_gp_step(x, y, z, batch_size: int, device) -> Callable[[], float]:
     return step
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def benchmark(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,
-              device) -> dict[str, list[float]]:
-    """ms/step of each method in each round, the methods interleaved round-robin (the starting
-    method rotates from round to round so that none always runs first)."""
-    names = list(methods)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            step = methods[name]
-            for _ in range(warmup):
-                step()
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            _sync(device)
-            times[name].append(1e3 * (time.perf_counter() - t0) / steps)
-    return times
-
-
 def table(times: dict[str, list[float]], reference: str) -> str:
     med = {n: statistics.median(t) for n, t in times.items()}
     rows = ["| method | median ms/step | min–max over rounds | ratio to native GPyTorch |",
@@ -260,7 +227,7 @@ def main(argv: list[str] | None = None) -> str:
         chosen.append("gpytorch")  # the reference of the ratios
     with pyro.validation_enabled(False):
         methods = {builders[m][0]: builders[m][1]() for m in chosen}
-        times = benchmark(methods, args.steps, args.repeats, args.warmup, device)
+        times = interleaved(methods, args.steps, args.repeats, args.warmup, device)
     out = table(times, "gpytorch (native)")
     print(f"SVGP step, {'synthetic' if args.synthetic else 'kin40k'} N={len(x)}, "
           f"M={args.num_inducing}, B={args.batch_size}, float32, device={device}, "

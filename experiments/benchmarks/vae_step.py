@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import pyro
@@ -47,8 +46,8 @@ from torch import nn
 
 import guides
 import models
-from experiments.common.kl_schedule import KLScale
-from experiments.common.training import _elbo_context, setup
+from experiments.benchmarks.timing import interleaved
+from experiments.common.training import setup, train_step
 
 LR = 1e-3
 X_DIM = 784
@@ -150,42 +149,11 @@ def zoo_step(hidden, z_dim, batch_size, elbo, batches, device) -> Callable[[], f
 
     def step() -> float:
         xb = batches()
-        with _elbo_context(state.guide), KLScale(1.0):
-            loss = state.loss_fn(xb)
-        if not torch.isfinite(loss):
-            raise FloatingPointError("non-finite loss")
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        _ = state.loss_fn.elbo.last_log_likelihood
+        loss = train_step(state, (xb,))
+        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
         return loss.item()
 
     return step
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def benchmark(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,
-              device) -> dict[str, list[float]]:
-    """ms/step of each method in each round, interleaved round-robin (rotating start)."""
-    names = list(methods)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            step = methods[name]
-            for _ in range(warmup):
-                step()
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            _sync(device)
-            times[name].append(1000 * (time.perf_counter() - t0) / steps)
-    return times
 
 
 def main(argv=None) -> dict[str, float]:
@@ -231,7 +199,7 @@ def _run(args) -> dict[str, float]:
                 for _ in range(20):
                     step()
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-        times = benchmark(methods, args.steps, args.repeats, args.warmup, device)
+        times = interleaved(methods, args.steps, args.repeats, args.warmup, device)
     base = statistics.median(times["plain torch"])
     print(f"VAE step, {X_DIM}-{args.hidden}-{args.z_dim}, batch {args.batch_size}, {device}, "
           f"{args.threads} thread(s), median of {args.repeats} interleaved rounds of {args.steps} steps")

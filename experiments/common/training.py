@@ -338,6 +338,35 @@ class _Writers:
             self.tb.close()
 
 
+def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.0,
+               params: list | None = None) -> torch.Tensor:
+    """One SVI step of :func:`fit` on ``batch`` (a tuple of tensors on the right device): the
+    guide's ``elbo_context``, the KL weight ``kl_scale`` (and warm-up factor ``beta``), the loss,
+    a finite check *before* the update, backward, optional clipping, the optimiser step.
+
+    Loops other than ``fit`` (the bandit's, the benchmarks') call this too, so that what they
+    train or time is the zoo's step. Returns the (graph-carrying) loss.
+
+    :raises FloatingPointError: on a non-finite loss, naming the epoch and step.
+    """
+    with _elbo_context(state.guide), KLScale(kl_scale), _warmup(beta):
+        loss = state.loss_fn(*batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss {loss.item()} at epoch {state.epoch + 1}, step "
+            f"{state.step + 1}; parameters were not updated. Try a smaller lr "
+            f"(now {state.optimizer.param_groups[0]['lr']:.3g}), clip_norm, or "
+            "a smaller guide init_scale")
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if state.config.clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params if params is not None else
+                                       list(state.loss_fn.parameters()), state.config.clip_norm)
+    state.optimizer.step()
+    state.step += 1
+    return loss
+
+
 def fit(model, guide, data, config: FitConfig | dict | None = None,
         eval_fn: Callable[[Any, Any], dict[str, float]] | None = None,
         state: TrainState | None = None) -> TrainState:
@@ -382,20 +411,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                     batch = _to(batch, device)
                     kl_scale = len(weights) * weights[i]
                     beta = min(1.0, (state.step + 1) / warmup_steps) if warmup_steps else 1.0
-                    with _elbo_context(state.guide), KLScale(kl_scale), _warmup(beta):
-                        loss = state.loss_fn(*batch)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"non-finite loss {loss.item()} at epoch {epoch + 1}, step "
-                            f"{state.step + 1}; parameters were not updated. Try a smaller lr "
-                            f"(now {state.optimizer.param_groups[0]['lr']:.3g}), clip_norm, or "
-                            "a smaller guide init_scale")
-                    state.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-                    state.optimizer.step()
-                    state.step += 1
+                    loss = train_step(state, batch, kl_scale=kl_scale, beta=beta, params=params)
                     tot_loss += loss.item()
                     tot_ll += elbo.last_log_likelihood
                 nb = i + 1

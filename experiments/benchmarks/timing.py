@@ -1,0 +1,37 @@
+"""The timing harness shared by the step benchmarks: methods interleaved round-robin in one
+process, so that machine load hits every method alike; ratios of medians are what to read."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued CUDA work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,
+                device: torch.device) -> dict[str, list[float]]:
+    """ms/step of each method in each of ``repeats`` rounds: per round, every method runs
+    ``warmup`` untimed then ``steps`` timed steps; the starting method rotates from round to round
+    so that none always runs first."""
+    names = list(methods)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            step = methods[name]
+            for _ in range(warmup):
+                step()
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync(device)
+            times[name].append(1e3 * (time.perf_counter() - t0) / steps)
+    return times
