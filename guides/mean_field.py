@@ -15,7 +15,10 @@ closed-form KL and let the local reparameterisation handler see :math:`(\mu, \si
 per example instead of ``W`` per batch gives the same marginal per example with a much smaller
 gradient variance. *Flipout* (Wen et al. 2018) keeps the weight sample ``ΔW = W − μ`` but
 decorrelates examples with random signs: ``b = μ h + (ΔW (h ∘ s)) ∘ r``.
-Both are estimators of the same ELBO; they change the noise, not the objective.
+Both are estimators of the same ELBO; they change the noise, not the objective. Under local
+reparameterisation with a closed-form KL (``fit`` with ``elbo="meanfield"`` and a Gaussian prior)
+nothing reads the weight draw :math:`w = \mu + \sigma\epsilon`, so the guide does not make it
+(:meth:`MeanFieldGuide.elbo_context`).
 
 References
 
@@ -27,6 +30,7 @@ References
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Container
 
 import pyro
 import pyro.distributions as dist
@@ -51,10 +55,43 @@ class LocalReparameterization(Messenger):
     through unchanged.
     """
 
-    def __init__(self, flipout: bool = False):
+    def __init__(self, flipout: bool = False, skip_draws: Container[str] = ()):
         super().__init__()
+        if flipout and skip_draws:
+            raise ValueError("flipout perturbs the drawn weight: it cannot skip the draw")
         self.flipout = flipout
+        self.skip_draws = skip_draws
         self._q: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._skipped: set[str] = set()
+        self._consumed: set[str] = set()
+
+    def _pyro_sample(self, msg):
+        # The guide's draw of a weight that nothing will read: the closed-form KL uses q's
+        # parameters and bayes_linear samples pre-activations from them. Its value is q's mean
+        # (a view, no arithmetic), so the model's replay still finds the guide's tensor.
+        if (msg["done"] or msg["is_observed"] or msg["value"] is not None
+                or msg["name"] not in self.skip_draws):
+            return
+        fn = msg["fn"]
+        base = fn
+        while isinstance(base, torch.distributions.Independent):
+            base = base.base_dist
+        if not isinstance(base, torch.distributions.Normal):
+            return
+        msg["value"] = fn.mean
+        msg["done"] = True
+        self._skipped.add(msg["name"])
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        out = super().__exit__(exc_type, exc_value, traceback)
+        unread = self._skipped - self._consumed
+        if exc_type is None and unread:
+            raise RuntimeError(
+                f"the mean-field guide did not draw {sorted(unread)} (local reparameterisation "
+                "with a closed-form KL reads only q's parameters), but the model never passed them "
+                "to models.base.bayes_linear(h, w, name=site); route those weights through "
+                "bayes_linear or use the guide with local_reparam=False")
+        return out
 
     def _pyro_post_sample(self, msg):
         if msg["is_observed"]:
@@ -76,6 +113,7 @@ class LocalReparameterization(Messenger):
             return
         loc, scale = _drop_data_dim(seen[1]), _drop_data_dim(seen[2])
         w = _drop_data_dim(w)
+        self._consumed.add(msg["name"])
         mean = h @ loc[..., :-1].transpose(-1, -2) + loc[..., -1].unsqueeze(-2)  # (*b, N, out)
         out_shape = torch.broadcast_shapes(mean.shape, w.shape[:-2] + (1, w.shape[-2]))
         if self.flipout:
@@ -87,12 +125,16 @@ class LocalReparameterization(Messenger):
             # the bias perturbation carries no input sign; flipping it by r keeps its law
             value = mean + h_pert * r
         else:
-            var = (h * h) @ (scale[..., :-1] ** 2).transpose(-1, -2) + (
-                scale[..., -1] ** 2).unsqueeze(-2)
-            eps = torch.randn(out_shape, dtype=mean.dtype, device=mean.device)
+            var_w = scale * scale
+            var = (h * h) @ var_w[..., :-1].transpose(-1, -2) + var_w[..., -1].unsqueeze(-2)
+            eps = _standard_normal(out_shape, mean)
             value = mean + var.clamp_min(1e-30).sqrt() * eps
         msg["value"] = value
         msg["done"] = True
+
+
+def _standard_normal(shape, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(shape, dtype=like.dtype, device=like.device)
 
 
 def _signs(shape, like: torch.Tensor) -> torch.Tensor:
@@ -123,6 +165,7 @@ class MeanFieldGuide(PyroModule):
         self.local_reparam = bool(local_reparam)
         self.flipout = bool(flipout)
         self._sites: dict[str, int] = {}  # site -> event dim
+        self._closed_form_kl: set[str] = set()  # sites whose KL[q || prior] torch registers
         self._setup_done = False
 
     def _setup(self, *args, **kwargs):
@@ -145,6 +188,13 @@ class MeanFieldGuide(PyroModule):
             setattr(self, f"{name}_loc", PyroParam(loc))
             setattr(self, f"{name}_scale", PyroParam(scale, constraints.softplus_positive))
             self._sites[name] = site["fn"].event_dim
+            q = dist.Normal(loc, scale).to_event(site["fn"].event_dim)
+            try:
+                with torch.no_grad():
+                    torch.distributions.kl_divergence(q, site["fn"])
+                self._closed_form_kl.add(name)
+            except NotImplementedError:
+                pass
         self._setup_done = True
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
@@ -156,10 +206,22 @@ class MeanFieldGuide(PyroModule):
             for name, event_dim in self._sites.items()
         }
 
-    def elbo_context(self):
-        """The handler that :func:`fit` enters around each loss evaluation."""
+    def elbo_context(self, closed_form_kl: bool = False):
+        r"""The handler that :func:`fit` enters around each loss evaluation.
+
+        :param bool closed_form_kl: the ELBO takes :math:`\mathrm{KL}[q \| p]` in closed form
+            wherever torch registers it and reads a latent's value nowhere else
+            (:class:`~experiments.common.elbo.MeanFieldELBO`; ``fit`` passes ``True`` for
+            ``elbo="meanfield"``). With local reparameterisation the guide then skips drawing
+            those weights: the pre-activations are sampled from :math:`(\mu, \sigma)` and the
+            KL reads only :math:`(\mu, \sigma)`, so the draw :math:`\mu + \sigma\epsilon`
+            (one Gaussian per weight) would be thrown away. This presumes the model reads each
+            such weight only through :func:`~models.base.bayes_linear`; a weight skipped but
+            never passed to it raises an error at the end of the step.
+        """
         if self.local_reparam or self.flipout:
-            return LocalReparameterization(flipout=self.flipout)
+            skip = self._closed_form_kl if closed_form_kl and self.local_reparam else ()
+            return LocalReparameterization(flipout=self.flipout, skip_draws=skip)
         return contextlib.nullcontext()
 
     @torch.no_grad()

@@ -4,7 +4,11 @@ A guide *builder* takes the model and keyword configuration and returns a callab
 model's signature (``guide(x, y=None)``), in the shape of Pyro's autoguides
 (``AutoNormal(model)``). A guide may also define ``elbo_context()``, a context manager (a Pyro
 effect handler) that :func:`experiments.common.training.fit` enters around every loss evaluation;
-the mean-field guide uses it for the local reparameterisation trick and flipout.
+the mean-field guide uses it for the local reparameterisation trick and flipout. If
+``elbo_context`` takes a keyword ``closed_form_kl``, ``fit`` passes ``closed_form_kl=True`` for
+the ``"meanfield"`` ELBO (:class:`experiments.common.elbo.MeanFieldELBO`: KL in closed form where
+torch registers it, latent values read nowhere else), so a guide may skip work only a Monte Carlo
+KL needs (the mean-field guide skips the weight draw under local reparameterisation).
 """
 
 from __future__ import annotations

@@ -246,3 +246,88 @@ def test_same_expected_gradient_as_plain_sampling(variant):
     if variant == "local_reparam":
         loc_dims = IN + 1
         assert (gv.var(0)[:loc_dims] < gp.var(0)[:loc_dims]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Skipping the unused weight draw (local reparameterisation + closed-form KL)
+
+
+def _guide_trace(model, guide, x, **ctx):
+    with guide.elbo_context(**ctx):
+        trace = poutine.trace(guide).get_trace(x)
+        poutine.replay(model, trace=trace)(x)  # the model reads the weights, as in the ELBO
+    return trace
+
+
+@pytest.mark.parametrize("prior,skipped", [({"kind": "gaussian", "sigma": 1.0}, True),
+                                           ({"kind": "scale-mixture", "mixture_weight": 0.5,
+                                             "sigma1": 1.0, "sigma2": 0.1}, False)],
+                         ids=["gaussian", "scale-mixture"])
+def test_the_draw_is_skipped_only_where_the_kl_is_closed_form(prior, skipped):
+    model = models.create_model("bnn", in_features=IN, widths=(4,), prior=prior)
+    guide = guides.create_guide("mean-field", model, local_reparam=True, init_scale=0.3)
+    x = _inputs()
+    guide(x, x.sum(-1))
+    for name, expect_skip in ((n, skipped) for n in model.latent_sites):
+        loc = getattr(guide, f"{name}_loc")
+        drawn = _guide_trace(model, guide, x, closed_form_kl=False).nodes[name]["value"]
+        assert not torch.equal(drawn, loc)  # a real draw without the flag
+        value = _guide_trace(model, guide, x, closed_form_kl=True).nodes[name]["value"]
+        assert torch.equal(value, loc) == expect_skip
+
+
+@pytest.mark.parametrize("particles", [1, 3])
+def test_skipping_the_draw_changes_neither_loss_nor_gradients(monkeypatch, particles):
+    """With the pre-activation noise fixed, the local-reparameterisation loss is a deterministic
+    function of (mu, sigma): skipping the weight draw must leave it and its gradients unchanged."""
+    model = models.create_model("bnn", in_features=IN, widths=(4,), noise_std=0.3)
+    guide = guides.create_guide("mean-field", model, local_reparam=True, init_scale=0.3)
+    x = _inputs(8)
+    y = x.sum(-1)
+    guide(x, y)
+    g = torch.Generator().manual_seed(0)
+    noise = {}
+
+    def fixed_noise(shape, like):
+        key = tuple(shape)
+        if key not in noise:
+            noise[key] = torch.randn(shape, generator=g)
+        return noise[key]
+
+    monkeypatch.setattr("guides.mean_field._standard_normal", fixed_noise)
+    elbo = make_elbo("meanfield", num_particles=particles)
+    params = list(guide.parameters()) + list(model.parameters())
+    out = []
+    for flag in (False, True):
+        with guide.elbo_context(closed_form_kl=flag):
+            loss = elbo.differentiable_loss(model, guide, x, y)
+        out.append((loss.detach(), torch.autograd.grad(loss, params)))
+    torch.testing.assert_close(out[0][0], out[1][0])
+    for a, b in zip(out[0][1], out[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_skipped_weight_the_model_never_passes_to_bayes_linear_is_an_error():
+    model = models.create_model("rff-gp", **models.MODELS.meta("rff-gp")["test_config"])
+    guide = guides.create_guide("mean-field", model, local_reparam=True)
+    x, y = model.example_data(6, generator=torch.Generator().manual_seed(0))
+    guide(x, y)
+    with pytest.raises(RuntimeError, match="bayes_linear"):
+        with guide.elbo_context(closed_form_kl=True):
+            make_elbo("meanfield")(model, guide)(x, y)
+    with guide.elbo_context(closed_form_kl=False):  # drawn: the model may read it as it likes
+        assert torch.isfinite(make_elbo("meanfield")(model, guide)(x, y))
+
+
+def test_fit_passes_closed_form_kl_to_guides_that_take_it():
+    from experiments.common.training import _elbo_context
+
+    model = models.create_model("bnn", in_features=IN, widths=(4,))
+    guide = guides.create_guide("mean-field", model, local_reparam=True)
+    guide(_inputs(), _inputs().sum(-1))
+    assert isinstance(_elbo_context(guide, True), LocalReparameterization)
+    assert _elbo_context(guide, True).skip_draws
+    assert not _elbo_context(guide, False).skip_draws
+    empty = guides.create_guide("deterministic", models.create_model("mlp", in_features=IN))
+    with _elbo_context(empty, True):  # its elbo_context() takes no argument
+        pass

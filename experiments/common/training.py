@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
+import inspect
 import json
 import logging
 import os
@@ -28,12 +30,12 @@ from typing import Any
 
 import pyro
 import torch
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import FORMAT_VERSION, atomic_torch_save, load_checkpoint, versions
 from .config import dataclass_from_dict
+from .elbo import ELBOS, make_elbo  # noqa: F401  (make_elbo: re-exported for callers)
 from .kl_schedule import KLScale, kl_weights
 from .seeding import rng_state, seed_everything, set_rng_state
 
@@ -41,7 +43,6 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
-ELBOS = ("trace", "meanfield")
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
 
 
@@ -50,8 +51,9 @@ class FitConfig:
     """Options of :func:`fit` (all have defaults; unknown keys are refused by ``from_dict``).
 
     :ivar elbo: ``"trace"`` (:class:`~pyro.infer.Trace_ELBO`, Monte Carlo KL) or ``"meanfield"``
-        (:class:`~pyro.infer.TraceMeanField_ELBO`: closed-form KL where the guide and prior sites
-        admit it, e.g. the ``mean-field`` guide with a Gaussian prior).
+        (:class:`~experiments.common.elbo.MeanFieldELBO`, Pyro's
+        :class:`~pyro.infer.TraceMeanField_ELBO` made cheaper: closed-form KL where the guide and
+        prior sites admit it, e.g. the ``mean-field`` guide with a Gaussian prior).
     :ivar num_particles: ELBO samples per step, vectorised over a particle plate.
     :ivar kl_schedule: ``"uniform"`` or ``"blundell"`` minibatch KL weighting.
     :ivar lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over the run), ``"step"`` (× lr_gamma
@@ -128,41 +130,6 @@ def resolve_device(device: str) -> torch.device:
         raise RuntimeError(f"device {device!r} requested but CUDA is not available; use "
                            "device='cpu' or 'auto'")
     return dev
-
-
-class _ELBOParts:
-    """Mixin recording the expected log-likelihood of each loss evaluation, so the history can
-    split the ELBO into ``log_likelihood - kl`` at no extra model evaluation.
-
-    It wraps ``_get_traces``, which ``loss``, ``differentiable_loss`` and ``loss_and_grads`` all
-    draw their (model, guide) traces from, log-densities already computed.
-    """
-
-    last_log_likelihood = 0.0
-
-    def _get_traces(self, model, guide, args, kwargs):
-        self.last_log_likelihood = 0.0
-        for model_trace, guide_trace in super()._get_traces(model, guide, args, kwargs):
-            ll = sum(float(torch.as_tensor(site["log_prob_sum"]).detach())
-                     for site in model_trace.nodes.values()
-                     if site["type"] == "sample" and site["is_observed"]
-                     and type(site["fn"]).__name__ != "_Subsample")
-            self.last_log_likelihood += ll / self.num_particles
-            yield model_trace, guide_trace
-
-
-class _TraceELBO(_ELBOParts, Trace_ELBO):
-    pass
-
-
-class _MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
-    pass
-
-
-def make_elbo(name: str, num_particles: int = 1, max_plate_nesting: int = 1):
-    cls = {"trace": _TraceELBO, "meanfield": _MeanFieldELBO}[name]
-    return cls(num_particles=num_particles, vectorize_particles=num_particles > 1,
-               max_plate_nesting=max_plate_nesting)
 
 
 def as_dataset(data) -> Dataset:
@@ -276,7 +243,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
     elbo = make_elbo(cfg.elbo, cfg.num_particles)
     loss_fn = elbo(model, guide)
     first = _to(dataset[list(range(min(cfg.batch_size, len(dataset))))], device)
-    with pyro.validation_enabled(True), _elbo_context(guide):
+    with pyro.validation_enabled(True), _elbo_context(guide, cfg.elbo == "meanfield"):
         loss_fn(*first)  # creates lazily-initialised guide parameters (on the right device)
     guide.to(device)
     opt_kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
@@ -292,9 +259,20 @@ def _warmup(beta: float):
     return KLScale(beta, include_local=True) if beta < 1.0 else contextlib.nullcontext()
 
 
-def _elbo_context(guide):
+def _elbo_context(guide, closed_form_kl: bool = False):
+    """The guide's ``elbo_context()`` handler (none if it has none). ``closed_form_kl`` (the
+    ELBO is ``"meanfield"``) is passed to guides whose ``elbo_context`` takes it."""
     ctx = getattr(guide, "elbo_context", None)
-    return ctx() if ctx is not None else contextlib.nullcontext()
+    if ctx is None:
+        return contextlib.nullcontext()
+    if closed_form_kl and _takes_closed_form_kl(type(guide)):
+        return ctx(closed_form_kl=True)
+    return ctx()
+
+
+@functools.cache
+def _takes_closed_form_kl(guide_type: type) -> bool:
+    return "closed_form_kl" in inspect.signature(guide_type.elbo_context).parameters
 
 
 class _Writers:
@@ -349,7 +327,8 @@ def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.
 
     :raises FloatingPointError: on a non-finite loss, naming the epoch and step.
     """
-    with _elbo_context(state.guide), KLScale(kl_scale), _warmup(beta):
+    closed_form_kl = state.config.elbo == "meanfield"
+    with _elbo_context(state.guide, closed_form_kl), KLScale(kl_scale), _warmup(beta):
         loss = state.loss_fn(*batch)
     if not torch.isfinite(loss):
         raise FloatingPointError(
