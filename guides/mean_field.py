@@ -40,7 +40,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from pyro.poutine.messenger import Messenger
 
-from models.base import _drop_data_dim
+from models.base import _drop_data_dim, with_ones
 
 from .registry import register_guide
 
@@ -114,19 +114,21 @@ class LocalReparameterization(Messenger):
         loc, scale = _drop_data_dim(seen[1]), _drop_data_dim(seen[2])
         w = _drop_data_dim(w)
         self._consumed.add(msg["name"])
-        mean = h @ loc[..., :-1].transpose(-1, -2) + loc[..., -1].unsqueeze(-2)  # (*b, N, out)
-        out_shape = torch.broadcast_shapes(mean.shape, w.shape[:-2] + (1, w.shape[-2]))
+        mean = with_ones(h) @ loc.transpose(-1, -2)  # (*b, N, out)
+        out_shape = mean.shape  # (torch.broadcast_shapes is slow Python: only when needed)
+        if w.shape[:-2] != mean.shape[:-2]:
+            out_shape = torch.broadcast_shapes(mean.shape, w.shape[:-2] + (1, w.shape[-2]))
         if self.flipout:
             delta = w - loc  # (*b, out, in + 1), the reparameterised perturbation σ ∘ ε
             in_shape = out_shape[:-1] + (h.shape[-1],)
             s = _signs(in_shape, h)
             r = _signs(out_shape, h)
-            h_pert = (h * s) @ delta[..., :-1].transpose(-1, -2) + delta[..., -1].unsqueeze(-2)
+            h_pert = with_ones(h * s) @ delta.transpose(-1, -2)
             # the bias perturbation carries no input sign; flipping it by r keeps its law
             value = mean + h_pert * r
         else:
             var_w = scale * scale
-            var = (h * h) @ var_w[..., :-1].transpose(-1, -2) + var_w[..., -1].unsqueeze(-2)
+            var = with_ones(h * h) @ var_w.transpose(-1, -2)
             eps = _standard_normal(out_shape, mean)
             value = mean + var.clamp_min(1e-30).sqrt() * eps
         msg["value"] = value

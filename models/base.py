@@ -56,11 +56,16 @@ def _drop_data_dim(w: torch.Tensor) -> torch.Tensor:
     return w
 
 
+def with_ones(h: torch.Tensor) -> torch.Tensor:
+    """``[h | 1]``: ``(..., N, in + 1)``, so that ``[h | 1] @ [W | b].T = h @ W.T + b`` is one matrix
+    product whose gradient reaches ``[W | b]`` whole (slicing W and b off it would cost two
+    full-size zero-fills and additions per parameter in the backward pass)."""
+    return torch.cat([h, h.new_ones(h.shape[:-1] + (1,))], dim=-1)
+
+
 def _affine(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``h @ W.T + b`` for ``w = [W | b]`` of shape ``(*batch, out, in + 1)``; h is ``(..., N, in)``."""
-    w = _drop_data_dim(w)
-    out = h @ w[..., :-1].transpose(-1, -2)  # (*batch, N, out)
-    return out + w[..., -1].unsqueeze(-2)
+    return with_ones(h) @ _drop_data_dim(w).transpose(-1, -2)  # (*batch, N, out)
 
 
 @effectful(type="bayes_linear")

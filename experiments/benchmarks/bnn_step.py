@@ -195,6 +195,77 @@ def pyro_naive_step(sizes, num_data, batches, device) -> Callable[[], float]:
     return step
 
 
+def bayesian_torch_step(sizes, num_data, batches, device) -> Callable[[], float]:
+    """bayesian-torch's ``LinearReparameterization`` layers (weights sampled per batch, closed-form
+    KL to N(0, 1)), sigma initialised at 0.01 as in the other methods; ``None`` if not installed."""
+    try:
+        from bayesian_torch.layers import LinearReparameterization
+    except ImportError:
+        return None
+    rho0 = float(torch.log(torch.expm1(torch.tensor(1e-2))))
+    layers = nn.ModuleList(LinearReparameterization(a, b, prior_mean=0.0, prior_variance=1.0,
+                                                    posterior_rho_init=rho0)
+                           for a, b in zip(sizes[:-1], sizes[1:])).to(device)
+    opt = torch.optim.Adam(layers.parameters(), lr=LR)
+
+    def step() -> float:
+        x, y = batches()
+        h, kl = x, 0.0
+        for i, layer in enumerate(layers):
+            h, kl_i = layer(h)
+            kl = kl + kl_i
+            if i < len(layers) - 1:
+                h = torch.relu(h)
+        loss = F.cross_entropy(h, y, reduction="sum") * (num_data / len(x)) + kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def blitz_step(sizes, num_data, batches, device) -> Callable[[], float]:
+    """blitz's ``BayesianLinear`` layers: weights sampled per batch, Monte Carlo KL
+    (``log q(w) - log p(w)``) to its prior with ``prior_pi=1`` (one Gaussian, sigma 1); ``None`` if
+    not installed."""
+    try:
+        from blitz.modules import BayesianLinear
+        from blitz.utils import variational_estimator
+    except ImportError:
+        return None
+    rho0 = float(torch.log(torch.expm1(torch.tensor(1e-2))))
+
+    @variational_estimator
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList(
+                BayesianLinear(a, b, prior_sigma_1=1.0, prior_sigma_2=1.0, prior_pi=1.0,
+                               posterior_rho_init=rho0) for a, b in zip(sizes[:-1], sizes[1:]))
+
+        def forward(self, x):
+            for i, layer in enumerate(self.layers):
+                x = layer(x)
+                if i < len(self.layers) - 1:
+                    x = torch.relu(x)
+            return x
+
+    net = Net().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+
+    def step() -> float:
+        x, y = batches()
+        loss = F.cross_entropy(net(x), y, reduction="sum") * (num_data / len(x)) \
+            + net.nn_kl_divergence()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
 def zoo_state(sizes, num_data, batch_size, device, prior: dict):
     model = models.create_model("bnn", in_features=X_DIM, widths=sizes[1:-1], out_features=CLASSES,
                                 task="classification", prior=prior)
@@ -263,6 +334,14 @@ def _run(args) -> dict[str, float]:
             "zoo (bnn + mean-field, local reparam)": zoo_step(
                 sizes, n, args.batch_size, batches, device, {"kind": "gaussian", "sigma": 1.0}),
         }
+        for name, make in (("bayesian-torch (LinearReparameterization)", bayesian_torch_step),
+                           ("blitz (BayesianLinear, MC KL)", blitz_step)):
+            step = make(sizes, n, batches, device)
+            if step is None:
+                print(f"{name}: not installed, skipped (pip install --no-deps bayesian-torch "
+                      "blitz-bayesian-pytorch, after the pinned torch)")
+            else:
+                methods[name] = step
         if args.mixture:
             methods["zoo (scale mixture, MC KL)"] = zoo_step(
                 sizes, n, args.batch_size, batches, device,
