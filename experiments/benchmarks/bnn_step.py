@@ -18,34 +18,41 @@ minibatch estimate of the loss, ``backward``, ``optimizer.step`` and ``loss.item
 * ``zoo``: ``bnn`` (Gaussian prior N(0, 1)) + ``mean-field`` (``local_reparam=True``) after
   :func:`experiments.common.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
   estimator as the hand-written step), stepped exactly as :func:`~experiments.common.training.fit`
-  steps it (``guide.elbo_context()`` and ``KLScale`` around ``state.loss_fn(x, y)``, the
-  finite-loss check, ``zero_grad``, ``backward``, ``optimizer.step``, ``loss.item()``).
-* ``zoo (scale mixture)`` (``--mixture``): the same with Blundell's scale-mixture prior, whose KL
-  is a Monte Carlo estimate (the weights are then sampled too, for :math:`\log p(w)-\log q(w)`).
-
-bayesian-torch and blitz are not compared: ``pip install bayesian-torch blitz-bayesian-pytorch``
-would replace the pinned torch (it resolves torch 2.15 and the CUDA 13 wheels), so they were left
-out rather than installed with ``--no-deps`` untested.
+  steps it (:func:`~experiments.common.training.train_step`: ``guide.elbo_context()`` and
+  ``KLScale`` around ``state.loss_fn(x, y)``, the finite-loss check, ``zero_grad``, ``backward``,
+  ``optimizer.step``; then ``loss.item()``).
+* ``zoo (weight sampling)``: the same pair with ``local_reparam=False``: one weight draw per
+  batch, the estimator bayesian-torch's ``LinearReparameterization`` uses.
+* ``bayesian-torch`` / ``blitz``, when installed: their ``LinearReparameterization`` (weights
+  sampled, closed-form KL to N(0, 1)) and ``BayesianLinear`` (weights sampled, Monte Carlo KL;
+  ``prior_pi=1``, one N(0, 1)) layers, σ initialised at 0.01, the same loss. ``pip install
+  bayesian-torch blitz-bayesian-pytorch`` would replace the pinned torch (it resolves torch 2.15
+  and CUDA wheels); ``pip install --no-deps bayesian-torch blitz-bayesian-pytorch`` after the
+  pinned torch works (their layers need nothing else), or ``pip install --no-deps --target DIR``
+  and ``PYTHONPATH=DIR``.
+* ``zoo (scale mixture)`` (``--mixture``): the zoo pair with Blundell's scale-mixture prior, whose
+  KL is a Monte Carlo estimate (the weights are then sampled too, for :math:`\log p(w)-\log q(w)`).
 
 Pyro's validation is off (as in ``fit``) and torch uses ``--threads`` intra-op threads (default 1).
 The methods are timed *interleaved*: in each of ``--repeats`` rounds every method runs ``--warmup``
 untimed steps then ``--steps`` timed steps, in a rotating round-robin order; the table reports the
 median over rounds of the mean ms/step and the ratios to the floor and to the hand-written BbB step.
-``--profile`` prints the torch-profiler table of the zoo step.
+``--profile`` prints the torch-profiler table of the zoo step. Measured numbers: README, "BNN step
+benchmark".
 
-Measured (shared 2-core CPU under a load of ~5, one thread, 7 rounds of 20 steps): torch MLP 16.8
-ms, torch BbB 68.5 ms (1.00x), pyro naive 113 ms (1.65x), zoo 133 ms (1.94x), zoo scale mixture 210
-ms (3.07x). The zoo step misses the 1.2x goal. Where its ~64 ms extra go (torch profiler and
-one-thread micro-benchmarks on the 478k weights): (1) the closed-form KL is torch's
-``kl_normal_normal`` (two full-size divisions and ``pow``): ~40 ms forward + backward against ~18
-ms for the hand-written ``0.5 (sigma^2 + mu^2 - 1) - log sigma`` summed per term; (2) the guide still
-draws every weight, :math:`w = \mu + \sigma\epsilon`, ~10 ms, although under local
-reparameterisation with a closed-form KL nothing uses the draw; (3) Pyro's tracing (two traces,
-~18 messages, the plates and handlers): ~8 ms, measured as the zoo-minus-torch gap at 8 hidden
-units. A cheaper registered KL for the guide's Normal was tried (same value, 1e-6) and gained under
-5 % in noisy measurements, so it was not kept; skipping the unused draw needs the guide to know the
-ELBO will not read it (closed-form KL and every use of the weight through ``bayes_linear``), which
-was left for a design decision.
+Where the zoo's step lost time, and what fixed it (profiled with ``--profile`` and torch's
+profiler grouped by input shape; first measured at 1.94x the hand-written step): (1) Pyro's
+``TraceMeanField_ELBO`` computes :math:`\log p(w)` and :math:`\log q(w)` of every latent site
+before it knows the KL is closed-form: four unused log-densities over the 478k weights;
+:class:`experiments.common.elbo.MeanFieldELBO` computes them only where read. (2) torch's
+``kl_normal_normal`` spends two full-size divisions and a ``pow``; :func:`~experiments.common.elbo.
+closed_form_kl` sums a scalar prior's KL over the event with three per-weight operations. (3) The
+guide drew every weight although local reparameterisation with a closed-form KL never reads the
+draw; ``fit`` now tells the guide's ``elbo_context`` (``closed_form_kl=True``) and the draw is
+skipped. (4) Slicing ``[W | b]`` into W and b costs two full-size zero-fills and additions per
+parameter in the backward pass; :func:`models.base.with_ones` makes the layer one product
+``[h | 1] @ [W | b].T``. What remains is Pyro's per-step cost (two traces, ~18 messages, plates and
+handlers), about 1 ms: the zoo-minus-hand-written gap at ``--hidden 8``.
 
 Run: ``python -m experiments.benchmarks.bnn_step [--steps 50 --repeats 9 --batch-size 128
 --hidden 400 --num-data 60000 --threads 1 --device cpu --mixture --profile]``
@@ -266,19 +273,20 @@ def blitz_step(sizes, num_data, batches, device) -> Callable[[], float]:
     return step
 
 
-def zoo_state(sizes, num_data, batch_size, device, prior: dict):
+def zoo_state(sizes, num_data, batch_size, device, prior: dict, local_reparam: bool = True):
     model = models.create_model("bnn", in_features=X_DIM, widths=sizes[1:-1], out_features=CLASSES,
                                 task="classification", prior=prior)
-    guide = guides.create_guide("mean-field", model, init_scale=1e-2, local_reparam=True)
+    guide = guides.create_guide("mean-field", model, init_scale=1e-2, local_reparam=local_reparam)
     g = torch.Generator().manual_seed(1)
     data = (torch.rand(num_data, X_DIM, generator=g), torch.randint(CLASSES, (num_data,), generator=g))
     return setup(model, guide, data, {"batch_size": batch_size, "lr": LR, "elbo": "meanfield",
                                       "device": str(device), "progress": False})
 
 
-def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict) -> Callable[[], float]:
+def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict,
+             local_reparam: bool = True) -> Callable[[], float]:
     """The zoo's pair, set up by ``setup`` and stepped as ``fit`` steps it."""
-    state = zoo_state(sizes, num_data, batch_size, device, prior)
+    state = zoo_state(sizes, num_data, batch_size, device, prior, local_reparam)
 
     def step() -> float:
         x, y = batches()
@@ -334,6 +342,9 @@ def _run(args) -> dict[str, float]:
             "zoo (bnn + mean-field, local reparam)": zoo_step(
                 sizes, n, args.batch_size, batches, device, {"kind": "gaussian", "sigma": 1.0}),
         }
+        methods["zoo (weight sampling)"] = zoo_step(
+            sizes, n, args.batch_size, batches, device, {"kind": "gaussian", "sigma": 1.0},
+            local_reparam=False)
         for name, make in (("bayesian-torch (LinearReparameterization)", bayesian_torch_step),
                            ("blitz (BayesianLinear, MC KL)", blitz_step)):
             step = make(sizes, n, batches, device)
