@@ -22,14 +22,23 @@ Methods (all fitted with the zoo's one SVI loop :func:`~experiments.common.train
   ``mean-field`` guide (local reparameterisation, initial weight std ``init_scale`` = 1e-3),
   ``elbo="meanfield"`` (closed-form KL), uniform KL weight over minibatches, Adam with a cosine
   learning-rate decay.
-* ``dropout``: MC dropout (Gal & Ghahramani 2016): ``mlp`` with dropout p = 0.1 before the output
+* ``dropout``: MC dropout (Gal & Ghahramani 2016): ``mlp`` with dropout p before the output
   layer, learned homoscedastic noise (maximum likelihood instead of Gal's grid over τ), the
   ``deterministic`` guide, and Gal's weight decay for a prior of length-scale l = 1e-2:
   his Keras objective :math:`\frac1N\sum(y-\hat y)^2 + \lambda\lVert W\rVert^2` with
   :math:`\lambda = l^2(1-p)/(2N\tau)` is, times :math:`N\tau/2`, the summed negative
   log-likelihood that ``fit`` minimises plus :math:`\tfrac{l^2(1-p)}{4}\lVert W\rVert^2`, i.e. a
-  ``torch.optim`` weight decay of :math:`l^2(1-p)/2` (computed from ``lengthscale`` and p). One
-  fixed rate for every set; no per-split grid search.
+  ``torch.optim`` weight decay of :math:`l^2(1-p)/2` (computed from ``lengthscale`` and p).
+  p and the step count are chosen per split as in Gal's code: every point of ``dropout.grid``
+  (default p ∈ {0.01, 0.1} × steps ∈ {500, 2000}) is fitted on a random 80 % of the training
+  split (``val_fraction`` = 0.2 held out, re-standardised on the 80 %; the test split is never
+  looked at), the point with the best validation log-likelihood is refitted on the whole
+  training split, and only that fit is evaluated on the test split. Each row records the chosen
+  point (``selected``) and every point's validation LL (``grid``); the metrics count the choices
+  per set (``dropout_selected``). ``dropout.grid = {}`` gives one fit with the fixed values
+  (p = 0.1, 1000 steps). The grid is small because the compute is one CPU core: 2 x 2 points
+  plus the refit are about 5000-7000 steps per split (Gal's code searched more values of p, and
+  τ, per split).
 * ``svgp``: ``svgp`` with an RBF-ARD kernel (output scale), constant mean, Gaussian likelihood,
   M = min(100, N) inducing inputs at k-means centroids, the ``cholesky`` guide (whitened, full
   q(u)) started at Titsias' optimal :math:`q(u)` for the initial hyperparameters
@@ -40,12 +49,13 @@ Training length: every set gets the same number of *gradient steps* (``steps``),
 ``epochs = ceil(steps / batches_per_epoch)`` with batches of ``min(N, batch_size)`` rows (the small
 sets are full-batch). PBP ran 40 epochs; VI needs many more passes over a small set for the
 weight variances to settle, and a fixed step count keeps the cost per split nearly independent
-of N. Steps: BbB 2000, MC dropout 1000, SVGP 1000. Dropout gets fewer because its point
-estimate overfits with the learned noise: on boston splits 0-2 (full batch, p = 0.05) 4000 steps
+of N. Steps: BbB 2000, SVGP 1000, MC dropout chosen on validation from {500, 2000} (1000 without
+the grid). Dropout's point estimate can overfit with the learned noise, so its step count is
+part of the grid: on boston splits 0-2 (full batch, p = 0.05) 4000 steps
 gave test LL −2.6 to −2.8 against −2.27 at 1000 (p = 0.1: −2.27; 500 steps: −2.24). BbB on yacht
 splits 0-1 gave −0.88 at 1000 and −0.68 at 2000 steps; the SVGP on boston −2.43 / −2.39 / −2.32 at
 500 / 1000 / 2000 steps (development runs, not a grid search per split). Nothing is evaluated
-during training.
+during training; dropout's validation fits are scored once, after training.
 
 Published numbers (REFERENCES.md) are put beside ours in ``uci_table.md``: VI (Graves 2011, as
 reported by Hernández-Lobato & Adams), PBP, dropout (Gal & Ghahramani 2016) with their standard
@@ -58,16 +68,21 @@ Targets (the issue's): our BbB test LL above the VI column on every set and abov
 
 Hardware/time: measured on the 2-core CPU development machine (one torch thread, shared with
 other jobs). One split of all three methods takes roughly 10-30 s (small sets) to about a minute
-(protein), so the full 20-split protocol (165 splits) is about 1-1.5 CPU-hours; the README gives
-the measured numbers and which splits ran. A GPU does not help these tiny nets: the step time is
+(protein) with dropout's fixed values; its validation grid adds about 15-25 s per split, so the
+full 20-split protocol (165 splits) is about 2 CPU-hours (dropout alone, reusing the other
+methods' rows with ``reuse_methods``, about 1). The README gives the measured numbers and which
+splits ran. A GPU does not help these tiny nets: the step time is
 Pyro's per-step overhead, not arithmetic. ``--smoke`` takes seconds.
 
 Run: ``python -m experiments run uci-benchmark [--smoke] [--set splits=3]
-[--set 'splits_per_dataset={"protein": 1}'] [--set 'datasets=["boston","yacht"]']``
+[--set 'splits_per_dataset={"protein": 1}'] [--set 'datasets=["boston","yacht"]']
+[--set 'dropout.grid={}'] [--set 'reuse_rows=["results/uci-benchmark/<run>/rows.jsonl"]'
+--set 'reuse_methods=["bbb","svgp"]']``
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -161,6 +176,12 @@ def get_config(smoke: bool = False) -> dict:
             "lengthscale": 1e-2,
             "fit": {"lr": 1e-2, "lr_schedule": "cosine"},
             "steps": 1000, "batch_size": 1024,
+            # Gal & Ghahramani's selection: each point is fitted on the training split minus a
+            # held-out val_fraction, the best validation LL is refitted on the whole training
+            # split (its values override dropout / steps / lengthscale above). {} or None: no
+            # selection, one fit with the values above.
+            "grid": {"dropout": [0.01, 0.1], "steps": [500, 2000]},
+            "val_fraction": 0.2,
         },
         "svgp": {
             "num_inducing": 100,
@@ -170,8 +191,10 @@ def get_config(smoke: bool = False) -> dict:
             "steps": 1000, "batch_size": 1024,
         },
         "predict": {"num_samples": 100},
-        # rows.jsonl files of earlier runs of this configuration: their fits are reused
+        # rows.jsonl files of earlier runs of this configuration: their fits are reused ...
         "reuse_rows": [],
+        # ... for these methods only (None: all), e.g. ["bbb", "svgp"] to refit dropout alone
+        "reuse_methods": None,
     }
     if smoke:
         cfg["datasets"] = ["yacht", "boston"]
@@ -179,6 +202,7 @@ def get_config(smoke: bool = False) -> dict:
         cfg["hidden"]["default"] = 16
         for key in METHODS:
             cfg[key]["steps"] = 20
+        cfg["dropout"]["grid"] = {"dropout": [0.05, 0.1], "steps": [10]}
         cfg["svgp"]["num_inducing"] = 10
         cfg["predict"]["num_samples"] = 10
     return cfg
@@ -251,14 +275,127 @@ def dropout_weight_decay(lengthscale: float, p: float) -> float:
     return lengthscale ** 2 * (1 - p) / 2
 
 
-def fit_dropout(data, cfg: dict, hidden: int, seed: int, device, out: Path,
-                num_samples: int) -> dict:
+GRID_KEYS = ("dropout", "steps", "lengthscale")
+"""Hyperparameters a dropout grid point may set: the rate p, the gradient steps, Gal's l."""
+
+
+def grid_points(grid) -> list[dict]:
+    """The points of a dropout grid, in a fixed order.
+
+    :param grid: ``{key: [values]}`` (the Cartesian product, the last key varying fastest) or a
+        list of ``{key: value}`` points; keys from :data:`GRID_KEYS`.
+    :returns: a list of ``{key: value}`` dicts (empty for an empty or ``None`` grid).
+    """
+    if not grid:
+        return []
+    if isinstance(grid, dict):
+        keys = list(grid)
+        values = [list(grid[k]) if isinstance(grid[k], (list, tuple)) else [grid[k]] for k in keys]
+        if any(not v for v in values):
+            raise ValueError(f"dropout grid: every key needs at least one value, got {grid!r}")
+        points = [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    else:
+        points = [dict(pt) for pt in grid]
+    for pt in points:
+        bad = sorted(set(pt) - set(GRID_KEYS))
+        if bad or not pt:
+            raise ValueError(f"dropout grid point {pt!r}: keys must be a non-empty subset of "
+                             f"{list(GRID_KEYS)}")
+    return points
+
+
+def _with_point(cfg: dict, point: dict) -> dict:
+    """A copy of the dropout config with one grid point's values filled in."""
+    out = {**cfg, "model": dict(cfg["model"])}
+    for key, value in point.items():
+        if key == "dropout":
+            out["model"]["dropout"] = float(value)
+        elif key == "steps":
+            out["steps"] = int(value)
+        else:
+            out[key] = float(value)
+    return out
+
+
+def validation_split(data: zoo_data.RegressionData, fraction: float,
+                     seed: int) -> zoo_data.RegressionData:
+    """Hold out a random ``fraction`` of the *training* split for validation.
+
+    The returned split's ``x_train``/``y_train`` are the remaining training rows and its
+    ``x_test``/``y_test`` the held-out ones; it is standardised on the remaining rows (as the full
+    fit is on the full training split). The test split is not touched.
+
+    :param data: a split from :func:`experiments.common.data.load_uci`.
+    :param fraction: in (0, 1); ``round(fraction * N)`` rows (at least 1, leaving at least 2)
+        are held out.
+    :param seed: seeds the permutation (numpy ``default_rng``).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction!r}")
+    n = data.n_train
+    n_val = max(1, int(round(fraction * n)))
+    if n - n_val < 2:
+        raise ValueError(f"{data.name} split {data.split}: {n} training rows are too few to hold "
+                         f"out {n_val} for validation")
+    perm = np.random.default_rng(seed).permutation(n)
+    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    x = data.x_train.double()
+    y = data.y_train.double()
+    if data.standardized:  # back to original units, to standardise on the remaining rows
+        x = x * data.x_std.double() + data.x_mean.double()
+        y = y * data.y_std + data.y_mean
+    return zoo_data._make_regression(data.name, data.split, x.numpy(), y.numpy(), train, val,
+                                     data.standardized)
+
+
+def select_grid_point(scores) -> int:
+    """Index of the best validation log-likelihood (failed points, NaN or ``None``, never win;
+    ties go to the first). :raises ValueError: if every point failed."""
+    vals = [float("nan") if v is None else float(v) for v in scores]
+    finite = [i for i, v in enumerate(vals) if math.isfinite(v)]
+    if not finite:
+        raise ValueError(f"every dropout grid point failed (validation LLs {vals})")
+    return max(finite, key=lambda i: (vals[i], -i))
+
+
+def _fit_dropout_once(data, cfg: dict, hidden: int, seed: int, device, out: Path,
+                      num_samples: int) -> dict:
     model = models.create_model("mlp", in_features=data.input_dim, widths=(hidden,), **cfg["model"])
     guide = guides.create_guide("deterministic", model)
     fcfg = _fit_cfg(cfg, data.n_train, seed, device, out)
     fcfg["weight_decay"] = dropout_weight_decay(cfg["lengthscale"], cfg["model"]["dropout"])
     fit(model, guide, (data.x_train, data.y_train), fcfg)
     return _sample_metrics(model, guide, data, num_samples, seed, device)
+
+
+def fit_dropout(data, cfg: dict, hidden: int, seed: int, device, out: Path,
+                num_samples: int) -> dict:
+    """MC dropout; with a ``grid`` in ``cfg``, Gal & Ghahramani's selection first.
+
+    Without a grid: one fit with ``cfg``'s values. With one: every grid point
+    (:func:`grid_points`) is fitted on the training split minus a held-out ``val_fraction``
+    (:func:`validation_split`, seeded by ``seed``) and scored by its validation log-likelihood;
+    the best point (:func:`select_grid_point`) is refitted on the whole training split and
+    evaluated on the test split. The result records ``selected`` (the chosen point) and ``grid``
+    (every point with its validation LL and RMSE).
+    """
+    points = grid_points(cfg.get("grid"))
+    if not points:
+        return _fit_dropout_once(data, cfg, hidden, seed, device, out, num_samples)
+    val_data = validation_split(data, float(cfg.get("val_fraction", 0.2)), seed)
+    scored = []
+    for i, point in enumerate(points):
+        try:
+            res = _fit_dropout_once(val_data, _with_point(cfg, point), hidden, seed, device,
+                                    out / f"grid{i}", num_samples)
+            scored.append({**point, "val_ll": res["ll"], "val_rmse": res["rmse"]})
+        except (RuntimeError, FloatingPointError) as exc:  # a diverged point just loses
+            log.warning("%s split %d dropout grid point %s failed: %s", data.name, data.split,
+                        point, exc)
+            scored.append({**point, "val_ll": None, "error": str(exc)})
+    best = points[select_grid_point([s["val_ll"] for s in scored])]
+    res = _fit_dropout_once(data, _with_point(cfg, best), hidden, seed, device, out, num_samples)
+    return {**res, "selected": best, "grid": scored}
 
 
 def fit_svgp(data, cfg: dict, hidden: int, seed: int, device, out: Path, num_samples: int) -> dict:
@@ -330,6 +467,19 @@ def summarize(rows: list[dict]) -> dict[str, float]:
         out[f"{ds}_{method}_seconds_per_split"] = float(np.mean([r["seconds"] for r in sel]))
         out[f"{ds}_{method}_num_splits"] = k
     return out
+
+
+def selection_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """How often each dropout grid point was chosen, per set: ``{dataset: {"dropout=0.01,
+    steps=3000": count}}`` (rows without a ``selected`` point are left out)."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row.get("method") != "dropout" or "selected" not in row:
+            continue
+        key = ",".join(f"{k}={v}" for k, v in row["selected"].items())
+        counts = out.setdefault(row["dataset"], {})
+        counts[key] = counts.get(key, 0) + 1
+    return {ds: dict(sorted(c.items())) for ds, c in out.items()}
 
 
 def _fmt(mean: float | None, se: float | None, digits: int) -> str:
@@ -447,6 +597,9 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         raise ValueError(f"unknown methods {bad}; choose from {list(METHODS)}")
     rows: list[dict] = []
     done = load_rows(config.get("reuse_rows", []))
+    reuse_methods = config.get("reuse_methods")
+    if reuse_methods is not None:
+        done = {key: row for key, row in done.items() if key[1] in reuse_methods}
     t_start = time.perf_counter()
     for ds in config["datasets"]:
         hidden = int(config["hidden"].get(ds, config["hidden"]["default"]))
@@ -480,6 +633,7 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     metrics: dict = dict(summary)
     metrics["splits_run"] = {ds: splits_to_run(ds, config) for ds in config["datasets"]}
     metrics["failed_fits"] = sum("error" in r for r in rows)
+    metrics["dropout_selected"] = selection_counts(rows)
     metrics["fit_seconds"] = time.perf_counter() - t_start
     metrics.update(targets(summary, config["datasets"]))
     metrics["rows"] = rows

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from experiments import uci_benchmark as U
 from experiments.common import data as D
@@ -170,3 +171,115 @@ def test_reuse_rows_completes_a_protocol_without_refitting(tmp_path):
     assert [(r["dataset"], r["method"]) for r in fitted] == [("yacht", "svgp")]
     with pytest.raises(ValueError, match="rows.jsonl"):
         U.load_rows([str(tmp_path / "missing.jsonl")])
+
+
+# ------------------------------------------------------------- MC dropout's validation grid
+
+
+def _id_data(n: int = 50, n_test: int = 10) -> D.RegressionData:
+    """A synthetic split whose first input column is the row id (recoverable after
+    standardisation), rows ``n_test .. n-1`` training and ``0 .. n_test-1`` test."""
+    rng = np.random.default_rng(0)
+    ids = np.arange(n, dtype=np.float64)
+    x = np.stack([ids, rng.normal(size=n)], axis=1)
+    y = 3.0 * x[:, 1] + 10.0
+    return D._make_regression("toy", 0, x, y, np.arange(n_test, n), np.arange(n_test), True)
+
+
+def _ids(x: torch.Tensor, d: D.RegressionData) -> set[int]:
+    raw = x.double() * d.x_std.double() + d.x_mean.double()
+    return {int(round(v)) for v in raw[:, 0].tolist()}
+
+
+def test_validation_split_is_drawn_from_the_training_split_only():
+    data = _id_data()
+    train_ids, test_ids = _ids(data.x_train, data), _ids(data.x_test, data)
+    val = U.validation_split(data, 0.2, seed=3)
+    sub_ids, val_ids = _ids(val.x_train, val), _ids(val.x_test, val)
+    assert len(val_ids) == val.n_test == 8 and val.n_train == 32  # round(0.2 * 40)
+    assert sub_ids | val_ids == train_ids  # every held-out row comes from the training split
+    assert not sub_ids & val_ids
+    assert not val_ids & test_ids and not sub_ids & test_ids  # the test split is never used
+    # re-standardised on the remaining training rows, targets in the same original units
+    assert float(val.x_train[:, 1].mean()) == pytest.approx(0.0, abs=1e-5)
+    assert float(val.y_train.std(unbiased=False)) == pytest.approx(1.0, abs=1e-5)
+    sub_y = val.unstandardize_y(val.y_train).numpy()
+    sub_x1 = (val.x_train[:, 1].double() * val.x_std[1] + val.x_mean[1]).numpy()
+    np.testing.assert_allclose(sub_y, 3.0 * sub_x1 + 10.0, rtol=1e-5)
+    # seeded: the same seed holds out the same rows, another seed (almost surely) others
+    assert _ids(U.validation_split(data, 0.2, seed=3).x_test, val) == val_ids
+    assert _ids(U.validation_split(data, 0.2, seed=4).x_test, val) != val_ids
+    with pytest.raises(ValueError, match="val_fraction"):
+        U.validation_split(data, 1.0, seed=0)
+
+
+def test_grid_points_product_and_list():
+    pts = U.grid_points({"dropout": [0.01, 0.1], "steps": [500, 2000]})
+    assert pts == [{"dropout": 0.01, "steps": 500}, {"dropout": 0.01, "steps": 2000},
+                   {"dropout": 0.1, "steps": 500}, {"dropout": 0.1, "steps": 2000}]
+    assert U.grid_points([{"lengthscale": 0.1}]) == [{"lengthscale": 0.1}]
+    assert U.grid_points({}) == [] and U.grid_points(None) == []
+    with pytest.raises(ValueError, match="keys"):
+        U.grid_points({"tau": [1.0]})
+
+
+def test_select_grid_point_is_the_argmax_of_validation_ll():
+    assert U.select_grid_point([-3.0, -2.5, -2.7]) == 1
+    assert U.select_grid_point([float("nan"), -4.0, None, -5.0]) == 1  # failed points never win
+    assert U.select_grid_point([-1.0, -1.0]) == 0  # ties: the first
+    with pytest.raises(ValueError, match="every dropout grid point failed"):
+        U.select_grid_point([None, float("nan")])
+
+
+def test_fit_dropout_selects_on_validation_and_refits_on_the_whole_training_split(
+        monkeypatch, tmp_path):
+    data = _id_data()
+    test_ids = _ids(data.x_test, data)
+    # validation LL of each (p, steps): the best is (0.1, 500), neither first nor last
+    val_ll = {(0.01, 500): -3.0, (0.01, 2000): -2.9, (0.1, 500): -2.1, (0.1, 2000): -2.4,
+              (0.1, 1000): -2.2}  # the last: the configured values, used without a grid
+    calls = []
+
+    def fake_fit(d, cfg, hidden, seed, device, out, num_samples):
+        key = (cfg["model"]["dropout"], cfg["steps"])
+        calls.append((d, key))
+        return {"ll": val_ll[key], "rmse": -val_ll[key], "noise_std": 1.0}
+
+    monkeypatch.setattr(U, "_fit_dropout_once", fake_fit)
+    cfg = U.get_config()["dropout"]
+    cfg["grid"] = {"dropout": [0.01, 0.1], "steps": [500, 2000]}
+    res = U.fit_dropout(data, cfg, 8, 0, "cpu", tmp_path, 4)
+    assert res["selected"] == {"dropout": 0.1, "steps": 500}
+    assert [g["val_ll"] for g in res["grid"]] == [-3.0, -2.9, -2.1, -2.4]
+    assert len(calls) == 5
+    for d, _ in calls[:4]:  # grid fits: 80 % of the training rows, scored on the other 20 %
+        assert d.n_train == 32 and d.n_test == 8
+        assert not (_ids(d.x_train, d) | _ids(d.x_test, d)) & test_ids
+    refit, key = calls[4]
+    assert refit is data and key == (0.1, 500)  # the chosen point, on the whole training split
+    assert res["ll"] == -2.1
+    # without a grid: one fit with the configured values
+    calls.clear()
+    cfg["grid"] = {}
+    res = U.fit_dropout(data, cfg, 8, 0, "cpu", tmp_path, 4)
+    assert len(calls) == 1 and calls[0][0] is data and "selected" not in res
+
+
+def test_reuse_methods_refits_the_other_methods(tmp_path):
+    cfg = U.get_config(smoke=True)
+    cfg["datasets"] = ["yacht"]
+    earlier = tmp_path / "rows.jsonl"
+    earlier.write_text("".join(json.dumps({"dataset": "yacht", "method": m, "split": 0,
+                                           "n_train": 1, "ll": -1.25, "rmse": 0.5,
+                                           "seconds": 1.0}) + "\n" for m in U.METHODS))
+    cfg["reuse_rows"] = [str(earlier)]
+    cfg["reuse_methods"] = ["bbb", "svgp"]
+    out = tmp_path / "run"
+    out.mkdir()
+    metrics = U.run(cfg, out, device="cpu")
+    assert metrics["yacht_bbb_ll_mean"] == -1.25 and metrics["yacht_svgp_ll_mean"] == -1.25
+    fitted = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in fitted] == ["dropout"]  # refitted, with the smoke grid
+    assert fitted[0]["selected"] in U.grid_points(cfg["dropout"]["grid"])
+    assert len(fitted[0]["grid"]) == 2
+    assert sum(metrics["dropout_selected"]["yacht"].values()) == 1
