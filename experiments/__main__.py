@@ -1,4 +1,4 @@
-"""Command line: ``python -m experiments list | pairs | run NAME | reproduce``."""
+"""Command line: ``python -m experiments list | pairs | run NAME | reproduce | report``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     rep = sub.add_parser("reproduce", help="run every experiment and write a report")
     _common(rep)
+    report = sub.add_parser(
+        "report", help="write the report from runs already made (default: the newest non-smoke "
+                       "run of every experiment under --out)")
+    report.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                        help="run directories to report (several runs of one experiment allowed)")
+    report.add_argument("--out", default="results", help="results root (default ./results)")
+    report.add_argument("--report", default=None,
+                        help="report file (default: <out>/REPORT-runs.md)")
+    report.add_argument("--include-smoke", action="store_true",
+                        help="let smoke runs count as the newest run")
     return parser
 
 
@@ -83,8 +94,12 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     if not progress:  # every fit section is named fit or fit_<something>, at any depth
         _no_progress(config)
     run_dir = make_run_dir(out, name, seed)
+    command = " ".join(["python -m experiments run", name] + (["--smoke"] if smoke else [])
+                       + [f"--device {device}", f"--seed {seed}"]
+                       + [f"--set {shlex.quote(o)}" for o in overrides])
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
-                                          "data_dir": data_dir, "config": config})
+                                          "data_dir": data_dir, "command": command,
+                                          "overrides": list(overrides), "config": config})
     t0 = time.perf_counter()
     with RunLog(run_dir):
         log.info("running %s (smoke=%s) into %s", name, smoke, run_dir)
@@ -113,6 +128,7 @@ def _fmt(v) -> str:
 
 
 def cmd_reproduce(args) -> int:
+    from .common.report import run_section, write_report
     from .common.runner import hardware
     from .registry import list_experiments
 
@@ -123,6 +139,7 @@ def cmd_reproduce(args) -> int:
              "| experiment | figure | metric | ours | paper | wall time (s) |",
              "|---|---|---|---|---|---|"]
     failures = 0
+    sections = []
     for exp in list_experiments():
         try:
             run_dir, metrics, wall = run_one(exp.name, smoke=args.smoke, device=args.device,
@@ -142,11 +159,39 @@ def cmd_reproduce(args) -> int:
         for k, text in exp.paper_numbers.items():
             if k not in metrics:
                 lines.append(f"| | | {k} | | {_fmt(text)} | |")
+        sections.append((exp, run_dir))
     report = Path(args.out) / ("REPORT-smoke.md" if args.smoke else "REPORT.md")
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text("\n".join(lines) + "\n")
+    lines.append("")
+    write_report(report, lines, [run_section(exp, d, report.parent) for exp, d in sections])
     print(f"wrote {report}")
     return 1 if failures else 0
+
+
+def cmd_report(args) -> int:
+    from .common.report import latest_runs, read_run, run_section, write_report
+    from .common.runner import hardware
+    from .registry import get_experiment, list_experiments
+
+    if args.runs:
+        runs = [Path(r) for r in args.runs]
+    else:
+        runs = latest_runs(Path(args.out), [e.name for e in list_experiments()],
+                           include_smoke=args.include_smoke)
+        if not runs:
+            raise FileNotFoundError(f"no finished runs under {args.out}/; run experiments first "
+                                    "(python -m experiments run NAME) or pass run directories")
+    report = Path(args.report) if args.report else Path(args.out) / "REPORT-runs.md"
+    sections = []
+    for run_dir in runs:
+        config, _ = read_run(run_dir)
+        sections.append(run_section(get_experiment(config["experiment"]), run_dir, report.parent))
+    header = ["# Report of finished runs", "",
+              f"Command: `python -m experiments report {' '.join(map(str, args.runs))}`".rstrip()
+              + "  ", f"Written on: {hardware()}, {time.strftime('%Y-%m-%d %H:%M')}  ",
+              "Each section names the command of its run; wall times and hardware are the run's.", ""]
+    write_report(report, header, sections)
+    print(f"wrote {report} ({len(sections)} runs)")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -165,8 +210,10 @@ def main(argv=None) -> int:
             return cmd_pairs()
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_reproduce(args)
-    except (KeyError, ValueError, DataError, CheckpointError) as exc:
+    except (KeyError, ValueError, FileNotFoundError, DataError, CheckpointError) as exc:
         # configuration and data errors: one clear line instead of a traceback (other errors,
         # e.g. a torch shape error in an experiment, keep their traceback)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

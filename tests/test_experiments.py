@@ -81,4 +81,38 @@ def test_reproduce_smoke_writes_a_report(tmp_path):
     assert "| experiment | figure | metric | ours | paper | wall time (s) |" in report
     for exp in list_experiments():
         assert f"| {exp.name} |" in report
+        assert f"## {exp.name}: " in report  # its section: command, metrics, tables, figures
     assert "FAILED" not in report
+    assert report.count("- command: `python -m experiments run ") == len(list_experiments())
+    assert "![" in report
+
+
+def test_report_from_finished_runs(tmp_path):
+    """``report`` renders runs already made: explicit directories, or the newest non-smoke run of
+    each experiment (a smoke run counts only with --include-smoke)."""
+    proc = _cli("run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
+                "--out", str(tmp_path), "--set", "seed=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "blundell-regression").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["command"] == ("python -m experiments run blundell-regression --smoke "
+                                 "--device cpu --seed 0 --set seed=3")
+    out = tmp_path / "rep" / "R.md"
+    proc = _cli("report", str(run_dir), "--report", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "## blundell-regression: " in text and config["command"] in text
+    assert "| metric | ours | paper |" in text
+    figure = next(run_dir.glob("*.png"))
+    assert f"({Path('..') / run_dir.name / figure.name})" not in text  # relative to the report
+    assert f"]({Path('..') / 'blundell-regression' / run_dir.name / figure.name})" in text
+
+    proc = _cli("report", "--out", str(tmp_path))  # only a smoke run there
+    assert proc.returncode == 2 and "no finished runs" in proc.stderr
+    proc = _cli("report", "--out", str(tmp_path), "--include-smoke")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "## blundell-regression: " in (tmp_path / "REPORT-runs.md").read_text()
+
+    (run_dir / "metrics.json").unlink()  # an unfinished run is named, not skipped silently
+    proc = _cli("report", str(run_dir))
+    assert proc.returncode == 2 and "did not finish" in proc.stderr
