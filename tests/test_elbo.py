@@ -107,3 +107,14 @@ def test_meanfield_elbo_records_the_log_likelihood():
         loss = float(elbo.differentiable_loss(model, guide, *data))
     assert elbo.last_log_likelihood < 0
     assert loss > -elbo.last_log_likelihood  # loss = KL - log-lik with KL > 0
+
+
+def test_meanfield_elbo_accepts_guide_messengers():
+    """Pyro's GuideMessenger guides (e.g. AutoNormalMessenger) take Pyro's own trace path."""
+    from pyro.infer.autoguide import AutoNormalMessenger
+
+    model, _, data = _bnn()
+    guide = AutoNormalMessenger(model)
+    a, _ = _loss_and_grads(MeanFieldELBO(), model, guide, data, seed=4)
+    b, _ = _loss_and_grads(TraceMeanField_ELBO(), model, guide, data, seed=4)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)

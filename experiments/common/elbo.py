@@ -138,6 +138,8 @@ class MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
     of :func:`normal_kl`. Same value and gradients (tested against Pyro's class)."""
 
     def _get_trace(self, model, guide, args, kwargs):
+        if isinstance(poutine.unwrap(guide), poutine.messenger.Messenger):
+            return super()._get_trace(model, guide, args, kwargs)  # a GuideMessenger: Pyro's path
         guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace),
                                     graph_type="flat").get_trace(*args, **kwargs)
