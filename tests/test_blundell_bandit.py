@@ -113,7 +113,7 @@ def test_untrained_bbb_thompson_sampling_picks_both_actions_but_greedy_does_not(
     x = torch.zeros(5)
     x[[0, 3]] = 1.0
     bbb = _agent("bbb")
-    assert bbb.num_samples == 2
+    assert bbb.num_samples == 1  # Thompson sampling: one posterior draw per decision
     actions = {bbb.act(x) for _ in range(60)}
     assert actions == {B.PASS, B.EAT}
     greedy = _agent("eps_0")
@@ -130,3 +130,43 @@ def test_training_moves_the_predicted_reward_towards_the_data():
     agent.train(150)
     f = agent.predicted_rewards(x)
     assert f[B.EAT] - f[B.PASS] > 1.5  # from about 0 at initialisation (lr 1e-3)
+
+
+def test_thompson_scores_match_the_posterior_predictive():
+    """The agent's direct guide-draw-and-replay scoring has the law of ``posterior_predictive``
+    (and equals it for a deterministic net); averaging S draws divides the variance by S."""
+    from experiments.common.predictive import posterior_predictive
+
+    x = torch.zeros(5)
+    x[[1, 4]] = 1.0
+    inp = B.encode(x.expand(B.NUM_ACTIONS, -1), torch.arange(B.NUM_ACTIONS))
+    greedy = _agent("eps_0")
+    ref = posterior_predictive(greedy.model, greedy.guide, inp, num_samples=1, return_sites=("f",))
+    assert torch.allclose(greedy.predicted_rewards(x), ref["f"][0, :, 0])
+
+    bbb = _agent("bbb")
+    bbb.num_samples = 2  # the paper's average of two draws
+    bbb.guide.w0_scale = torch.full_like(bbb.guide.w0_scale, 0.5)  # a visibly random q
+    torch.manual_seed(0)
+    n = 3000
+    ours = torch.stack([bbb.predicted_rewards(x) for _ in range(n)])  # (n, 2), S = 2
+    ref = posterior_predictive(bbb.model, bbb.guide, inp, num_samples=n, return_sites=("f",))
+    ref = ref["f"][:, :, 0]  # (n, 2), one draw each
+    assert ours.shape == (n, 2)
+    se = ref.std(0) / n ** 0.5
+    assert ((ours.mean(0) - ref.mean(0)).abs() < 5 * se).all()
+    # S = 2 independent draws averaged: variance ratio 1/2 (sampling error of the ratio ~4 %)
+    ratio = ours.var(0) / ref.var(0)
+    assert ((ratio - 0.5).abs() < 0.1).all(), ratio
+    # one draw scores both actions with the same weights: the two scores are correlated
+    assert torch.corrcoef(ours.T)[0, 1] > 0.2
+
+
+def test_rewards_are_stored_in_units_of_reward_scale():
+    agent = _agent("eps_0", num_minibatches=0, reward_scale=5.0)
+    assert agent.reward_scale == 5.0
+    agent.observe(torch.zeros(5), B.EAT, -35.0)
+    agent.observe(torch.zeros(5), B.EAT, 5.0)
+    assert agent.targets[:2].tolist() == [-7.0, 1.0]
+    with pytest.raises(ValueError, match="reward_scale"):
+        B.BanditAgent(None, None, {}, reward_scale=0.0)
