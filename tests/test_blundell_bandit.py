@@ -170,3 +170,16 @@ def test_rewards_are_stored_in_units_of_reward_scale():
     assert agent.targets[:2].tolist() == [-7.0, 1.0]
     with pytest.raises(ValueError, match="reward_scale"):
         B.BanditAgent(None, None, {}, reward_scale=0.0)
+
+
+@pytest.mark.parametrize("overrides", [B.QUICK_OVERRIDES, B.BUDGET_OVERRIDES])
+def test_documented_overrides_name_existing_config_entries(overrides):
+    cfg = B.get_config()
+    for item in overrides:
+        key, value = item.split("=")
+        node = cfg
+        *path, leaf = key.split(".")
+        for part in path:
+            node = node[part]
+        assert leaf in node and int(value) >= 1, item
+    assert cfg["bbb"]["num_samples"] == 1  # one posterior draw per decision (the docstring's reason)
