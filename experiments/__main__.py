@@ -96,6 +96,8 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     run_dir = make_run_dir(out, name, seed)
     command = " ".join(["python -m experiments run", name] + (["--smoke"] if smoke else [])
                        + [f"--device {device}", f"--seed {seed}"]
+                       + ([] if progress else ["--no-progress"])
+                       + ([f"--data-dir {shlex.quote(data_dir)}"] if data_dir else [])
                        + [f"--set {shlex.quote(o)}" for o in overrides])
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
                                           "data_dir": data_dir, "command": command,

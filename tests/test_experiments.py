@@ -96,7 +96,7 @@ def test_report_from_finished_runs(tmp_path):
     (run_dir,) = (tmp_path / "blundell-regression").iterdir()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["command"] == ("python -m experiments run blundell-regression --smoke "
-                                 "--device cpu --seed 0 --set seed=3")
+                                 "--device cpu --seed 0 --no-progress --set seed=3")
     out = tmp_path / "rep" / "R.md"
     proc = _cli("report", str(run_dir), "--report", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
