@@ -36,15 +36,18 @@ Paper (Table 1, test error, 400 / 800 / 1200 units): SGD 1.83 / 1.84 / 1.88 %; d
 histograms of the trained weights (BbB's are wider, its many small weights prunable, Table 2).
 
 Configurations and cost (one thread of a shared 2-core CPU, torch 2.13; one epoch of 50k images,
-784-400-400-10: BbB scale mixture about 18 s, BbB Gaussian about 11 s, plain / dropout net about
-2.5 s):
+784-400-400-10: BbB scale mixture about 18 s, BbB Gaussian about 6 s (11 s before the mean-field
+ELBO and skipped-draw speed-ups), plain / dropout net about 2.5 s; 784-1200-1200-10 BbB scale
+mixture 85 s, measured with ``--set 'widths=[1200]' --set epochs=1 --set 'arms=["bbb-mixture"]'``):
 
 * quick (default): widths 2x400 only, 30 epochs for every arm, all five arms: about 27 min of one
   core. Results, with the number of epochs, are in the README.
 * full (GPU): ``--set widths=[400,800,1200] --set epochs=600`` — every arm at every width, 600
   epochs, as in the paper; not run here. On a current GPU an epoch of the 1200-unit BbB net is a few
   seconds (391 steps, each dominated by Pyro's per-step Python overhead of a few ms, not by the
-  matrix products), so the full grid is roughly 13 runs x 600 epochs x ~3-5 s = 7-11 h.
+  matrix products), so the full grid is roughly 13 runs x 600 epochs x ~3-5 s = 7-11 h. On one
+  CPU core: about 260 s per epoch summed over the 13 runs (the measured epochs above, the 800-unit
+  and other untimed ones scaled by their weight count), x 600 epochs = about 44 core-hours.
 * smoke: 500 training images, one epoch, 16 units.
 
 Run: ``python -m experiments run blundell-mnist [--smoke] [--set arms=["bbb-mixture"]]``; each
