@@ -123,14 +123,8 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 def cmd_reproduce(args) -> int:
-    from .common.report import run_section, write_report
+    from .common.report import metric_rows, run_section, write_report
     from .common.runner import hardware
     from .registry import list_experiments
 
@@ -152,15 +146,11 @@ def cmd_reproduce(args) -> int:
             log.exception("experiment %s failed", exp.name)
             lines.append(f"| {exp.name} | {exp.figure} | FAILED | {type(exc).__name__}: {exc} | | |")
             continue
-        keys = [k for k in metrics if k not in ("wall_time_s", "hardware")
-                and isinstance(metrics[k], (int, float))]
-        for i, k in enumerate(keys):
-            paper = exp.paper_numbers.get(k, "")
-            lines.append(f"| {exp.name if i == 0 else ''} | {exp.figure if i == 0 else ''} | {k} "
-                         f"| {_fmt(metrics[k])} | {_fmt(paper)} | {f'{wall:.1f}' if i == 0 else ''} |")
-        for k, text in exp.paper_numbers.items():
-            if k not in metrics:
-                lines.append(f"| | | {k} | | {_fmt(text)} | |")
+        rows = metric_rows(metrics, exp.paper_numbers)  # measured ones first, then paper-only
+        for i, (k, ours, paper) in enumerate(rows):
+            first = i == 0 and ours != ""
+            lines.append(f"| {exp.name if first else ''} | {exp.figure if first else ''} | {k} "
+                         f"| {ours} | {paper} | {f'{wall:.1f}' if first else ''} |")
         sections.append((exp, run_dir))
     report = Path(args.out) / ("REPORT-smoke.md" if args.smoke else "REPORT.md")
     lines.append("")

@@ -26,6 +26,17 @@ if "VBZOO_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
 import models  # noqa: E402,F401  (module-local params before any module is built)
 
 
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The staged data folder: $VBZOO_DATA_DIR, else ../shared/data next to the repo."""
+    env = os.environ.get("VBZOO_DATA_DIR")
+    for candidate in (env, SHARED_DATA):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    pytest.skip(f"no staged data: $VBZOO_DATA_DIR is unset or missing and {SHARED_DATA} "
+                "does not exist")
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_clean():
     pyro.clear_param_store()

@@ -21,19 +21,7 @@ import torch
 
 from experiments.common import data as D
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NO_NET = {"download": False}
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    """The staged data folder: $VBZOO_DATA_DIR, else ../shared/data next to the repo."""
-    env = os.environ.get(D.DATA_DIR_ENV)
-    for candidate in (env, SHARED_DATA):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    pytest.skip(f"no staged data: ${D.DATA_DIR_ENV} is unset or missing and {SHARED_DATA} "
-                "does not exist")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ import torch
 from experiments import uci_benchmark as U
 from experiments.common import data as D
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NO_NET = {"download": False}
 
 # folder -> (rows, features, splits) of the staged files (shared/data/README.md)
@@ -25,15 +23,6 @@ UCI_SHAPES = {
     "power-plant": (9568, 4, 20), "protein-tertiary-structure": (45730, 9, 5),
     "wine-quality-red": (1599, 11, 20), "yacht": (308, 6, 20),
 }
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    env = os.environ.get(D.DATA_DIR_ENV)
-    for candidate in (env, SHARED_DATA):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    pytest.skip("no staged data folder ($VBZOO_DATA_DIR or ../shared/data)")
 
 
 def _lines(path: Path) -> int:

@@ -75,8 +75,9 @@ from torch import nn
 
 import guides
 import models
-from experiments.benchmarks.timing import interleaved
-from experiments.common.training import setup, train_step
+from experiments.benchmarks.timing import adam_step, interleaved
+from experiments.benchmarks.timing import zoo_step as timed_zoo_step
+from experiments.common.training import setup
 
 LR = 1e-3
 X_DIM, CLASSES = 784, 10
@@ -107,17 +108,17 @@ def torch_mlp_step(sizes, num_data, batches, device) -> Callable[[], float]:
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
     net = nn.Sequential(*layers).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    return adam_step(net.parameters(), lambda x, y: _nll(net(x), y, num_data), batches, LR)
 
-    def step() -> float:
-        x, y = batches()
-        loss = F.cross_entropy(net(x), y, reduction="sum") * (num_data / len(x))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
 
-    return step
+def _nll(logits, y, num_data: int) -> torch.Tensor:
+    """The minibatch cross-entropy scaled to the whole data set: N/B sum_n CE_n."""
+    return F.cross_entropy(logits, y, reduction="sum") * (num_data / len(y))
+
+
+def _rho(init_scale: float) -> float:
+    """softplus^-1(init_scale): the rho that starts every sigma at ``init_scale``."""
+    return float(torch.log(torch.expm1(torch.tensor(init_scale))))
 
 
 class TorchBbB(nn.Module):
@@ -125,7 +126,7 @@ class TorchBbB(nn.Module):
 
     def __init__(self, sizes, init_scale: float = 1e-2):
         super().__init__()
-        rho0 = float(torch.log(torch.expm1(torch.tensor(init_scale))))
+        rho0 = _rho(init_scale)
         self.locs = nn.ParameterList()
         self.rhos = nn.ParameterList()
         for a, b in zip(sizes[:-1], sizes[1:]):
@@ -145,22 +146,12 @@ class TorchBbB(nn.Module):
             if i < last:
                 h = torch.relu(h)
             kl = kl + 0.5 * (var + loc * loc - 1.0).sum() - torch.log(scale).sum()
-        return F.cross_entropy(h, y, reduction="sum") * (num_data / len(x)) + kl
+        return _nll(h, y, num_data) + kl
 
 
 def torch_bbb_step(sizes, num_data, batches, device) -> Callable[[], float]:
     net = TorchBbB(sizes).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-
-    def step() -> float:
-        x, y = batches()
-        loss = net.loss(x, y, num_data)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return adam_step(net.parameters(), lambda x, y: net.loss(x, y, num_data), batches, LR)
 
 
 class NaivePyroBNN(PyroModule):
@@ -190,16 +181,7 @@ def pyro_naive_step(sizes, num_data, batches, device) -> Callable[[], float]:
     guide = AutoNormal(model, init_scale=1e-2)
     loss_fn = Trace_ELBO()(model, guide)
     loss_fn(*batches())  # creates the guide's parameters
-    opt = torch.optim.Adam(loss_fn.parameters(), lr=LR)
-
-    def step() -> float:
-        loss = loss_fn(*batches())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return adam_step(loss_fn.parameters(), loss_fn, batches, LR)
 
 
 def bayesian_torch_step(sizes, num_data, batches, device) -> Callable[[], float]:
@@ -209,27 +191,20 @@ def bayesian_torch_step(sizes, num_data, batches, device) -> Callable[[], float]
         from bayesian_torch.layers import LinearReparameterization
     except ImportError:
         return None
-    rho0 = float(torch.log(torch.expm1(torch.tensor(1e-2))))
     layers = nn.ModuleList(LinearReparameterization(a, b, prior_mean=0.0, prior_variance=1.0,
-                                                    posterior_rho_init=rho0)
+                                                    posterior_rho_init=_rho(1e-2))
                            for a, b in zip(sizes[:-1], sizes[1:])).to(device)
-    opt = torch.optim.Adam(layers.parameters(), lr=LR)
 
-    def step() -> float:
-        x, y = batches()
+    def loss(x, y) -> torch.Tensor:
         h, kl = x, 0.0
         for i, layer in enumerate(layers):
             h, kl_i = layer(h)
             kl = kl + kl_i
             if i < len(layers) - 1:
                 h = torch.relu(h)
-        loss = F.cross_entropy(h, y, reduction="sum") * (num_data / len(x)) + kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return _nll(h, y, num_data) + kl
 
-    return step
+    return adam_step(layers.parameters(), loss, batches, LR)
 
 
 def blitz_step(sizes, num_data, batches, device) -> Callable[[], float]:
@@ -241,15 +216,13 @@ def blitz_step(sizes, num_data, batches, device) -> Callable[[], float]:
         from blitz.utils import variational_estimator
     except ImportError:
         return None
-    rho0 = float(torch.log(torch.expm1(torch.tensor(1e-2))))
-
     @variational_estimator
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             self.layers = nn.ModuleList(
                 BayesianLinear(a, b, prior_sigma_1=1.0, prior_sigma_2=1.0, prior_pi=1.0,
-                               posterior_rho_init=rho0) for a, b in zip(sizes[:-1], sizes[1:]))
+                               posterior_rho_init=_rho(1e-2)) for a, b in zip(sizes[:-1], sizes[1:]))
 
         def forward(self, x):
             for i, layer in enumerate(self.layers):
@@ -259,18 +232,8 @@ def blitz_step(sizes, num_data, batches, device) -> Callable[[], float]:
             return x
 
     net = Net().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-
-    def step() -> float:
-        x, y = batches()
-        loss = F.cross_entropy(net(x), y, reduction="sum") * (num_data / len(x)) \
-            + net.nn_kl_divergence()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return adam_step(net.parameters(), lambda x, y: _nll(net(x), y, num_data)
+                     + net.nn_kl_divergence(), batches, LR)
 
 
 def zoo_state(sizes, num_data, batch_size, device, prior: dict, local_reparam: bool = True):
@@ -286,15 +249,8 @@ def zoo_state(sizes, num_data, batch_size, device, prior: dict, local_reparam: b
 def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict,
              local_reparam: bool = True) -> Callable[[], float]:
     """The zoo's pair, set up by ``setup`` and stepped as ``fit`` steps it."""
-    state = zoo_state(sizes, num_data, batch_size, device, prior, local_reparam)
-
-    def step() -> float:
-        x, y = batches()
-        loss = train_step(state, (x, y))
-        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
-        return loss.item()
-
-    return step
+    return timed_zoo_step(zoo_state(sizes, num_data, batch_size, device, prior, local_reparam),
+                          batches)
 
 
 def _positive(text: str) -> int:

@@ -51,7 +51,8 @@ import torch
 import guides
 import models
 from experiments.benchmarks.timing import interleaved
-from experiments.common.training import setup, train_step
+from experiments.benchmarks.timing import zoo_step as timed_zoo_step
+from experiments.common.training import setup
 
 LR = 0.01
 NOISE_STD = 0.3
@@ -95,15 +96,7 @@ def zoo_step(x, y, z, batch_size: int, elbo: str, device) -> Callable[[], float]
     state = setup(model, guide, (x.cpu(), y.cpu()),
                   {"batch_size": batch_size, "lr": LR, "elbo": elbo, "device": str(device),
                    "progress": False})
-    batches = Batches(x.to(device), y.to(device), batch_size, seed=1)
-
-    def step() -> float:
-        xb, yb = batches()
-        loss = train_step(state, (xb, yb))
-        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
-        return loss.item()
-
-    return step
+    return timed_zoo_step(state, Batches(x.to(device), y.to(device), batch_size, seed=1))
 
 
 class _GPyTorchSVGP(gpytorch.models.ApproximateGP):

@@ -4,15 +4,45 @@ process, so that machine load hits every method alike; ratios of medians are wha
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
+
+from experiments.common.training import train_step
 
 
 def sync(device: torch.device) -> None:
     """Wait for queued CUDA work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def adam_step(params: Iterable[torch.nn.Parameter], loss_of: Callable[..., torch.Tensor],
+              batches: Callable[[], tuple], lr: float) -> Callable[[], float]:
+    """A plain-PyTorch training step for a peer: ``loss_of(*batches())``, ``zero_grad``,
+    ``backward``, an Adam step and ``loss.item()``."""
+    opt = torch.optim.Adam(params, lr=lr)
+
+    def step() -> float:
+        loss = loss_of(*batches())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
+    """The zoo's step on a set-up :class:`~experiments.common.training.TrainState`, exactly as
+    ``fit`` takes it (:func:`~experiments.common.training.train_step`, then the recorded
+    log-likelihood that ``fit`` reads every step) and ``loss.item()``."""
+    def step() -> float:
+        loss = train_step(state, batches())
+        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
+        return loss.item()
+
+    return step
 
 
 def interleaved(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,

@@ -47,7 +47,8 @@ from torch import nn
 import guides
 import models
 from experiments.benchmarks.timing import interleaved
-from experiments.common.training import setup, train_step
+from experiments.benchmarks.timing import zoo_step as timed_zoo_step
+from experiments.common.training import setup
 
 LR = 1e-3
 X_DIM = 784
@@ -145,15 +146,8 @@ def zoo_pair(hidden, z_dim, batch_size, elbo, device):
 
 def zoo_step(hidden, z_dim, batch_size, elbo, batches, device) -> Callable[[], float]:
     """The zoo's pair, set up by ``setup`` and stepped as ``fit`` steps it."""
-    state = zoo_pair(hidden, z_dim, batch_size, elbo, device)
-
-    def step() -> float:
-        xb = batches()
-        loss = train_step(state, (xb,))
-        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
-        return loss.item()
-
-    return step
+    return timed_zoo_step(zoo_pair(hidden, z_dim, batch_size, elbo, device),
+                          lambda: (batches(),))
 
 
 def main(argv=None) -> dict[str, float]:

@@ -79,9 +79,9 @@ def closed_form_kl(q, p) -> torch.Tensor | None:
             return normal_kl(q_base, p_base)
         dims = tuple(range(-q_dims, 0))
         loc_p, scale_p = _scalar_if_constant(p_base.loc), _scalar_if_constant(p_base.scale)
-        if loc_p.dim() or scale_p.dim() or q.batch_shape != q_base.loc.shape[:-q_dims]:
+        if loc_p.dim() or scale_p.dim():
             return normal_kl(q_base, p_base).sum(dims)
-        # a scalar prior N(m, s^2) over whole (unbroadcast) events: the sum over the event of
+        # a scalar prior N(m, s^2): the sum over the event of
         # normal_kl, rearranged to reduce per-weight arithmetic to sigma^2, (mu - m)^2, log sigma
         diff = q_base.loc - loc_p
         quad = (q_base.scale * q_base.scale).sum(dims) + (diff * diff).sum(dims)

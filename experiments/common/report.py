@@ -48,9 +48,10 @@ def latest_runs(root: Path, names, include_smoke: bool = False) -> list[Path]:
 
 
 def metric_rows(metrics: dict[str, Any], paper: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """``(metric, ours, paper)`` for every numeric metric, then published values we lack."""
+    """``(metric, ours, paper)`` for every numeric (or boolean) metric, then published values we
+    lack."""
     rows = [(k, _fmt(v), _fmt(paper.get(k, ""))) for k, v in metrics.items()
-            if k != "wall_time_s" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if k != "wall_time_s" and isinstance(v, (int, float))]
     rows += [(k, "", _fmt(v)) for k, v in paper.items() if k not in metrics]
     return rows
 
