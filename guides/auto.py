@@ -1,8 +1,8 @@
 """Pyro autoguide builders, each ``build(model, **cfg) -> guide``.
 
 Every builder starts the guide's location at the model's :meth:`initial_values` (e.g.
-Kaiming-uniform weights) through :func:`pyro.infer.autoguide.init_to_value`; sites the model does
-not initialise fall back to Pyro's ``init_to_median``.
+Kaiming-uniform weights), handed over on the model's device at the guide's first call; sites the
+model does not initialise fall back to Pyro's ``init_to_median``.
 
 Notes
 - ``auto-normal`` draws each site as a ``Delta`` around an auxiliary ``Normal``; the ELBO is the
@@ -24,15 +24,31 @@ from pyro.infer.autoguide import (
     AutoLowRankMultivariateNormal,
     AutoNormal,
     init_to_median,
-    init_to_value,
 )
 from pyro.nn import PyroModule
+
+from models.base import first_tensor
 
 from .registry import register_guide
 
 
 def _init_loc_fn(model):
-    return init_to_value(values=model.initial_values(), fallback=init_to_median)
+    """``init_to_value`` at the model's :meth:`initial_values`, falling back to ``init_to_median``.
+
+    The values are drawn now (so that building the guide consumes the random stream as before), but
+    handed over *when the guide is first run*, on the device and in the dtype of the model at that
+    moment: :func:`~experiments.common.training.fit` moves the model to CUDA between building the
+    guide and running it, and a value kept on the CPU would meet GPU activations."""
+    values = model.initial_values()
+
+    def init(site):
+        if site["name"] in values:
+            like = first_tensor(model)
+            value = values[site["name"]]
+            return value if like is None else value.to(device=like.device, dtype=like.dtype)
+        return init_to_median(site)
+
+    return init
 
 
 @register_guide("auto-normal", models=("bnn", "rff-gp"), family="bnn")
@@ -55,7 +71,23 @@ def build_auto_iaf(model, hidden_dim: int | None = None, num_transforms: int = 1
     Pyro ignores ``init_loc_fn`` for this guide (the flow starts near its standard-normal base), so
     none is passed. Memory grows with (#latents × hidden_dim): meant for small nets."""
     hidden = [hidden_dim] if hidden_dim is not None else None
-    return AutoIAFNormal(model, hidden_dim=hidden, num_transforms=num_transforms)
+    return _AutoIAFNormal(model, hidden_dim=hidden, num_transforms=num_transforms)
+
+
+class _AutoIAFNormal(AutoIAFNormal):
+    """:class:`~pyro.infer.autoguide.AutoIAFNormal` whose flow is built on the model's device.
+
+    Pyro's version (1.9) builds the flow's networks lazily, at the first call, with torch's default
+    device and dtype, and its base distribution from a CPU ``torch.tensor(0.0)``; after ``fit`` has
+    moved the model to CUDA the first call then mixes devices. Here the flow and the base are
+    created like the prototype trace's latent values, which live where the model's priors live."""
+
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        like = next(site["value"] for _, site in self.prototype_trace.iter_stochastic_nodes())
+        self.transform = self._init_transform_fn(self.latent_dim).to(device=like.device,
+                                                                     dtype=like.dtype)
+        self._prototype_tensor = like.new_zeros(())
 
 
 @register_guide("laplace", models=("bnn",), family="bnn", point_estimate=True)

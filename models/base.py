@@ -9,10 +9,26 @@ latents and the observation site ``obs`` inside it. The plate is given the full 
 
 from __future__ import annotations
 
+import itertools
+
 import pyro
 import torch
 from pyro.nn import PyroModule
 from pyro.poutine.runtime import effectful, get_plates
+
+
+def first_tensor(module: torch.nn.Module) -> torch.Tensor | None:
+    """``module``'s first parameter or buffer (``None`` if it has neither): its device and dtype
+    are where the module lives now."""
+    return next(itertools.chain(module.parameters(), module.buffers()), None)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of ``module``'s parameters and buffers (the CPU if it has none). The zoo moves
+    data to this device in one place per entry point (``fit``, the predictive, the metrics,
+    ``SVGP.predict``, the IWAE bound), so callers may pass inputs on any device."""
+    t = first_tensor(module)
+    return t.device if t is not None else torch.device("cpu")
 
 
 class ZooModel(PyroModule):
@@ -26,6 +42,11 @@ class ZooModel(PyroModule):
     def __init__(self, num_data: int | None = None):
         super().__init__()
         self.num_data = num_data
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters and buffers live (see :func:`module_device`)."""
+        return module_device(self)
 
     def data_plate(self, x: torch.Tensor) -> pyro.plate:
         """``pyro.plate("data", num_data, subsample=...)`` over the rows of ``x`` (dim -1)."""

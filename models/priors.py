@@ -17,6 +17,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch import nn
+from torch.distributions.utils import broadcast_all
 
 
 class ScaleMixtureGaussian(TorchDistribution):
@@ -42,11 +43,9 @@ class ScaleMixtureGaussian(TorchDistribution):
     has_rsample = False
 
     def __init__(self, mixture_weight, sigma1, sigma2, validate_args=None):
-        self.mixture_weight, self.sigma1, self.sigma2 = torch.broadcast_tensors(
-            torch.as_tensor(mixture_weight, dtype=torch.get_default_dtype()),
-            torch.as_tensor(sigma1, dtype=torch.get_default_dtype()),
-            torch.as_tensor(sigma2, dtype=torch.get_default_dtype()),
-        )
+        # tensors keep their device and dtype (the prior's buffers); numbers follow them
+        self.mixture_weight, self.sigma1, self.sigma2 = broadcast_all(mixture_weight, sigma1,
+                                                                      sigma2)
         super().__init__(self.mixture_weight.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -77,7 +76,8 @@ class ScaleMixtureGaussian(TorchDistribution):
     def sample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
-            wide = torch.rand(shape, device=self.sigma1.device) < self.mixture_weight.expand(shape)
+            u = torch.rand(shape, dtype=self.sigma1.dtype, device=self.sigma1.device)
+            wide = u < self.mixture_weight.expand(shape)
             scale = torch.where(wide, self.sigma1.expand(shape), self.sigma2.expand(shape))
             return scale * torch.randn(shape, device=scale.device, dtype=scale.dtype)
 

@@ -1,0 +1,101 @@
+"""CPU guard against tensors that do not follow ``.to(device)`` (see :mod:`tests.stray`).
+
+Every registered pair is built as a user builds it (float32, the default dtype), moved with
+``.to(torch.float64)`` the way ``fit`` moves it with ``.to("cuda")``, and then set up, stepped and
+asked for its predictive under :class:`~tests.stray.StrayDtypeMode`. A pair that keeps a tensor
+outside its parameters and buffers fails here, on a CPU, with the torch call that would have
+failed on a GPU. Registering a pair is enough for it to be checked.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import guides
+import models
+from experiments.common.predictive import posterior_predictive
+from experiments.common.training import setup, train_step
+from tests.stray import StrayDtypeMode, StrayTensorError
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    return t.double() if t.is_floating_point() else t
+
+
+# configurations beyond each model's test_config whose code paths hold tensors of their own
+_MIXTURE = dict(in_features=2, widths=(4,), prior={"kind": "scale-mixture"})
+VARIANTS = [
+    ("bnn", _MIXTURE, "mean-field", {}),
+    ("bnn", _MIXTURE, "mean-field", {"flipout": True}),
+    ("bnn", _MIXTURE, "auto-normal", {}),
+    ("bnn", dict(in_features=2, widths=(4,)), "mean-field", {"local_reparam": True}),
+    ("bnn", dict(in_features=2, widths=(4,), out_features=3, task="classification",
+                 bayesian_layers="last"), "mean-field", {"local_reparam": True}),
+    ("mlp", dict(in_features=2, widths=(4,), dropout=0.2), "deterministic", {}),
+    ("svgp", dict(input_dim=2, num_inducing=4, whiten=False, mean="constant"), "cholesky", {}),
+    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="bernoulli"), "mean-field", {}),
+    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="student-t", learn_inducing=False),
+     "cholesky", {}),
+    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="softmax", num_classes=3), "delta", {}),
+    ("vae", dict(image_shape=(8, 4), z_dim=2, hidden=(5,), arch="conv"), "encoder", {}),
+    ("vae", dict(image_shape=(4, 3), z_dim=2, hidden=(5,), likelihood="gaussian",
+                 gaussian_scale="pixel"), "flow-encoder", {}),
+    ("vae", dict(image_shape=(4, 3), z_dim=2, hidden=(5,), likelihood="continuous-bernoulli"),
+     "encoder", {}),
+]
+
+
+def _moved_pair(model_name, guide_name, num_data=6, model_cfg=None, guide_cfg=None):
+    if model_cfg is None:
+        model_cfg = models.MODELS.meta(model_name)["test_config"]
+    model = models.create_model(model_name, **model_cfg)
+    guide = guides.create_guide(guide_name, model, **(guide_cfg or {}))
+    data = model.example_data(num_data, generator=torch.Generator().manual_seed(0))
+    model.double()
+    guide.double()
+    return model, guide, tuple(_wide(t) for t in data)
+
+
+@pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())
+def test_pair_follows_to(model_name, guide_name):
+    model, guide, data = _moved_pair(model_name, guide_name)
+    with StrayDtypeMode():
+        state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
+                                           "num_particles": 2})
+        train_step(state, data)
+        pred = posterior_predictive(model, guide, data[0][:3], num_samples=2)
+    assert pred["f"].dtype == torch.float64
+
+
+@pytest.mark.parametrize("model_name, model_cfg, guide_name, guide_cfg", VARIANTS,
+                         ids=[f"{m}-{g}-{i}" for i, (m, _, g, _) in enumerate(VARIANTS)])
+@pytest.mark.parametrize("elbo", ["trace", "meanfield"])
+def test_variant_follows_to(model_name, model_cfg, guide_name, guide_cfg, elbo):
+    model, guide, data = _moved_pair(model_name, guide_name, model_cfg=model_cfg,
+                                     guide_cfg=guide_cfg)
+    with StrayDtypeMode():
+        state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
+                                           "elbo": elbo})
+        train_step(state, data)
+        posterior_predictive(model, guide, data[0][:3], num_samples=2)
+
+
+@pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())
+def test_meanfield_elbo_follows_to(model_name, guide_name):
+    """The closed-form-KL path (and the mean-field guide's skipped draw) too."""
+    model, guide, data = _moved_pair(model_name, guide_name)
+    with StrayDtypeMode():
+        state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
+                                           "elbo": "meanfield"})
+        train_step(state, data)
+
+
+def test_guard_catches_a_stray_tensor():
+    """The guard itself: a float32 (CPU-like) weight meeting float64 (GPU-like) inputs fails,
+    a zero-dimensional one (a CUDA kernel accepts a 0-d CPU tensor) does not."""
+    x = torch.randn(3, 2, dtype=torch.float64)
+    with StrayDtypeMode():
+        x * torch.tensor(2.0)
+        with pytest.raises(StrayTensorError, match="mixes float64"):
+            x @ torch.randn(2, 4)
