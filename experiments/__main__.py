@@ -196,6 +196,10 @@ def main(argv=None) -> int:
     if getattr(args, "data_dir", None):
         args.data_dir = os.path.abspath(args.data_dir)
     try:
+        if getattr(args, "device", None) is not None:
+            from .common.training import resolve_device
+
+            resolve_device(args.device)  # a bad --device fails here, before any run folder
         if args.command == "list":
             return cmd_list()
         if args.command == "pairs":

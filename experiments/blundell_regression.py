@@ -113,15 +113,13 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         model, guide, state = _fit_pair(mname, gname, mcfg, gcfg, fcfg, (x, y), seed, device,
                                         out_dir / key)
         num_samples = config["predict"]["num_samples"]
-        pred = posterior_predictive(model, guide, grid.to(_device(model)), num_samples=num_samples,
-                                    seed=seed)
+        pred = posterior_predictive(model, guide, grid, num_samples=num_samples, seed=seed)
         ys = pred["obs"]  # (S, G) predictive samples of y, noise included
         std = ys.std(0)
         metrics[f"std_ratio_{key}"] = float(std[off].mean() / std[on].mean())
         metrics[f"std_on_data_{key}"] = float(std[on].mean())
         metrics[f"std_off_data_{key}"] = float(std[off].mean())
-        test = posterior_predictive(model, guide, x_test.to(_device(model)),
-                                    num_samples=num_samples, seed=seed)
+        test = posterior_predictive(model, guide, x_test, num_samples=num_samples, seed=seed)
         f = test["f"][..., 0]
         noise = model.likelihood.noise_std.detach().cpu()
         metrics[f"test_rmse_{key}"] = M.rmse(f.mean(0), y_test)
@@ -135,10 +133,6 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     axes[0].set_ylabel("y (median and interquartile range)")
     metrics["figure"] = [str(p) for p in save_figure(fig, out_dir / "blundell_fig5")]
     return metrics
-
-
-def _device(model) -> torch.device:
-    return next(iter(model.buffers()), torch.empty(0)).device
 
 
 if __name__ == "__main__":

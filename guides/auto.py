@@ -32,8 +32,9 @@ from models.base import first_tensor
 from .registry import register_guide
 
 
-def _init_loc_fn(model):
-    """``init_to_value`` at the model's :meth:`initial_values`, falling back to ``init_to_median``.
+def init_at_model_values(model):
+    """An autoguide ``init_loc_fn``: the model's :meth:`initial_values`, falling back to
+    ``init_to_median`` for sites it does not initialise.
 
     The values are drawn now (so that building the guide consumes the random stream as before), but
     handed over *when the guide is first run*, on the device and in the dtype of the model at that
@@ -54,14 +55,14 @@ def _init_loc_fn(model):
 @register_guide("auto-normal", models=("bnn", "rff-gp"), family="bnn")
 def build_auto_normal(model, init_scale: float = 1e-2):
     """Diagonal Gaussian autoguide (:class:`~pyro.infer.autoguide.AutoNormal`)."""
-    return AutoNormal(model, init_loc_fn=_init_loc_fn(model), init_scale=init_scale)
+    return AutoNormal(model, init_loc_fn=init_at_model_values(model), init_scale=init_scale)
 
 
 @register_guide("auto-lowrank", models=("bnn", "rff-gp"), family="bnn")
 def build_auto_lowrank(model, rank: int = 10, init_scale: float = 1e-2):
     """Low-rank plus diagonal multivariate normal over all latents jointly
     (:class:`~pyro.infer.autoguide.AutoLowRankMultivariateNormal`)."""
-    return AutoLowRankMultivariateNormal(model, rank=rank, init_loc_fn=_init_loc_fn(model),
+    return AutoLowRankMultivariateNormal(model, rank=rank, init_loc_fn=init_at_model_values(model),
                                          init_scale=init_scale)
 
 
@@ -94,13 +95,13 @@ class _AutoIAFNormal(AutoIAFNormal):
 def build_laplace(model):
     """MAP during training, Gaussian at the mode with the inverse Hessian as covariance after
     (:class:`~pyro.infer.autoguide.AutoLaplaceApproximation`)."""
-    return AutoLaplaceApproximation(model, init_loc_fn=_init_loc_fn(model))
+    return AutoLaplaceApproximation(model, init_loc_fn=init_at_model_values(model))
 
 
 @register_guide("map", models=("bnn",), family="bnn", point_estimate=True)
 def build_map(model):
     """Point estimate at the posterior mode (:class:`~pyro.infer.autoguide.AutoDelta`): MAP."""
-    return AutoDelta(model, init_loc_fn=_init_loc_fn(model))
+    return AutoDelta(model, init_loc_fn=init_at_model_values(model))
 
 
 class EmptyGuide(PyroModule):

@@ -126,20 +126,25 @@ class RFFGP(ZooModel):
 
         computed in float64 by a Cholesky factorisation of the precision.
 
+        :param x, y: the data, on any device (moved to the model's).
         :param float noise_std: σ; default the likelihood's current value.
-        :returns: ``(mean (R,), covariance (R, R))`` in float64.
+        :returns: ``(mean (R,), covariance (R, R))`` in float64, on the model's device.
         """
         self._check(x, y)
         sigma = float(self.likelihood.noise_std) if noise_std is None else float(noise_std)
-        phi = self.features(x.double())
-        precision = torch.eye(self.num_features, dtype=torch.float64) + phi.T @ phi / sigma**2
+        phi = self.features(x.to(self.omega.device, torch.float64))
+        precision = torch.eye(self.num_features, dtype=torch.float64, device=phi.device) \
+            + phi.T @ phi / sigma**2
         chol = torch.linalg.cholesky(precision)
         cov = torch.cholesky_inverse(chol)
-        mean = torch.cholesky_solve((phi.T @ y.double() / sigma**2).unsqueeze(-1), chol)[:, 0]
+        rhs = phi.T @ y.to(phi.device, torch.float64) / sigma**2
+        mean = torch.cholesky_solve(rhs.unsqueeze(-1), chol)[:, 0]
         return mean, cov
 
     @torch.no_grad()
     def predict_f(self, x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor):
-        """Mean and variance of f(x) = φ(x)ᵀw for w ~ N(mean, cov): ``(N,), (N,)``."""
-        phi = self.features(x.to(mean.dtype))
+        """Mean and variance of f(x) = φ(x)ᵀw for w ~ N(mean, cov): ``(N,), (N,)`` on the device
+        of ``mean`` (x and the model may be anywhere)."""
+        phi = self.features(x.to(self.omega.device, mean.dtype)).to(mean.device)
+        cov = cov.to(mean.device)
         return phi @ mean, ((phi @ cov) * phi).sum(-1)

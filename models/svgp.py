@@ -351,7 +351,7 @@ class SVGP(ZooModel):
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[-1] != self.input_dim:
             raise ValueError(f"x must have shape (N, {self.input_dim}), got {tuple(x.shape)}")
-        return x.to(self.dtype)
+        return x.to(device=self.inducing_points.device, dtype=self.dtype)
 
     def _check_y(self, x: torch.Tensor, y: torch.Tensor | None):
         if y is None:
@@ -361,8 +361,8 @@ class SVGP(ZooModel):
         if self.likelihood_name == "softmax":
             if y.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"softmax labels must be integers, got dtype {y.dtype}")
-            return y
-        return y.to(self.dtype)
+            return y.to(self.inducing_points.device)
+        return y.to(device=self.inducing_points.device, dtype=self.dtype)
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         x = torch.randn(num_data, self.input_dim, generator=generator, dtype=self.dtype)
@@ -424,6 +424,7 @@ class SVGP(ZooModel):
     def predict(self, x: torch.Tensor, guide, chunk_size: int = 4096) -> dict[str, torch.Tensor]:
         """Closed-form predictive moments under the guide's q(u), ``chunk_size`` rows at a time.
 
+        :param torch.Tensor x: (N, D) inputs, on any device (moved to the model's).
         :returns: ``f_mean``, ``f_var`` of shape (N, L) and, for the Gaussian likelihood,
             ``y_mean``, ``y_var`` of shape (N,) (noise variance added); all on the CPU.
         """

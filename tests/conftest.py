@@ -37,6 +37,23 @@ def data_dir() -> Path:
                 "does not exist")
 
 
+DEVICES = [pytest.param("cpu", id="cpu"),
+           pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Every device the suite can run on: the CPU always, CUDA when present (the ``gpu`` mark
+    skips it otherwise). Tests that take it run once per device."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=DEVICES)
+def load_device(request) -> torch.device:
+    """A second device axis, for moving state between devices (save on one, load on another)."""
+    return torch.device(request.param)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_clean():
     pyro.clear_param_store()
@@ -56,3 +73,53 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+# ------------------------------------------------------------------------------------------------
+# VBZOO_SIMULATE_GPU=1: a CPU rehearsal of the suite on a CUDA machine, where device="auto" moves
+# model and guide away from the test's CPU tensors. Here "auto" moves them to float64 instead, the
+# zoo's data movers (fit's batch transfer, and every caller of models.base.module_device) cast
+# floating data to float64 where they would move it to the GPU, and StrayDtypeMode
+# (tests/stray.py) fails wherever a float32 tensor of a test would have met a GPU tensor. Not part
+# of CI: an audit of test code (helpers that build data on the CPU and call the model after fit)
+# for contributors without a GPU. It cannot see code that moves data by other means.
+if os.environ.get("VBZOO_SIMULATE_GPU") == "1":
+    import sys
+
+    import models.base as _base  # noqa: E402
+    from experiments.common import training as _training  # noqa: E402
+    from tests.stray import WIDE, StrayDtypeMode  # noqa: E402
+
+    _real_resolve, _real_to, _real_device = (_training.resolve_device, _training._to,
+                                             _base.module_device)
+
+    def _resolve(device):
+        if isinstance(device, str) and device == "auto":
+            return WIDE  # Module.to(torch.float64) moves exactly what .to("cuda") moves
+        return _real_resolve(device)
+
+    def _to(batch, device):
+        if device == WIDE:
+            return tuple(t.to(WIDE) if t.is_floating_point() else t for t in batch)
+        return _real_to(batch, device)
+
+    def _module_device(module):
+        t = _base.first_tensor(module)
+        if t is not None and t.dtype == WIDE:
+            return WIDE  # callers do x.to(module_device(model)): the cast stands for the move
+        return _real_device(module)
+
+    def _patch_movers():
+        """Point every imported ``module_device`` at the simulation (modules import it by name)."""
+        for mod in list(sys.modules.values()):
+            if getattr(mod, "module_device", None) is _real_device:
+                mod.module_device = _module_device
+
+    _training.resolve_device, _training._to = _resolve, _to
+    _patch_movers()
+
+    @pytest.fixture(autouse=True)
+    def _simulate_gpu():
+        _patch_movers()  # modules imported since
+        with StrayDtypeMode():
+            yield

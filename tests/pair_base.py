@@ -1,6 +1,11 @@
 """The pair test base class: subclass it with ``model_name``/``guide_name`` (and optionally
 ``model_config``, ``guide_config``, or override ``make_pair``/``make_data``) and every contract
-check below runs for your pair. ``tests/test_pairs.py`` instantiates it for every registered pair.
+check below runs for your pair, on every available device (the ``device`` fixture of
+``tests/conftest.py``: the CPU always, CUDA when present). ``tests/test_pairs.py`` instantiates it
+for every registered pair.
+
+``make_pair`` and ``make_data`` build on the CPU, as a user does; the checks move the pair and the
+data to the device under test themselves (``fit`` and ``setup`` move them as they do for users).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pyro import poutine
 import guides
 import models
 from experiments.common.predictive import posterior_predictive
-from experiments.common.training import make_elbo, setup
+from experiments.common.training import fit, make_elbo, restore, save_checkpoint, setup
 
 
 def _latents(trace):
@@ -43,14 +48,17 @@ class PairTestBase:
     def make_data(self, model, num_data: int):
         return model.example_data(num_data, generator=torch.Generator().manual_seed(0))
 
-    def _ready(self, num_data=None):
+    def _ready(self, device, num_data=None):
         model, guide = self.make_pair()
         data = self.make_data(model, num_data or self.num_data)
+        model.to(device)
+        guide.to(device)
+        data = tuple(t.to(device) for t in data)
         guide(*data)  # lazy guide set-up, as fit() does
         return model, guide, data
 
-    def test_trace_shapes(self):
-        model, guide, data = self._ready()
+    def test_trace_shapes(self, device):
+        model, guide, data = self._ready(device)
         trace = poutine.trace(model).get_trace(*data)
         trace.compute_log_prob()
         obs = trace.nodes["obs"]
@@ -60,8 +68,8 @@ class PairTestBase:
         for name, site in _latents(trace).items():
             assert torch.isfinite(site["log_prob_sum"]), name
 
-    def test_guide_latents_match_model(self):
-        model, guide, data = self._ready()
+    def test_guide_latents_match_model(self, device):
+        model, guide, data = self._ready(device)
         guide_trace = poutine.trace(guide).get_trace(*data)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*data)
         g, m = _latents(guide_trace), _latents(model_trace)
@@ -69,8 +77,8 @@ class PairTestBase:
         for name in m:
             assert g[name]["value"].shape == m[name]["value"].shape, name
 
-    def test_finite_elbo(self):
-        model, guide, data = self._ready()
+    def test_finite_elbo(self, device):
+        model, guide, data = self._ready(device)
         for name in self.elbos:
             for particles in (1, 3):
                 loss = make_elbo(name, num_particles=particles)(model, guide)
@@ -78,17 +86,20 @@ class PairTestBase:
                     value = loss(*data)
                 assert torch.isfinite(value), (name, particles, value)
 
-    def test_one_step_gives_every_parameter_a_gradient(self):
+    def test_one_step_gives_every_parameter_a_gradient(self, device):
         model, guide = self.make_pair()
         data = self.make_data(model, self.num_data)
         state = setup(model, guide, data, {"batch_size": self.num_data, "progress": False,
-                                           "elbo": self.elbos[0], "num_particles": 2})
+                                           "elbo": self.elbos[0], "num_particles": 2,
+                                           "device": str(device)})
         state.optimizer.zero_grad()
         with _ctx(guide):
-            loss = state.loss_fn(*data)
+            loss = state.loss_fn(*(t.to(device) for t in data))
         loss.backward()
         params = dict(state.loss_fn.named_parameters())
         assert params, "the pair has no trainable parameters"
+        off = [n for n, p in params.items() if p.device.type != device.type]
+        assert not off, f"parameters not on {device}: {off}"
         missing = [n for n, p in params.items() if p.grad is None]
         assert not missing, f"no gradient for {missing}"
         bad = [n for n, p in params.items() if not torch.isfinite(p.grad).all()]
@@ -97,22 +108,44 @@ class PairTestBase:
         state.optimizer.step()
         assert any(not torch.equal(before[n], p) for n, p in params.items())
 
-    def test_predictive_shapes(self):
-        model, guide, data = self._ready()
+    def test_predictive_shapes(self, device):
+        model, guide, data = self._ready(device)
         for n in (1, 3):
-            x = data[0][:n]
+            x = data[0][:n].cpu()  # inputs on any device: the predictive moves them
             pred = posterior_predictive(model, guide, x, num_samples=4, sample_chunk=3)
+            assert pred["obs"].device.type == "cpu"  # documented: results on the CPU
             assert pred["obs"].shape[:2] == (4, n)
             assert pred["f"].shape[:2] == (4, n)
             assert torch.isfinite(pred["f"]).all()
 
-    def test_predictive_samples_differ_when_latent(self):
-        model, guide, data = self._ready()
+    def test_predictive_samples_differ_when_latent(self, device):
+        model, guide, data = self._ready(device)
         latents = _latents(poutine.trace(guide).get_trace(*data))
         pred = posterior_predictive(model, guide, data[0][:3], num_samples=5)
         spread = pred["f"].std(0).max().item()
         if latents and not guides.GUIDES.meta(self.guide_name).get("point_estimate"):
             assert spread > 0 and math.isfinite(spread)
+
+
+    def test_checkpoint_moves_between_devices(self, device, load_device, tmp_path):
+        """Train on ``device``, save, restore into a fresh pair on ``load_device``: the restored
+        parameters equal the saved ones and live on ``load_device``, and training continues."""
+        model, guide = self.make_pair()
+        data = self.make_data(model, self.num_data)
+        cfg = {"epochs": 1, "batch_size": self.num_data, "progress": False, "seed": 1,
+               "elbo": self.elbos[0], "checkpoint": False}
+        state = fit(model, guide, data, {**cfg, "device": str(device)})
+        save_checkpoint(state, tmp_path / "ckpt.pt")
+        saved = {n: p.detach().cpu() for n, p in state.loss_fn.named_parameters()}
+
+        model2, guide2 = self.make_pair()
+        state2 = setup(model2, guide2, data, {**cfg, "epochs": 2, "device": str(load_device)})
+        restore(state2, tmp_path / "ckpt.pt")
+        for name, p in state2.loss_fn.named_parameters():
+            assert p.device.type == load_device.type, name
+            torch.testing.assert_close(p.detach().cpu(), saved[name], rtol=0, atol=0)
+        fit(model2, guide2, data, state=state2)
+        assert state2.epoch == 2
 
 
 def _ctx(guide):

@@ -34,7 +34,8 @@ def test_documented_pair_is_picked_up_by_cli_and_pair_tests(tmp_path):
             shutil.copy(src, copy / name)
     for rel, code in _blocks().items():
         (copy / rel).write_text(code)
-    env = {**os.environ, "PYTHONPATH": str(copy)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(copy), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
     proc = subprocess.run([sys.executable, "-m", "experiments", "pairs"], cwd=copy, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -43,11 +44,13 @@ def test_documented_pair_is_picked_up_by_cli_and_pair_tests(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_pairs.py", "tests/test_toy_student.py", "-k", "toy", "-rA"],
+         "tests/test_pairs.py", "tests/test_toy_student.py", "tests/test_device_guard.py",
+         "-k", "toy", "-rA"],
         cwd=copy, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # the registry-parametrised suite generated a class for the new pair, and it passed
     assert "TestPair_toy_student_toy_normal::test_one_step_gives_every_parameter_a_gradient" \
         in proc.stdout
     assert "TestToyStudent::test_posterior_mean_moves_towards_the_truth" in proc.stdout
+    assert "test_pair_follows_to[toy-student-toy-normal]" in proc.stdout  # the device guard
     assert " failed" not in proc.stdout

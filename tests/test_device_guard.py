@@ -99,3 +99,18 @@ def test_guard_catches_a_stray_tensor():
         x * torch.tensor(2.0)
         with pytest.raises(StrayTensorError, match="mixes float64"):
             x @ torch.randn(2, 4)
+
+
+def test_naive_pyro_benchmark_peer_follows_to():
+    """bnn_step's "naive Pyro" peer (PyroSample priors + AutoNormal) is the baseline the zoo is
+    timed against on a GPU, so it must run there too."""
+    from pyro.infer import Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+
+    from experiments.benchmarks.bnn_step import NaivePyroBNN
+
+    model = NaivePyroBNN((4, 8, 3), num_data=10).double()
+    guide = AutoNormal(model)
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.randint(3, (5,))
+    with StrayDtypeMode():
+        Trace_ELBO()(model, guide)(x, y).backward()

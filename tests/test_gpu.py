@@ -14,11 +14,12 @@ from experiments.common.training import fit
 def test_pair_trains_and_predicts_on_cuda(model_name, guide_name):
     model = models.create_model(model_name, **models.MODELS.meta(model_name)["test_config"])
     guide = guides.create_guide(guide_name, model)
-    x, y = model.example_data(32)
-    state = fit(model, guide, (x, y), {"epochs": 2, "batch_size": 8, "device": "cuda",
-                                       "progress": False, "num_particles": 2})
+    data = model.example_data(32)  # (x, y), or (x,) for the VAE; on the CPU, as users have it
+    state = fit(model, guide, data, {"epochs": 2, "batch_size": 8, "device": "cuda",
+                                     "progress": False, "num_particles": 2})
     assert all(p.is_cuda for p in state.loss_fn.parameters())
-    pred = posterior_predictive(model, guide, x[:5].cuda(), num_samples=4)
+    assert all(b.is_cuda for b in model.buffers())
+    pred = posterior_predictive(model, guide, data[0][:5], num_samples=4)  # CPU inputs are moved
     assert pred["obs"].shape[:2] == (4, 5)
 
 

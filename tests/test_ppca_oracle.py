@@ -30,6 +30,7 @@ import guides
 import models
 from experiments.common.iwae import iwae_bound, log_weights
 from experiments.common.training import fit
+from models.base import module_device
 
 D, K = 6, 2
 
@@ -58,7 +59,7 @@ def _decoder_params(model):
 def exact_log_likelihood(model, x):
     """log N(x | b, W W^T + sigma^2 I) per datapoint, float64."""
     w, b, sigma = (t.double() for t in _decoder_params(model))
-    cov = w @ w.T + sigma**2 * torch.eye(D, dtype=torch.float64)
+    cov = w @ w.T + sigma**2 * torch.eye(D, dtype=torch.float64, device=w.device)
     return torch.distributions.MultivariateNormal(b, cov).log_prob(x.double())
 
 
@@ -81,7 +82,7 @@ def trained():
     model, guide = _linear_vae()
     fit(model, guide, (x,), {"epochs": 100, "batch_size": 100, "lr": 0.05, "elbo": "meanfield",
                              "progress": False, "lr_schedule": "cosine", "checkpoint": False})
-    return model, guide, x
+    return model, guide, x.to(module_device(model))  # fit may have moved the pair to CUDA
 
 
 def _mean_se(d: torch.Tensor):

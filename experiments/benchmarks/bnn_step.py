@@ -155,16 +155,26 @@ def torch_bbb_step(sizes, num_data, batches, device) -> Callable[[], float]:
 
 
 class NaivePyroBNN(PyroModule):
-    """The textbook Pyro BNN: ``PyroSample`` N(0, 1) priors on every ``nn.Linear`` parameter."""
+    """The textbook Pyro BNN: ``PyroSample`` N(0, 1) priors on every ``nn.Linear`` parameter.
+
+    The priors are built at each call from registered buffers (``PyroSample`` of a function of the
+    module, Pyro's idiom for priors that follow ``.to(device)``); a prior built from Python floats
+    once, ``PyroSample(dist.Normal(0.0, 1.0)...)``, keeps CPU tensors and fails on CUDA."""
 
     def __init__(self, sizes, num_data: int):
         super().__init__()
         self.num_data = num_data
+        self.register_buffer("prior_loc", torch.tensor(0.0))
+        self.register_buffer("prior_scale", torch.tensor(1.0))
         self.layers = PyroModule[nn.ModuleList]([PyroModule[nn.Linear](a, b)
                                                  for a, b in zip(sizes[:-1], sizes[1:])])
         for layer in self.layers:
-            layer.weight = PyroSample(dist.Normal(0.0, 1.0).expand(layer.weight.shape).to_event(2))
-            layer.bias = PyroSample(dist.Normal(0.0, 1.0).expand(layer.bias.shape).to_event(1))
+            layer.weight = PyroSample(self._prior(layer.weight.shape))
+            layer.bias = PyroSample(self._prior(layer.bias.shape))
+
+    def _prior(self, shape):
+        return lambda _layer: dist.Normal(self.prior_loc, self.prior_scale).expand(shape) \
+            .to_event(len(shape))
 
     def forward(self, x, y=None):
         h = x

@@ -26,12 +26,14 @@ import pyro
 import torch
 from pyro import poutine
 
+from models.base import module_device
+
 PARTICLE_PLATE = "_iwae_particles"
 
 
 def _site_log_probs(trace, k: int, n: int) -> torch.Tensor:
     """Sum over sample sites of their unscaled log-density, as a (k, n) tensor."""
-    total = torch.zeros(k, n, dtype=torch.float64)
+    total = 0.0
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
             continue
@@ -43,7 +45,9 @@ def _site_log_probs(trace, k: int, n: int) -> torch.Tensor:
         lp = site["fn"].log_prob(site["value"])
         if site["mask"] is not None:
             lp = lp * site["mask"]
-        total = total.to(lp.device) + lp.double().expand(k, n)
+        total = total + lp.double().expand(k, n)
+    if isinstance(total, float):
+        raise ValueError("the trace has no sample site inside the data plate")
     return total
 
 
@@ -62,7 +66,8 @@ def iwae_bound(model, guide, x: torch.Tensor, k: int = 5000, k_chunk: int = 500,
                data_chunk: int = 100, reduce: bool = True) -> torch.Tensor | float:
     """One Monte Carlo estimate of :math:`\\mathcal L_k(x_n)` per datapoint (nats).
 
-    :param torch.Tensor x: (N, ...) data on the model's device.
+    :param torch.Tensor x: (N, ...) data, on any device (moved to the model's); the bound is
+        returned on the CPU.
     :param int k: importance samples per datapoint (k = 1 is the ELBO estimate).
     :param int k_chunk: samples per model evaluation.
     :param int data_chunk: rows per model evaluation.
@@ -70,6 +75,8 @@ def iwae_bound(model, guide, x: torch.Tensor, k: int = 5000, k_chunk: int = 500,
     """
     if k < 1 or k_chunk < 1 or data_chunk < 1:
         raise ValueError(f"k, k_chunk and data_chunk must be >= 1, got {k}, {k_chunk}, {data_chunk}")
+    if isinstance(model, torch.nn.Module):
+        x = x.to(module_device(model))
     # evaluation mode for modules (dropout etc.); plain callables are used as they are
     modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
     was_training = [m.training for m in modules]

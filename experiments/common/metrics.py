@@ -1,7 +1,9 @@
 r"""Evaluation metrics for regression and classification, as pure torch functions.
 
 Every function accepts tensors (array-likes are converted with :func:`torch.as_tensor`) and
-returns a python ``float`` unless its docstring says it returns a tensor. Nothing here touches
+returns a python ``float`` unless its docstring says it returns a tensor. Inputs may live on any
+device: targets and labels are moved to the device of the predictions (the first argument), and a
+returned tensor lives there too. Nothing here touches
 Pyro's parameter store or the random state.
 
 Shape conventions used throughout:
@@ -55,9 +57,12 @@ PROB_ATOL = 1e-3
 # ---------------------------------------------------------------------------------------------
 
 
-def _float_tensor(x: Any, name: str) -> torch.Tensor:
-    """``x`` as a floating-point tensor (integer/bool input is cast to the default dtype)."""
+def _float_tensor(x: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` as a floating-point tensor (integer/bool input is cast to the default dtype); with
+    ``like``, on ``like``'s device (targets follow the predictions)."""
     t = torch.as_tensor(x)
+    if like is not None:
+        t = t.to(like.device)
     if not (t.is_floating_point() or t.is_complex()):
         t = t.to(torch.get_default_dtype())
     if t.is_complex():
@@ -202,7 +207,8 @@ def rmse(mean: Any, y: Any) -> float:
     :param torch.Tensor y: (N,) targets.
     :rtype: float
     """
-    mean, y = _float_tensor(mean, "mean"), _float_tensor(y, "y")
+    mean = _float_tensor(mean, "mean")
+    y = _float_tensor(y, "y", like=mean)
     _check_same_shape(mean, y, ("mean", "y"))
     _check_nonempty(y, "y")
     return float(torch.sqrt(torch.mean((mean - y) ** 2)))
@@ -217,7 +223,8 @@ def mae(mean: Any, y: Any) -> float:
     :param torch.Tensor y: (N,) targets.
     :rtype: float
     """
-    mean, y = _float_tensor(mean, "mean"), _float_tensor(y, "y")
+    mean = _float_tensor(mean, "mean")
+    y = _float_tensor(y, "y", like=mean)
     _check_same_shape(mean, y, ("mean", "y"))
     _check_nonempty(y, "y")
     return float(torch.mean((mean - y).abs()))
@@ -288,8 +295,8 @@ def gaussian_log_likelihood_per_point(
     :rtype: torch.Tensor
     """
     loc = _float_tensor(loc, "loc")
-    y = _float_tensor(y, "y").to(loc.dtype)
-    scale = _float_tensor(scale, "scale").to(loc.dtype)
+    y = _float_tensor(y, "y", like=loc).to(loc.dtype)
+    scale = _float_tensor(scale, "scale", like=loc).to(loc.dtype)
     if loc.dim() == 1:
         loc = loc.unsqueeze(0)
     _check_samples_and_targets(loc, y, "loc", "(S, N) or (N,)")
@@ -484,7 +491,7 @@ def interval_coverage(samples: Any, y: Any, level: float = 0.95) -> float:
     """
     level = _check_level(level)
     x = _float_tensor(samples, "samples")
-    y = _float_tensor(y, "y").to(x.dtype)
+    y = _float_tensor(y, "y", like=x).to(x.dtype)
     _check_samples_and_targets(x, y, "samples", "(S, N)")
     alpha = 1.0 - level
     lower = _quantile_dim0(x, alpha / 2)
@@ -508,8 +515,8 @@ def gaussian_interval_coverage(mean: Any, std: Any, y: Any, level: float = 0.95)
     """
     level = _check_level(level)
     mean = _float_tensor(mean, "mean")
-    std = _float_tensor(std, "std").to(mean.dtype)
-    y = _float_tensor(y, "y").to(mean.dtype)
+    std = _float_tensor(std, "std", like=mean).to(mean.dtype)
+    y = _float_tensor(y, "y", like=mean).to(mean.dtype)
     _check_ndim(mean, "mean", (1,), "(N,)")
     _check_same_shape(mean, y, ("mean", "y"))
     _check_nonempty(y, "y")

@@ -15,6 +15,8 @@ import pyro
 import torch
 from pyro.infer import Predictive
 
+from models.base import module_device
+
 
 def posterior_guide(guide, *data):
     """The guide to predict with: :class:`~pyro.infer.autoguide.AutoLaplaceApproximation` is MAP
@@ -38,7 +40,7 @@ def posterior_predictive(model, guide, x: torch.Tensor, num_samples: int = 100,
                          ) -> dict[str, torch.Tensor]:
     """Samples of ``return_sites`` at inputs ``x``.
 
-    :param torch.Tensor x: (N, ...) inputs.
+    :param torch.Tensor x: (N, ...) inputs, on any device (moved to the model's).
     :param int num_samples: S, the number of joint latent draws.
     :param return_sites: model sites to return; ``"f"`` is the noise-free function value.
     :param int sample_chunk: draws per vectorised model evaluation.
@@ -51,6 +53,7 @@ def posterior_predictive(model, guide, x: torch.Tensor, num_samples: int = 100,
                          f"{sample_chunk}")
     if seed is not None:
         pyro.set_rng_seed(seed)
+    x = x.to(module_device(model))
     n = x.shape[0]
     data_chunk = data_chunk or n
     sites = list(return_sites)

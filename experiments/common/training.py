@@ -33,6 +33,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
+from models.base import module_device
+
 from .checkpoint import FORMAT_VERSION, atomic_torch_save, load_checkpoint, versions
 from .config import dataclass_from_dict
 from .elbo import ELBOS, make_elbo  # noqa: F401  (make_elbo: re-exported for callers)
@@ -122,13 +124,33 @@ class FitConfig:
                                  f"{expected}")
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda[:i]"`` as a
+    ``torch.device``.
+
+    :raises ValueError: one line naming the value and what to use instead, for a device torch
+        does not know (``"tpu"``), one the zoo does not run on (``"mps"``, ``"meta"``), CUDA on a
+        machine without it, or a GPU index beyond the GPUs present.
+    """
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use "
-                           "device='cpu' or 'auto'")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; use 'auto' (CUDA when "
+                         "available), 'cpu' or 'cuda[:i]'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: the zoo runs on 'cpu' or 'cuda[:i]' ('auto' picks "
+                         "CUDA when available)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else \
+                "a CPU-only build"
+            raise ValueError(f"device {device!r} requested but CUDA is not available (torch "
+                             f"{torch.__version__}, {built}); use device 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} "
+                             "CUDA device(s) are visible; use 'cuda' or 'cuda:0'")
     return dev
 
 
@@ -367,7 +389,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     state = state or setup(model, guide, data, config)
     cfg = state.config
     dataset = as_dataset(data)
-    device = next(iter(state.loss_fn.parameters()), torch.empty(0)).device
+    device = module_device(state.loss_fn)
     loader = make_loader(dataset, cfg.batch_size, state.generator)
     weights = kl_weights(len(loader), cfg.kl_schedule)
     warmup_steps = cfg.kl_warmup_epochs * len(loader)
