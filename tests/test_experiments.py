@@ -116,3 +116,21 @@ def test_report_from_finished_runs(tmp_path):
     (run_dir / "metrics.json").unlink()  # an unfinished run is named, not skipped silently
     proc = _cli("report", str(run_dir))
     assert proc.returncode == 2 and "did not finish" in proc.stderr
+
+
+@pytest.mark.parametrize("device, match", [
+    ("tpu", "is not a torch device"),
+    ("mps", "the zoo runs on 'cpu' or 'cuda"),
+    pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(
+        __import__("torch").cuda.is_available(), reason="CUDA is available here")),
+])
+def test_cli_bad_device_is_one_line(device, match, tmp_path):
+    """A device the zoo cannot use is one line on stderr, exit 2, no traceback and no run folder."""
+    proc = _cli("run", "blundell-regression", "--smoke", "--device", device, "--out",
+                str(tmp_path))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and match in lines[0] and device in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "blundell-regression").exists()
+

@@ -48,3 +48,41 @@ def test_svgp_cuda_matches_cpu():
     on_cpu = model.predict(x[:20], guide)
     assert torch.allclose(on_gpu["f_mean"], on_cpu["f_mean"], atol=1e-8)
     assert torch.allclose(on_gpu["f_var"], on_cpu["f_var"], atol=1e-8)
+
+
+@pytest.mark.gpu
+def test_metrics_take_targets_on_another_device():
+    """Predictions on the GPU, targets on the CPU (as loaders give them): the metrics move the
+    targets and give the same numbers as on the CPU."""
+    from experiments.common import metrics as M
+
+    g = torch.Generator().manual_seed(0)
+    loc, y = torch.randn(5, 20, generator=g), torch.randn(20, generator=g)
+    probs, labels = torch.softmax(torch.randn(20, 3, generator=g), -1), torch.randint(3, (20,))
+    cases = [(M.rmse, loc[0], y), (M.mae, loc[0], y), (M.interval_coverage, loc, y),
+             (M.accuracy, probs, labels), (M.nll, probs, labels),
+             (M.expected_calibration_error, probs, labels)]
+    for fn, pred, target in cases:
+        assert fn(pred.cuda(), target) == pytest.approx(fn(pred, target), rel=1e-5), fn.__name__
+    on_gpu = M.gaussian_log_likelihood(loc.cuda(), torch.tensor(0.5), y)
+    assert on_gpu == pytest.approx(M.gaussian_log_likelihood(loc, 0.5, y), rel=1e-5)
+
+
+@pytest.mark.gpu
+def test_checkpoint_from_gpu_restores_on_cpu(tmp_path):
+    """A checkpoint written on a GPU machine (CUDA random state included) restores on the CPU."""
+    from experiments.common.training import restore, save_checkpoint, setup
+
+    model = models.create_model("bnn", in_features=2, widths=(4,))
+    guide = guides.create_guide("mean-field", model)
+    data = model.example_data(16)
+    state = fit(model, guide, data, {"epochs": 1, "batch_size": 8, "device": "cuda",
+                                     "progress": False, "checkpoint": False})
+    save_checkpoint(state, tmp_path / "ckpt.pt")
+    model2 = models.create_model("bnn", in_features=2, widths=(4,))
+    guide2 = guides.create_guide("mean-field", model2)
+    state2 = restore(setup(model2, guide2, data, {"device": "cpu", "epochs": 2, "batch_size": 8,
+                                                  "progress": False}), tmp_path / "ckpt.pt")
+    assert not guide2.w0_loc.is_cuda
+    torch.testing.assert_close(guide2.w0_loc, guide.w0_loc.cpu())
+    fit(model2, guide2, data, state=state2)
