@@ -146,6 +146,10 @@ def cmd_reproduce(args) -> int:
             log.exception("experiment %s failed", exp.name)
             lines.append(f"| {exp.name} | {exp.figure} | FAILED | {type(exc).__name__}: {exc} | | |")
             continue
+        if metrics.get("failed_fits"):  # an experiment that keeps going past failed fits
+            failures += 1
+            lines.append(f"| {exp.name} | {exp.figure} | FAILED | {metrics['failed_fits']} fits "
+                         f"failed (see {run_dir}/run.log) | | |")
         rows = metric_rows(metrics, exp.paper_numbers)  # measured ones first, then paper-only
         for i, (k, ours, paper) in enumerate(rows):
             first = i == 0 and ours != ""

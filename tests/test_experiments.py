@@ -30,6 +30,7 @@ def test_smoke_run_from_cli(name, tmp_path):
     (run_dir,) = (tmp_path / name).iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["wall_time_s"] > 0
+    assert not metrics.get("failed_fits"), "an experiment swallowed a failed fit (see run.log)"
     assert (run_dir / "config.json").is_file() and (run_dir / "run.log").is_file()
     assert list(run_dir.glob("*.png")), "an experiment writes at least one figure"
 
