@@ -67,6 +67,7 @@ import torch
 
 import guides
 import models
+from models.base import module_device
 
 from .common import data as zoo_data
 from .common.plotting import new_figure, save_figure
@@ -250,15 +251,12 @@ def train_arm(arm: str, width: int, config: dict, train, val, test, device: str,
     with torch.no_grad():
         metrics[f"test_error_{key}"] = error_rate(_logits(arm, model, guide, test[0]), test[1])
         if arm.startswith("bbb"):
-            metrics[f"test_error_mc_{key}"] = mc_error(guide, test[0].to(_device(guide)), test[1],
+            x_test = test[0].to(module_device(guide))
+            metrics[f"test_error_mc_{key}"] = mc_error(guide, x_test, test[1],
                                                        int(config["predict"]["num_samples"]), seed)
     torch.save({"arm": arm, "width": width, "config": config, "model": model.state_dict(),
                 "guide": guide.state_dict(), "best_epoch": best["epoch"]}, out / "best.pt")
     return metrics, model, guide, state.history
-
-
-def _device(module) -> torch.device:
-    return next(iter(module.parameters()), torch.empty(0)).device
 
 
 def _runs(config: dict) -> list[tuple[str, int]]:
