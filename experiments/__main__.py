@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one experiment")
     run.add_argument("name")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config entry, e.g. --set fit.epochs=5 (repeatable)")
+                     help="override a config entry, parsed against its declared type, e.g. "
+                          "--set bbb.fit.epochs=5 (repeatable)")
     _common(run)
     rep = sub.add_parser("reproduce", help="run every experiment and write a report")
     _common(rep)
@@ -73,6 +75,7 @@ def _print_table(header, rows) -> None:
 
 
 def _no_progress(config: dict) -> None:
+    """Legacy dict configs: every fit section is named fit or fit_<something>."""
     for key, section in config.items():
         if isinstance(section, dict):
             if key.startswith("fit"):
@@ -81,33 +84,65 @@ def _no_progress(config: dict) -> None:
                 _no_progress(section)
 
 
-def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_dir: str | None,
-            overrides: list[str], progress: bool = True) -> tuple[Path, dict, float]:
-    from .common.config import apply_overrides
-    from .common.runner import RunLog, hardware, make_run_dir, write_json
+def prepare_config(name: str, *, smoke: bool, overrides: list[str]):
+    """The experiment's config with ``--set`` overrides applied and the whole of it validated,
+    before any run folder exists or anything trains."""
+    from .common.spec import apply_overrides, validate_config
     from .registry import get_experiment
 
     exp = get_experiment(name)
     config = exp.get_config(smoke=smoke)
-    config["seed"] = seed
+    if not dataclasses.is_dataclass(config):  # legacy dict configs (being converted)
+        from .common.config import apply_overrides as apply_dict_overrides
+
+        return exp, apply_dict_overrides(config, overrides)
     config = apply_overrides(config, overrides)
-    if not progress:  # every fit section is named fit or fit_<something>, at any depth
-        _no_progress(config)
+    validate_config(config)
+    return exp, config
+
+
+def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_dir: str | None,
+            overrides: list[str], progress: bool = True) -> tuple[Path, dict, float]:
+    """Run one experiment into a new run folder. A failure is recorded there before it is
+    re-raised: run.log ends with the traceback and metrics.json holds ``status: failed``."""
+    from .common.runner import RunLog, hardware, make_run_dir, write_json
+    from .common.spec import RunContext, config_dict
+
+    exp, config = prepare_config(name, smoke=smoke, overrides=overrides)
+    typed = dataclasses.is_dataclass(config)
+    if not typed:
+        config["seed"] = seed
+        if not progress:
+            _no_progress(config)
     run_dir = make_run_dir(out, name, seed)
+    ctx = RunContext(seed=seed, device=device, out_dir=run_dir, data_dir=data_dir,
+                     progress=progress, logger=log)
     command = " ".join(["python -m experiments run", name] + (["--smoke"] if smoke else [])
                        + [f"--device {device}", f"--seed {seed}"]
                        + ([] if progress else ["--no-progress"])
                        + ([f"--data-dir {shlex.quote(data_dir)}"] if data_dir else [])
                        + [f"--set {shlex.quote(o)}" for o in overrides])
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
-                                          "data_dir": data_dir, "command": command,
-                                          "overrides": list(overrides), "config": config})
+                                          "seed": seed, "data_dir": data_dir, "command": command,
+                                          "overrides": list(overrides),
+                                          "config": config_dict(config)})
     t0 = time.perf_counter()
     with RunLog(run_dir):
-        log.info("running %s (smoke=%s) into %s", name, smoke, run_dir)
-        metrics = exp.run(config, out_dir=run_dir, device=device, data_dir=data_dir)
+        log.info("running %s (smoke=%s, seed=%d) into %s", name, smoke, seed, run_dir)
+        try:
+            if typed:
+                ctx.seed_everything()
+                metrics = exp.run(config, ctx)
+            else:
+                metrics = exp.run(config, out_dir=run_dir, device=device, data_dir=data_dir)
+        except BaseException as exc:
+            log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
+            write_json(run_dir / "metrics.json", {
+                "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()})
+            raise
     wall = time.perf_counter() - t0
-    metrics = dict(metrics)
+    metrics = {"status": "ok", **dict(metrics)}
     metrics["wall_time_s"] = round(wall, 2)
     metrics["hardware"] = hardware()
     write_json(run_dir / "metrics.json", metrics)
@@ -214,6 +249,7 @@ def main(argv=None) -> int:
             return cmd_report(args)
         return cmd_reproduce(args)
     except (KeyError, ValueError, FileNotFoundError, DataError, CheckpointError) as exc:
+        # (ConfigError is a ValueError)
         # configuration and data errors: one clear line instead of a traceback (other errors,
         # e.g. a torch shape error in an experiment, keep their traceback)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -11,73 +11,86 @@ the training range [0, 0.5]. Acceptance asks ≥ 5 for BbB. A plain net's predic
 learned noise alone, so its ratio is 1 by construction: that is the figure's point.
 
 Prior: Gaussian N(0, 1). The paper's scale mixture (π=1/2, σ1=1, σ2=e^-6) is available
-(``--set bbb.model.prior.kind=scale-mixture``) but is not tuned here: in development runs its Monte
+(``--set bbb.model_cfg.prior.kind=scale-mixture``) but is not tuned here: in development runs its Monte
 Carlo KL dominated the loss and the band widened much less than with the Gaussian prior.
 
 Expected: BbB ratio above 5, plain net 1.0, MC dropout in between (numbers in the README).
 Hardware/time: about a minute on 2 CPU cores (``--smoke``: a few seconds).
 
-Run: ``python -m experiments run blundell-regression [--smoke] [--set fit_bbb.epochs=500]``
+Run: ``python -m experiments run blundell-regression [--smoke] [--set bbb.fit.epochs=500]``
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
-
-import guides
-import models
 
 from .common import data as zoo_data
 from .common import metrics as M
 from .common.plotting import new_figure, plot_predictive_band, save_figure
 from .common.predictive import posterior_predictive
-from .common.training import fit
+from .common.spec import PairSpec, RunContext, train_pair
+from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "data": {"num_train": 500, "num_test": 200, "x_range": [0.0, 0.5], "noise_std": 0.02,
-                 "grid": [-0.2, 1.2], "num_grid": 281},
-        "bbb": {
-            "model": {"widths": [50, 50], "activation": "relu",
-                      "prior": {"kind": "gaussian", "sigma": 1.0},
-                      "noise_std": 0.05, "learn_noise": True},
-            "guide": {"init_scale": 1e-2, "local_reparam": True},
-        },
-        "fit_bbb": {"epochs": 800, "batch_size": 50, "lr": 1e-2, "elbo": "meanfield",
-                    "num_particles": 2, "lr_schedule": "cosine", "kl_schedule": "uniform"},
-        "dropout": {"model": {"widths": [50, 50], "activation": "relu", "dropout": 0.1,
-                              "noise_std": 0.05, "learn_noise": True}},
-        "fit_dropout": {"epochs": 800, "batch_size": 50, "lr": 3e-3, "weight_decay": 1e-5,
-                        "lr_schedule": "cosine"},
-        "plain": {"model": {"widths": [50, 50], "activation": "relu", "dropout": 0.0,
-                            "noise_std": 0.05, "learn_noise": True}},
-        "fit_plain": {"epochs": 800, "batch_size": 50, "lr": 3e-3, "lr_schedule": "cosine"},
-        "predict": {"num_samples": 500},
-    }
+@dataclass
+class ToyData:
+    """Blundell's curve: training and test inputs uniform on ``x_range``, the band on ``grid``."""
+
+    num_train: int = 500
+    num_test: int = 200
+    x_range: tuple[float, float] = (0.0, 0.5)
+    noise_std: float = 0.02
+    grid: tuple[float, float] = (-0.2, 1.2)
+    num_grid: int = 281
+
+
+@dataclass
+class Config:
+    data: ToyData = field(default_factory=ToyData)
+    bbb: PairSpec = field(default_factory=lambda: PairSpec(
+        "bnn", "mean-field",
+        model_cfg={"widths": [50, 50], "activation": "relu",
+                   "prior": {"kind": "gaussian", "sigma": 1.0}, "noise_std": 0.05,
+                   "learn_noise": True},
+        guide_cfg={"init_scale": 1e-2, "local_reparam": True},
+        fit=FitConfig(epochs=800, batch_size=50, lr=1e-2, elbo="meanfield", num_particles=2,
+                      lr_schedule="cosine", kl_schedule="uniform")))
+    dropout: PairSpec = field(default_factory=lambda: PairSpec(
+        "mlp", "deterministic",
+        model_cfg={"widths": [50, 50], "activation": "relu", "dropout": 0.1, "noise_std": 0.05,
+                   "learn_noise": True},
+        fit=FitConfig(epochs=800, batch_size=50, lr=3e-3, weight_decay=1e-5,
+                      lr_schedule="cosine")))
+    plain: PairSpec = field(default_factory=lambda: PairSpec(
+        "mlp", "deterministic",
+        model_cfg={"widths": [50, 50], "activation": "relu", "dropout": 0.0, "noise_std": 0.05,
+                   "learn_noise": True},
+        fit=FitConfig(epochs=800, batch_size=50, lr=3e-3, lr_schedule="cosine")))
+    num_samples: int = 500  # predictive draws
+
+    def validate(self):
+        for arm in (self.bbb, self.dropout, self.plain):
+            arm.validate(provided=("in_features",))
+
+
+LABELS = {"bbb": "Bayes by Backprop", "dropout": "MC dropout", "plain": "plain net"}
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["data"].update(num_train=50, num_test=50, num_grid=57)
-        for key in ("fit_bbb", "fit_dropout", "fit_plain"):
-            cfg[key]["epochs"] = 5
-        for key in ("bbb", "dropout", "plain"):
-            cfg[key]["model"]["widths"] = [16]
-        cfg["predict"]["num_samples"] = 20
+        cfg.data.num_train, cfg.data.num_test, cfg.data.num_grid = 50, 50, 57
+        for arm in (cfg.bbb, cfg.dropout, cfg.plain):
+            arm.fit.epochs = 5
+            arm.model_cfg["widths"] = [16]
+        cfg.num_samples = 20
     return cfg
-
-
-def _fit_pair(model_name, guide_name, model_cfg, guide_cfg, fit_cfg, train, seed, device, out):
-    model = models.create_model(model_name, in_features=1, **model_cfg)
-    guide = guides.create_guide(guide_name, model, **guide_cfg)
-    fit_cfg = {**fit_cfg, "seed": seed, "device": device, "out_dir": str(out)}
-    state = fit(model, guide, train, fit_cfg)
-    return model, guide, state
 
 
 @register_experiment(
@@ -85,41 +98,33 @@ def _fit_pair(model_name, guide_name, model_cfg, guide_cfg, fit_cfg, train, seed
     figure="Fig. 5", data=("synthetic",), get_config=get_config,
     paper_numbers={"std_ratio_bbb": "band widens off the data (qualitative)",
                    "std_ratio_plain": "band does not widen (qualitative)"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    seed = int(config["seed"])
-    dcfg = config["data"]
-    x, y = zoo_data.blundell_toy(n=dcfg["num_train"], x_range=tuple(dcfg["x_range"]),
-                                 noise_std=dcfg["noise_std"], seed=seed)
-    x_test, y_test = zoo_data.blundell_toy(n=dcfg["num_test"], x_range=tuple(dcfg["x_range"]),
-                                           noise_std=dcfg["noise_std"], seed=seed + 10_000)
-    grid = torch.linspace(*dcfg["grid"], dcfg["num_grid"]).unsqueeze(-1)
-    lo, hi = dcfg["x_range"]
+def run(config: Config, ctx: RunContext) -> dict:
+    dcfg = config.data
+    x, y = zoo_data.blundell_toy(n=dcfg.num_train, x_range=tuple(dcfg.x_range),
+                                 noise_std=dcfg.noise_std, seed=ctx.seed)
+    x_test, y_test = zoo_data.blundell_toy(n=dcfg.num_test, x_range=tuple(dcfg.x_range),
+                                           noise_std=dcfg.noise_std, seed=ctx.seed + 10_000)
+    grid = torch.linspace(*dcfg.grid, dcfg.num_grid).unsqueeze(-1)
+    lo, hi = dcfg.x_range
     on = (grid[:, 0] >= lo) & (grid[:, 0] <= hi)
     off = (grid[:, 0] <= lo - 0.1) | (grid[:, 0] >= hi + 0.1)
 
-    runs = {
-        "bbb": ("bnn", "mean-field", config["bbb"]["model"], config["bbb"]["guide"],
-                config["fit_bbb"], "Bayes by Backprop"),
-        "dropout": ("mlp", "deterministic", config["dropout"]["model"], {},
-                    config["fit_dropout"], "MC dropout"),
-        "plain": ("mlp", "deterministic", config["plain"]["model"], {}, config["fit_plain"],
-                  "plain net"),
-    }
     metrics: dict = {}
     fig, axes = new_figure(ncols=3, width=4.0, height=3.2)
     truth_x = grid[:, 0]
-    for ax, (key, (mname, gname, mcfg, gcfg, fcfg, label)) in zip(axes, runs.items()):
+    for ax, (key, label) in zip(axes, LABELS.items()):
         log.info("fitting %s", label)
-        model, guide, state = _fit_pair(mname, gname, mcfg, gcfg, fcfg, (x, y), seed, device,
-                                        out_dir / key)
-        num_samples = config["predict"]["num_samples"]
-        pred = posterior_predictive(model, guide, grid, num_samples=num_samples, seed=seed)
+        model, guide, state = train_pair(getattr(config, key), (x, y), ctx, key,
+                                         model_args={"in_features": 1})
+        pred = posterior_predictive(model, guide, grid, num_samples=config.num_samples,
+                                    seed=ctx.seed)
         ys = pred["obs"]  # (S, G) predictive samples of y, noise included
         std = ys.std(0)
         metrics[f"std_ratio_{key}"] = float(std[off].mean() / std[on].mean())
         metrics[f"std_on_data_{key}"] = float(std[on].mean())
         metrics[f"std_off_data_{key}"] = float(std[off].mean())
-        test = posterior_predictive(model, guide, x_test, num_samples=num_samples, seed=seed)
+        test = posterior_predictive(model, guide, x_test, num_samples=config.num_samples,
+                                    seed=ctx.seed)
         f = test["f"][..., 0]
         noise = model.likelihood.noise_std.detach().cpu()
         metrics[f"test_rmse_{key}"] = M.rmse(f.mean(0), y_test)
@@ -131,7 +136,7 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         ax.set_ylim(-1.0, 2.0)
         ax.set_xlabel("x")
     axes[0].set_ylabel("y (median and interquartile range)")
-    metrics["figure"] = [str(p) for p in save_figure(fig, out_dir / "blundell_fig5")]
+    metrics["figure"] = [str(p) for p in save_figure(fig, ctx.path("blundell_fig5"))]
     return metrics
 
 

@@ -21,8 +21,12 @@ class Experiment:
     :ivar figure: figure/table it reproduces.
     :ivar data: datasets it needs (keys of :data:`experiments.common.data.DATASETS`, or
         ``"synthetic"``).
-    :ivar get_config: ``get_config(smoke: bool) -> dict``.
-    :ivar run: ``run(config: dict, out_dir: Path, device: str, data_dir: str | None) -> metrics``.
+    :ivar get_config: ``get_config(smoke: bool) -> config``, a dataclass whose arms are
+        :class:`~experiments.common.spec.PairSpec` s (``--set`` overrides are parsed against its
+        declared types, and the whole of it is validated before the run starts).
+    :ivar run: ``run(config, ctx: RunContext) -> metrics``; the
+        :class:`~experiments.common.spec.RunContext` holds the seed, device, run folder, data
+        folder and progress flag.
     :ivar paper_numbers: the published values its metrics are compared with (metric -> value or
         text), shown beside ours by ``reproduce``.
     """
@@ -39,7 +43,7 @@ class Experiment:
 
 def register_experiment(name: str, *, paper: str, figure: str, data=("synthetic",),
                         get_config: Callable[..., dict], paper_numbers: dict | None = None):
-    """Decorator for an experiment's ``run(config, out_dir, device, data_dir) -> metrics``."""
+    """Decorator for an experiment's ``run(config, ctx) -> metrics``."""
 
     def decorator(run: Callable[..., dict]) -> Callable[..., dict]:
         spec = Experiment(name=name, paper=paper, figure=figure, data=tuple(data),

@@ -4,8 +4,8 @@ that its ``@register_guide`` decorators run: dropping a file here registers its 
 import models  # noqa: F401  (register the models the guides refer to)
 from models.registry import import_submodules
 
-from .registry import GUIDES, create_guide, list_guides, list_pairs, register_guide
+from .registry import GUIDES, create_guide, guide_builder, list_guides, list_pairs, register_guide
 
 import_submodules(__name__)
 
-__all__ = ["GUIDES", "create_guide", "list_guides", "list_pairs", "register_guide"]
+__all__ = ["GUIDES", "create_guide", "guide_builder", "list_guides", "list_pairs", "register_guide"]

@@ -234,6 +234,8 @@ class MeanFieldGuide(PyroModule):
 
 
 @register_guide("mean-field", models=("bnn", "rff-gp"), family="bnn")
-def build_mean_field(model, **cfg) -> MeanFieldGuide:
-    """Bayes by Backprop; ``cfg``: ``init_scale``, ``local_reparam``, ``flipout``."""
-    return MeanFieldGuide(model, **cfg)
+def build_mean_field(model, init_scale: float = 1e-2, local_reparam: bool = False,
+                     flipout: bool = False) -> MeanFieldGuide:
+    """Bayes by Backprop (see :class:`MeanFieldGuide` for the arguments)."""
+    return MeanFieldGuide(model, init_scale=init_scale, local_reparam=local_reparam,
+                          flipout=flipout)

@@ -51,16 +51,27 @@ def register_guide(name: str, models: Sequence[str], **meta: Any):
     return decorator
 
 
-def create_guide(name: str, model, **cfg: Any):
-    """Build the guide registered as ``name`` for ``model``."""
+def guide_builder(name: str, model_name: str | None = None) -> Callable[..., Any]:
+    """The builder registered as ``name`` for the model registered as ``model_name``."""
     builder = GUIDES.get(name)
     builders = {m: b for (g, m), b in _BUILDERS.items() if g == name}
     if len(set(builders.values())) > 1:
-        model_name = model_name_of(model)
         if model_name not in builders:
             raise ValueError(f"guide {name!r} supports models {sorted(builders)}, not "
-                             f"{model_name or type(model).__name__!r}")
+                             f"{model_name!r}")
         builder = builders[model_name]
+    return builder
+
+
+def create_guide(name: str, model, **cfg: Any):
+    """Build the guide registered as ``name`` for ``model``."""
+    model_name = model_name_of(model)
+    try:
+        builder = guide_builder(name, model_name)
+    except ValueError:
+        raise ValueError(f"guide {name!r} supports models "
+                         f"{sorted(m for (g, m) in _BUILDERS if g == name)}, not "
+                         f"{model_name or type(model).__name__!r}") from None
     return builder(model, **cfg)
 
 

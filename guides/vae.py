@@ -126,13 +126,20 @@ class FlowEncoderGuide(EncoderGuide):
 
 
 @register_guide("encoder", models=("vae",), family="vae")
-def build_encoder(model, **cfg) -> EncoderGuide:
-    """Amortised diagonal Gaussian; ``cfg``: ``hidden``, ``activation``, ``arch``, ``min_scale``."""
-    return EncoderGuide(model, **cfg)
+def build_encoder(model, hidden: Sequence[int] | None = None, activation: str | None = None,
+                  arch: str | None = None, min_scale: float = 1e-4) -> EncoderGuide:
+    """Amortised diagonal Gaussian (see :class:`EncoderGuide` for the arguments)."""
+    return EncoderGuide(model, hidden=hidden, activation=activation, arch=arch,
+                        min_scale=min_scale)
 
 
 @register_guide("flow-encoder", models=("vae",), family="vae")
-def build_flow_encoder(model, **cfg) -> FlowEncoderGuide:
-    """Amortised Gaussian + conditional IAF; ``cfg``: ``num_flows``, ``context_dim``,
-    ``flow_hidden`` and the encoder's options."""
-    return FlowEncoderGuide(model, **cfg)
+def build_flow_encoder(model, num_flows: int = 2, context_dim: int = 16,
+                       flow_hidden: Sequence[int] | None = None,
+                       hidden: Sequence[int] | None = None, activation: str | None = None,
+                       arch: str | None = None, min_scale: float = 1e-4) -> FlowEncoderGuide:
+    """Amortised Gaussian + conditional IAF (see :class:`FlowEncoderGuide` and
+    :class:`EncoderGuide` for the arguments)."""
+    return FlowEncoderGuide(model, num_flows=num_flows, context_dim=context_dim,
+                            flow_hidden=flow_hidden, hidden=hidden, activation=activation,
+                            arch=arch, min_scale=min_scale)

@@ -61,7 +61,7 @@ def test_cli_list_and_pairs():
 
 def test_cli_bad_override_is_a_clear_error(tmp_path):
     proc = _cli("run", "blundell-regression", "--smoke", "--out", str(tmp_path),
-                "--set", "fit_bbb.epochz=3")
+                "--set", "bbb.fit.epochz=3")
     assert proc.returncode == 2
     assert "epochz" in proc.stderr and "epochs" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -92,12 +92,14 @@ def test_report_from_finished_runs(tmp_path):
     """``report`` renders runs already made: explicit directories, or the newest non-smoke run of
     each experiment (a smoke run counts only with --include-smoke)."""
     proc = _cli("run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
-                "--out", str(tmp_path), "--set", "seed=3")
+                "--out", str(tmp_path), "--seed", "3", "--set", "bbb.fit.epochs=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "blundell-regression").iterdir()
+    assert run_dir.name.endswith("-seed3")
     config = json.loads((run_dir / "config.json").read_text())
     assert config["command"] == ("python -m experiments run blundell-regression --smoke "
-                                 "--device cpu --seed 0 --no-progress --set seed=3")
+                                 "--device cpu --seed 3 --no-progress --set bbb.fit.epochs=2")
+    assert config["seed"] == 3 and config["config"]["bbb"]["fit"]["epochs"] == 2
     out = tmp_path / "rep" / "R.md"
     proc = _cli("report", str(run_dir), "--report", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -67,12 +67,16 @@ def run_section(exp, run_dir: Path, report_dir: Path) -> list[str]:
              f"- command: `{command}`" if config.get("command") else f"- command: {command}",
              f"- wall time: {_fmt(metrics.get('wall_time_s', ''))} s on "
              f"{metrics.get('hardware', 'unknown hardware')}", ""]
+    if metrics.get("status") == "failed":
+        lines += [f"**FAILED**: {metrics.get('error', 'no error recorded')} (the traceback ends "
+                  f"`{run_dir}/run.log`)", ""]
     rows = metric_rows(metrics, exp.paper_numbers)
     if rows:
         lines += ["| metric | ours | paper |", "|---|---|---|"]
         lines += [f"| {k} | {ours} | {paper} |" for k, ours, paper in rows]
         lines.append("")
-    texts = [v for k, v in metrics.items() if isinstance(v, str) and k != "hardware"]
+    texts = [v for k, v in metrics.items()
+             if isinstance(v, str) and k not in ("hardware", "status", "error")]
     lines += [f"- {t}" for t in texts]
     if texts:
         lines.append("")

@@ -1,0 +1,476 @@
+"""The typed path from the command line to ``fit``: :class:`RunContext`, :class:`PairSpec`,
+:func:`train_pair`, and ``--set`` overrides parsed against declared types.
+
+A ``--set bbb.fit.epochs=200`` travels in three hops, all typed:
+
+1. the CLI builds the experiment's config dataclass (``get_config(smoke)``) and
+   :func:`apply_overrides` parses ``"200"`` against the declared type of ``PairSpec.fit.epochs``
+   (``int``), rebuilding the :class:`~experiments.common.training.FitConfig` (which checks it);
+2. the experiment's ``run(config, ctx)`` hands the :class:`PairSpec` ``config.bbb`` to
+   :func:`train_pair`;
+3. :func:`train_pair` builds model and guide and calls ``fit`` with ``spec.fit`` plus what the
+   :class:`RunContext` owns (seed, device, output folder, progress).
+
+The run's seed, device, output folder and progress live only in the :class:`RunContext`:
+``--set`` refuses them (``--seed``, ``--device``, ``--out``, ``--no-progress`` set them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import guides
+import models
+
+from .seeding import seed_everything
+from .training import FitConfig, fit, resolve_device
+
+#: FitConfig fields that belong to the run, not to an arm: set from the RunContext
+RUN_KEYS = {"seed": "--seed", "device": "--device", "out_dir": "--out", "progress": "--no-progress"}
+
+
+class ConfigError(ValueError):
+    """A configuration value of the wrong type or out of range; the message is one CLI line."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how one run happens; built once by the CLI (or a test) and passed to ``run``.
+
+    :ivar seed: the run's seed: every random stream, module initialisation included, is seeded
+        from it (:meth:`seed_everything`, :func:`train_pair`).
+    :ivar device: ``"auto"``, ``"cpu"`` or ``"cuda[:i]"`` (checked when the context is made).
+    :ivar out_dir: the run folder (figures, tables, each arm's history and checkpoint).
+    :ivar data_dir: offline data folder (``None``: ``$VBZOO_DATA_DIR``, then the cache).
+    :ivar progress: show progress bars.
+    :ivar logger: the run's logger.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    out_dir: Path = Path("results")
+    data_dir: str | None = None
+    progress: bool = True
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("experiments"),
+                                   compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        resolve_device(self.device)  # a bad device is an error before anything runs
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+    @property
+    def torch_device(self):
+        return resolve_device(self.device)
+
+    def seed_everything(self, offset: int = 0):
+        """Seed python, numpy, torch and Pyro from ``seed + offset``; return a torch generator."""
+        return seed_everything(self.seed + offset)
+
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+
+@dataclass
+class PairSpec:
+    """One (model, guide) pair and how to train it: an arm or method of an experiment.
+
+    :ivar model: registered model name (``python -m experiments pairs``).
+    :ivar model_cfg: keyword arguments of the model (checked against its signature).
+    :ivar guide: registered guide name for that model.
+    :ivar guide_cfg: keyword arguments of the guide builder.
+    :ivar fit: the :class:`~experiments.common.training.FitConfig` (its seed, device, out_dir
+        and progress come from the :class:`RunContext`).
+    """
+
+    model: str
+    guide: str
+    model_cfg: dict[str, Any] = field(default_factory=dict)
+    guide_cfg: dict[str, Any] = field(default_factory=dict)
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self):
+        if isinstance(self.fit, Mapping):
+            self.fit = FitConfig.from_dict(dict(self.fit))
+
+    def validate(self, where: str = "", provided: Sequence[str] = ()) -> None:
+        """Check the names and every ``model_cfg`` / ``guide_cfg`` value against the signatures.
+
+        :param provided: model arguments the experiment supplies itself (e.g. ``in_features``).
+        """
+        where = where or "pair"
+        if self.model not in models.MODELS:
+            raise ConfigError(f"{where}.model: unknown model {self.model!r}; registered: "
+                              f"{', '.join(models.list_models())}")
+        supported = guides.GUIDES.meta(self.guide)["models"] if self.guide in guides.GUIDES else ()
+        if self.model not in supported:
+            options = sorted(g for m, g in guides.list_pairs() if m == self.model)
+            raise ConfigError(f"{where}.guide: {self.guide!r} is not a guide of {self.model!r}; "
+                              f"use one of {options}")
+        model_factory = models.MODELS.get(self.model)
+        _check_kwargs(model_factory, self.model_cfg, f"{where}.model_cfg", provided)
+        _check_kwargs(guides.guide_builder(self.guide, self.model), self.guide_cfg,
+                      f"{where}.guide_cfg", ("model",))
+
+
+def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
+               eval_fn: Callable | None = None, model_args: dict | None = None,
+               prepare: Callable | None = None, seed_offset: int = 0):
+    """Build ``spec``'s model and guide and fit them on ``data``: ``(model, guide, state)``.
+
+    Module initialisation is seeded (``ctx.seed + seed_offset``) right before the modules are
+    built, so an arm's result depends on the seed and its spec alone, not on what ran before it.
+
+    :param str name: the arm's subfolder of the run folder (history, checkpoint).
+    :param dict model_args: model arguments the experiment supplies (``in_features``, ...).
+    :param prepare: ``prepare(model, guide)`` after building, before fitting (inducing inputs,
+        a Titsias start of q(u), ...).
+    :param int seed_offset: e.g. the split index of a repeated protocol.
+    """
+    ctx.seed_everything(seed_offset)
+    model = models.create_model(spec.model, **{**spec.model_cfg, **(model_args or {})})
+    guide = guides.create_guide(spec.guide, model, **spec.guide_cfg)
+    if prepare is not None:
+        prepare(model, guide)
+    fit_cfg = dataclasses.replace(spec.fit, seed=ctx.seed + seed_offset, device=ctx.device,
+                                  out_dir=str(ctx.path(name)),
+                                  progress=spec.fit.progress and ctx.progress)
+    state = fit(model, guide, data, fit_cfg, eval_fn=eval_fn)
+    return model, guide, state
+
+
+# ------------------------------------------------------------------------------------------------
+# types and values
+
+
+def _type_name(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return "any value"
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        inner = [a for a in args if a is not Ellipsis]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+        if not inner:
+            return "a list"
+        return f"a list of {plural.get(inner[0]) or _type_name(inner[0])}"
+    if origin in (dict, Mapping) or tp is dict:
+        return "a JSON object"
+    if dataclasses.is_dataclass(tp):
+        return f"a {tp.__name__} section"
+    return {int: "an integer", float: "a number", bool: "true or false",
+            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def coerce(value: Any, tp) -> Any:
+    """``value`` (a parsed JSON value or a Python default) as type ``tp``; :class:`_Mismatch` if
+    it is not one. Integers pass as floats; nothing else is converted silently."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or tp is inspect.Parameter.empty:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if origin is Literal:
+        if value in args:
+            return value
+        raise _Mismatch
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        inner = [a for a in args if a is not Ellipsis]
+        items = [coerce(v, inner[0]) for v in value] if inner else list(value)
+        return tuple(items) if (origin is tuple or tp is tuple) else items
+    if origin in (dict, Mapping) or tp is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise _Mismatch
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        raise _Mismatch
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise _Mismatch
+    return value
+
+
+def _parse_text(text: str, tp) -> Any:
+    """The command-line text of a value, read as JSON where it is JSON (``3``, ``1e-3``,
+    ``[50, 50]``, ``true``, ``null``), else as a bare string (``adam``, ``scale-mixture``)."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    # a string field keeps digits as text ("--set name=1" for a str field)
+    if tp is str and not isinstance(value, str):
+        return text
+    return value
+
+
+def _value_error(key: str, text: str, tp) -> ConfigError:
+    return ConfigError(f"--set {key}={text}: expected {_type_name(tp)}, got {text!r}")
+
+
+def _hints(obj) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(obj)
+    except Exception:  # an annotation that does not resolve: no type checks for it
+        return {}
+
+
+def _signature_types(factory) -> dict[str, Any] | None:
+    """Parameter name -> annotated type of a model class's ``__init__`` or a builder function;
+    ``None`` if it takes ``**kwargs`` (any key)."""
+    target = factory.__init__ if isinstance(factory, type) else factory
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    hints = _hints(target)
+    return {n: hints.get(n, Any) for n, p in params.items() if n != "self"}
+
+
+def _check_kwargs(factory, cfg: dict, where: str, provided: Sequence[str]) -> None:
+    allowed = _signature_types(factory)
+    if allowed is None:
+        return
+    for key, value in cfg.items():
+        if key in provided:
+            raise ConfigError(f"{where}.{key} is set by the experiment itself; leave it out")
+        if key not in allowed:
+            valid = sorted(k for k in allowed if k not in provided)
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+        try:
+            coerce(value, allowed[key])
+        except _Mismatch:
+            raise ConfigError(f"{where}.{key}: expected {_type_name(allowed[key])}, got "
+                              f"{value!r}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# overrides
+
+
+def apply_overrides(config, overrides: Sequence[str]):
+    """A copy of the config dataclass ``config`` with ``a.b.c=value`` overrides applied, each value
+    parsed against the declared type of its field (a model's or guide's keyword arguments against
+    its signature; a key inside a free-form dict against the type of its default). Unknown keys,
+    wrong types, run keys (seed, device, ...) and sections assigned a value are one-line
+    :class:`ConfigError` s."""
+    config = _deepcopy(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is not of the form key=value (e.g. "
+                              "bbb.fit.epochs=5)")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key):
+            raise ConfigError(f"--set {item!r}: {key!r} is not a dotted key such as bbb.fit.epochs")
+        config = _set(config, key.split("."), text, key, factory=None)
+    return config
+
+
+def _deepcopy(config):
+    import copy
+
+    return copy.deepcopy(config)
+
+
+def _set(node, parts: list[str], text: str, key: str, factory):
+    part, rest = parts[0], parts[1:]
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return _set_field(node, part, rest, text, key)
+    if isinstance(node, dict):
+        return _set_item(node, part, rest, text, key, factory)
+    raise ConfigError(f"--set {key}={text}: {part!r} cannot be set inside "
+                      f"{_type_name(type(node))}")
+
+
+def _set_field(node, part, rest, text, key):
+    names = [f.name for f in dataclasses.fields(node)]
+    if part in RUN_KEYS and (isinstance(node, FitConfig) or not rest):
+        raise ConfigError(f"--set {key}: the {part} is the run's, not the config's; use "
+                          f"{RUN_KEYS[part]}")
+    if part not in names:
+        raise ConfigError(f"--set {key}: unknown key {part!r} in {type(node).__name__}; valid "
+                          f"keys: {', '.join(n for n in names if n not in RUN_KEYS)}")
+    tp = _hints(type(node)).get(part, Any)
+    current = getattr(node, part)
+    if not rest:
+        if dataclasses.is_dataclass(tp) or dataclasses.is_dataclass(current):
+            fields = ", ".join(f.name for f in dataclasses.fields(current)
+                               if f.name not in RUN_KEYS)
+            raise ConfigError(f"--set {key}={text}: {key} is a section "
+                              f"({type(current).__name__}); set one of its keys, e.g. "
+                              f"{key}.{fields.split(', ')[0]}=... (keys: {fields})")
+        new = _typed(text, tp, key, current)
+    else:
+        factory = None
+        if isinstance(node, PairSpec) and part == "model_cfg":
+            factory = models.MODELS.get(node.model) if node.model in models.MODELS else None
+        elif isinstance(node, PairSpec) and part == "guide_cfg":
+            factory = guides.guide_builder(node.guide, node.model) \
+                if node.guide in guides.GUIDES else None
+        new = _set(current, rest, text, key, factory)
+    try:
+        return dataclasses.replace(node, **{part: new})
+    except (ValueError, TypeError) as exc:  # the dataclass's own checks (FitConfig's ranges)
+        raise ConfigError(f"--set {key}={text}: {exc}") from None
+
+
+def _set_item(node: dict, part, rest, text, key, factory, open_: bool = False):
+    """Set ``part`` (then ``rest``) in the dict ``node``: a model's or guide's keyword arguments
+    (``factory`` given: keys and types from its signature), a free-form dict (keys must exist,
+    types are those of the defaults), or a dict this override creates (``open_``: any key)."""
+    node = dict(node)
+    if factory is not None:
+        allowed = _signature_types(factory)
+        if allowed is not None and part not in allowed:
+            raise ConfigError(f"--set {key}: unknown key {part!r}; valid keys: "
+                              f"{', '.join(sorted(k for k in allowed if k != 'model'))}")
+        tp = Any if allowed is None else allowed.get(part, Any)
+    elif part in node:
+        tp = _type_of_default(node[part])
+    elif open_:
+        tp = Any
+    else:
+        raise ConfigError(f"--set {key}: unknown key {part!r}; keys there: "
+                          f"{', '.join(sorted(node)) or '(none)'}")
+    if not rest:
+        node[part] = _typed(text, tp, key, node.get(part))
+        return node
+    sub = node.get(part)
+    if sub is not None and not isinstance(sub, dict):
+        raise ConfigError(f"--set {key}={text}: {part!r} holds {sub!r}, not a section")
+    node[part] = _set_item(sub or {}, rest[0], rest[1:], text, key, None, open_=sub is None)
+    return node
+
+
+def _type_of_default(value):
+    """The declared type of a free-form dict entry: that of its default value."""
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int):
+        return int
+    if isinstance(value, float):
+        return float
+    if isinstance(value, str):
+        return str
+    if isinstance(value, (list, tuple)):
+        inner = {_type_of_default(v) for v in value}
+        return list[inner.pop()] if len(inner) == 1 else list
+    if isinstance(value, dict):
+        return dict
+    return Any
+
+
+def _typed(text: str, tp, key: str, current):
+    value = _parse_text(text, tp)
+    try:
+        return coerce(value, tp)
+    except _Mismatch:
+        raise _value_error(key, text, tp) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# validation and serialisation
+
+
+def validate_config(config, where: str = "") -> None:
+    """Validate the whole config before anything runs: every :class:`PairSpec` against the
+    registries and signatures, every field against its declared type, and the config's own
+    ``validate()`` if it has one (experiment-specific checks)."""
+    if not dataclasses.is_dataclass(config):
+        return
+    if isinstance(config, PairSpec):
+        config.validate(where)
+        return
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        path = f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            validate_config(value, path)
+        elif isinstance(value, dict) and all(dataclasses.is_dataclass(v) for v in value.values()):
+            for k, v in value.items():
+                validate_config(v, f"{path}.{k}")
+        elif f.name in hints:
+            try:
+                coerce(value, hints[f.name])
+            except _Mismatch:
+                raise ConfigError(f"{path}: expected {_type_name(hints[f.name])}, got "
+                                  f"{value!r}") from None
+    check = getattr(type(config), "validate", None)
+    if check is not None:
+        check(config)
+
+
+def config_dict(config) -> Any:
+    """The config as JSON-ready nested dicts (for config.json); FitConfig's run keys are left out
+    (they are the RunContext's, recorded beside it)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        out = {f.name: config_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+        if isinstance(config, FitConfig):
+            for k in RUN_KEYS:
+                out.pop(k, None)
+        return out
+    if isinstance(config, dict):
+        return {str(k): config_dict(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [config_dict(v) for v in config]
+    return config
+
+
+__all__ = ["ConfigError", "PairSpec", "RUN_KEYS", "RunContext", "apply_overrides", "coerce",
+           "config_dict", "train_pair", "validate_config"]
