@@ -63,8 +63,10 @@ def cmd_list() -> int:
 def cmd_pairs() -> int:
     import guides
 
-    rows = [(m, g) for m, g in guides.list_pairs()]
-    _print_table(("model", "guide"), rows)
+    import models
+
+    rows = [(models.MODELS.meta(m).get("family", ""), m, g) for m, g in guides.list_pairs()]
+    _print_table(("family", "model", "guide"), sorted(rows))
     return 0
 
 

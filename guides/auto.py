@@ -15,8 +15,7 @@ Notes
 
 from __future__ import annotations
 
-import contextlib
-
+import torch
 from pyro.infer.autoguide import (
     AutoDelta,
     AutoIAFNormal,
@@ -29,7 +28,34 @@ from pyro.nn import PyroModule
 
 from models.base import first_tensor
 
+from .base import ZooGuide
 from .registry import register_guide
+
+
+class ZooAutoNormal(ZooGuide, AutoNormal):
+    """:class:`~pyro.infer.autoguide.AutoNormal` with the zoo's guide hooks (defaults)."""
+
+
+class ZooAutoLowRank(ZooGuide, AutoLowRankMultivariateNormal):
+    """:class:`~pyro.infer.autoguide.AutoLowRankMultivariateNormal` with the zoo's hooks."""
+
+
+class ZooAutoDelta(ZooGuide, AutoDelta):
+    """:class:`~pyro.infer.autoguide.AutoDelta` (MAP) with the zoo's hooks."""
+
+
+class ZooLaplace(ZooGuide, AutoLaplaceApproximation):
+    """MAP in training; for prediction, the Gaussian at the mode with the inverse Hessian of the
+    negative log joint (evaluated on the training data) as covariance."""
+
+    def predictive_guide(self, *data):
+        try:
+            return self.laplace_approximation(*data)
+        except torch.linalg.LinAlgError as exc:
+            raise RuntimeError(
+                "the Laplace approximation failed: the Hessian of the negative log joint at the "
+                "trained point is not positive definite, so the point is not a local optimum. "
+                "Train the laplace guide longer (or with a smaller lr) before predicting") from exc
 
 
 def init_at_model_values(model):
@@ -55,15 +81,15 @@ def init_at_model_values(model):
 @register_guide("auto-normal", models=("bnn", "rff-gp"), family="bnn")
 def build_auto_normal(model, init_scale: float = 1e-2):
     """Diagonal Gaussian autoguide (:class:`~pyro.infer.autoguide.AutoNormal`)."""
-    return AutoNormal(model, init_loc_fn=init_at_model_values(model), init_scale=init_scale)
+    return ZooAutoNormal(model, init_loc_fn=init_at_model_values(model), init_scale=init_scale)
 
 
 @register_guide("auto-lowrank", models=("bnn", "rff-gp"), family="bnn")
 def build_auto_lowrank(model, rank: int = 10, init_scale: float = 1e-2):
     """Low-rank plus diagonal multivariate normal over all latents jointly
     (:class:`~pyro.infer.autoguide.AutoLowRankMultivariateNormal`)."""
-    return AutoLowRankMultivariateNormal(model, rank=rank, init_loc_fn=init_at_model_values(model),
-                                         init_scale=init_scale)
+    return ZooAutoLowRank(model, rank=rank, init_loc_fn=init_at_model_values(model),
+                          init_scale=init_scale)
 
 
 @register_guide("auto-iaf", models=("bnn",), family="bnn")
@@ -75,7 +101,7 @@ def build_auto_iaf(model, hidden_dim: int | None = None, num_transforms: int = 1
     return _AutoIAFNormal(model, hidden_dim=hidden, num_transforms=num_transforms)
 
 
-class _AutoIAFNormal(AutoIAFNormal):
+class _AutoIAFNormal(ZooGuide, AutoIAFNormal):
     """:class:`~pyro.infer.autoguide.AutoIAFNormal` whose flow is built on the model's device.
 
     Pyro's version (1.9) builds the flow's networks lazily, at the first call, with torch's default
@@ -95,24 +121,21 @@ class _AutoIAFNormal(AutoIAFNormal):
 def build_laplace(model):
     """MAP during training, Gaussian at the mode with the inverse Hessian as covariance after
     (:class:`~pyro.infer.autoguide.AutoLaplaceApproximation`)."""
-    return AutoLaplaceApproximation(model, init_loc_fn=init_at_model_values(model))
+    return ZooLaplace(model, init_loc_fn=init_at_model_values(model))
 
 
 @register_guide("map", models=("bnn",), family="bnn", point_estimate=True)
 def build_map(model):
     """Point estimate at the posterior mode (:class:`~pyro.infer.autoguide.AutoDelta`): MAP."""
-    return AutoDelta(model, init_loc_fn=init_at_model_values(model))
+    return ZooAutoDelta(model, init_loc_fn=init_at_model_values(model))
 
 
-class EmptyGuide(PyroModule):
+class EmptyGuide(ZooGuide, PyroModule):
     """The guide of a model without latent sites: the ELBO is then the log-likelihood and SVI is
     maximum likelihood (with dropout in the model: MC-dropout training)."""
 
     def forward(self, *args, **kwargs):
         return {}
-
-    def elbo_context(self):
-        return contextlib.nullcontext()
 
 
 @register_guide("deterministic", models=("mlp",), family="bnn")

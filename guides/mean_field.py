@@ -40,8 +40,9 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from pyro.poutine.messenger import Messenger
 
-from models.base import _drop_data_dim, with_ones
+from models.base import _drop_data_dim, is_subsample, with_ones
 
+from .base import ZooGuide
 from .registry import register_guide
 
 
@@ -143,7 +144,7 @@ def _signs(shape, like: torch.Tensor) -> torch.Tensor:
     return torch.randint(0, 2, shape, device=like.device).to(like.dtype) * 2 - 1
 
 
-class MeanFieldGuide(PyroModule):
+class MeanFieldGuide(ZooGuide, PyroModule):
     """Blundell's diagonal Gaussian guide over every latent site of a model with global latents.
 
     :param model: the model (a :class:`~models.base.ZooModel`); only its latent sites' shapes and
@@ -175,7 +176,7 @@ class MeanFieldGuide(PyroModule):
         trace = poutine.block(poutine.trace(model).get_trace)(*args, **kwargs)
         init = model.initial_values()
         for name, site in trace.iter_stochastic_nodes():
-            if type(site["fn"]).__name__ == "_Subsample":
+            if is_subsample(site):
                 continue  # the data plate's subsample site, not a latent
             if any(f.name == "data" for f in site["cond_indep_stack"]):
                 raise ValueError(

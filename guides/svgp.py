@@ -33,6 +33,7 @@ from pyro.poutine.messenger import Messenger
 
 from models.svgp import marginal_moments
 
+from .base import ZooGuide
 from .registry import register_guide
 
 
@@ -76,7 +77,7 @@ class MarginalizeInducing(Messenger):
         msg["done"] = True
 
 
-class InducingGuide(PyroModule):
+class InducingGuide(ZooGuide, PyroModule):
     """Base of the three q(u) guides: lazy set-up from the model's ``u`` site shape."""
 
     def __init__(self, model, init_scale: float = 1.0):
@@ -103,7 +104,7 @@ class InducingGuide(PyroModule):
             self._setup(*args, **kwargs)
         return {"u": pyro.sample("u", self.distribution())}
 
-    def elbo_context(self):
+    def elbo_context(self, closed_form_kl: bool = False):
         return MarginalizeInducing()
 
     def q_u(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -170,7 +171,7 @@ def build_cholesky(model, init_scale: float = 1.0) -> CholeskyGuide:
     return CholeskyGuide(model, init_scale)
 
 
-@register_guide("mean-field", models=("svgp",), family="gp")
+@register_guide("mean-field-u", models=("svgp",), family="gp")
 def build_mean_field_u(model, init_scale: float = 1.0) -> MeanFieldInducingGuide:
     """Diagonal q(u) = N(μ, diag σ²)."""
     return MeanFieldInducingGuide(model, init_scale)

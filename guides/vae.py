@@ -48,10 +48,11 @@ from torch import nn
 
 from models.vae import make_net
 
+from .base import ZooGuide
 from .registry import register_guide
 
 
-class EncoderGuide(PyroModule):
+class EncoderGuide(ZooGuide, PyroModule):
     """Diagonal Gaussian :math:`q_\\phi(z\\mid x)` from an encoder network.
 
     :param model: the :class:`~models.vae.VAE` (its image shape, latent size and default

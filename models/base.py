@@ -15,6 +15,13 @@ import pyro
 import torch
 from pyro.nn import PyroModule
 from pyro.poutine.runtime import effectful, get_plates
+from pyro.poutine.subsample_messenger import _Subsample
+
+
+def is_subsample(site: dict) -> bool:
+    """Whether a trace site is the subsample site a ``pyro.plate(..., subsample=...)`` records
+    (not a latent variable)."""
+    return isinstance(site.get("fn"), _Subsample)
 
 
 def first_tensor(module: torch.nn.Module) -> torch.Tensor | None:

@@ -18,14 +18,16 @@ from pyro import poutine
 
 import guides
 import models
-from experiments.common.predictive import posterior_predictive
+from experiments.common.predictive import _guide_samples, posterior_predictive
 from experiments.common.training import fit, make_elbo, restore, save_checkpoint, setup
+from guides.base import elbo_context
+from models.base import is_subsample
 
 
 def _latents(trace):
     return {name: site for name, site in trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"]
-            and type(site["fn"]).__name__ != "_Subsample"
+            and not is_subsample(site)
             and not site["infer"].get("is_auxiliary")}
 
 
@@ -119,11 +121,19 @@ class PairTestBase:
             assert torch.isfinite(pred["f"]).all()
 
     def test_predictive_samples_differ_when_latent(self, device):
+        """A distributional guide's draws differ (and so do the predictive's); a point guide's
+        draws are all the same point."""
         model, guide, data = self._ready(device)
         latents = _latents(poutine.trace(guide).get_trace(*data))
-        pred = posterior_predictive(model, guide, data[0][:3], num_samples=5)
-        spread = pred["f"].std(0).max().item()
-        if latents and not guides.GUIDES.meta(self.guide_name).get("point_estimate"):
+        draws = _guide_samples(guide, data[0][:3], 5)
+        if guides.GUIDES.meta(self.guide_name).get("point_estimate"):
+            for name in latents:
+                assert torch.equal(draws[name], draws[name][:1].expand_as(draws[name])), name
+        elif latents:
+            for name in latents:
+                assert draws[name].std(0).max() > 0, name
+            pred = posterior_predictive(model, guide, data[0][:3], num_samples=5)
+            spread = pred["f"].std(0).max().item()
             assert spread > 0 and math.isfinite(spread)
 
 
@@ -149,10 +159,7 @@ class PairTestBase:
 
 
 def _ctx(guide):
-    import contextlib
-
-    ctx = getattr(guide, "elbo_context", None)
-    return ctx() if ctx else contextlib.nullcontext()
+    return elbo_context(guide)
 
 
 __all__ = ["PairTestBase", "pyro"]

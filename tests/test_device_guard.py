@@ -34,7 +34,7 @@ VARIANTS = [
                  bayesian_layers="last"), "mean-field", {"local_reparam": True}),
     ("mlp", dict(in_features=2, widths=(4,), dropout=0.2), "deterministic", {}),
     ("svgp", dict(input_dim=2, num_inducing=4, whiten=False, mean="constant"), "cholesky", {}),
-    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="bernoulli"), "mean-field", {}),
+    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="bernoulli"), "mean-field-u", {}),
     ("svgp", dict(input_dim=2, num_inducing=4, likelihood="student-t", learn_inducing=False),
      "cholesky", {}),
     ("svgp", dict(input_dim=2, num_inducing=4, likelihood="softmax", num_classes=3), "delta", {}),

@@ -27,7 +27,9 @@ from pyro.poutine.messenger import Messenger
 
 import guides
 import models
-from experiments.common.training import _elbo_context, make_elbo, setup
+from experiments.common.training import make_elbo, setup
+from guides.base import elbo_context
+from models.base import is_subsample
 
 RTOL, ATOL = 1e-7, 1e-9
 
@@ -57,7 +59,7 @@ class FixedNoise(Messenger):
         if msg["is_observed"] or msg["value"] is not None or msg["infer"].get("_deterministic"):
             return  # observed, replayed from the guide, or a pyro.deterministic site
         fn = msg["fn"]
-        if type(fn).__name__ == "_Subsample":
+        if is_subsample(msg):
             return
         base = fn
         while isinstance(base, dist.Independent):
@@ -76,7 +78,7 @@ class FixedNoise(Messenger):
 
 def _first_step(model, guide, data, elbo_name, noise):
     loss_fn = make_elbo(elbo_name)(model, guide)
-    with FixedNoise(noise), _elbo_context(guide, elbo_name == "meanfield"):
+    with FixedNoise(noise), elbo_context(guide, elbo_name == "meanfield"):
         loss = loss_fn(*data)
     loss.backward()
     grads = {n: p.grad.detach().cpu() for n, p in loss_fn.named_parameters()}

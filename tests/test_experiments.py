@@ -73,6 +73,7 @@ def test_cli_unknown_experiment(tmp_path):
     assert "blundell-regression" in proc.stderr  # the close match is suggested
 
 
+@pytest.mark.slow  # a second smoke run of every experiment: the default suite runs each once
 @pytest.mark.experiments
 def test_reproduce_smoke_writes_a_report(tmp_path):
     proc = _cli("reproduce", "--smoke", "--no-progress", "--device", "cpu", "--out",

@@ -185,14 +185,6 @@ def _lowrank_moments(guide) -> tuple[torch.Tensor, torch.Tensor]:
 FAST_MF_STEPS, FAST_LR_STEPS, FAST_PARTICLES = 1500, 1500, 16
 
 
-@pytest.fixture
-def slow_selected(request):
-    """The ``slow`` marker is documented as excluded from the default run, but no ``-m "not slow"``
-    is configured; skip the thorough runs here unless the run selects them with ``-m slow``."""
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("thorough convergence run: select it with -m slow")
-
-
 @pytest.fixture(scope="module")
 def trained(float64):
     cache = {}
@@ -284,7 +276,7 @@ def test_mean_field_fit_recovers_optimal_factorised_gaussian(trained, variant):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["plain", "local_reparam"])
-def test_mean_field_fit_recovers_optimum_precisely(slow_selected, variant):
+def test_mean_field_fit_recovers_optimum_precisely(variant):
     # 4x the steps and particles: the residual SGD noise roughly halves; 0.03 sd / 3 %.
     _, guide, _ = _fit_mean_field(variant, epochs=6000, num_particles=64)
     _check_mean_field(guide, loc_tol=0.03, scale_tol=0.03)
@@ -319,7 +311,7 @@ def test_lowrank_fit_recovers_full_posterior(trained):
 
 
 @pytest.mark.slow
-def test_lowrank_fit_recovers_full_posterior_precisely(slow_selected):
+def test_lowrank_fit_recovers_full_posterior_precisely():
     _, guide, _ = _fit_lowrank(epochs=4000, num_particles=64)
     _check_full_rank(guide, loc_tol=0.05, cov_tol=0.04, sd_tol=0.02)
 

@@ -272,7 +272,7 @@ class TestSVGPSoftmaxCholesky(PairTestBase):
 
 
 class TestSVGPUnwhitenedMeanField(PairTestBase):
-    model_name, guide_name = "svgp", "mean-field"
+    model_name, guide_name = "svgp", "mean-field-u"
     model_config = dict(input_dim=2, num_inducing=4, whiten=False, likelihood="student-t")
     elbos = ("trace", "meanfield")
 

@@ -126,13 +126,49 @@ def test_bad_inputs_are_clear_errors():
         guides.create_guide("mean-field", model, local_reparam=True, flipout=True)
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "step", "exponential"])
-def test_lr_schedules_and_clipping_run(schedule):
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "step", "exponential"])
+def test_lr_schedules_follow_their_formula(schedule):
+    """The lr recorded for each epoch is the schedule's value at that epoch (base 1e-3)."""
+    epochs = 4
     model, guide = _pair()
-    state = fit(model, guide, _data(), {"epochs": 2, "batch_size": 16, "progress": False,
-                                        "lr_schedule": schedule, "clip_norm": 1.0,
-                                        "lr_step_epochs": 1, "lr_gamma": 0.5})
-    assert state.history[-1]["lr"] < 1e-3 or schedule == "cosine"
+    state = fit(model, guide, _data(), {"epochs": epochs, "batch_size": 16, "progress": False,
+                                        "lr_schedule": schedule, "lr_step_epochs": 2,
+                                        "lr_gamma": 0.5})
+    lrs = [row["lr"] for row in state.history]  # the lr used during epoch e (0-based)
+    expected = {
+        "constant": [1e-3] * epochs,
+        "cosine": [1e-3 * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)],
+        "step": [1e-3 * 0.5 ** (e // 2) for e in range(epochs)],
+        "exponential": [1e-3 * 0.5**e for e in range(epochs)],
+    }[schedule]
+    assert lrs == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert state.optimizer.param_groups[0]["lr"] == pytest.approx(
+        {"constant": 1e-3, "cosine": 0.0, "step": 2.5e-4, "exponential": 6.25e-5}[schedule],
+        abs=1e-15)
+
+
+def test_clip_norm_bounds_the_gradient_norm_of_the_step(monkeypatch):
+    """With clip_norm the optimiser sees gradients of global norm <= clip_norm (and the unclipped
+    norm here is larger, so the check can fail)."""
+    import experiments.common.training as training
+
+    norms = {}
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        norms.setdefault(clip, []).append(float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    for clip in (None, 1e-3):
+        model, guide = _pair()
+        fit(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False,
+                                    "clip_norm": clip})
+    assert min(norms[None]) > 1e-3
+    assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-5)
+    assert training.OPTIMIZERS["adam"] is torch.optim.Adam
 
 
 def test_validation_follows_config_and_environment(monkeypatch):

@@ -35,6 +35,8 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape
 from torch.distributions import Independent, Normal, kl_divergence
 
+from models.base import is_subsample
+
 
 def _scalar_if_constant(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself, or its one value as a 0-d view when ``t`` is a broadcast (all strides 0) of a
@@ -115,7 +117,7 @@ class _ELBOParts:
             ll = sum(float(torch.as_tensor(site["log_prob_sum"]).detach())
                      for site in model_trace.nodes.values()
                      if site["type"] == "sample" and site["is_observed"]
-                     and type(site["fn"]).__name__ != "_Subsample")
+                     and not is_subsample(site))
             self.last_log_likelihood += ll / self.num_particles
             yield model_trace, guide_trace
 

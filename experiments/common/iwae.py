@@ -26,7 +26,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from models.base import module_device
+from models.base import is_subsample, module_device
 
 PARTICLE_PLATE = "_iwae_particles"
 
@@ -35,7 +35,7 @@ def _site_log_probs(trace, k: int, n: int) -> torch.Tensor:
     """Sum over sample sites of their unscaled log-density, as a (k, n) tensor."""
     total = 0.0
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
+        if site["type"] != "sample" or is_subsample(site):
             continue
         if site["infer"].get("_deterministic"):
             continue  # pyro.deterministic: a masked Delta, contributes nothing

@@ -19,6 +19,8 @@ import math
 
 from pyro.poutine.messenger import Messenger
 
+from models.base import is_subsample
+
 SCHEDULES = ("uniform", "blundell")
 
 
@@ -54,7 +56,7 @@ class KLScale(Messenger):
         self.include_local = include_local
 
     def _pyro_sample(self, msg):
-        if msg["is_observed"] or type(msg["fn"]).__name__ == "_Subsample":
+        if msg["is_observed"] or is_subsample(msg):
             return
         if not self.include_local and any(f.name == "data" for f in msg["cond_indep_stack"]):
             return

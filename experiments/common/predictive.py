@@ -15,22 +15,15 @@ import pyro
 import torch
 from pyro.infer import Predictive
 
+from guides.base import predictive_guide
 from models.base import module_device
 
 
 def posterior_guide(guide, *data):
-    """The guide to predict with: :class:`~pyro.infer.autoguide.AutoLaplaceApproximation` is MAP
-    during training and becomes the Gaussian at the mode here (its Hessian is evaluated on
-    ``data``); every other guide is returned unchanged."""
-    if hasattr(guide, "laplace_approximation"):
-        try:
-            return guide.laplace_approximation(*data)
-        except torch.linalg.LinAlgError as exc:
-            raise RuntimeError(
-                "the Laplace approximation failed: the Hessian of the negative log joint at the "
-                "trained point is not positive definite, so the point is not a local optimum. "
-                "Train the laplace guide longer (or with a smaller lr) before predicting") from exc
-    return guide
+    """The guide to predict with (:meth:`guides.base.ZooGuide.predictive_guide`): the ``laplace``
+    guide is MAP during training and becomes the Gaussian at the mode here (its Hessian is
+    evaluated on ``data``); every other guide is returned unchanged."""
+    return predictive_guide(guide, *data)
 
 
 @torch.no_grad()

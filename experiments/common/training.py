@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
-import inspect
 import json
 import logging
 import os
@@ -33,6 +31,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
+from guides.base import elbo_context
 from models.base import module_device
 
 from .checkpoint import FORMAT_VERSION, atomic_torch_save, load_checkpoint, versions
@@ -265,7 +264,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
     elbo = make_elbo(cfg.elbo, cfg.num_particles)
     loss_fn = elbo(model, guide)
     first = _to(dataset[list(range(min(cfg.batch_size, len(dataset))))], device)
-    with pyro.validation_enabled(True), _elbo_context(guide, cfg.elbo == "meanfield"):
+    with pyro.validation_enabled(True), elbo_context(guide, cfg.elbo == "meanfield"):
         loss_fn(*first)  # creates lazily-initialised guide parameters (on the right device)
     guide.to(device)
     opt_kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
@@ -279,22 +278,6 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
 def _warmup(beta: float):
     """KL warm-up factor on every latent site (local ones too); nothing once it reaches 1."""
     return KLScale(beta, include_local=True) if beta < 1.0 else contextlib.nullcontext()
-
-
-def _elbo_context(guide, closed_form_kl: bool = False):
-    """The guide's ``elbo_context()`` handler (none if it has none). ``closed_form_kl`` (the
-    ELBO is ``"meanfield"``) is passed to guides whose ``elbo_context`` takes it."""
-    ctx = getattr(guide, "elbo_context", None)
-    if ctx is None:
-        return contextlib.nullcontext()
-    if closed_form_kl and _takes_closed_form_kl(type(guide)):
-        return ctx(closed_form_kl=True)
-    return ctx()
-
-
-@functools.cache
-def _takes_closed_form_kl(guide_type: type) -> bool:
-    return "closed_form_kl" in inspect.signature(guide_type.elbo_context).parameters
 
 
 class _Writers:
@@ -350,7 +333,7 @@ def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.
     :raises FloatingPointError: on a non-finite loss, naming the epoch and step.
     """
     closed_form_kl = state.config.elbo == "meanfield"
-    with _elbo_context(state.guide, closed_form_kl), KLScale(kl_scale), _warmup(beta):
+    with elbo_context(state.guide, closed_form_kl), KLScale(kl_scale), _warmup(beta):
         loss = state.loss_fn(*batch)
     if not torch.isfinite(loss):
         raise FloatingPointError(

@@ -1,0 +1,44 @@
+"""The guide half of the contract, written down: :class:`ZooGuide`.
+
+``fit`` and the predictive call two hooks on a guide, and find them by ``isinstance(guide,
+ZooGuide)``, never by looking for attributes or reading signatures:
+
+- :meth:`ZooGuide.elbo_context` ``(closed_form_kl: bool = False)``: a context manager (a Pyro effect
+  handler) that ``fit`` enters around every loss evaluation. ``closed_form_kl`` is ``True`` when the
+  ELBO is :class:`~experiments.common.elbo.MeanFieldELBO` (KL in closed form where torch registers
+  it, latent values read nowhere else), so that a guide may skip work only a Monte Carlo KL needs
+  (the mean-field guide skips the weight draw under local reparameterisation). Default: none.
+- :meth:`ZooGuide.predictive_guide` ``(*data)``: the guide to draw predictions from after training.
+  Default: the guide itself; the Laplace guide returns the Gaussian at its mode.
+
+A plain Pyro guide (any callable) still trains and predicts: it just has no hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+class ZooGuide:
+    """Mixin declaring the zoo's guide hooks (see the module docstring); put it first among the
+    bases, e.g. ``class MyGuide(ZooGuide, PyroModule)``."""
+
+    def elbo_context(self, closed_form_kl: bool = False):
+        """The effect handler ``fit`` enters around each loss evaluation (default: none)."""
+        return contextlib.nullcontext()
+
+    def predictive_guide(self, *data):
+        """The guide to predict with, given the training ``data`` (default: ``self``)."""
+        return self
+
+
+def elbo_context(guide, closed_form_kl: bool = False):
+    """``guide.elbo_context(closed_form_kl=...)`` for a :class:`ZooGuide`, none for another guide."""
+    if isinstance(guide, ZooGuide):
+        return guide.elbo_context(closed_form_kl=closed_form_kl)
+    return contextlib.nullcontext()
+
+
+def predictive_guide(guide, *data):
+    """``guide.predictive_guide(*data)`` for a :class:`ZooGuide`, the guide itself otherwise."""
+    return guide.predictive_guide(*data) if isinstance(guide, ZooGuide) else guide
