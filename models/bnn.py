@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ZooModel, bayes_linear, expand_to_plates
-from .likelihoods import CategoricalLikelihood, GaussianLikelihood
+from .likelihoods import BernoulliLikelihood, CategoricalLikelihood, make_likelihood
 from .priors import WeightPrior
 from .registry import register_model
 
@@ -43,14 +43,27 @@ def _activation(name: str):
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
-def _likelihood(task: str, out_features: int, noise_std: float, learn_noise: bool):
-    if task == "regression":
-        if out_features != 1:
-            raise ValueError(f"regression supports out_features=1, got {out_features}")
-        return GaussianLikelihood(noise_std=noise_std, learn_noise=learn_noise)
-    if task == "classification":
-        return CategoricalLikelihood(num_classes=out_features)
-    raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+#: the likelihoods of :mod:`models.likelihoods` a network's output can feed
+LIKELIHOODS = ("gaussian", "heteroscedastic-gaussian", "student-t", "bernoulli", "categorical",
+               "softmax")
+
+
+def _likelihood(task: str, likelihood: str | None, out_features: int, noise_std: float,
+                learn_noise: bool, student_df: float):
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    name = likelihood or ("gaussian" if task == "regression" else "categorical")
+    if name not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {name!r}")
+    kwargs = {"gaussian": dict(noise_std=noise_std, learn_noise=learn_noise),
+              "student-t": dict(df=student_df, noise_std=noise_std, learn_noise=learn_noise),
+              "categorical": dict(num_classes=out_features),
+              "softmax": dict(num_classes=out_features)}.get(name, {})
+    lik = make_likelihood(name, **kwargs)
+    if lik.num_outputs != out_features:
+        raise ValueError(f"the {name} likelihood reads {lik.num_outputs} output(s) per row, but "
+                         f"out_features={out_features}; set out_features={lik.num_outputs}")
+    return lik
 
 
 def _kaiming_uniform(out_f: int, in_f: int, generator=None) -> torch.Tensor:
@@ -61,7 +74,7 @@ def _kaiming_uniform(out_f: int, in_f: int, generator=None) -> torch.Tensor:
 
 class _MLPBase(ZooModel):
     def __init__(self, in_features, widths, out_features, activation, task, noise_std, learn_noise,
-                 num_data):
+                 num_data, likelihood=None, student_df=4.0):
         super().__init__(num_data=num_data)
         if in_features < 1 or out_features < 1 or any(int(w) < 1 for w in widths):
             raise ValueError(
@@ -75,7 +88,8 @@ class _MLPBase(ZooModel):
         self.activation = activation
         self._act = _activation(activation)
         self.task = task
-        self.likelihood = _likelihood(task, out_features, noise_std, learn_noise)
+        self.likelihood = _likelihood(task, likelihood, out_features, noise_std, learn_noise,
+                                      student_df)
 
     def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         if x.dim() != 2 or x.shape[-1] != self.in_features:
@@ -86,15 +100,18 @@ class _MLPBase(ZooModel):
         if y is not None:
             if y.shape != x.shape[:1]:
                 raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
-            if self.task == "classification" and y.dtype not in (torch.int64, torch.int32):
+            if isinstance(self.likelihood, CategoricalLikelihood) and y.dtype not in (
+                    torch.int64, torch.int32):
                 raise ValueError(f"classification labels must be integers, got dtype {y.dtype}")
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         x = torch.randn(num_data, self.in_features, generator=generator)
-        if self.task == "regression":
-            y = x.sum(-1).sin() + 0.1 * torch.randn(num_data, generator=generator)
-        else:
+        if isinstance(self.likelihood, CategoricalLikelihood):
             y = torch.randint(self.out_features, (num_data,), generator=generator)
+        elif isinstance(self.likelihood, BernoulliLikelihood):
+            y = (x.sum(-1) > 0).float()
+        else:
+            y = x.sum(-1).sin() + 0.1 * torch.randn(num_data, generator=generator)
         return x, y
 
     def _observe(self, x, f, y):
@@ -112,7 +129,8 @@ class BayesianMLP(_MLPBase):
     :param widths: hidden layer widths, e.g. ``(400, 400)``; ``()`` is Bayesian linear regression.
     :param int out_features: 1 for regression, the number of classes for classification.
     :param str activation: one of :data:`ACTIVATIONS`.
-    :param str task: ``"regression"`` (Gaussian likelihood) or ``"classification"`` (categorical).
+    :param str task: ``"regression"`` (Gaussian likelihood by default) or ``"classification"``
+        (categorical by default).
     :param dict prior: keyword arguments of :class:`~models.priors.WeightPrior`, e.g.
         ``{"kind": "scale-mixture", "mixture_weight": 0.5, "sigma1": 1.0, "sigma2": 0.0025}``.
     :param bayesian_layers: ``"all"``, ``"last"``, or indices of the Bayesian layers (0-based,
@@ -120,14 +138,19 @@ class BayesianMLP(_MLPBase):
     :param float noise_std: (initial) observation noise for regression.
     :param bool learn_noise: learn the noise as a point estimate.
     :param int num_data: training-set size (see :class:`~models.base.ZooModel`).
+    :param str likelihood: one of :data:`LIKELIHOODS` (:mod:`models.likelihoods`), overriding the
+        task's default: ``"student-t"`` (robust regression), ``"heteroscedastic-gaussian"``
+        (``out_features=2``: mean and noise scale), ``"bernoulli"`` (binary labels 0/1 as floats).
+    :param float student_df: ν of the Student-t likelihood.
     """
 
     def __init__(self, in_features: int = 1, widths: Sequence[int] = (50,), out_features: int = 1,
                  activation: str = "relu", task: str = "regression", prior: dict | None = None,
                  bayesian_layers="all", noise_std: float = 0.1, learn_noise: bool = True,
-                 num_data: int | None = None):
+                 num_data: int | None = None, likelihood: str | None = None,
+                 student_df: float = 4.0):
         super().__init__(in_features, widths, out_features, activation, task, noise_std,
-                         learn_noise, num_data)
+                         learn_noise, num_data, likelihood, student_df)
         self.prior = WeightPrior(**(prior or {}))
         num_layers = len(self.sizes) - 1
         if bayesian_layers == "all":
@@ -192,9 +215,10 @@ class MLP(_MLPBase):
 
     def __init__(self, in_features: int = 1, widths: Sequence[int] = (50,), out_features: int = 1,
                  activation: str = "relu", task: str = "regression", dropout: float = 0.0,
-                 noise_std: float = 0.1, learn_noise: bool = True, num_data: int | None = None):
+                 noise_std: float = 0.1, learn_noise: bool = True, num_data: int | None = None,
+                 likelihood: str | None = None, student_df: float = 4.0):
         super().__init__(in_features, widths, out_features, activation, task, noise_std,
-                         learn_noise, num_data)
+                         learn_noise, num_data, likelihood, student_df)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)

@@ -56,17 +56,22 @@ import gpytorch
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import constraints
-from pyro.nn import PyroModule, PyroParam
 from pyro.poutine.runtime import effectful
 from torch import nn
 
 from .base import ZooModel
 from .kernels import build_kernel, build_mean, hyperparameters
-from .likelihoods import CategoricalLikelihood, GaussianLikelihood
+from .likelihoods import (
+    BernoulliLikelihood,
+    CategoricalLikelihood,
+    GaussianLikelihood,
+    make_likelihood,
+)
 from .registry import register_model
 
-LIKELIHOODS = ("gaussian", "bernoulli", "student-t", "softmax")
+#: the likelihoods of :mod:`models.likelihoods` the SVGP takes (one latent GP per output)
+LIKELIHOODS = ("gaussian", "bernoulli", "student-t", "softmax", "categorical",
+               "heteroscedastic-gaussian")
 DEFAULT_KERNEL = {"type": "rbf", "ard": True, "lengthscale": 1.0, "outputscale": 1.0}
 
 
@@ -205,58 +210,15 @@ def marginal_moments(cond: Conditional, q_loc: torch.Tensor, q_scale_tril: torch
     return loc, var
 
 
-class _Bernoulli(PyroModule):
-    num_latents = 1
-
-    def forward(self, f, y=None):
-        return pyro.sample("obs", dist.Bernoulli(logits=f.squeeze(-1)), obs=y)
-
-
-class _StudentT(PyroModule):
-    num_latents = 1
-
-    def __init__(self, df: float, scale: float):
-        super().__init__()
-        if not df > 0 or not scale > 0:
-            raise ValueError(f"student-t needs df > 0 and noise_std > 0, got df={df!r}, "
-                             f"noise_std={scale!r}")
-        self.df = float(df)
-        self.noise_std = PyroParam(torch.tensor(float(scale)), constraints.positive)
-
-    def forward(self, f, y=None):
-        return pyro.sample("obs", dist.StudentT(self.df, f.squeeze(-1), self.noise_std), obs=y)
-
-
-class _Gaussian(GaussianLikelihood):
-    num_latents = 1
-
-    def expected_log_prob(self, loc, var, y):
-        r""":math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log\mathcal N(y \mid f, \sigma^2)
-        = \log\mathcal N(y \mid \mu, \sigma^2) - s^2 / (2\sigma^2)`: the ``obs`` site carries the
-        first term (so it is the observation, also for predictive checks) and a factor the second."""
-        obs = pyro.sample("obs", dist.Normal(loc.squeeze(-1), self.noise_std), obs=y)
-        pyro.factor("obs_var", -0.5 * var.squeeze(-1) / self.noise_std ** 2)
-        return obs
-
-
-class _Softmax(CategoricalLikelihood):
-    def __init__(self, num_classes: int):
-        if num_classes is None or num_classes < 2:
-            raise ValueError(f"the softmax likelihood needs num_classes >= 2, got {num_classes!r}")
-        super().__init__(num_classes)
-        self.num_latents = int(num_classes)
-
-
 def _make_likelihood(name, noise_std, learn_noise, num_classes, student_df):
-    if name == "gaussian":
-        return _Gaussian(noise_std, learn_noise)
-    if name == "bernoulli":
-        return _Bernoulli()
-    if name == "student-t":
-        return _StudentT(student_df, noise_std)
-    if name == "softmax":
-        return _Softmax(num_classes)
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {name!r}")
+    """The SVGP's likelihood from :data:`models.likelihoods.LIKELIHOODS` (its arguments by name)."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {name!r}")
+    kwargs = {"gaussian": dict(noise_std=noise_std, learn_noise=learn_noise),
+              "student-t": dict(df=student_df, noise_std=noise_std, learn_noise=learn_noise),
+              "softmax": dict(num_classes=num_classes),
+              "categorical": dict(num_classes=num_classes)}.get(name, {})
+    return make_likelihood(name, **kwargs)
 
 
 @register_model("svgp", family="gp", test_config=dict(input_dim=2, num_inducing=4))
@@ -268,10 +230,12 @@ class SVGP(ZooModel):
     :param dict kernel: a kernel spec for :func:`models.kernels.build_kernel` (default RBF-ARD
         with an output scale), or a ready GPyTorch kernel.
     :param str mean: ``"zero"`` or ``"constant"`` (GPyTorch ``ZeroMean`` / ``ConstantMean``).
-    :param str likelihood: ``"gaussian"`` (learned noise, closed-form expected log-likelihood),
+    :param str likelihood: a name of :data:`models.likelihoods.LIKELIHOODS` among
+        :data:`LIKELIHOODS`: ``"gaussian"`` (learned noise, closed-form expected log-likelihood),
         ``"bernoulli"`` (logit link, labels 0/1 as floats), ``"student-t"`` (robust regression,
-        learned scale, fixed ``student_df``) or ``"softmax"`` (``num_classes`` latent GPs sharing
-        the kernel; integer labels).
+        learned scale, fixed ``student_df``), ``"softmax"``/``"categorical"`` (``num_classes``
+        latent GPs sharing the kernel; integer labels) or ``"heteroscedastic-gaussian"`` (two
+        latent GPs, mean and log-scale; Monte Carlo data term). One latent GP per output.
     :param bool whiten: sample the whitened ``v`` (default) rather than ``u``.
     :param bool learn_inducing: learn Z (otherwise a buffer).
     :param float jitter: added to the diagonal of K_ZZ (default: GPyTorch's 1e-6 / 1e-8 in
@@ -295,7 +259,7 @@ class SVGP(ZooModel):
         self.likelihood_name = likelihood
         self.likelihood = _make_likelihood(likelihood, noise_std, learn_noise, num_classes,
                                            student_df)
-        self.num_latents = self.likelihood.num_latents
+        self.num_latents = self.likelihood.num_outputs
         self.kernel = kernel if isinstance(kernel, gpytorch.kernels.Kernel) else \
             build_kernel(kernel or DEFAULT_KERNEL, self.input_dim)
         self.mean_module = build_mean(mean)
@@ -358,7 +322,7 @@ class SVGP(ZooModel):
             return None
         if y.shape != x.shape[:1]:
             raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
-        if self.likelihood_name == "softmax":
+        if isinstance(self.likelihood, CategoricalLikelihood):
             if y.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"softmax labels must be integers, got dtype {y.dtype}")
             return y.to(self.inducing_points.device)
@@ -367,12 +331,12 @@ class SVGP(ZooModel):
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         x = torch.randn(num_data, self.input_dim, generator=generator, dtype=self.dtype)
         s = x.sum(-1).sin()
-        if self.likelihood_name in ("gaussian", "student-t"):
-            y = s + 0.1 * torch.randn(num_data, generator=generator, dtype=self.dtype)
-        elif self.likelihood_name == "bernoulli":
+        if isinstance(self.likelihood, CategoricalLikelihood):
+            y = torch.randint(self.num_latents, (num_data,), generator=generator)
+        elif isinstance(self.likelihood, BernoulliLikelihood):
             y = (s > 0).to(self.dtype)
         else:
-            y = torch.randint(self.num_latents, (num_data,), generator=generator)
+            y = s + 0.1 * torch.randn(num_data, generator=generator, dtype=self.dtype)
         return x, y
 
     # ------------------------------------------------------------------ the model
@@ -412,7 +376,7 @@ class SVGP(ZooModel):
         u = pyro.sample("u", self.prior_u(cond))
         loc, var = svgp_conditional(cond, u, name="u")  # (..., N, L)
         with self.data_plate(x):
-            if isinstance(self.likelihood, _Gaussian) and y is not None:
+            if isinstance(self.likelihood, GaussianLikelihood) and y is not None:
                 pyro.deterministic("f", loc, event_dim=1)
                 return self.likelihood.expected_log_prob(loc, var, y)
             eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
@@ -439,7 +403,7 @@ class SVGP(ZooModel):
             means.append(m.cpu())
             variances.append(v.cpu())
         out = {"f_mean": torch.cat(means), "f_var": torch.cat(variances)}
-        if isinstance(self.likelihood, _Gaussian):
+        if isinstance(self.likelihood, GaussianLikelihood):
             out["y_mean"] = out["f_mean"][:, 0]
             out["y_var"] = out["f_var"][:, 0] + self.likelihood.noise_std.detach().cpu() ** 2
         return out
@@ -459,7 +423,7 @@ class SVGP(ZooModel):
         needs thousands of steps when the noise is small against the signal).
         Returns ``(loc (1, M), scale_tril (1, M, M))``.
         """
-        if not isinstance(self.likelihood, _Gaussian):
+        if not isinstance(self.likelihood, GaussianLikelihood):
             raise ValueError("optimal_q_u is closed-form for the gaussian likelihood only")
         x = self._check_x(x)
         y = self._check_y(x, y)

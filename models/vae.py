@@ -48,10 +48,10 @@ from collections.abc import Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import ZooModel
+from .likelihoods import make_likelihood
 from .registry import register_model
 
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous-bernoulli")
@@ -195,21 +195,27 @@ class VAE(ZooModel):
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
         self.arch = arch
-        self.likelihood = likelihood
+        self.likelihood_name = likelihood
         self.gaussian_mean = gaussian_mean
         self.gaussian_scale = gaussian_scale
         self.min_scale = float(min_scale)
         self.check = bool(check_data)
-        per_pixel = 2 if (likelihood == "gaussian" and gaussian_scale == "network") else 1
+        extra = dict(mean=gaussian_mean, scale=gaussian_scale, min_scale=min_scale) \
+            if likelihood == "gaussian" else {}
+        # models.likelihoods' image likelihood: it reads the decoder's per-pixel outputs
+        self.likelihood = make_likelihood(f"image-{likelihood}", num_pixels=self.x_dim, **extra)
         self.decoder = make_net(arch, self.image_shape, self.z_dim, self.hidden,
-                                per_pixel * self.x_dim, activation, role="decoder")
-        if likelihood == "gaussian" and gaussian_scale != "network":
-            n = self.x_dim if gaussian_scale == "pixel" else 1
-            # softplus^-1(0.1): start every pixel's noise near 0.1 (+ min_scale)
-            self.scale_raw = nn.Parameter(torch.full((n,), math.log(math.expm1(0.1))))
+                                self.likelihood.num_outputs, activation, role="decoder")
         # prior N(0, I) as buffers, so that .to(device) moves it
         self.register_buffer("z_loc", torch.zeros(self.z_dim))
         self.register_buffer("z_scale", torch.ones(self.z_dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files saved before the likelihood module held the Gaussian's scale_raw
+        old = prefix + "scale_raw"
+        if old in state_dict:
+            state_dict[prefix + "likelihood.scale_raw"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------------
     def flatten(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,34 +246,24 @@ class VAE(ZooModel):
         lo, hi = (float(v) for v in torch.aminmax(x.detach()))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError("images hold NaN or inf")
-        if self.likelihood == "bernoulli":
+        if self.likelihood_name == "bernoulli":
             if lo < 0 or hi > 1 or not _is_binary(x.detach()):
                 raise ValueError(
                     "the Bernoulli likelihood needs binary images (values exactly 0 or 1), got values "
                     f"in [{lo:.3g}, {hi:.3g}] that are not all 0/1; binarise them (dynamic "
                     "binarisation: experiments.common.vae.DynamicBinarization) or use "
                     "likelihood='continuous-bernoulli' for grey levels")
-        elif (self.likelihood == "continuous-bernoulli" or self.gaussian_mean == "sigmoid") and (
+        elif (self.likelihood_name == "continuous-bernoulli" or self.gaussian_mean == "sigmoid") and (
                 lo < 0 or hi > 1):
-            raise ValueError(f"the {self.likelihood} likelihood (mean in [0, 1]) needs pixel values in "
+            raise ValueError(f"the {self.likelihood_name} likelihood (mean in [0, 1]) needs pixel values in "
                              f"[0, 1], got [{lo:.3g}, {hi:.3g}]; divide 8-bit images by 255")
         return x
 
     # ------------------------------------------------------------------------------------------
     def _decode(self, z: torch.Tensor):
         """Decoder output -> (mean parameter f, distribution of x with event dim 1)."""
-        out = self.decoder(z)  # (..., C * D)
-        if self.likelihood == "bernoulli":
-            return torch.sigmoid(out), dist.Bernoulli(logits=out).to_event(1)
-        if self.likelihood == "continuous-bernoulli":
-            return torch.sigmoid(out), dist.ContinuousBernoulli(logits=out).to_event(1)
-        if self.gaussian_scale == "network":
-            a, b = out[..., : self.x_dim], out[..., self.x_dim:]
-        else:
-            a, b = out, self.scale_raw
-        loc = torch.sigmoid(a) if self.gaussian_mean == "sigmoid" else a
-        scale = F.softplus(b) + self.min_scale
-        return loc, dist.Normal(loc, scale).to_event(1)
+        out = self.decoder(z)  # (..., num_outputs): per-pixel parameters
+        return self.likelihood.mean(out), self.likelihood.distribution(out)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The Pyro model; ``x``: (N, H, W) or (N, D) images; returns the ``obs`` value (N, D)."""
@@ -296,7 +292,7 @@ class VAE(ZooModel):
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         u = torch.rand(num_data, *self.image_shape, generator=generator)
-        if self.likelihood == "bernoulli":
+        if self.likelihood_name == "bernoulli":
             u = (u > 0.5).float()
         return (u,)
 

@@ -52,7 +52,7 @@ def _linear_vae():
 
 def _decoder_params(model):
     lin = model.decoder[0]
-    sigma = F.softplus(model.scale_raw) + model.min_scale
+    sigma = F.softplus(model.likelihood.scale_raw) + model.min_scale
     return lin.weight.detach(), lin.bias.detach(), sigma.detach()
 
 
