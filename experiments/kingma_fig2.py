@@ -7,9 +7,14 @@ with a Bernoulli decoder on dynamically binarised digits, 200 for Frey Face with
 whose mean is a sigmoid and whose variance comes from the network), one sample per datapoint,
 minibatch 100, closed-form KL. The paper used Adagrad (step size from {0.01, 0.02, 0.1}) and a
 small weight decay; we use Adam (lr 1e-3), which gets there in fewer samples
-(``--set fit_mnist.optimizer=adagrad --set fit_mnist.lr=0.02`` for the paper's optimiser). The bound
-is evaluated each ``eval_every`` epochs on 1000 fixed training images and the test images
-(MNIST: the first 1000 of the test set; Frey: a held-out random 200 of the 1965 images).
+(``--set mnist.vae.fit.optimizer=adagrad --set mnist.vae.fit.lr=0.02`` for the paper's
+optimiser). The bound is evaluated each ``eval_every`` epochs on 1000 fixed training images and
+the test images (MNIST: the first 1000 of the test set; Frey: a held-out random 200 of the 1965
+images).
+
+Config: one section per data set, ``mnist`` and ``frey``, each with ``data`` (binarization,
+num_train, num_test), ``vae`` (the pair: ``model_cfg``, ``guide_cfg``, ``fit``; ``z_dim`` comes
+from ``latent_sizes``) and ``latent_sizes`` (``--set frey.latent_sizes=[]`` leaves Frey out).
 
 Expected: bounds rise with the number of samples and, for MNIST, end around -100 to -110 (paper,
 10^8 samples); larger latent spaces do not overfit (the KL term prunes unused dimensions); Frey's
@@ -19,10 +24,10 @@ Configurations (times: the 2-core CPU development machine, one torch thread, sha
 - default ("quick"): every latent size, MNIST 10 epochs (6 x 10^5 samples) and Frey 300 epochs
   (5.3 x 10^5 samples): about 10-15 minutes on CPU.
 - full (the paper's 10^8 samples for MNIST, 10^7 for Frey):
-  ``--set fit_mnist.epochs=1667 --set fit_frey.epochs=5700 --set fit_mnist.eval_every=50
-  --set fit_frey.eval_every=100``: about 3-4 h per MNIST latent size on one CPU core (~18 h in all);
-  on a GPU, where the 784-500-z step is launch-bound (~1.5 ms), about 1-2 h in all (estimated, not
-  run here: no GPU on the development machine).
+  ``--set mnist.vae.fit.epochs=1667 --set frey.vae.fit.epochs=5700
+  --set mnist.vae.fit.eval_every=50 --set frey.vae.fit.eval_every=100``: about 3-4 h per MNIST
+  latent size on one CPU core (~18 h in all); on a GPU, where the 784-500-z step is launch-bound
+  (~1.5 ms), about 1-2 h in all (estimated, not run here: no GPU on the development machine).
 - ``--smoke``: MNIST z=3 and Frey z=2 on a few hundred images, 2 epochs (seconds).
 
 Run: ``OMP_NUM_THREADS=1 python -m experiments run kingma-fig2 [--smoke]``
@@ -31,39 +36,58 @@ Run: ``OMP_NUM_THREADS=1 python -m experiments run kingma-fig2 [--smoke]``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from matplotlib.ticker import NullFormatter
 
+from .common import vae as V
 from .common.plotting import new_figure, save_figure
-from .common.vae import KINGMA_DATA, KINGMA_MODELS, kingma_data, train_vae
+from .common.spec import ConfigError, RunContext
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "latent_sizes": {"mnist": [3, 5, 10, 20, 200], "frey": [2, 5, 10, 20]},
-        "data_mnist": dict(KINGMA_DATA["mnist"]),
-        "data_frey": dict(KINGMA_DATA["frey"]),
-        "model_mnist": dict(KINGMA_MODELS["mnist"]),
-        "model_frey": dict(KINGMA_MODELS["frey"]),
-        "guide": "encoder",
-        "fit_mnist": {"epochs": 10, "batch_size": 100, "lr": 1e-3, "elbo": "meanfield",
-                      "eval_every": 1},
-        "fit_frey": {"epochs": 300, "batch_size": 100, "lr": 1e-3, "elbo": "meanfield",
-                     "eval_every": 10},
-    }
+@dataclass
+class Panel(V.KingmaSet):
+    """One panel: the data set, its VAE (``z_dim`` comes from ``latent_sizes``) and the latent
+    sizes swept, one VAE each (an empty list leaves the panel out)."""
+
+    latent_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    mnist: Panel = field(default_factory=lambda: Panel(
+        V.kingma_images("mnist"), V.kingma_pair("mnist", epochs=10, eval_every=1),
+        latent_sizes=[3, 5, 10, 20, 200]))
+    frey: Panel = field(default_factory=lambda: Panel(
+        V.kingma_images("frey"), V.kingma_pair("frey", epochs=300, eval_every=10),
+        latent_sizes=[2, 5, 10, 20]))
+
+    def validate(self):
+        for ds in V.KINGMA_DATASETS:
+            panel: Panel = getattr(self, ds)
+            panel.check(ds, ds, provided=("image_shape", "z_dim"))
+            sizes = panel.latent_sizes
+            if any(z < 1 for z in sizes) or len(set(sizes)) != len(sizes):
+                raise ConfigError(f"{ds}.latent_sizes={sizes!r} is invalid: expected distinct "
+                                  "integers >= 1 (an empty list leaves the panel out)")
+        if not any(getattr(self, ds).latent_sizes for ds in V.KINGMA_DATASETS):
+            raise ConfigError("mnist.latent_sizes and frey.latent_sizes are both empty: nothing "
+                              "to train")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["latent_sizes"] = {"mnist": [3], "frey": [2]}
-        cfg["data_mnist"].update(num_train=300, num_test=100)
-        cfg["data_frey"].update(num_train=300, num_test=50)
-        cfg["model_mnist"]["hidden"] = [32]
-        cfg["model_frey"]["hidden"] = [32]
-        cfg["fit_mnist"]["epochs"] = 2
-        cfg["fit_frey"].update(epochs=2, eval_every=1)
+        cfg.mnist.latent_sizes, cfg.frey.latent_sizes = [3], [2]
+        cfg.mnist.data.num_train, cfg.mnist.data.num_test = 300, 100
+        cfg.frey.data.num_train, cfg.frey.data.num_test = 300, 50
+        for panel in (cfg.mnist, cfg.frey):
+            panel.vae.model_cfg["hidden"] = [32]
+            panel.vae.fit.epochs = 2
+        cfg.frey.vae.fit.eval_every = 1
     return cfg
 
 
@@ -71,20 +95,17 @@ def get_config(smoke: bool = False) -> dict:
     "kingma-fig2", paper="Kingma & Welling 2014 (Auto-Encoding Variational Bayes)", figure="Fig. 2",
     data=("mnist", "frey_face"), get_config=get_config,
     paper_numbers={"final_test_elbo_mnist_z20": "about -100 to -110 after 10^8 samples"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    seed = int(config["seed"])
+def run(config: Config, ctx: RunContext) -> dict:
     metrics: dict = {}
-    datasets = [d for d in ("mnist", "frey") if config["latent_sizes"].get(d)]
+    datasets = [ds for ds in V.KINGMA_DATASETS if getattr(config, ds).latent_sizes]
     fig, axes = new_figure(ncols=len(datasets), width=5.0, height=3.8, squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        data = kingma_data(ds, config[f"data_{ds}"], data_dir=data_dir, seed=seed)
-        sizes = config["latent_sizes"][ds]
-        for i, z_dim in enumerate(sizes):
+        panel: Panel = getattr(config, ds)
+        data = V.kingma_data(ds, panel.data, data_dir=ctx.data_dir, seed=ctx.seed)
+        for i, z_dim in enumerate(panel.latent_sizes):
             log.info("%s, z_dim=%d", ds, z_dim)
-            model, guide, state = train_vae(
-                data, {**config[f"model_{ds}"], "z_dim": z_dim}, config["guide"], {},
-                config[f"fit_{ds}"], out_dir=out_dir / f"{ds}_z{z_dim}", device=device, seed=seed,
-                num_test_eval=None)
+            model, guide, state = V.train_vae(panel.vae, data, ctx, f"{ds}_z{z_dim}",
+                                            num_test_eval=None, model_args={"z_dim": z_dim})
             rows = [r for r in state.history if "val_test_elbo" in r]
             seen = [r["epoch"] * data.num_train for r in rows]
             color = f"C{i}"
@@ -101,7 +122,7 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         ax.set_ylabel("lower bound per datapoint (nats)")
         ax.set_title({"mnist": "MNIST", "frey": "Frey Face"}[ds])
         ax.legend(fontsize=6, ncol=2)
-    metrics["figure"] = [str(p) for p in save_figure(fig, out_dir / "kingma_fig2")]
+    metrics["figure"] = [str(p) for p in save_figure(fig, ctx.path("kingma_fig2"))]
     return metrics
 
 

@@ -11,8 +11,13 @@ Metrics: the final train/test ELBO of each model (nats per image) and the figure
 
 Configurations: default, MNIST 20 epochs and Frey Face 500 epochs with Adam (lr 1e-3), batch 100:
 about 4-6 minutes on one CPU core of the development machine. Longer training sharpens the
-manifolds (``--set fit_mnist.epochs=100``). ``--smoke``: a few hundred images, 1 epoch (seconds;
-the figures show an untrained decoder).
+manifolds (``--set mnist.vae.fit.epochs=100``). ``--smoke``: a few hundred images, 1 epoch
+(seconds; the figures show an untrained decoder).
+
+Config: ``datasets`` (the panels, in order) and one section per data set, ``frey`` and ``mnist``,
+with ``data`` (binarization, num_train, num_test), ``vae`` (the pair: ``model_cfg`` with
+``z_dim=2``, ``guide_cfg``, ``fit``) and ``grid`` (codes per side), e.g.
+``--set mnist.grid=30 --set 'datasets=["mnist"]'``.
 
 Run: ``OMP_NUM_THREADS=1 python -m experiments run kingma-fig4 [--smoke]``
 """
@@ -20,10 +25,20 @@ Run: ``OMP_NUM_THREADS=1 python -m experiments run kingma-fig4 [--smoke]``
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from .common.plotting import new_figure, save_figure
-from .common.vae import KINGMA_DATA, KINGMA_MODELS, image_grid, kingma_data, latent_grid, train_vae
+from .common.spec import ConfigError, RunContext
+from .common.vae import (
+    KingmaDataset,
+    KingmaSet,
+    image_grid,
+    kingma_data,
+    kingma_images,
+    kingma_pair,
+    latent_grid,
+    train_vae,
+)
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -31,28 +46,46 @@ log = logging.getLogger(__name__)
 TITLES = {"mnist": "MNIST", "frey": "Frey Face"}
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "datasets": ["frey", "mnist"],
-        "grid": {"frey": 20, "mnist": 20},
-        "data_mnist": dict(KINGMA_DATA["mnist"]),
-        "data_frey": dict(KINGMA_DATA["frey"]),
-        "model_mnist": {**KINGMA_MODELS["mnist"], "z_dim": 2},
-        "model_frey": {**KINGMA_MODELS["frey"], "z_dim": 2},
-        "guide": "encoder",
-        "fit_mnist": {"epochs": 20, "batch_size": 100, "lr": 1e-3, "elbo": "meanfield",
-                      "eval_every": 5},
-        "fit_frey": {"epochs": 500, "batch_size": 100, "lr": 1e-3, "elbo": "meanfield",
-                     "eval_every": 50},
-    }
+@dataclass
+class Manifold(KingmaSet):
+    """One panel: the data set, its VAE (``vae.model_cfg.z_dim`` must be 2) and the decoded
+    ``grid`` x ``grid`` codes."""
+
+    grid: int = 20
+
+
+@dataclass
+class Config:
+    datasets: list[KingmaDataset] = field(default_factory=lambda: ["frey", "mnist"])
+    frey: Manifold = field(default_factory=lambda: Manifold(
+        kingma_images("frey"), kingma_pair("frey", epochs=500, eval_every=50, z_dim=2)))
+    mnist: Manifold = field(default_factory=lambda: Manifold(
+        kingma_images("mnist"), kingma_pair("mnist", epochs=20, eval_every=5, z_dim=2)))
+
+    def validate(self):
+        if not self.datasets or len(set(self.datasets)) != len(self.datasets):
+            raise ConfigError(f"datasets={self.datasets!r} is invalid: expected distinct names "
+                              "from 'frey', 'mnist'")
+        for ds in self.datasets:
+            panel: Manifold = getattr(self, ds)
+            panel.check(ds, ds)
+            z_dim = panel.vae.model_cfg.get("z_dim")
+            if z_dim != 2:
+                raise ConfigError(f"{ds}.vae.model_cfg.z_dim={z_dim!r} is invalid: kingma-fig4 "
+                                  "draws a 2-D latent manifold; use 2")
+            if panel.grid < 1:
+                raise ConfigError(f"{ds}.grid={panel.grid!r} is invalid: expected an integer >= 1")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["grid"] = {"frey": 6, "mnist": 6}
-        cfg["data_mnist"].update(num_train=300, num_test=100)
-        cfg["data_frey"].update(num_train=300, num_test=50)
-        for ds in ("mnist", "frey"):
-            cfg[f"model_{ds}"]["hidden"] = [32]
-            cfg[f"fit_{ds}"].update(epochs=1, eval_every=1)
+        cfg.mnist.data.num_train, cfg.mnist.data.num_test = 300, 100
+        cfg.frey.data.num_train, cfg.frey.data.num_test = 300, 50
+        for panel in (cfg.mnist, cfg.frey):
+            panel.grid = 6
+            panel.vae.model_cfg["hidden"] = [32]
+            panel.vae.fit.epochs, panel.vae.fit.eval_every = 1, 1
     return cfg
 
 
@@ -60,20 +93,15 @@ def get_config(smoke: bool = False) -> dict:
     "kingma-fig4", paper="Kingma & Welling 2014 (Auto-Encoding Variational Bayes)", figure="Fig. 4",
     data=("mnist", "frey_face"), get_config=get_config,
     paper_numbers={"figure": "2-D latent manifolds (qualitative)"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    seed = int(config["seed"])
+def run(config: Config, ctx: RunContext) -> dict:
     metrics: dict = {}
-    datasets = list(config["datasets"])
+    datasets = list(config.datasets)
     fig, axes = new_figure(ncols=len(datasets), width=5.0, height=5.0, squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        data = kingma_data(ds, config[f"data_{ds}"], data_dir=data_dir, seed=seed)
-        model_cfg = config[f"model_{ds}"]
-        if model_cfg["z_dim"] != 2:
-            raise ValueError(f"kingma-fig4 draws a 2-D latent manifold: model_{ds}.z_dim must be 2")
-        model, guide, state = train_vae(data, model_cfg, config["guide"], {}, config[f"fit_{ds}"],
-                                        out_dir=out_dir / ds, device=device, seed=seed,
-                                        num_test_eval=None)
-        n = int(config["grid"][ds])
+        panel: Manifold = getattr(config, ds)
+        data = kingma_data(ds, panel.data, data_dir=ctx.data_dir, seed=ctx.seed)
+        model, guide, state = train_vae(panel.vae, data, ctx, ds, num_test_eval=None)
+        n = panel.grid
         z = latent_grid(n).to(model.z_loc.device)
         images = model.decode(z).cpu()  # (n*n, H, W)
         ax.imshow(image_grid(images, n).numpy(), cmap="gray", vmin=0, vmax=1)
@@ -83,7 +111,7 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         metrics[f"final_train_elbo_{ds}"] = last["val_train_elbo"]
         metrics[f"final_test_elbo_{ds}"] = last["val_test_elbo"]
         metrics[f"epochs_{ds}"] = state.epoch
-    metrics["figure"] = [str(p) for p in save_figure(fig, out_dir / "kingma_fig4")]
+    metrics["figure"] = [str(p) for p in save_figure(fig, ctx.path("kingma_fig4"))]
     return metrics
 
 

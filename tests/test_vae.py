@@ -6,6 +6,8 @@ The analytic oracle (linear decoder = probabilistic PCA) is in tests/test_ppca_o
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import pyro
@@ -14,10 +16,12 @@ import torch
 
 import guides
 import models
+from experiments.__main__ import prepare_config
 from experiments.common.iwae import iwae_bound
 from experiments.common.kl_schedule import KLScale
+from experiments.common.spec import ConfigError, RunContext, config_dict, validate_config
 from experiments.common.training import fit, make_elbo
-from experiments.common.vae import DynamicBinarization
+from experiments.common.vae import DynamicBinarization, load_images
 from tests.pair_base import PairTestBase
 
 
@@ -200,6 +204,95 @@ def test_dynamic_binarization_resamples_binary_images():
     model, guide = _pair()
     state = fit(model, guide, ds, {"epochs": 1, "batch_size": 25, "progress": False})
     assert math.isfinite(state.history[0]["loss"])
+
+
+# --- the VAE experiments: typed configs, reproducibility, evaluating a saved vae.pt -----------------
+VAE_EXPERIMENTS = ("iwae-nll", "kingma-fig2", "kingma-fig4", "kingma-fig5")
+
+
+@pytest.mark.parametrize("name", VAE_EXPERIMENTS)
+@pytest.mark.parametrize("smoke", [False, True])
+def test_vae_experiment_configs_are_typed_and_valid(name, smoke):
+    exp, cfg = prepare_config(name, smoke=smoke, overrides=[])
+    assert dataclasses.is_dataclass(cfg)
+    text = json.dumps(config_dict(cfg))  # the run's keys live in the RunContext only
+    assert not any(f'"{k}"' in text for k in ("seed", "device", "out_dir", "progress"))
+
+
+@pytest.mark.parametrize("name, overrides, match", [
+    ("iwae-nll", ["data.binarization=grey"],
+     "data.binarization=grey: expected one of 'dynamic', 'static', 'none'"),
+    ("iwae-nll", ["eval.k_nll=0"], r"eval.k_nll=0 is invalid: expected an integer >= 1"),
+    ("iwae-nll", ["load=missing/vae.pt"], "load='missing/vae.pt': no such file"),
+    ("iwae-nll", ["vae.model_cfg.image_shape=[28, 28]"], "set by the experiment itself"),
+    ("iwae-nll", ["fit.epochs=3"], "unknown key 'fit'.*valid keys: data, vae, eval, load"),
+    ("kingma-fig2", ["frey.data.binarization=dynamic"],
+     "frey.data.binarization='dynamic' is invalid for Frey Face.*'none'"),
+    ("kingma-fig2", ["mnist.latent_sizes=[]", "frey.latent_sizes=[]"], "both empty"),
+    ("kingma-fig2", ["mnist.vae.model_cfg.z_dim=4"], "mnist.vae.model_cfg.z_dim is set by"),
+    ("kingma-fig4", ["mnist.vae.model_cfg.z_dim=3"], r"z_dim=3 is invalid: .*2-D"),
+    ("kingma-fig5", ['datasets=["mnist", "svhn"]'], "expected a list of one of 'mnist', 'frey'"),
+    ("kingma-fig5", ["latent_sizes=[2, 2]"], r"latent_sizes=\[2, 2\] is invalid"),
+])
+def test_vae_experiment_bad_config_is_one_line(name, overrides, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        prepare_config(name, smoke=True, overrides=overrides)
+    assert "\n" not in str(info.value)
+
+
+def _tiny_iwae_config():
+    from experiments import iwae_nll
+
+    cfg = iwae_nll.get_config(smoke=True)
+    cfg.data.num_train, cfg.data.num_test = 200, 40
+    cfg.vae.model_cfg.update(hidden=[16], z_dim=4)
+    cfg.vae.fit.epochs, cfg.vae.fit.batch_size = 1, 50
+    cfg.eval.ks, cfg.eval.k_nll, cfg.eval.k_chunk = [1], 10, 10
+    validate_config(cfg)
+    return cfg
+
+
+def _measured(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if "seconds" not in k and k != "figure"}
+
+
+def test_iwae_nll_is_reproducible_and_its_vae_pt_loads(tmp_path, data_dir):
+    """One seed, one result, whatever the global random stream held before (the networks used to be
+    initialised from it); a saved vae.pt is evaluated without training, as is one written by the
+    dict configs before the typed ones."""
+    from experiments import iwae_nll
+
+    cfg = _tiny_iwae_config()
+
+    def ctx(name):
+        (tmp_path / name).mkdir()
+        return RunContext(seed=3, device="cpu", out_dir=tmp_path / name, data_dir=str(data_dir),
+                          progress=False)
+
+    runs = []
+    for i, name in enumerate(("a", "b")):
+        torch.manual_seed(100 + i)  # what an earlier run might have left behind
+        runs.append(iwae_nll.run(cfg, ctx(name)))
+    assert _measured(runs[0]) == _measured(runs[1])
+    assert (tmp_path / "a" / "fit" / "history.json").is_file()
+
+    saved = torch.load(tmp_path / "a" / "vae.pt", map_location="cpu", weights_only=False)
+    assert saved["config"]["vae"]["model_cfg"] == {**cfg.vae.model_cfg}
+    legacy = {"model": saved["model"], "guide": saved["guide"],
+              "config": {"model": cfg.vae.model_cfg, "guide": "encoder", "guide_cfg": {}}}
+    torch.save(legacy, tmp_path / "legacy.pt")
+    data = load_images("mnist", num_train=200, num_test=40, data_dir=str(data_dir), seed=3)
+    for path in (tmp_path / "a" / "vae.pt", tmp_path / "legacy.pt"):
+        model, _, state = iwae_nll._load(str(path), data, "cpu")
+        assert state is None
+        for key, value in saved["model"].items():
+            torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+        loaded = dataclasses.replace(cfg, load=str(path))
+        validate_config(loaded)
+        metrics = iwae_nll.run(loaded, RunContext(seed=3, device="cpu", out_dir=tmp_path,
+                                                  data_dir=str(data_dir), progress=False))
+        assert metrics["loaded_from"] == str(path) and metrics["epochs"] is None
+        assert abs(metrics["nll_10"] - runs[0]["nll_10"]) < 5.0  # same model, fresh MC draws
 
 
 # --- CUDA -----------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""What the VAE experiments share: image data sets in the VAE's form, dynamic binarisation, the
-per-epoch train/test ELBO hook for :func:`~experiments.common.training.fit`, and one training call.
+"""What the VAE experiments share: image data sets in the VAE's form and their typed options
+(:class:`ImageOptions`), dynamic binarisation, the per-epoch train/test ELBO hook for
+:func:`~experiments.common.training.fit`, :func:`train_vae` (a VAE arm through
+:func:`~experiments.common.spec.train_pair`), and Kingma & Welling's networks and data.
 
 Binarisation of MNIST (``binarization=``):
 
@@ -17,22 +19,24 @@ Frey Face (1965 images, 28 x 20, grey in [0, 1]) is split at random (fixed seed)
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
 
-import guides
-import models
-
 from . import data as zoo_data
 from .iwae import iwae_bound
-from .training import fit
+from .spec import ConfigError, PairSpec, RunContext, train_pair
+from .training import FitConfig
 
 log = logging.getLogger(__name__)
 
 BINARIZATIONS = ("dynamic", "static", "none")
+Binarization = Literal["dynamic", "static", "none"]
 
 
 class DynamicBinarization(Dataset):
@@ -121,20 +125,37 @@ def elbo_eval_fn(data: ImageData, num_test_eval: int | None = 2000, k: int = 1):
     return eval_fn
 
 
-def train_vae(data: ImageData, model_cfg: dict, guide_name: str, guide_cfg: dict, fit_cfg: dict,
-              out_dir=None, device: str = "auto", seed: int = 0, num_test_eval: int | None = 2000):
-    """Create the ``vae`` model and guide, fit them with per-epoch train/test ELBO; return
-    ``(model, guide, state)``."""
-    model = models.create_model("vae", image_shape=data.image_shape, **model_cfg)
-    guide = guides.create_guide(guide_name, model, **guide_cfg)
-    cfg = {**fit_cfg, "seed": seed, "device": device}
-    if out_dir is not None:
-        cfg["out_dir"] = str(out_dir)
-    state = fit(model, guide, data.train, cfg, eval_fn=elbo_eval_fn(data, num_test_eval))
-    return model, guide, state
+def train_vae(spec: PairSpec, data: ImageData, ctx: RunContext, name: str, *,
+              num_test_eval: int | None = 2000, model_args: dict | None = None):
+    """:func:`~experiments.common.spec.train_pair` for a VAE arm: the image shape comes from
+    ``data``, the per-epoch train/test ELBO is evaluated (:func:`elbo_eval_fn`); returns
+    ``(model, guide, state)``.
+
+    :param dict model_args: further model arguments the experiment supplies (``z_dim`` of a sweep).
+    """
+    return train_pair(spec, data.train, ctx, name, eval_fn=elbo_eval_fn(data, num_test_eval),
+                      model_args={"image_shape": data.image_shape, **(model_args or {})})
 
 
+@dataclass
+class ImageOptions:
+    """Which images a VAE experiment trains on (:func:`load_images`' options): how MNIST is
+    binarised, and how many training/test images to keep (``None``: all)."""
 
+    binarization: Binarization = "dynamic"
+    num_train: int | None = None
+    num_test: int | None = None
+
+    def check(self, where: str, dataset: str) -> None:
+        """One-line :class:`ConfigError` for a value :func:`load_images` would refuse."""
+        for key in ("num_train", "num_test"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{where}.{key}={value!r} is invalid: expected an integer >= 1 "
+                                  "or null (all images)")
+        if dataset == "frey" and self.binarization != "none":
+            raise ConfigError(f"{where}.binarization={self.binarization!r} is invalid for Frey "
+                              "Face (grey-level data): use 'none'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,13 +169,49 @@ KINGMA_MODELS = {
     "frey": {"hidden": [200], "activation": "tanh", "likelihood": "gaussian",
              "gaussian_scale": "network", "min_scale": 0.01},
 }
-KINGMA_DATA = {"mnist": {"binarization": "dynamic", "num_train": None, "num_test": 1000},
-               "frey": {"binarization": "none", "num_train": None, "num_test": 200}}
+#: the paper's data: dynamically binarised MNIST (the first 1000 test images for the bound), Frey
+#: Face in grey levels (a random 200 held out)
+KINGMA_DATA = {"mnist": ImageOptions(binarization="dynamic", num_train=None, num_test=1000),
+               "frey": ImageOptions(binarization="none", num_train=None, num_test=200)}
+KINGMA_DATASETS = ("mnist", "frey")
+KingmaDataset = Literal["mnist", "frey"]
 
 
-def kingma_data(dataset: str, cfg: dict, data_dir=None, seed: int = 0) -> ImageData:
-    return load_images(dataset, cfg["binarization"], data_dir=data_dir, num_train=cfg["num_train"],
-                       num_test=cfg["num_test"], seed=seed)
+def kingma_images(dataset: str) -> ImageOptions:
+    """A fresh copy of the paper's data options for ``dataset``."""
+    return dataclasses.replace(KINGMA_DATA[dataset])
+
+
+def kingma_pair(dataset: str, *, epochs: int, eval_every: int, **model_cfg) -> PairSpec:
+    """The paper's ``vae`` + ``encoder`` arm for ``dataset``: its network (``model_cfg`` adds to
+    or replaces entries, e.g. ``z_dim=2``), one sample per datapoint, closed-form KL, Adam lr 1e-3,
+    minibatch 100."""
+    model_cfg = {**copy.deepcopy(KINGMA_MODELS[dataset]), **model_cfg}
+    return PairSpec("vae", "encoder", model_cfg=model_cfg,
+                    fit=FitConfig(epochs=epochs, batch_size=100, lr=1e-3, elbo="meanfield",
+                                  eval_every=eval_every))
+
+
+@dataclass
+class KingmaSet:
+    """One data set of a kingma-fig* experiment: its images and the VAE trained on them."""
+
+    data: ImageOptions = field(default_factory=ImageOptions)
+    vae: PairSpec = field(default_factory=lambda: PairSpec("vae", "encoder"))
+
+    def check(self, where: str, dataset: str, provided: tuple[str, ...] = ("image_shape",)) -> None:
+        """One-line :class:`ConfigError` for a bad section (``where``: its key, e.g. ``mnist``);
+        ``provided``: the model arguments the experiment sets itself."""
+        self.data.check(f"{where}.data", dataset)
+        self.vae.validate(f"{where}.vae", provided=provided)
+        if self.vae.model != "vae":
+            raise ConfigError(f"{where}.vae.model={self.vae.model!r} is invalid: the kingma-fig* "
+                              "experiments train the 'vae' model")
+
+
+def kingma_data(dataset: str, cfg: ImageOptions, data_dir=None, seed: int = 0) -> ImageData:
+    return load_images(dataset, cfg.binarization, data_dir=data_dir, num_train=cfg.num_train,
+                       num_test=cfg.num_test, seed=seed)
 
 
 def image_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
@@ -175,5 +232,9 @@ def latent_grid(n: int, eps: float = 0.5) -> torch.Tensor:
     z = torch.distributions.Normal(0.0, 1.0).icdf(u).float()
     zy, zx = torch.meshgrid(z.flip(0), z, indexing="ij")
     return torch.stack([zx.reshape(-1), zy.reshape(-1)], dim=-1)
-__all__ = ["DynamicBinarization", "ImageData", "KINGMA_DATA", "KINGMA_MODELS", "elbo_eval_fn", "image_grid",
-           "kingma_data", "latent_grid", "load_images", "train_vae"]
+
+
+__all__ = ["BINARIZATIONS", "Binarization", "DynamicBinarization", "ImageData", "ImageOptions",
+           "KINGMA_DATA", "KINGMA_DATASETS", "KINGMA_MODELS", "KingmaDataset", "KingmaSet",
+           "elbo_eval_fn", "image_grid", "kingma_data", "kingma_images", "kingma_pair",
+           "latent_grid", "load_images", "train_vae"]
