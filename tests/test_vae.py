@@ -13,6 +13,7 @@ import math
 import pyro
 import pytest
 import torch
+from pyro import poutine
 
 import guides
 import models
@@ -94,8 +95,17 @@ def test_labels_are_refused():
 
 
 def test_identity_mean_gaussian_accepts_any_real_values():
+    """Values far outside [0, 1] are data for the identity-mean Gaussian (the sigmoid-mean one
+    refuses them): the model observes them as they are, with a finite log-density."""
     model, _ = _pair(likelihood="gaussian", gaussian_mean="identity")
-    model(torch.randn(3, 12) * 10)
+    x = torch.randn(3, 12) * 10
+    trace = poutine.trace(model).get_trace(x)
+    trace.compute_log_prob()
+    obs = trace.nodes["obs"]
+    assert torch.equal(obs["value"], x) and torch.isfinite(obs["log_prob_sum"])
+    sigmoid, _ = _pair(likelihood="gaussian", gaussian_mean="sigmoid")
+    with pytest.raises(ValueError, match="needs pixel values in"):
+        sigmoid(x)
 
 
 @pytest.mark.parametrize("cfg, match", [
