@@ -28,20 +28,20 @@ comparison (NOAA's monthly record rather than the weekly SIO one).
 
 Time: about 2–4 minutes on 2 otherwise idle CPU cores (``--smoke``: seconds).
 
-Run: ``python -m experiments run co2 [--smoke] [--set svgp.num_inducing=200]``
+Run: ``python -m experiments run co2 [--smoke] [--set svgp.model_cfg.num_inducing=200]``
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
-import guides
-import models
 from models.exact_gp import ExactGPRegression
 from models.kernels import build_kernel
 
@@ -49,7 +49,8 @@ from .common import data as zoo_data
 from .common import metrics as M
 from .common.plotting import new_figure, save_figure
 from .common.predictive import posterior_predictive
-from .common.training import fit, resolve_device
+from .common.spec import ConfigError, PairSpec, RunContext, train_pair
+from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -86,30 +87,96 @@ def gpml_parameters(kernel, noise_std: float) -> dict:
             "theta10": k4.base_kernel.lengthscale.item(), "theta11": float(noise_std)}
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "data": {"start": 1958.0, "train_until": 1991.0, "predict_until": 2035.0, "num_grid": 600},
-        "gpml": dict(GPML),
-        "svgp": {"num_inducing": 150, "inducing_init": "kmeans", "learn_inducing": True,
-                 "init_q": "optimal"},
-        "fit_svgp": {"epochs": 100, "batch_size": 128, "lr": 0.005, "elbo": "meanfield",
-                     "lr_schedule": "cosine"},
-        "exact": {"steps": 300, "lr": 0.02},
-        "mlp": {"widths": [64, 64], "activation": "relu", "noise_std": 0.1},
-        "fit_mlp": {"epochs": 400, "batch_size": 128, "lr": 3e-3, "lr_schedule": "cosine"},
-        "compare_1958_2001": True,
-        "predict": {"num_samples": 200},
-    }
+@dataclass
+class CO2Data:
+    """Rows from ``start`` on; training before ``train_until`` (years); the figure's grid runs
+    to ``predict_until``."""
+
+    start: float = 1958.0
+    train_until: float = 1991.0
+    predict_until: float = 2035.0
+    num_grid: int = 600
+
+
+@dataclass
+class GPMLTheta:
+    """θ1..θ11 of GPML's CO2 kernel (ppm, years): the initial values of both GPs."""
+
+    theta1: float = GPML["theta1"]
+    theta2: float = GPML["theta2"]
+    theta3: float = GPML["theta3"]
+    theta4: float = GPML["theta4"]
+    theta5: float = GPML["theta5"]
+    theta6: float = GPML["theta6"]
+    theta7: float = GPML["theta7"]
+    theta8: float = GPML["theta8"]
+    theta9: float = GPML["theta9"]
+    theta10: float = GPML["theta10"]
+    theta11: float = GPML["theta11"]
+
+
+@dataclass
+class ExactFit:
+    """The exact GP's hyperparameters: ``steps`` of Adam at ``lr`` on the log marginal
+    likelihood."""
+
+    steps: int = 300
+    lr: float = 0.02
+
+
+@dataclass
+class SVGPInit:
+    """Where the SVGP starts: inducing inputs (``kmeans``, ``random`` rows) and q(u)
+    (``optimal``: Titsias' optimum for the initial hyperparameters; ``prior``)."""
+
+    inducing: Literal["kmeans", "random"] = "kmeans"
+    q_u: Literal["optimal", "prior"] = "optimal"
+
+
+#: SVGP arguments ``run`` supplies: the GPML kernel and noise (from ``gpml``), float64 data
+SVGP_ARGS = ("input_dim", "kernel", "noise_std", "dtype")
+
+
+@dataclass
+class Config:
+    data: CO2Data = field(default_factory=CO2Data)
+    gpml: GPMLTheta = field(default_factory=GPMLTheta)
+    svgp: PairSpec = field(default_factory=lambda: PairSpec(
+        "svgp", "cholesky", model_cfg={"num_inducing": 150, "learn_inducing": True},
+        fit=FitConfig(epochs=100, batch_size=128, lr=0.005, elbo="meanfield",
+                      lr_schedule="cosine")))
+    svgp_init: SVGPInit = field(default_factory=SVGPInit)
+    exact: ExactFit = field(default_factory=ExactFit)
+    mlp: PairSpec = field(default_factory=lambda: PairSpec(
+        "mlp", "deterministic",
+        model_cfg={"widths": [64, 64], "activation": "relu", "noise_std": 0.1},
+        fit=FitConfig(epochs=400, batch_size=128, lr=3e-3, lr_schedule="cosine")))
+    compare_1958_2001: bool = True
+
+    def validate(self):
+        self.svgp.validate("svgp", provided=SVGP_ARGS)
+        self.mlp.validate("mlp", provided=("in_features",))
+        d = self.data
+        if not d.start < d.train_until < d.predict_until:
+            raise ConfigError(f"data: need start < train_until < predict_until, got {d.start}, "
+                              f"{d.train_until}, {d.predict_until}")
+        if d.num_grid < 2:
+            raise ConfigError(f"data.num_grid={d.num_grid}: must be an integer >= 2")
+        if self.exact.steps < 0 or not self.exact.lr > 0:
+            raise ConfigError(f"exact: steps={self.exact.steps} must be >= 0 and "
+                              f"lr={self.exact.lr} > 0")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["data"].update(start=1980.0, train_until=1985.0, predict_until=1990.0, num_grid=60)
-        cfg["svgp"]["num_inducing"] = 20
-        cfg["fit_svgp"].update(epochs=3)
-        cfg["exact"]["steps"] = 3
-        cfg["fit_mlp"]["epochs"] = 3
-        cfg["mlp"]["widths"] = [8]
-        cfg["compare_1958_2001"] = False
-        cfg["predict"]["num_samples"] = 10
+        cfg.data = CO2Data(start=1980.0, train_until=1985.0, predict_until=1990.0, num_grid=60)
+        cfg.svgp.model_cfg["num_inducing"] = 20
+        cfg.svgp.fit.epochs = 3
+        cfg.exact.steps = 3
+        cfg.mlp.fit.epochs = 3
+        cfg.mlp.model_cfg["widths"] = [8]
+        cfg.compare_1958_2001 = False
     return cfg
 
 
@@ -133,31 +200,29 @@ def _lml_centred_cut(co2, start: float, end: float, th: dict, steps: int, lr: fl
     paper_numbers={"exact_log_marginal_likelihood": "GPML -108.5 (their data and cut)",
                    "exact_lml_1958_2001_centred": "-83.2 (REFERENCES.md refit, SIO record)",
                    "svgp_over_exact_rmse": "acceptance: <= 1.10"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    seed = int(config["seed"])
-    dcfg = config["data"]
-    dev = resolve_device(device)
-    co2 = zoo_data.load_co2(data_dir=data_dir)
-    keep = co2.t >= dcfg["start"]
+def run(config: Config, ctx: RunContext) -> dict:
+    dcfg = config.data
+    co2 = zoo_data.load_co2(data_dir=ctx.data_dir)
+    keep = co2.t >= dcfg.start
     t, ppm = co2.t[keep], co2.ppm[keep]
-    train = t < dcfg["train_until"]
-    origin = float(dcfg["start"])
+    train = t < dcfg.train_until
+    origin = float(dcfg.start)
     x_all = (t - origin).unsqueeze(-1)
     offset = ppm[train].mean()
     y_all = ppm - offset
     x_tr, y_tr, x_te, y_te = x_all[train], y_all[train], x_all[~train], y_all[~train]
-    grid = torch.linspace(0.0, dcfg["predict_until"] - origin, dcfg["num_grid"],
+    grid = torch.linspace(0.0, dcfg.predict_until - origin, dcfg.num_grid,
                           dtype=torch.float64).unsqueeze(-1)
     metrics: dict = {"num_train": int(train.sum()), "num_test": int((~train).sum()),
-                     "train_until": dcfg["train_until"]}
-    th = config["gpml"]
+                     "train_until": dcfg.train_until}
+    th = dataclasses.asdict(config.gpml)
     spec = gpml_kernel_spec(th)
 
     # -- exact GP on the composite kernel (the reference)
     t0 = time.perf_counter()
     exact = ExactGPRegression(x_tr, y_tr, build_kernel(spec, 1).double(), noise_std=th["theta11"])
     metrics["exact_lml_at_gpml_values"] = exact.log_marginal_likelihood().item()
-    exact.fit(steps=config["exact"]["steps"], lr=config["exact"]["lr"])
+    exact.fit(steps=config.exact.steps, lr=config.exact.lr)
     metrics["exact_log_marginal_likelihood"] = exact.log_marginal_likelihood().item()
     ex_grid, ex_test = exact.predict(grid), exact.predict(x_te)
     metrics["exact_seconds"] = time.perf_counter() - t0
@@ -166,23 +231,22 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
 
     # -- SVGP, same kernel spec, trained by the shared loop
     t0 = time.perf_counter()
-    scfg = config["svgp"]
-    model = models.create_model("svgp", input_dim=1, num_inducing=scfg["num_inducing"],
-                                kernel=spec, noise_std=th["theta11"], dtype="float64",
-                                learn_inducing=scfg["learn_inducing"])
-    model.initialize_inducing(x_tr, method=scfg["inducing_init"], seed=seed)
-    guide = guides.create_guide("cholesky", model)
-    if scfg["init_q"] == "optimal":
-        # start q(u) at Titsias' optimum for the initial hyperparameters: from the prior, Adam
-        # needs thousands of steps to shrink q(u) when the noise (0.19 ppm) is tiny against the
-        # signal (66 ppm); measured: ELBO -3620 after 300 epochs at lr 0.02 from the prior,
-        # -103 after 100 epochs at lr 0.005 from the optimum (exact log p(y) -89)
-        guide(x_tr[:2], y_tr[:2])
-        guide.set_q_u(*model.optimal_q_u(x_tr, y_tr))
-    elif scfg["init_q"] != "prior":
-        raise ValueError(f"svgp.init_q must be 'optimal' or 'prior', got {scfg['init_q']!r}")
-    state = fit(model, guide, (x_tr, y_tr), {**config["fit_svgp"], "seed": seed,
-                                            "device": str(dev), "out_dir": str(out_dir / "svgp")})
+    init = config.svgp_init
+
+    def prepare_svgp(model, guide):
+        model.initialize_inducing(x_tr, method=init.inducing, seed=ctx.seed)
+        if init.q_u == "optimal":
+            # start q(u) at Titsias' optimum for the initial hyperparameters: from the prior, Adam
+            # needs thousands of steps to shrink q(u) when the noise (0.19 ppm) is tiny against
+            # the signal (66 ppm); measured: ELBO -3620 after 300 epochs at lr 0.02 from the
+            # prior, -103 after 100 epochs at lr 0.005 from the optimum (exact log p(y) -89)
+            guide(x_tr[:2], y_tr[:2])
+            guide.set_q_u(*model.optimal_q_u(x_tr, y_tr))
+
+    model, guide, state = train_pair(
+        config.svgp, (x_tr, y_tr), ctx, "svgp", prepare=prepare_svgp,
+        model_args={"input_dim": 1, "kernel": spec, "noise_std": th["theta11"],
+                    "dtype": "float64"})
     model.cpu()
     guide.cpu()
     sv_grid, sv_test = model.predict(grid, guide), model.predict(x_te, guide)
@@ -195,10 +259,8 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     t0 = time.perf_counter()
     xm, xs = x_tr.mean(), x_tr.std()
     ys = y_tr.std()
-    mlp = models.create_model("mlp", in_features=1, **config["mlp"])
-    mguide = guides.create_guide("deterministic", mlp)
-    fit(mlp, mguide, (((x_tr - xm) / xs).float(), (y_tr / ys).float()),
-        {**config["fit_mlp"], "seed": seed, "device": str(dev), "out_dir": str(out_dir / "mlp")})
+    mlp, mguide, _ = train_pair(config.mlp, (((x_tr - xm) / xs).float(), (y_tr / ys).float()),
+                                ctx, "mlp", model_args={"in_features": 1})
     mlp.cpu()
 
     def mlp_predict(x):
@@ -218,9 +280,9 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         metrics[f"{name}_test_ll"] = M.gaussian_log_likelihood(mean, var.sqrt(), y_te)
         metrics[f"{name}_test_coverage95"] = M.gaussian_interval_coverage(mean, var.sqrt(), y_te)
     metrics["svgp_over_exact_rmse"] = metrics["svgp_test_rmse"] / metrics["exact_test_rmse"]
-    if config["compare_1958_2001"]:
+    if config.compare_1958_2001:
         metrics["exact_lml_1958_2001_centred"] = _lml_centred_cut(
-            co2, 1958.0, 2002.0, th, config["exact"]["steps"], config["exact"]["lr"])
+            co2, 1958.0, 2002.0, th, config.exact.steps, config.exact.lr)
 
     # -- figure
     fig, axes = new_figure(ncols=2, width=6.0, height=3.6)
@@ -228,12 +290,12 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     for ax in axes:
         ax.plot(t[train], ppm[train], ".", ms=2, color="k", label="train (1958-1990)")
         ax.plot(t[~train], ppm[~train], ".", ms=2, color="0.6", label="held out")
-        ax.axvline(dcfg["train_until"], color="0.8", lw=0.8)
+        ax.axvline(dcfg.train_until, color="0.8", lw=0.8)
         ax.set_xlabel("year")
     axes[0].plot(yr, mlp_grid + offset, color="C3", label="MLP (point estimate)")
     axes[0].set_title(f"deterministic MLP: held-out RMSE {metrics['mlp_test_rmse']:.1f} ppm")
     axes[0].set_ylabel("CO2 (ppm)")
-    for res, color, label in ((sv_grid, "C0", f"SVGP (M={scfg['num_inducing']})"),
+    for res, color, label in ((sv_grid, "C0", f"SVGP (M={model.num_inducing})"),
                               (ex_grid, "C2", "exact GP")):
         mean = res["f_mean"][:, 0] if res["f_mean"].dim() == 2 else res["f_mean"]
         sd = res["y_var"].sqrt()
@@ -241,13 +303,13 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         axes[1].fill_between(yr, mean + offset - 1.96 * sd, mean + offset + 1.96 * sd,
                              color=color, alpha=0.2, lw=0)
     axes[1].plot(model.inducing_points.detach()[:, 0] + origin,
-                 torch.full((scfg["num_inducing"],), float(ppm.min()) - 2), "|", color="C0",
+                 torch.full((model.num_inducing,), float(ppm.min()) - 2), "|", color="C0",
                  label="inducing inputs")
     axes[1].set_title(f"GP, GPML kernel: RMSE SVGP {metrics['svgp_test_rmse']:.2f} / exact "
                       f"{metrics['exact_test_rmse']:.2f} ppm")
     axes[1].legend(fontsize=7, loc="upper left")
     axes[0].legend(fontsize=7, loc="upper left")
-    metrics["figure"] = [str(p) for p in save_figure(fig, out_dir / "co2")]
+    metrics["figure"] = [str(p) for p in save_figure(fig, ctx.path("co2"))]
     for k in ("svgp_test_ll", "exact_test_ll", "mlp_test_ll"):
         if not math.isfinite(metrics[k]):
             log.warning("%s is not finite", k)

@@ -61,15 +61,17 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import stats
 
 from .common.plotting import new_figure, save_figure
+from .common.spec import ConfigError, RunContext
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -191,22 +193,67 @@ def empirical_covariance(x, width, num_samples, prior: dict, generator, chunk_el
     return cov, se
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        # u ~ N(0, sigma_u²), a ~ N(0, sigma_a²), v ~ N(0, omega²/H), b ~ N(0, sigma_b²)
-        "prior": {"sigma_u": 1.0, "sigma_a": 1.0, "omega": 1.0, "sigma_b": 0.1},
-        "widths": [1, 3, 10, 100, 1000],
-        "x0": 1.0,
-        "ks": {"num_samples": 1_000_000},
-        "cov": {"num_samples": 40_000, "grid": [-3.0, 3.0], "num_grid": 25},
-        "chunk_elements": 2**24,
-        "hist_bins": 100,
-    }
+@dataclass
+class Prior:
+    """u ~ N(0, sigma_u²), a ~ N(0, sigma_a²), v ~ N(0, omega²/H), b ~ N(0, sigma_b²)."""
+
+    sigma_u: float = 1.0
+    sigma_a: float = 1.0
+    omega: float = 1.0
+    sigma_b: float = 0.1
+
+
+@dataclass
+class KSCheck:
+    """Prior draws of f(x0) per width for the KS distance, the kurtosis and the histograms."""
+
+    num_samples: int = 1_000_000
+
+
+@dataclass
+class CovCheck:
+    """Prior draws per width for the empirical covariance on ``num_grid`` inputs in ``grid``."""
+
+    num_samples: int = 40_000
+    grid: tuple[float, float] = (-3.0, 3.0)
+    num_grid: int = 25
+
+
+@dataclass
+class Config:
+    prior: Prior = field(default_factory=Prior)
+    widths: list[int] = field(default_factory=lambda: [1, 3, 10, 100, 1000])
+    x0: float = 1.0
+    ks: KSCheck = field(default_factory=KSCheck)
+    cov: CovCheck = field(default_factory=CovCheck)
+    chunk_elements: int = 2**24
+    hist_bins: int = 100
+
+    def validate(self):
+        for name in ("sigma_u", "sigma_a", "omega"):
+            value = getattr(self.prior, name)
+            if not value > 0:
+                raise ConfigError(f"prior.{name}={value!r}: must be > 0")
+        if not self.prior.sigma_b >= 0:
+            raise ConfigError(f"prior.sigma_b={self.prior.sigma_b!r}: must be >= 0")
+        if not self.widths or any(h < 1 for h in self.widths):
+            raise ConfigError(f"widths={self.widths!r}: must be a non-empty list of integers "
+                              ">= 1")
+        for key, value, low in (("ks.num_samples", self.ks.num_samples, 1),
+                                ("cov.num_samples", self.cov.num_samples, 2),
+                                ("cov.num_grid", self.cov.num_grid, 1),
+                                ("chunk_elements", self.chunk_elements, 1),
+                                ("hist_bins", self.hist_bins, 1)):
+            if value < low:
+                raise ConfigError(f"{key}={value!r}: must be an integer >= {low}")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["widths"] = [1, 10, 100]
-        cfg["ks"]["num_samples"] = 20_000
-        cfg["cov"].update(num_samples=2_000, num_grid=9)
+        cfg.widths = [1, 10, 100]
+        cfg.ks.num_samples = 20_000
+        cfg.cov.num_samples, cfg.cov.num_grid = 2_000, 9
     return cfg
 
 
@@ -215,28 +262,25 @@ def get_config(smoke: bool = False) -> dict:
     figure="survey Fig. 4", data=("synthetic",), get_config=get_config,
     paper_numbers={"ks_distance": "falls with H (qualitative: the output becomes Gaussian)",
                    "cov_max_abs_err": "0 up to Monte Carlo error (closed-form kernel)"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    prior = {k: float(v) for k, v in config["prior"].items()}
-    widths = [int(h) for h in config["widths"]]
-    if not widths or any(h < 1 for h in widths):
-        raise ValueError(f"widths must be a non-empty list of integers >= 1, got {widths}")
-    seed = int(config["seed"])
-    chunk = int(config["chunk_elements"])
-    x0 = torch.tensor([[float(config["x0"])]])
+def run(config: Config, ctx: RunContext) -> dict:
+    prior = dataclasses.asdict(config.prior)
+    widths = list(config.widths)
+    chunk = config.chunk_elements
+    x0 = torch.tensor([[float(config.x0)]])
     var0 = float(nngp_covariance(x0, x0, **prior))
     sd0 = math.sqrt(var0)
-    n_ks = int(config["ks"]["num_samples"])
-    ccfg = config["cov"]
-    grid = torch.linspace(*ccfg["grid"], int(ccfg["num_grid"])).unsqueeze(-1)  # (G, 1)
+    n_ks = config.ks.num_samples
+    ccfg = config.cov
+    grid = torch.linspace(*ccfg.grid, ccfg.num_grid).unsqueeze(-1)  # (G, 1)
     k_exact = nngp_covariance(grid.double(), grid.double(), **prior)  # (G, G)
 
     metrics: dict = {"limit_variance_x0": var0, "num_samples_ks": n_ks,
-                     "num_samples_cov": int(ccfg["num_samples"]),
+                     "num_samples_cov": ccfg.num_samples,
                      "ks_null_mean": KS_NULL_CONSTANT / math.sqrt(n_ks)}
     hists = {}
     cov_last = None
     for i, h in enumerate(widths):
-        gen = torch.Generator().manual_seed(seed * 1000 + i)
+        gen = torch.Generator().manual_seed(ctx.seed * 1000 + i)
         f0 = sample_prior_outputs(x0, h, n_ks, generator=gen, chunk_elements=chunk, **prior)[:, 0]
         f0 = f0.double().numpy()
         ks = stats.kstest(f0, stats.norm(0.0, sd0).cdf)  # a callable CDF: newer scipy refuses args=
@@ -245,9 +289,9 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         metrics[f"variance_x0_H{h}"] = float(f0.var())
         metrics[f"excess_kurtosis_H{h}"] = float(stats.kurtosis(f0))
         metrics[f"excess_kurtosis_theory_H{h}"] = theory_excess_kurtosis(
-            float(config["x0"]), h, **prior)
+            float(config.x0), h, **prior)
         hists[h] = f0
-        cov, se = empirical_covariance(grid, h, int(ccfg["num_samples"]), prior, gen,
+        cov, se = empirical_covariance(grid, h, ccfg.num_samples, prior, gen,
                                        chunk_elements=chunk)
         err = (cov - k_exact).abs()
         metrics[f"cov_max_abs_err_H{h}"] = float(err.max())
@@ -261,22 +305,22 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
     ks_values = [metrics[f"ks_distance_H{h}"] for h in widths]
     metrics["ks_falls_with_width"] = bool(ks_values[-1] < ks_values[0])
 
-    metrics["figure"] = [str(p) for p in _figure(out_dir, widths, hists, sd0, metrics, grid,
+    metrics["figure"] = [str(p) for p in _figure(ctx, widths, hists, sd0, metrics, grid,
                                                   cov_last, k_exact, config)]
     return metrics
 
 
-def _figure(out_dir, widths, hists, sd0, metrics, grid, cov, k_exact, config):
+def _figure(ctx: RunContext, widths, hists, sd0, metrics, grid, cov, k_exact, config):
     ncols = max(len(widths), 5)
     fig, axes = new_figure(ncols=ncols, nrows=2, width=3.0, height=2.6, squeeze=False)
     z = np.linspace(-4 * sd0, 4 * sd0, 400)
     density = stats.norm.pdf(z, 0.0, sd0)
     for ax, h in zip(axes[0], widths):
-        ax.hist(hists[h], bins=int(config["hist_bins"]), range=(z[0], z[-1]), density=True,
+        ax.hist(hists[h], bins=config.hist_bins, range=(z[0], z[-1]), density=True,
                 color="C0", alpha=0.6)
         ax.plot(z, density, "k-", lw=1.2, label="limit GP")
         ax.set_title(f"H = {h}: KS {metrics[f'ks_distance_H{h}']:.3g}")
-        ax.set_xlabel(f"f(x0 = {config['x0']:g})")
+        ax.set_xlabel(f"f(x0 = {config.x0:g})")
     axes[0][0].legend(fontsize=7)
     for ax in axes[0][len(widths):]:
         ax.set_visible(False)
@@ -311,7 +355,7 @@ def _figure(out_dir, widths, hists, sd0, metrics, grid, cov, k_exact, config):
     fig.colorbar(im, ax=ax, shrink=0.8)
     for ax in axes[1][5:]:
         ax.set_visible(False)
-    return save_figure(fig, out_dir / "nngp_limit")
+    return save_figure(fig, ctx.path("nngp_limit"))
 
 
 if __name__ == "__main__":

@@ -31,26 +31,25 @@ SVGP (M = 100, 15 epochs) accuracy 0.932, NLL 0.243, ECE 0.058, against the MLP 
 units, 30 epochs) 0.952 / 0.160 / 0.017: at this budget the SVGP is the worse classifier here
 (more inducing points or epochs are the obvious knobs; not tuned).
 
-Run: ``python -m experiments run svgp-classification [--smoke]``
+Run: ``python -m experiments run svgp-classification [--smoke] [--set mnist.run=false]
+[--set mnist.svgp.model_cfg.num_inducing=500]``
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-import guides
-import models
 
 from .common import data as zoo_data
 from .common import metrics as M
 from .common.plotting import new_figure, save_figure
 from .common.predictive import posterior_predictive
-from .common.training import fit, resolve_device
+from .common.spec import ConfigError, PairSpec, RunContext, train_pair
+from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -102,39 +101,104 @@ def softmax_predictive(f_mean: torch.Tensor, f_var: torch.Tensor, num_samples: i
     return torch.softmax(f_mean + f_var.sqrt() * eps, -1).mean(0)
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "moons": {
-            "num_train": 400, "num_test": 1000, "noise": 0.2, "num_inducing": 16,
-            "kernel": {"type": "rbf", "ard": True, "lengthscale": 1.0, "outputscale": 1.0},
-            "fit": {"epochs": 300, "batch_size": 100, "lr": 0.02, "elbo": "meanfield"},
-            "grid": 120,
-        },
-        "mnist": {
-            "run": True, "num_train": 10000, "num_test": 5000, "dim": 30, "num_inducing": 100,
-            "kernel": {"type": "rbf", "ard": True, "lengthscale": 5.0, "outputscale": 1.0},
-            "fit": {"epochs": 15, "batch_size": 256, "lr": 0.02, "elbo": "meanfield"},
-            "num_samples": 256,
-            "mlp": {"widths": [100]},
-            "fit_mlp": {"epochs": 30, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4},
-        },
-    }
+def _svgp(num_inducing: int, lengthscale: float, fit: FitConfig) -> PairSpec:
+    # input_dim and the likelihood (with num_classes) are the experiment's: see MODEL_ARGS
+    return PairSpec("svgp", "cholesky", model_cfg={
+        "num_inducing": num_inducing,
+        "kernel": {"type": "rbf", "ard": True, "lengthscale": lengthscale, "outputscale": 1.0}},
+        fit=fit)
+
+
+#: model arguments ``run`` supplies (the likelihood is the task's)
+MODEL_ARGS = {"moons.svgp": ("input_dim", "likelihood"),
+              "mnist.svgp": ("input_dim", "likelihood", "num_classes"),
+              "mnist.mlp": ("in_features", "out_features", "task")}
+
+
+@dataclass
+class Moons:
+    """Two moons (``num_train`` / ``num_test`` points, Gaussian ``noise``), Bernoulli SVGP; the
+    figure's contours on a ``grid`` × ``grid`` mesh."""
+
+    num_train: int = 400
+    num_test: int = 1000
+    noise: float = 0.2
+    svgp: PairSpec = field(default_factory=lambda: _svgp(16, 1.0, FitConfig(
+        epochs=300, batch_size=100, lr=0.02, elbo="meanfield")))
+    grid: int = 120
+
+
+@dataclass
+class MNIST:
+    """10-class MNIST on a random subset and ``dim`` principal components: softmax SVGP
+    (``num_samples`` Monte Carlo draws for the predictive) against a deterministic MLP;
+    ``run=false`` skips it."""
+
+    run: bool = True
+    num_train: int = 10000
+    num_test: int = 5000
+    dim: int = 30
+    svgp: PairSpec = field(default_factory=lambda: _svgp(100, 5.0, FitConfig(
+        epochs=15, batch_size=256, lr=0.02, elbo="meanfield")))
+    num_samples: int = 256
+    mlp: PairSpec = field(default_factory=lambda: PairSpec(
+        "mlp", "deterministic", model_cfg={"widths": [100]},
+        fit=FitConfig(epochs=30, batch_size=128, lr=1e-3, weight_decay=1e-4)))
+
+
+@dataclass
+class Config:
+    moons: Moons = field(default_factory=Moons)
+    mnist: MNIST = field(default_factory=MNIST)
+
+    def validate(self):
+        for key, provided in MODEL_ARGS.items():
+            section, arm = key.split(".")
+            getattr(getattr(self, section), arm).validate(key, provided=provided)
+        m, n = self.moons, self.mnist
+        for key, value, low in (("moons.num_train", m.num_train, 2),
+                                ("moons.num_test", m.num_test, 2), ("moons.grid", m.grid, 2),
+                                ("mnist.num_train", n.num_train, 2),
+                                ("mnist.num_test", n.num_test, 1), ("mnist.dim", n.dim, 1),
+                                ("mnist.num_samples", n.num_samples, 1)):
+            if value < low:
+                raise ConfigError(f"{key}={value}: must be an integer >= {low}")
+        if not m.noise >= 0:
+            raise ConfigError(f"moons.noise={m.noise}: must be >= 0")
+        if n.dim > min(n.num_train, 784):
+            raise ConfigError(f"mnist.dim={n.dim}: at most min(mnist.num_train, 784) = "
+                              f"{min(n.num_train, 784)} principal components")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["moons"].update(num_train=60, num_test=100, num_inducing=6, grid=30)
-        cfg["moons"]["fit"]["epochs"] = 3
-        cfg["mnist"].update(num_train=200, num_test=100, dim=5, num_inducing=8, num_samples=16)
-        cfg["mnist"]["fit"]["epochs"] = 1
-        cfg["mnist"]["fit_mlp"]["epochs"] = 1
-        cfg["mnist"]["mlp"]["widths"] = [8]
+        m, n = cfg.moons, cfg.mnist
+        m.num_train, m.num_test, m.grid = 60, 100, 30
+        m.svgp.model_cfg["num_inducing"] = 6
+        m.svgp.fit.epochs = 3
+        n.num_train, n.num_test, n.dim, n.num_samples = 200, 100, 5, 16
+        n.svgp.model_cfg["num_inducing"] = 8
+        n.svgp.fit.epochs = 1
+        n.mlp.fit.epochs = 1
+        n.mlp.model_cfg["widths"] = [8]
     return cfg
 
 
-def _svgp(x, input_dim, likelihood, spec, seed, **kwargs):
-    model = models.create_model("svgp", input_dim=input_dim, num_inducing=spec["num_inducing"],
-                                kernel=spec["kernel"], likelihood=likelihood, **kwargs)
-    model.initialize_inducing(x, method="kmeans", seed=seed)
-    return model, guides.create_guide("cholesky", model)
+def _train(spec: PairSpec, data, ctx: RunContext, name: str, model_args: dict
+           ) -> tuple[object, object, object, float]:
+    """Train ``spec`` (an SVGP: k-means inducing inputs first); also the seconds spent in
+    ``fit`` (building the modules and k-means not counted)."""
+    clock: dict[str, float] = {}
+
+    def prepare(model, guide):
+        if spec.model == "svgp":
+            model.initialize_inducing(data[0], method="kmeans", seed=ctx.seed)
+        clock["t0"] = time.perf_counter()
+
+    model, guide, state = train_pair(spec, data, ctx, name, prepare=prepare,
+                                     model_args=model_args)
+    return model, guide, state, time.perf_counter() - clock["t0"]
 
 
 def _classification_metrics(probs: torch.Tensor, y: torch.Tensor) -> dict:
@@ -142,14 +206,12 @@ def _classification_metrics(probs: torch.Tensor, y: torch.Tensor) -> dict:
             "ece": M.expected_calibration_error(probs, y)}
 
 
-def run_moons(cfg: dict, seed: int, device, out_dir: Path) -> tuple[dict, object]:
-    x, y = two_moons(cfg["num_train"], cfg["noise"], seed)
-    x_test, y_test = two_moons(cfg["num_test"], cfg["noise"], seed + 10_000)
-    model, guide = _svgp(x, 2, "bernoulli", cfg, seed)
-    t0 = time.perf_counter()
-    fit(model, guide, (x, y), {**cfg["fit"], "seed": seed, "device": str(device),
-                               "out_dir": str(out_dir / "moons")})
-    seconds = time.perf_counter() - t0
+def run_moons(cfg: Moons, ctx: RunContext) -> tuple[dict, object]:
+    x, y = two_moons(cfg.num_train, cfg.noise, ctx.seed)
+    x_test, y_test = two_moons(cfg.num_test, cfg.noise, ctx.seed + 10_000)
+    device = ctx.torch_device
+    model, guide, _, seconds = _train(cfg.svgp, (x, y), ctx, "moons",
+                                      {"input_dim": 2, "likelihood": "bernoulli"})
     pred = model.predict(x_test.to(device), guide)
     p1 = bernoulli_predictive(pred["f_mean"][:, 0], pred["f_var"][:, 0])
     probs = torch.stack([1 - p1, p1], -1)
@@ -158,8 +220,8 @@ def run_moons(cfg: dict, seed: int, device, out_dir: Path) -> tuple[dict, object
 
     fig, ax = new_figure(width=5.0, height=4.2)
     lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
-    g0, g1 = torch.meshgrid(torch.linspace(lo[0], hi[0], cfg["grid"]),
-                            torch.linspace(lo[1], hi[1], cfg["grid"]), indexing="xy")
+    g0, g1 = torch.meshgrid(torch.linspace(lo[0], hi[0], cfg.grid),
+                            torch.linspace(lo[1], hi[1], cfg.grid), indexing="xy")
     grid = torch.stack([g0.reshape(-1), g1.reshape(-1)], -1)
     gp = model.predict(grid.to(device), guide)
     pg = bernoulli_predictive(gp["f_mean"][:, 0], gp["f_var"][:, 0]).reshape(g0.shape)
@@ -182,46 +244,43 @@ def run_moons(cfg: dict, seed: int, device, out_dir: Path) -> tuple[dict, object
     return metrics, fig
 
 
-def _mnist_features(cfg: dict, seed: int, data_dir) -> tuple[torch.Tensor, ...]:
+def _mnist_features(cfg: MNIST, seed: int, data_dir) -> tuple[torch.Tensor, ...]:
     """A fixed random subset of train and test, flattened, centred with the training mean and
     projected on the training subset's top ``dim`` principal directions, scaled to unit variance
     of the first component."""
     x_tr, y_tr = zoo_data.load_mnist("train", data_dir=data_dir)
     x_te, y_te = zoo_data.load_mnist("test", data_dir=data_dir)
     g = torch.Generator().manual_seed(seed)
-    tr = torch.randperm(len(x_tr), generator=g)[:cfg["num_train"]]
-    te = torch.randperm(len(x_te), generator=g)[:cfg["num_test"]]
+    tr = torch.randperm(len(x_tr), generator=g)[:cfg.num_train]
+    te = torch.randperm(len(x_te), generator=g)[:cfg.num_test]
     x_tr, y_tr = x_tr[tr].reshape(len(tr), -1), y_tr[tr]
     x_te, y_te = x_te[te].reshape(len(te), -1), y_te[te]
     mean = x_tr.mean(0)
     _, s, v = torch.linalg.svd(x_tr.double() - mean.double(), full_matrices=False)
-    proj = v[: cfg["dim"]].T.float()
+    proj = v[: cfg.dim].T.float()
     scale = float(s[0]) / len(tr) ** 0.5
     return ((x_tr - mean) @ proj / scale, y_tr, (x_te - mean) @ proj / scale, y_te)
 
 
-def run_mnist(cfg: dict, seed: int, device, out_dir: Path, data_dir) -> tuple[dict, object]:
-    x, y, x_test, y_test = _mnist_features(cfg, seed, data_dir)
+def run_mnist(cfg: MNIST, ctx: RunContext) -> tuple[dict, object]:
+    x, y, x_test, y_test = _mnist_features(cfg, ctx.seed, ctx.data_dir)
+    device = ctx.torch_device
     metrics: dict = {}
-    model, guide = _svgp(x, x.shape[1], "softmax", cfg, seed, num_classes=10)
-    t0 = time.perf_counter()
-    state = fit(model, guide, (x, y), {**cfg["fit"], "seed": seed, "device": str(device),
-                                       "out_dir": str(out_dir / "mnist-svgp")})
-    metrics["mnist_svgp_train_seconds"] = time.perf_counter() - t0
+    model, guide, state, seconds = _train(
+        cfg.svgp, (x, y), ctx, "mnist-svgp",
+        {"input_dim": x.shape[1], "likelihood": "softmax", "num_classes": 10})
+    metrics["mnist_svgp_train_seconds"] = seconds
     pred = model.predict(x_test.to(device), guide)
-    probs = softmax_predictive(pred["f_mean"], pred["f_var"], cfg["num_samples"], seed)
+    probs = softmax_predictive(pred["f_mean"], pred["f_var"], cfg.num_samples, ctx.seed)
     metrics.update({f"mnist_svgp_{k}": v for k, v in _classification_metrics(probs, y_test).items()})
     svgp_history = state.history
 
-    mlp = models.create_model("mlp", in_features=x.shape[1], widths=cfg["mlp"]["widths"],
-                              out_features=10, task="classification")
-    det = guides.create_guide("deterministic", mlp)
-    t0 = time.perf_counter()
-    fit(mlp, det, (x, y), {**cfg["fit_mlp"], "seed": seed, "device": str(device),
-                           "out_dir": str(out_dir / "mnist-mlp")})
-    metrics["mnist_mlp_train_seconds"] = time.perf_counter() - t0
+    mlp, det, _, seconds = _train(
+        cfg.mlp, (x, y), ctx, "mnist-mlp",
+        {"in_features": x.shape[1], "out_features": 10, "task": "classification"})
+    metrics["mnist_mlp_train_seconds"] = seconds
     logits = posterior_predictive(mlp, det, x_test.to(device), num_samples=1,
-                                  return_sites=("f",), seed=seed)["f"][0]
+                                  return_sites=("f",), seed=ctx.seed)["f"][0]
     metrics.update({f"mnist_mlp_{k}": v for k, v in
                     _classification_metrics(torch.softmax(logits, -1), y_test).items()})
 
@@ -229,7 +288,7 @@ def run_mnist(cfg: dict, seed: int, device, out_dir: Path, data_dir) -> tuple[di
     ax.plot([r["epoch"] for r in svgp_history], [r["elbo"] for r in svgp_history])
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (minibatch mean)")
-    ax.set_title(f"MNIST (PCA {cfg['dim']}), softmax SVGP M = {cfg['num_inducing']}: "
+    ax.set_title(f"MNIST (PCA {cfg.dim}), softmax SVGP M = {model.num_inducing}: "
                  f"acc {metrics['mnist_svgp_accuracy']:.3f}", fontsize=9)
     return metrics, fig
 
@@ -240,15 +299,13 @@ def run_mnist(cfg: dict, seed: int, device, out_dir: Path, data_dir) -> tuple[di
     get_config=get_config,
     paper_numbers={"mnist_svgp_accuracy": "Hensman et al. 2015: 97.8 % on full MNIST (M = 500, "
                                           "raw pixels); here a 30-D PCA subset"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    seed = int(config["seed"])
-    dev = resolve_device(device)
-    metrics, fig = run_moons(config["moons"], seed, dev, out_dir)
-    metrics["figure"] = [str(p) for p in save_figure(fig, out_dir / "svgp_two_moons")]
-    if config["mnist"]["run"]:
-        m, fig = run_mnist(config["mnist"], seed, dev, out_dir, data_dir)
+def run(config: Config, ctx: RunContext) -> dict:
+    metrics, fig = run_moons(config.moons, ctx)
+    metrics["figure"] = [str(p) for p in save_figure(fig, ctx.path("svgp_two_moons"))]
+    if config.mnist.run:
+        m, fig = run_mnist(config.mnist, ctx)
         metrics.update(m)
-        metrics["figure"] += [str(p) for p in save_figure(fig, out_dir / "svgp_mnist_elbo")]
+        metrics["figure"] += [str(p) for p in save_figure(fig, ctx.path("svgp_mnist_elbo"))]
     return metrics
 
 

@@ -16,9 +16,10 @@ variational ones for R ∈ ``vi_features``):
   (:meth:`models.rff.RFFGP.exact_posterior`): its distance to the exact GP is the *RFF
   approximation error*, which shrinks like :math:`O(R^{-1/2})` (averaged over
   ``num_feature_seeds`` feature draws);
-* the **variational posteriors** trained by ``fit`` (``auto-mvn``: full covariance, which contains
-  the exact posterior; ``mean-field``: diagonal, which cannot represent the correlations between
-  coefficients): their distance to the closed form is the *variational error*.
+* the **variational posteriors** trained by ``fit`` (arm ``mvn``, guide ``auto-mvn``: full
+  covariance, which contains the exact posterior; arm ``mean_field``, guide ``mean-field``:
+  diagonal, which cannot represent the correlations between coefficients): their distance to the
+  closed form is the *variational error*.
 
 Predictive means and variances of the VI guides are computed from the guide's Gaussian
 :math:`q(w) = \mathcal N(\mu_q, \Sigma_q)` in closed form, :math:`\phi^\top\mu_q` and
@@ -37,10 +38,11 @@ do *not* reach the closed form within the default 1500 full-batch steps: their m
 (RMS 0.04-0.13 from the closed form) but their predictive variance stays too small away from the
 data (RMS 0.07-0.35 from the closed form, growing with R), for mean-field by construction
 (the factorised optimum's variances are 1/Λ_ii) and for auto-mvn by slow, noisy convergence of the
-covariance under the Monte Carlo ELBO (``init_scale=1``, i.e. starting at the prior, helps little).
+covariance under the Monte Carlo ELBO (``mvn.guide_cfg.init_scale=1``, i.e. starting at the prior,
+helps little).
 Hardware/time: about 5 minutes on 2 shared CPU cores (``--smoke``: seconds).
 
-Run: ``python -m experiments run weight-space-gp [--smoke]``
+Run: ``python -m experiments run weight-space-gp [--smoke] [--set mvn.fit.epochs=3000]``
 
 References
 
@@ -51,47 +53,108 @@ References
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import gpytorch
 import numpy as np
 import torch
 from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
-import guides
 import models
 
 from .common.plotting import new_figure, plot_predictive_band, save_figure
 from .common.predictive import posterior_predictive
-from .common.training import fit
+from .common.spec import ConfigError, PairSpec, RunContext, train_pair
+from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "data": {"num_train": 100, "x_range": [-3.0, 3.0], "gap": [-0.8, 0.8],
-                 "grid": [-5.0, 5.0], "num_grid": 201},
-        "kernel": {"lengthscale": 0.7, "outputscale": 1.0, "noise_std": 0.2},
-        "num_features": [10, 50, 200, 1000],  # closed-form posterior for each
-        "vi_features": [10, 50, 200],  # variational fits (the full-covariance guide is O(R²))
-        "num_feature_seeds": 10,
-        "guides": {"auto-mvn": {"init_scale": 0.1}, "mean-field": {"init_scale": 0.1}},
-        "fit": {"epochs": 1500, "batch_size": 100, "lr": 0.05, "num_particles": 4,
-                "lr_schedule": "cosine", "checkpoint": False, "tensorboard": False},
-        "band_features": [10, 50, 200],
-        "predict": {"num_samples": 500},
-    }
+@dataclass
+class GapData:
+    """``num_train`` inputs uniform on ``x_range`` minus ``gap``; the posteriors on ``grid``."""
+
+    num_train: int = 100
+    x_range: tuple[float, float] = (-3.0, 3.0)
+    gap: tuple[float, float] = (-0.8, 0.8)
+    grid: tuple[float, float] = (-5.0, 5.0)
+    num_grid: int = 201
+
+
+@dataclass
+class RBF:
+    """The RBF kernel s² exp(-|x-x'|²/(2ℓ²)) the features approximate, and the fixed noise σ."""
+
+    lengthscale: float = 0.7
+    outputscale: float = 1.0
+    noise_std: float = 0.2
+
+
+def _vi_arm(guide: str) -> PairSpec:
+    # the model's arguments (features, kernel, fixed noise) are the experiment's: see ``run``
+    return PairSpec("rff-gp", guide, guide_cfg={"init_scale": 0.1},
+                    fit=FitConfig(epochs=1500, batch_size=100, lr=0.05, num_particles=4,
+                                  lr_schedule="cosine", checkpoint=False, tensorboard=False))
+
+
+#: model arguments ``run`` supplies to every rff-gp (the closed form needs the noise fixed)
+MODEL_ARGS = ("in_features", "num_features", "feature_seed", "lengthscale", "outputscale",
+              "noise_std", "learn_noise")
+
+
+@dataclass
+class Config:
+    data: GapData = field(default_factory=GapData)
+    kernel: RBF = field(default_factory=RBF)
+    num_features: list[int] = field(default_factory=lambda: [10, 50, 200, 1000])  # closed form
+    # variational fits (the full-covariance guide is O(R²)); a subset of num_features
+    vi_features: list[int] = field(default_factory=lambda: [10, 50, 200])
+    num_feature_seeds: int = 10
+    # the variational arms; the first one's predictive bands are drawn for R in band_features
+    mvn: PairSpec = field(default_factory=lambda: _vi_arm("auto-mvn"))
+    mean_field: PairSpec = field(default_factory=lambda: _vi_arm("mean-field"))
+    band_features: list[int] = field(default_factory=lambda: [10, 50, 200])
+    num_samples: int = 500  # predictive draws for the bands
+
+    def arms(self) -> tuple[PairSpec, ...]:
+        return (self.mvn, self.mean_field)
+
+    def validate(self):
+        for key, arm in (("mvn", self.mvn), ("mean_field", self.mean_field)):
+            arm.validate(key, provided=MODEL_ARGS)
+        if self.mvn.guide == self.mean_field.guide:
+            raise ConfigError(f"mean_field.guide={self.mean_field.guide!r}: the two arms need "
+                              f"different guides (metrics are named by guide), mvn.guide is "
+                              f"{self.mvn.guide!r}")
+        if not self.num_features or any(r < 1 for r in self.num_features):
+            raise ConfigError(f"num_features={self.num_features}: must be a non-empty list of "
+                              "integers >= 1")
+        for key in ("vi_features", "band_features"):
+            extra = sorted(set(getattr(self, key)) - set(self.num_features))
+            if extra:
+                raise ConfigError(f"{key}={getattr(self, key)}: {extra} not in num_features "
+                                  f"{self.num_features}; use a subset of num_features")
+        if not set(self.band_features) <= set(self.vi_features):
+            raise ConfigError(f"band_features={self.band_features}: use a subset of vi_features "
+                              f"{self.vi_features} (bands come from the variational fits)")
+        if self.num_feature_seeds < 1:
+            raise ConfigError(f"num_feature_seeds={self.num_feature_seeds}: must be >= 1")
+        if self.num_samples < 1:
+            raise ConfigError(f"num_samples={self.num_samples}: must be >= 1")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["data"].update(num_train=30, num_grid=41)
-        cfg["num_features"] = [10, 50]
-        cfg["vi_features"] = [10, 50]
-        cfg["num_feature_seeds"] = 2
-        cfg["fit"]["epochs"] = 20
-        cfg["band_features"] = [10, 50]
-        cfg["predict"]["num_samples"] = 20
+        cfg.data.num_train, cfg.data.num_grid = 30, 41
+        cfg.num_features = [10, 50]
+        cfg.vi_features = [10, 50]
+        cfg.num_feature_seeds = 2
+        for arm in cfg.arms():
+            arm.fit.epochs = 20
+        cfg.band_features = [10, 50]
+        cfg.num_samples = 20
     return cfg
 
 
@@ -159,73 +222,63 @@ def _errors(mean, var, ref_mean, ref_var, prefix: str) -> dict[str, float]:
     "weight-space-gp", paper="Rahimi & Recht 2007 (random features); survey §4 (weight-space view)",
     figure="survey §4 (weight-space view of a GP)", data=("synthetic",), get_config=get_config,
     paper_numbers={"blr_var_rms": "O(R^-1/2) approximation error (Rahimi & Recht 2007)"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    seed = int(config["seed"])
-    dcfg, kcfg = config["data"], config["kernel"]
-    ell, s2, sigma = float(kcfg["lengthscale"]), float(kcfg["outputscale"]), float(kcfg["noise_std"])
-    feature_counts = [int(r) for r in config["num_features"]]
-    if not feature_counts or any(r < 1 for r in feature_counts):
-        raise ValueError(f"num_features must be a non-empty list of integers >= 1, got "
-                         f"{config['num_features']}")
-    vi_counts = [int(r) for r in config["vi_features"]]
-    if not set(vi_counts) <= set(feature_counts):
-        raise ValueError(f"vi_features {vi_counts} must be a subset of num_features "
-                         f"{feature_counts}")
-    num_seeds = int(config["num_feature_seeds"])
-    if num_seeds < 1:
-        raise ValueError(f"num_feature_seeds must be >= 1, got {num_seeds}")
-    x, y = make_data(int(dcfg["num_train"]), dcfg["x_range"], dcfg["gap"], sigma, seed)
-    grid = torch.linspace(*dcfg["grid"], int(dcfg["num_grid"])).unsqueeze(-1)
+def run(config: Config, ctx: RunContext) -> dict:
+    dcfg, kcfg = config.data, config.kernel
+    ell, s2, sigma = kcfg.lengthscale, kcfg.outputscale, kcfg.noise_std
+    feature_counts = list(config.num_features)
+    vi_counts = list(config.vi_features)
+    x, y = make_data(dcfg.num_train, dcfg.x_range, dcfg.gap, sigma, ctx.seed)
+    grid = torch.linspace(*dcfg.grid, dcfg.num_grid).unsqueeze(-1)
     gp_mean, gp_var = exact_gp_predict(rbf_kernel(ell, s2), x, y, grid, sigma)
-    model_cfg = dict(in_features=1, lengthscale=ell, outputscale=s2, noise_std=sigma,
-                     learn_noise=False)
+    model_args = dict(in_features=1, lengthscale=ell, outputscale=s2, noise_std=sigma,
+                      learn_noise=False)
 
     metrics: dict = {"exact_gp_var_mean": float(gp_var.mean())}
     bands: dict = {}
     for r in feature_counts:
         # RFF approximation error: the closed-form posterior over several feature draws
         errs = []
-        for k in range(num_seeds):
-            m = models.create_model("rff-gp", num_features=r, feature_seed=seed * 1000 + k,
-                                    **model_cfg)
+        for k in range(config.num_feature_seeds):
+            m = models.create_model("rff-gp", num_features=r, feature_seed=ctx.seed * 1000 + k,
+                                    **model_args)
             mean_w, cov_w = m.exact_posterior(x, y)
             errs.append(_errors(*m.predict_f(grid, mean_w, cov_w), gp_mean, gp_var, "blr"))
         for key in errs[0]:
             metrics[f"{key}_R{r}"] = float(np.mean([e[key] for e in errs]))
         # variational fits on the first feature draw, by the shared SVI loop
-        for gname, gcfg in (config["guides"].items() if r in vi_counts else ()):
-            model = models.create_model("rff-gp", num_features=r, feature_seed=seed * 1000,
-                                        **model_cfg)
-            mean_w, cov_w = model.exact_posterior(x, y)
-            blr_mean, blr_var = model.predict_f(grid, mean_w, cov_w)
-            guide = guides.create_guide(gname, model, **gcfg)
-            fit_cfg = {**config["fit"], "seed": seed, "device": device,
-                       "out_dir": str(out_dir / f"{gname}_R{r}")}
-            state = fit(model, guide, (x, y), fit_cfg)
+        for i, arm in enumerate(config.arms() if r in vi_counts else ()):
+            gname = arm.guide
+            blr: dict = {}
+
+            def closed_form(model, guide, blr=blr):  # on these features, before fit
+                blr["mean"], blr["var"] = model.predict_f(grid, *model.exact_posterior(x, y))
+
+            model, guide, state = train_pair(
+                arm, (x, y), ctx, f"{gname}_R{r}", prepare=closed_form,
+                model_args={**model_args, "num_features": r, "feature_seed": ctx.seed * 1000})
             model.cpu()
             guide.cpu()
             q_mean, q_var = model.predict_f(grid, *gaussian_q(guide))
             metrics.update({f"{k}_R{r}": v for k, v in
                             _errors(q_mean, q_var, gp_mean, gp_var, gname).items()})
-            metrics.update({f"{k}_R{r}": v for k, v in
-                            _errors(q_mean, q_var, blr_mean, blr_var, f"{gname}_vs_blr").items()})
+            metrics.update({f"{k}_R{r}": v for k, v in _errors(
+                q_mean, q_var, blr["mean"], blr["var"], f"{gname}_vs_blr").items()})
             metrics[f"{gname}_final_elbo_R{r}"] = state.history[-1]["elbo"]
             log.info("R=%d %s: var RMS vs GP %.3g (closed form %.3g), vs closed form %.3g", r,
                      gname, metrics[f"{gname}_var_rms_R{r}"], metrics[f"blr_var_rms_R{r}"],
                      metrics[f"{gname}_vs_blr_var_rms_R{r}"])
-            if r in config["band_features"] and gname == next(iter(config["guides"])):
-                pred = posterior_predictive(model, guide, grid,
-                                            num_samples=int(config["predict"]["num_samples"]),
-                                            return_sites=("f",), seed=seed)
+            if r in config.band_features and i == 0:
+                pred = posterior_predictive(model, guide, grid, num_samples=config.num_samples,
+                                            return_sites=("f",), seed=ctx.seed)
                 bands[r] = pred["f"][..., 0]
-    metrics["figure"] = [str(p) for p in _figure(out_dir, config, x, y, grid, gp_mean, gp_var,
+    metrics["figure"] = [str(p) for p in _figure(ctx, config, x, y, grid, gp_mean, gp_var,
                                                   bands, metrics, feature_counts, vi_counts)]
     return metrics
 
 
-def _figure(out_dir, config, x, y, grid, gp_mean, gp_var, bands, metrics, feature_counts,
-            vi_counts):
-    gnames = list(config["guides"])
+def _figure(ctx: RunContext, config: Config, x, y, grid, gp_mean, gp_var, bands, metrics,
+            feature_counts, vi_counts):
+    gnames = [arm.guide for arm in config.arms()]
     ncols = max(len(bands), 1) + 2
     fig, axes = new_figure(ncols=ncols, width=3.6, height=3.0, squeeze=False)
     axes = axes[0]
@@ -255,7 +308,7 @@ def _figure(out_dir, config, x, y, grid, gp_mean, gp_var, bands, metrics, featur
         ax.set_xlabel("random features R")
         ax.set_title(f"RMS error of the predictive {'mean' if what == 'mean' else 'variance'}")
     axes[-1].legend(fontsize=6)
-    return save_figure(fig, out_dir / "weight_space_gp")
+    return save_figure(fig, ctx.path("weight_space_gp"))
 
 
 if __name__ == "__main__":

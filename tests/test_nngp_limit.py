@@ -98,3 +98,53 @@ def test_bad_prior_is_a_clear_error(key, value):
 def test_bad_width_is_a_clear_error():
     with pytest.raises(ValueError, match="width=0"):
         sample_prior_outputs(torch.zeros(1, 1), 0, 4, generator=torch.Generator(), **PRIOR)
+
+
+# ---------------------------------------------------------------------------- config and run
+def _config(*overrides):
+    from experiments.common.spec import apply_overrides, validate_config
+    from experiments.nngp_limit import get_config
+
+    config = apply_overrides(get_config(smoke=True), list(overrides))
+    validate_config(config)
+    return config
+
+
+def test_overrides_are_typed():
+    config = _config("prior.omega=2", "widths=[1, 5]", "cov.grid=[-1, 1]", "ks.num_samples=10")
+    assert config.prior.omega == 2.0 and config.widths == [1, 5]
+    assert config.cov.grid == (-1.0, 1.0) and config.ks.num_samples == 10
+
+
+@pytest.mark.parametrize("override, message", [
+    ("prior.sigma_u=0", "prior.sigma_u=0.0: must be > 0"),
+    ("prior.sigma_b=-1", "prior.sigma_b=-1.0: must be >= 0"),
+    ("widths=[]", "widths=[]: must be a non-empty list"),
+    ("widths=[3, 0]", "widths=[3, 0]"),
+    ("cov.num_samples=1", "cov.num_samples=1: must be an integer >= 2"),
+    ("ks.num_samples=many", "expected an integer"),
+    ("seed=3", "use --seed"),
+])
+def test_bad_config_is_one_line_naming_the_key(override, message):
+    from experiments.common.spec import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _config(override)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_run_with_a_run_context(tmp_path):
+    """``run(config, ctx)``: the seed is the context's (same seed, same numbers), the figure goes
+    to the context's folder."""
+    from experiments.common.spec import RunContext
+    from experiments.nngp_limit import run
+
+    config = _config("widths=[1, 3]", "ks.num_samples=2000", "cov.num_samples=200",
+                     "cov.num_grid=5")
+    metrics = [run(config, RunContext(seed=seed, device="cpu", out_dir=tmp_path / str(i),
+                                      progress=False))
+               for i, seed in enumerate((1, 1, 2))]
+    assert {"ks_distance_H1", "ks_distance_H3", "cov_max_abs_err_H3"} <= set(metrics[0])
+    assert metrics[0]["ks_distance_H3"] == metrics[1]["ks_distance_H3"]
+    assert metrics[0]["ks_distance_H3"] != metrics[2]["ks_distance_H3"]
+    assert list((tmp_path / "0").glob("nngp_limit.*"))

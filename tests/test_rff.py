@@ -101,3 +101,54 @@ def test_wrong_input_shape_is_a_clear_error():
     model = _rff(4)
     with pytest.raises(ValueError, match=r"x must have shape \(N, 1\)"):
         model(torch.zeros(3, 2))
+
+
+# ---------------------------------------------------------------------------- experiment config
+def _config(*overrides):
+    from experiments.common.spec import apply_overrides, validate_config
+    from experiments.weight_space_gp import get_config
+
+    config = apply_overrides(get_config(smoke=True), list(overrides))
+    validate_config(config)
+    return config
+
+
+def test_weight_space_config_is_typed():
+    config = _config("mvn.fit.epochs=7", "mean_field.guide_cfg.init_scale=1",
+                     "num_features=[5, 20]", "vi_features=[5]", "band_features=[5]")
+    assert config.mvn.fit.epochs == 7 and config.mean_field.guide_cfg["init_scale"] == 1.0
+    assert config.num_features == [5, 20] and config.vi_features == [5]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("vi_features=[10, 30]", "vi_features=[10, 30]: [30] not in num_features [10, 50]"),
+    ("band_features=[30]", "band_features=[30]: [30] not in num_features"),
+    ("num_features=[]", "num_features=[]: must be a non-empty list"),
+    ("num_feature_seeds=0", "num_feature_seeds=0: must be >= 1"),
+    ("mean_field.guide=auto-mvn", "the two arms need different guides"),
+    ("mvn.guide=cholesky", "'cholesky' is not a guide of 'rff-gp'"),
+    ("mvn.model_cfg.num_features=3", "mvn.model_cfg.num_features is set by the experiment"),
+    ("mvn.guide_cfg.init_scal=1", "unknown key 'init_scal'"),
+])
+def test_weight_space_bad_config_is_one_line(override, message):
+    from experiments.common.spec import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _config(override)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_weight_space_run_with_a_run_context(tmp_path):
+    """A tiny run through ``train_pair``: both arms' metrics (named by guide) and their fit
+    folders under the context's run folder."""
+    from experiments.common.spec import RunContext
+    from experiments.weight_space_gp import run
+
+    config = _config("num_features=[5]", "vi_features=[5]", "band_features=[5]",
+                     "num_feature_seeds=1", "mvn.fit.epochs=2", "mean_field.fit.epochs=2",
+                     "data.num_train=20", "data.num_grid=11", "num_samples=5")
+    metrics = run(config, RunContext(seed=0, device="cpu", out_dir=tmp_path, progress=False))
+    for gname in ("auto-mvn", "mean-field"):
+        assert {f"{gname}_var_rms_R5", f"{gname}_vs_blr_mean_rms_R5"} <= set(metrics)
+        assert (tmp_path / f"{gname}_R5" / "history.json").is_file()
+    assert list(tmp_path.glob("weight_space_gp.*"))

@@ -280,3 +280,64 @@ class TestSVGPUnwhitenedMeanField(PairTestBase):
 class TestSVGPBernoulliDelta(PairTestBase):
     model_name, guide_name = "svgp", "delta"
     model_config = dict(input_dim=2, num_inducing=4, likelihood="bernoulli")
+
+
+# ---------------------------------------------------------------------------- experiment configs
+def _experiment_config(module, *overrides):
+    from experiments.common.spec import apply_overrides, validate_config
+
+    config = apply_overrides(module.get_config(smoke=True), list(overrides))
+    validate_config(config)
+    return config
+
+
+def test_co2_and_svgp_uci_configs_are_typed():
+    from experiments import co2, svgp_uci
+
+    c = _experiment_config(co2, "svgp.model_cfg.num_inducing=200", "svgp_init.q_u=prior",
+                           "gpml.theta11=0.3", "mlp.fit.epochs=2", "exact.steps=5")
+    assert c.svgp.model_cfg["num_inducing"] == 200 and c.svgp_init.q_u == "prior"
+    assert c.gpml.theta11 == 0.3 and c.mlp.fit.epochs == 2 and c.exact.steps == 5
+    u = _experiment_config(svgp_uci, "datasets=[\"pol\", \"bike\"]", "folds=[0, 9]",
+                           "svgp.fit.epochs=3", "elevators_gpytorch.run=false",
+                           "svgp.model_cfg.kernel.lengthscale=2", "max_train=null")
+    assert u.datasets == ["pol", "bike"] and u.folds == [0, 9] and u.svgp.fit.epochs == 3
+    assert u.elevators_gpytorch.run is False and u.max_train is None
+    assert u.svgp.model_cfg["kernel"]["lengthscale"] == 2.0
+    assert u.svgp_init.q_u == "optimal" and u.elevators_gpytorch.svgp_init.q_u == "prior"
+
+
+@pytest.mark.parametrize("name, override, message", [
+    ("co2", "svgp_init.q_u=titsias", "expected one of 'optimal', 'prior'"),
+    ("co2", "svgp.model_cfg.kernel={}", "svgp.model_cfg.kernel is set by the experiment"),
+    ("co2", "data.train_until=1970", "need start < train_until < predict_until"),
+    ("co2", "mlp.model_cfg.widthz=[3]", "unknown key 'widthz'"),
+    ("svgp_uci", "datasets=[\"elevator\"]", "unknown ['elevator']; choose from ['kin40k'"),
+    ("svgp_uci", "folds=[10]", "folds=[10]: fold indices are 0..9"),
+    ("svgp_uci", "num_inducing=[]", "num_inducing=[]: must be a non-empty list"),
+    ("svgp_uci", "svgp.model_cfg.num_inducing=3", "svgp.model_cfg.num_inducing is set by the"),
+    ("svgp_uci", "max_train=0", "max_train=0: must be null or an integer >= 1"),
+    ("svgp_uci", "seed=1", "use --seed"),
+])
+def test_co2_and_svgp_uci_bad_config_is_one_line(name, override, message):
+    import importlib
+
+    from experiments.common.spec import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _experiment_config(importlib.import_module(f"experiments.{name}"), override)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_svgp_uci_run_with_a_run_context(tmp_path, data_dir):
+    """The data folder and the run folder come from the RunContext; one fit folder per fit."""
+    from experiments import svgp_uci
+    from experiments.common.spec import RunContext
+
+    config = _experiment_config(svgp_uci, "max_train=200")
+    ctx = RunContext(seed=0, device="cpu", out_dir=tmp_path, data_dir=str(data_dir),
+                     progress=False)
+    metrics = svgp_uci.run(config, ctx)
+    assert metrics["elevators_gpytorch_num_train"] == 200 and "elevators_M8_rmse" in metrics
+    for name in ("elevators-gpytorch", "elevators-fold0-M8"):
+        assert (tmp_path / name / "history.json").is_file()

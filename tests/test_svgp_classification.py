@@ -44,3 +44,50 @@ def test_bernoulli_predictive_against_monte_carlo():
 def test_softmax_predictive_is_a_distribution():
     p = softmax_predictive(torch.randn(7, 4), torch.rand(7, 4), num_samples=32)
     assert p.shape == (7, 4) and torch.allclose(p.sum(-1), torch.ones(7))
+
+
+# ---------------------------------------------------------------------------- config and run
+def _config(*overrides):
+    from experiments.common.spec import apply_overrides, validate_config
+    from experiments.svgp_classification import get_config
+
+    config = apply_overrides(get_config(smoke=True), list(overrides))
+    validate_config(config)
+    return config
+
+
+def test_config_is_typed():
+    config = _config("moons.svgp.model_cfg.num_inducing=9", "mnist.run=false",
+                     "mnist.mlp.fit.lr=0.01", "moons.svgp.model_cfg.kernel.lengthscale=2")
+    assert config.moons.svgp.model_cfg["num_inducing"] == 9 and config.mnist.run is False
+    assert config.mnist.mlp.fit.lr == 0.01
+    assert config.moons.svgp.model_cfg["kernel"]["lengthscale"] == 2.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("moons.svgp.model_cfg.likelihood=gaussian", "moons.svgp.model_cfg.likelihood is set by the "
+                                                 "experiment"),
+    ("mnist.mlp.model_cfg.out_features=3", "mnist.mlp.model_cfg.out_features is set by the"),
+    ("moons.num_train=1", "moons.num_train=1: must be an integer >= 2"),
+    ("moons.noise=-0.1", "moons.noise=-0.1: must be >= 0"),
+    ("mnist.dim=300", "mnist.dim=300: at most min(mnist.num_train, 784) = 200"),
+    ("mnist.svgp.guide=deterministic", "'deterministic' is not a guide of 'svgp'"),
+])
+def test_bad_config_is_one_line(override, message):
+    from experiments.common.spec import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _config(override)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_moons_run_with_a_run_context(tmp_path):
+    from experiments.common.spec import RunContext
+    from experiments.svgp_classification import run
+
+    config = _config("mnist.run=false", "moons.svgp.fit.epochs=2", "moons.grid=5")
+    metrics = run(config, RunContext(seed=0, device="cpu", out_dir=tmp_path, progress=False))
+    assert 0 <= metrics["moons_accuracy"] <= 1 and metrics["moons_train_seconds"] > 0
+    assert not any(k.startswith("mnist") for k in metrics)
+    assert (tmp_path / "moons" / "history.json").is_file()
+    assert list(tmp_path.glob("svgp_two_moons.*"))
