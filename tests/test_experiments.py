@@ -138,3 +138,27 @@ def test_cli_bad_device_is_one_line(device, match, tmp_path):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "blundell-regression").exists()
 
+
+
+def _stable(metrics: dict) -> dict:
+    """metrics.json without what legitimately differs between two runs: times, hardware, paths."""
+    return {k: v for k, v in metrics.items()
+            if k not in ("wall_time_s", "hardware", "figure")
+            and not k.endswith(("seconds", "_s", "_time")) and "seconds" not in k}
+
+
+@pytest.mark.experiments
+@pytest.mark.parametrize("name", ["blundell-regression", "weight-space-gp", "iwae-nll"])
+def test_same_command_twice_gives_the_same_metrics(name, tmp_path):
+    """One experiment of each family (BNN, GP, VAE): the same command and seed give identical
+    metrics, module initialisation included, in a folder named after the seed."""
+    runs = []
+    for out in ("a", "b"):
+        proc = _cli("run", name, "--smoke", "--no-progress", "--device", "cpu", "--seed", "3",
+                    "--out", str(tmp_path / out))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (run_dir,) = (tmp_path / out / name).iterdir()
+        assert run_dir.name.endswith("-seed3")
+        runs.append(_stable(json.loads((run_dir / "metrics.json").read_text())))
+    assert runs[0] == runs[1]
+    assert any(isinstance(v, float) for v in runs[0].values())
