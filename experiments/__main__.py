@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -62,7 +61,6 @@ def cmd_list() -> int:
 
 def cmd_pairs() -> int:
     import guides
-
     import models
 
     rows = [(models.MODELS.meta(m).get("family", ""), m, g) for m, g in guides.list_pairs()]
@@ -76,16 +74,6 @@ def _print_table(header, rows) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
 
 
-def _no_progress(config: dict) -> None:
-    """Legacy dict configs: every fit section is named fit or fit_<something>."""
-    for key, section in config.items():
-        if isinstance(section, dict):
-            if key.startswith("fit"):
-                section["progress"] = False
-            else:
-                _no_progress(section)
-
-
 def prepare_config(name: str, *, smoke: bool, overrides: list[str]):
     """The experiment's config with ``--set`` overrides applied and the whole of it validated,
     before any run folder exists or anything trains."""
@@ -93,12 +81,7 @@ def prepare_config(name: str, *, smoke: bool, overrides: list[str]):
     from .registry import get_experiment
 
     exp = get_experiment(name)
-    config = exp.get_config(smoke=smoke)
-    if not dataclasses.is_dataclass(config):  # legacy dict configs (being converted)
-        from .common.config import apply_overrides as apply_dict_overrides
-
-        return exp, apply_dict_overrides(config, overrides)
-    config = apply_overrides(config, overrides)
+    config = apply_overrides(exp.get_config(smoke=smoke), overrides)
     validate_config(config)
     return exp, config
 
@@ -111,11 +94,6 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     from .common.spec import RunContext, config_dict
 
     exp, config = prepare_config(name, smoke=smoke, overrides=overrides)
-    typed = dataclasses.is_dataclass(config)
-    if not typed:
-        config["seed"] = seed
-        if not progress:
-            _no_progress(config)
     run_dir = make_run_dir(out, name, seed)
     ctx = RunContext(seed=seed, device=device, out_dir=run_dir, data_dir=data_dir,
                      progress=progress, logger=log)
@@ -125,18 +103,15 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
                        + ([f"--data-dir {shlex.quote(data_dir)}"] if data_dir else [])
                        + [f"--set {shlex.quote(o)}" for o in overrides])
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
-                                          "seed": seed, "data_dir": data_dir, "command": command,
+                                          "seed": ctx.seed, "data_dir": data_dir, "command": command,
                                           "overrides": list(overrides),
                                           "config": config_dict(config)})
     t0 = time.perf_counter()
     with RunLog(run_dir):
         log.info("running %s (smoke=%s, seed=%d) into %s", name, smoke, seed, run_dir)
         try:
-            if typed:
-                ctx.seed_everything()
-                metrics = exp.run(config, ctx)
-            else:
-                metrics = exp.run(config, out_dir=run_dir, device=device, data_dir=data_dir)
+            ctx.seed_everything()
+            metrics = exp.run(config, ctx)
         except BaseException as exc:
             log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
             write_json(run_dir / "metrics.json", {

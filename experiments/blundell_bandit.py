@@ -18,23 +18,29 @@ poison coins (common random numbers), so differences between agents are differen
 
 **Agents.** Each agent regresses the reward on :math:`[x; \mathrm{onehot}(a)]` with a 2×100 ReLU
 network and a Gaussian likelihood :math:`r \sim \mathcal N(f(x, a; w), \sigma^2)` with σ = 1
-fixed (``net.noise_std``, ``net.learn_noise``) on the raw rewards (``bandit.reward_scale`` = 1;
+fixed (``model_cfg.noise_std``, ``model_cfg.learn_noise``) on the raw rewards
+(``bandit.reward_scale`` = 1;
 see *Why these settings* below). Bayes by Backprop (the zoo's ``bnn`` model + ``mean-field``
 guide, local reparameterisation in training) acts by **Thompson sampling**: for every decision it
 draws one weight sample :math:`w \sim q(w)` and takes :math:`\arg\max_a f(x, a; w)` (both actions
-are scored by the same draw, a coherent function sample). ``bbb.num_samples = S > 1`` averages
+are scored by the same draw, a coherent function sample). ``bbb_num_samples = S > 1`` averages
 :math:`\bar f(x, a) = \frac1S \sum_s f(x, a; w^{(s)})` over S draws instead; the paper uses S = 2,
 we use S = 1 (below). The draw is one vectorised guide trace (a plate of S left of the data plate)
 replayed through the model, not :class:`pyro.infer.Predictive`, which traces the model once more
 to guess the plate nesting (1.1 ms instead of 4.0 ms per BbB decision, 0.7 instead of 2.0 ms for a
 deterministic net; same law, tested). The baselines are the deterministic ``mlp`` with the (empty)
 ``deterministic`` guide, greedy in :math:`f(x, a)` except that with probability ε (0 %, 1 %, 5 %)
-they take an action uniformly at random.
+they take an action uniformly at random. Configuration: the BbB agent is the pair ``bbb``, the
+ε-greedy agents (one per entry of ``epsilons``) share the pair ``greedy``
+(``--set bbb.model_cfg.prior.sigma=0.3``, ``--set greedy.fit.lr=3e-3``,
+``--set 'bbb.model_cfg.widths=[50,50]'``); the input size and the regression task are the
+experiment's.
 
-**Training.** After each interaction the tuple :math:`(x_t, a_t, r_t)` enters a buffer of the
-last K = 4096 tuples and the agent takes ``num_minibatches`` SVI steps (Adam), each on B = 64
-tuples drawn without replacement from the buffer. The data plate's size is the *current buffer
-size* :math:`N_t = \min(t, K)`, so one step minimises the unbiased estimate
+**Training.** After each interaction the tuple :math:`(x_t, a_t, r_t)` enters a buffer of the last
+K = 4096 tuples (``bandit.buffer_size``) and the agent takes ``bandit.num_minibatches`` SVI steps
+(Adam), each on B = 64 tuples (the pair's ``fit.batch_size``) drawn without replacement from the
+buffer. The data plate's size is the *current buffer size* :math:`N_t = \min(t, K)`, so one step
+minimises the unbiased estimate
 
 .. math:: \hat{\mathcal L} = \mathrm{KL}[q(w)\,\|\,p(w)] - \frac{N_t}{B}
           \sum_{n \in \text{batch}} \mathbb E_q[\log \mathcal N(r_n \mid f(x_n, a_n; w), \sigma^2)]
@@ -44,13 +50,16 @@ of the negative ELBO of the buffer: the KL is weighted once per buffer of :math:
 on the buffer is small, the prior dominates and q stays wide (exploration); as the buffer
 fills the likelihood takes over. For the deterministic nets the ELBO is the (scaled)
 log-likelihood. Prior: N(0, 1) on every weight (as in the zoo's Fig. 5 experiment; the paper's
-scale mixture is available through ``bbb.prior``). The optimiser, ELBO and guide handler come from
-:func:`experiments.common.training.setup`; the bandit's own inner loop (buffer minibatches)
-steps with :func:`~experiments.common.training.train_step`, the step ``fit`` takes.
+scale mixture is available through ``bbb.model_cfg.prior``). The optimiser, ELBO and guide handler
+come from :func:`experiments.common.training.setup` with the pair's ``fit`` (lr, optimizer,
+weight_decay, elbo, num_particles, clip_norm, batch_size; its epochs and schedules do not apply);
+the bandit's own inner loop (buffer minibatches) steps with
+:func:`~experiments.common.training.train_step`, the step ``fit`` takes.
 
 **Seeds.** Run i uses ``seed + 1000 i``: the environment (mushroom order and poison coins) from
-its own generator, and agent j from ``seed + 1000 i + 10 (j + 1)``: Pyro/torch (weights, ELBO
-noise, Thompson draws, via :func:`setup`), its minibatch generator and its exploration generator.
+its own generator, and agent j from ``seed + 1000 i + 10 (j + 1)``: its module initialisation
+(:func:`make_agent`), Pyro/torch (weights, ELBO noise, Thompson draws, via :func:`setup`), its
+minibatch generator and its exploration generator.
 
 **Why these settings (deviations from the paper; development measurements).** Measured with
 3000 or 2000 steps, 8 minibatches, on development run seeds 7–10 (a harness outside the
@@ -127,10 +136,11 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +153,9 @@ import models
 
 from .common import data as zoo_data
 from .common.plotting import new_figure, save_figure
-from .common.training import setup, train_step
+from .common.seeding import seed_everything
+from .common.spec import ConfigError, PairSpec, RunContext
+from .common.training import FitConfig, setup, train_step
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -238,36 +250,36 @@ class BanditAgent:
 
     :param model: ``bnn`` or ``mlp`` regression model on ``D + 2`` inputs.
     :param guide: its guide (``mean-field`` or ``deterministic``).
-    :param dict fit_config: :class:`~experiments.common.training.FitConfig` fields (lr,
-        optimizer, elbo, seed, device, ...) for :func:`~experiments.common.training.setup`.
+    :param FitConfig fit_config: for :func:`~experiments.common.training.setup` (lr, optimizer,
+        elbo, seed, device, ...); its ``batch_size`` is B, the tuples per SVI step.
     :param int buffer_size: K, the buffer keeps the last K tuples.
     :param int num_minibatches: SVI steps after each interaction.
-    :param int batch_size: B, tuples per SVI step.
     :param float epsilon: probability of a uniformly random action.
     :param int num_samples: weight samples averaged to score actions (1 is Thompson sampling;
         the paper averages 2 with BbB; deterministic nets' samples are all equal).
     :param float reward_scale: c, rewards are stored and regressed as :math:`r / c` (1: raw).
     """
 
-    def __init__(self, model, guide, fit_config: dict, *, buffer_size: int = 4096,
-                 num_minibatches: int = 64, batch_size: int = 64, epsilon: float = 0.0,
-                 num_samples: int = 1, reward_scale: float = 1.0):
+    def __init__(self, model, guide, fit_config: FitConfig, *, buffer_size: int = 4096,
+                 num_minibatches: int = 64, epsilon: float = 0.0, num_samples: int = 1,
+                 reward_scale: float = 1.0):
         if not reward_scale > 0:
             raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
         self.reward_scale = float(reward_scale)
-        if buffer_size < 1 or num_minibatches < 0 or batch_size < 1 or num_samples < 1:
+        if buffer_size < 1 or num_minibatches < 0 or num_samples < 1:
             raise ValueError(
-                f"need buffer_size >= 1, num_minibatches >= 0, batch_size >= 1, num_samples >= 1; "
-                f"got {buffer_size}, {num_minibatches}, {batch_size}, {num_samples}")
+                f"need buffer_size >= 1, num_minibatches >= 0, num_samples >= 1; "
+                f"got {buffer_size}, {num_minibatches}, {num_samples}")
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
         self.buffer_size, self.num_minibatches = int(buffer_size), int(num_minibatches)
-        self.batch_size, self.epsilon, self.num_samples = int(batch_size), float(epsilon), int(num_samples)
+        self.batch_size = int(fit_config.batch_size)
+        self.epsilon, self.num_samples = float(epsilon), int(num_samples)
         in_features = model.in_features
-        # setup() seeds Pyro/torch from fit_config["seed"], moves to the device, creates the guide's
+        # setup() seeds Pyro/torch from fit_config.seed, moves to the device, creates the guide's
         # parameters on a placeholder row, and builds the optimiser; num_data is reset per step
         placeholder = (torch.zeros(1, in_features), torch.zeros(1))
-        self.state = setup(model, guide, placeholder, {**fit_config, "batch_size": batch_size})
+        self.state = setup(model, guide, placeholder, fit_config)
         self.model, self.guide = self.state.model, self.state.guide
         self.device = next(iter(self.state.loss_fn.parameters())).device
         seed = self.state.config.seed
@@ -357,40 +369,94 @@ def play(agent: BanditAgent, x: torch.Tensor, poisonous: torch.Tensor, episode: 
 # ------------------------------------------------------------------------------------------------
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "bandit": {"steps": 50_000, "runs": 5, "buffer_size": 4096, "num_minibatches": 64,
-                   "batch_size": 64},
-        "net": {"widths": [100, 100], "activation": "relu", "noise_std": 1.0, "learn_noise": False},
-        "bbb": {"prior": {"kind": "gaussian", "sigma": 1.0},
-                "guide": {"init_scale": 0.05, "local_reparam": True},
-                # one posterior draw per decision (Thompson sampling); the paper averages 2, which
-                # in our runs left BbB passing on every mushroom in 2 of 5 seeds (docstring)
-                "num_samples": 1},
-        "epsilons": [0.0, 0.01, 0.05],
-        "fit_bbb": {"lr": 1e-3, "optimizer": "adam", "elbo": "meanfield", "num_particles": 1},
-        "fit_greedy": {"lr": 1e-3, "optimizer": "adam"},
-        "log_every": 500,
-    }
+@dataclass
+class Bandit:
+    """The protocol: ``runs`` runs of ``steps`` interactions; after each, ``num_minibatches`` SVI
+    steps on the buffer of the last ``buffer_size`` tuples; rewards regressed as
+    r / ``reward_scale``."""
+
+    steps: int = 50_000
+    runs: int = 5
+    buffer_size: int = 4096
+    num_minibatches: int = 64
+    reward_scale: float = 1.0
+
+
+#: the agents' network: 2 x 100 ReLU units, Gaussian likelihood with sigma = 1 fixed (docstring)
+NET = {"widths": [100, 100], "activation": "relu", "noise_std": 1.0, "learn_noise": False}
+#: the model arguments the experiment supplies
+PROVIDED = ("in_features", "task")
+
+
+@dataclass
+class Config:
+    bandit: Bandit = field(default_factory=Bandit)
+    bbb: PairSpec = field(default_factory=lambda: PairSpec(
+        "bnn", "mean-field", model_cfg={**NET, "prior": {"kind": "gaussian", "sigma": 1.0}},
+        guide_cfg={"init_scale": 0.05, "local_reparam": True},
+        fit=FitConfig(batch_size=64, lr=1e-3, optimizer="adam", elbo="meanfield",
+                      num_particles=1)))
+    greedy: PairSpec = field(default_factory=lambda: PairSpec(
+        "mlp", "deterministic", model_cfg=dict(NET),
+        fit=FitConfig(batch_size=64, lr=1e-3, optimizer="adam")))
+    # one posterior draw per decision (Thompson sampling); the paper averages 2, which in our
+    # runs left BbB passing on every mushroom in 2 of 5 seeds (docstring)
+    bbb_num_samples: int = 1
+    epsilons: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.05])
+    log_every: int = 500  # log progress every this many steps (0: never)
+
+    def validate(self):
+        for key in ("bbb", "greedy"):
+            spec = getattr(self, key)
+            spec.validate(key, provided=PROVIDED)
+            if spec.model not in ("bnn", "mlp"):
+                raise ConfigError(f"{key}.model={spec.model!r} is invalid: the agents regress the "
+                                  "reward with 'bnn' or 'mlp'")
+        b = self.bandit
+        for key, low in (("steps", 1), ("runs", 1), ("buffer_size", 1), ("num_minibatches", 0)):
+            if getattr(b, key) < low:
+                raise ConfigError(f"bandit.{key}={getattr(b, key)!r} is invalid: expected an "
+                                  f"integer >= {low}")
+        if not b.reward_scale > 0:
+            raise ConfigError(f"bandit.reward_scale={b.reward_scale!r} is invalid: expected a "
+                              "number > 0")
+        if self.bbb_num_samples < 1:
+            raise ConfigError(f"bbb_num_samples={self.bbb_num_samples!r} is invalid: expected an "
+                              "integer >= 1")
+        eps = self.epsilons
+        if not eps or not all(0.0 <= e <= 1.0 for e in eps) or len(set(eps)) < len(eps):
+            raise ConfigError(f"epsilons={eps!r} is invalid: expected a non-empty list of distinct "
+                              "numbers in [0, 1]")
+        if self.log_every < 0:
+            raise ConfigError(f"log_every={self.log_every!r} is invalid: expected an integer >= 0")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["bandit"].update(steps=60, runs=1, num_minibatches=2, buffer_size=32, batch_size=16)
-        cfg["net"]["widths"] = [16, 16]
-        cfg["log_every"] = 20
+        cfg.bandit.steps, cfg.bandit.runs = 60, 1
+        cfg.bandit.num_minibatches, cfg.bandit.buffer_size = 2, 32
+        for spec in (cfg.bbb, cfg.greedy):
+            spec.fit.batch_size = 16
+            spec.model_cfg["widths"] = [16, 16]
+        cfg.log_every = 20
     return cfg
 
 
-def agent_specs(config: dict) -> dict[str, tuple[str, str, dict, dict, dict, float, int]]:
-    """``{label: (model, guide, model_cfg, guide_cfg, fit_cfg, epsilon, num_samples)}``."""
-    net = dict(config["net"])
-    eps = config["epsilons"]
-    if not all(0.0 <= float(e) <= 1.0 for e in eps):
-        raise ValueError(f"epsilons must lie in [0, 1], got {eps}")
-    specs = {"bbb": ("bnn", "mean-field", {**net, "prior": config["bbb"]["prior"]},
-                     config["bbb"]["guide"], config["fit_bbb"], 0.0,
-                     int(config["bbb"]["num_samples"]))}
-    for e in eps:
-        specs[f"eps_{float(e):g}"] = ("mlp", "deterministic", net, {}, config["fit_greedy"], float(e), 1)
+@dataclass(frozen=True)
+class Agent:
+    """One agent of the run: its pair, exploration rate and weight draws per decision."""
+
+    pair: PairSpec
+    epsilon: float = 0.0
+    num_samples: int = 1
+
+
+def agent_specs(config: Config) -> dict[str, Agent]:
+    """``{label: Agent}``: ``bbb``, then ``eps_<ε>`` for each of ``epsilons``."""
+    specs = {"bbb": Agent(config.bbb, 0.0, config.bbb_num_samples)}
+    for e in config.epsilons:
+        specs[f"eps_{float(e):g}"] = Agent(config.greedy, float(e), 1)
     return specs
 
 
@@ -398,14 +464,20 @@ def _label(key: str) -> str:
     return "Bayes by Backprop" if key == "bbb" else f"{100 * float(key[4:]):g}% greedy"
 
 
-def make_agent(spec, in_features: int, bandit: dict, seed: int, device: str) -> BanditAgent:
-    model_name, guide_name, model_cfg, guide_cfg, fit_cfg, epsilon, num_samples = spec
-    model = models.create_model(model_name, in_features=in_features, task="regression", **model_cfg)
-    guide = guides.create_guide(guide_name, model, **guide_cfg)
-    return BanditAgent(model, guide, {**fit_cfg, "seed": seed, "device": device, "progress": False},
-                       buffer_size=bandit["buffer_size"], num_minibatches=bandit["num_minibatches"],
-                       batch_size=bandit["batch_size"], epsilon=epsilon, num_samples=num_samples,
-                       reward_scale=float(bandit.get("reward_scale", 1.0)))
+def make_agent(agent: Agent, in_features: int, bandit: Bandit, seed: int,
+               device: str) -> BanditAgent:
+    """Build the agent's model and guide (module initialisation seeded by ``seed``, as
+    :func:`~experiments.common.spec.train_pair` does) and its optimiser state: the one place the
+    bandit's :class:`FitConfig` is completed with the run's seed and device."""
+    seed_everything(seed)
+    pair = agent.pair
+    model = models.create_model(pair.model, **{**pair.model_cfg, "in_features": in_features,
+                                               "task": "regression"})
+    guide = guides.create_guide(pair.guide, model, **pair.guide_cfg)
+    fit_config = dataclasses.replace(pair.fit, seed=seed, device=device, progress=False)
+    return BanditAgent(model, guide, fit_config, buffer_size=bandit.buffer_size,
+                       num_minibatches=bandit.num_minibatches, epsilon=agent.epsilon,
+                       num_samples=agent.num_samples, reward_scale=bandit.reward_scale)
 
 
 @register_experiment(
@@ -413,28 +485,25 @@ def make_agent(spec, in_features: int, bandit: dict, seed: int, device: str) -> 
     figure="Fig. 6", data=("mushroom",), get_config=get_config,
     paper_numbers={"final_regret_bbb_mean": "lowest of all agents, nearly flat (qualitative)",
                    "final_regret_eps_0_mean": "highest of the greedy agents at 50k steps"})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
+def run(config: Config, ctx: RunContext) -> dict:
     torch.set_num_threads(int(os.environ.get("VBZOO_BANDIT_THREADS", "1")))
-    bandit = config["bandit"]
-    steps, runs = int(bandit["steps"]), int(bandit["runs"])
-    if steps < 1 or runs < 1:
-        raise ValueError(f"bandit.steps and bandit.runs must be >= 1, got {steps}, {runs}")
-    x, poisonous, _ = zoo_data.load_mushroom(data_dir=data_dir)
+    bandit = config.bandit
+    steps, runs = bandit.steps, bandit.runs
+    x, poisonous, _ = zoo_data.load_mushroom(data_dir=ctx.data_dir)
     in_features = x.shape[1] + NUM_ACTIONS
     specs = agent_specs(config)
-    seed = int(config["seed"])
-    log_every = int(config.get("log_every", 0))
+    log_every = config.log_every
     regret = {k: np.zeros((runs, steps)) for k in specs}
     eat_poison = {k: np.zeros(runs) for k in specs}
     seconds = {k: 0.0 for k in specs}
     t_start = time.perf_counter()
     for i in range(runs):
-        run_seed = seed + 1000 * i
+        run_seed = ctx.seed + 1000 * i
         episode = Episode.draw(steps, len(x), run_seed)
         pois = poisonous[episode.index]
         for j, (key, spec) in enumerate(specs.items()):
             t0 = time.perf_counter()
-            agent = make_agent(spec, in_features, bandit, run_seed + 10 * (j + 1), device)
+            agent = make_agent(spec, in_features, bandit, run_seed + 10 * (j + 1), ctx.device)
             out = _play_logged(agent, x, poisonous, episode, key, i, log_every)
             seconds[key] += time.perf_counter() - t0
             regret[key][i] = out["regret"].numpy()
@@ -442,7 +511,7 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
             log.info("run %d %s: cumulative regret %.0f in %.1f s", i, key, regret[key][i, -1],
                      time.perf_counter() - t0)
     metrics: dict = {"steps": steps, "runs": runs,
-                     "num_minibatches": int(bandit["num_minibatches"]),
+                     "num_minibatches": bandit.num_minibatches,
                      "bandit_wall_s": round(time.perf_counter() - t_start, 2)}
     for key in specs:
         final = regret[key][:, -1]
@@ -453,8 +522,8 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         metrics[f"seconds_{key}"] = round(seconds[key], 2)
     best_greedy = min(metrics[f"final_regret_{k}_mean"] for k in specs if k != "bbb")
     metrics["bbb_below_every_greedy"] = bool(metrics["final_regret_bbb_mean"] < best_greedy)
-    np.savez_compressed(out_dir / "cumulative_regret.npz", **regret)
-    metrics["figure"] = [str(p) for p in _plot(regret, out_dir / "blundell_fig6")]
+    np.savez_compressed(ctx.path("cumulative_regret.npz"), **regret)
+    metrics["figure"] = [str(p) for p in _plot(regret, ctx.path("blundell_fig6"))]
     return metrics
 
 

@@ -14,45 +14,97 @@ Paper (Table 2, 2 x 1200 units, test error): 0 % removed 1.24 %, 50 % 1.24 %, 75
 (bimodal: a mass of prunable low-SNR weights).
 
 The net is either loaded from a ``blundell-mnist`` arm (``checkpoint``: the ``best.pt`` written for
-a BbB arm, e.g. ``results/blundell-mnist/<run>/bbb-mixture-400/best.pt``) or trained here with the
-configuration of :mod:`experiments.blundell_mnist` (``train``: width, epochs; the prior, guide and
-fit settings are that module's). Default: train 2 x 400 units for 10 epochs (about 3 min on one CPU
-core); the paper's 2 x 1200 net is ``--set train.width=1200 --set train.epochs=600`` (GPU hours) or
-the checkpoint of a full ``blundell-mnist`` run. Smoke: 16 units, one epoch, 500 images.
+a BbB arm, e.g. ``results/blundell-mnist/<run>/bbb-mixture-400/best.pt``) or trained here: the arm
+``train.arm`` (``bbb-mixture``, ``bbb-mixture-blundell`` or ``bbb-gaussian``) with ``train.depth``
+x ``train.width`` hidden units and that arm's pair, whose defaults are those of
+:mod:`experiments.blundell_mnist` except 10 epochs (config fields ``bbb_mixture``,
+``bbb_mixture_blundell``, ``bbb_gaussian``: ``--set bbb_mixture.fit.epochs=20``,
+``--set bbb_gaussian.model_cfg.prior.sigma=0.1``). Default: train 2 x 400 units for 10 epochs (about
+3 min on one CPU core); the paper's 2 x 1200 net is ``--set train.width=1200
+--set bbb_mixture.fit.epochs=600`` (GPU hours) or the checkpoint of a full ``blundell-mnist`` run.
+Smoke: 16 units, one epoch, 500 images.
 
-Run: ``python -m experiments run blundell-pruning [--smoke] [--set checkpoint=PATH]``
+Run: ``python -m experiments run blundell-pruning [--smoke] [--set checkpoint=PATH]
+[--set 'fractions=[0.5,0.9]']``
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from . import blundell_mnist as bm
 from .common.plotting import new_figure, save_figure
-from .common.training import resolve_device
+from .common.spec import ConfigError, PairSpec, RunContext
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
 
 PAPER_TABLE2 = {0.0: 1.24, 0.5: 1.24, 0.75: 1.24, 0.95: 1.29, 0.98: 1.39}  # test error, %
+BbbArm = Literal["bbb-mixture", "bbb-mixture-blundell", "bbb-gaussian"]
+BBB_ARMS: tuple[str, ...] = typing.get_args(BbbArm)
 
 
-def get_config(smoke: bool = False) -> dict:
-    base = bm.get_config(smoke)
-    cfg = {
-        "seed": 0,
-        "checkpoint": None,
-        "fractions": [0.0, 0.5, 0.75, 0.95, 0.98],
-        "train": {"arm": "bbb-mixture", "width": 400, "epochs": 10},
-        "mnist": {k: base[k] for k in ("data", "depth", "priors", "guide", "fit_bbb", "predict")},
-    }
+@dataclass
+class Train:
+    """The net trained here when there is no ``checkpoint``: which BbB arm, its hidden layers."""
+
+    arm: BbbArm = "bbb-mixture"
+    width: int = 400
+    depth: int = 2
+
+
+@dataclass
+class Config:
+    #: a blundell-mnist ``best.pt`` of a BbB arm to prune (``None``: train the net here)
+    checkpoint: str | None = None
+    fractions: list[float] = field(default_factory=lambda: list(PAPER_TABLE2))
+    train: Train = field(default_factory=Train)
+    data: bm.MnistData = field(default_factory=bm.MnistData)
+    bbb_mixture: PairSpec = field(default_factory=lambda: bm.default_arm("bbb-mixture", 10))
+    bbb_mixture_blundell: PairSpec = field(
+        default_factory=lambda: bm.default_arm("bbb-mixture-blundell", 10))
+    bbb_gaussian: PairSpec = field(default_factory=lambda: bm.default_arm("bbb-gaussian", 10))
+    num_samples: int = 10  # draws of the Monte Carlo predictive of the trained net
+
+    def spec(self, arm: str) -> PairSpec:
+        return getattr(self, bm.arm_field(arm))
+
+    def validate(self):
+        for arm in BBB_ARMS:
+            bm.check_arm(arm, self.spec(arm), bm.arm_field(arm))
+        bad = [f for f in self.fractions if not 0.0 <= f <= 1.0]
+        if bad or not self.fractions:
+            raise ConfigError(f"fractions={self.fractions!r} is invalid: expected a non-empty list "
+                              "of numbers in [0, 1]")
+        for key in ("width", "depth"):
+            if getattr(self.train, key) < 1:
+                raise ConfigError(f"train.{key}={getattr(self.train, key)!r} is invalid: expected "
+                                  "an integer >= 1")
+        if self.num_samples < 1:
+            raise ConfigError(f"num_samples={self.num_samples!r} is invalid: expected an integer "
+                              ">= 1")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise ConfigError(f"checkpoint={self.checkpoint!r}: no such file; pass the best.pt of "
+                              "a blundell-mnist BbB arm (results/blundell-mnist/<run>/"
+                              "bbb-mixture-400/best.pt) or null to train here")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["train"].update(width=16, epochs=1)
+        base = bm.get_config(smoke=True)
+        cfg.data, cfg.num_samples = base.data, base.num_samples
+        cfg.train.width = 16
+        for arm in BBB_ARMS:
+            cfg.spec(arm).fit.epochs = 1
     return cfg
 
 
@@ -91,56 +143,60 @@ def pruned_means(guide, fraction: float) -> dict[str, torch.Tensor]:
     return {n: getattr(guide, f"{n}_loc") * m for n, m in masks.items()}
 
 
-def load_guide(path, data_dir=None):
-    """Rebuild a BbB arm's model and guide from a ``blundell-mnist`` ``best.pt``."""
+def _checkpoint_pair(ckpt: dict) -> tuple[PairSpec, int, bm.MnistData]:
+    """The arm's pair, its depth and data options recorded in a ``best.pt``."""
+    if "spec" in ckpt:
+        return PairSpec(**ckpt["spec"]), int(ckpt["depth"]), bm.MnistData(**ckpt["data"])
+    # a best.pt written before the typed configs: the whole blundell-mnist config dict
+    cfg, arm = ckpt["config"], ckpt["arm"]
+    spec = bm.default_arm(arm)
+    prior = cfg["priors"]["gaussian" if arm == "bbb-gaussian" else "mixture"]
+    spec.model_cfg["prior"] = dict(prior)
+    spec.guide_cfg = dict(cfg["guide"])
+    return spec, int(cfg["depth"]), bm.MnistData(**cfg["data"])
+
+
+def load_guide(path):
+    """Rebuild a BbB arm's model and guide from a ``blundell-mnist`` ``best.pt``: ``(model, guide,
+    checkpoint dict, data options)``."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not str(ckpt.get("arm", "")).startswith("bbb"):
         raise ValueError(f"{path} holds arm {ckpt.get('arm')!r}; pruning needs a BbB arm "
                          "(bbb-mixture, bbb-mixture-blundell or bbb-gaussian)")
-    model, guide, _ = bm.build_arm(ckpt["arm"], ckpt["width"], ckpt["config"])
+    spec, depth, data = _checkpoint_pair(ckpt)
+    model, guide = bm.build_pair(spec, ckpt["width"], depth)
     x = torch.zeros(2, 784)
     guide(x, torch.zeros(2, dtype=torch.long))  # creates the guide's parameters
     model.load_state_dict(ckpt["model"])
     guide.load_state_dict(ckpt["guide"])
-    return model, guide, ckpt
-
-
-def _train_config(config: dict) -> dict:
-    t = config["train"]
-    return {**config["mnist"], "seed": config["seed"], "epochs": int(t["epochs"]),
-            "widths": [int(t["width"])], "arms": [t["arm"]], "dropout": 0.0, "fit_mlp": {},
-            "blundell_schedule_widths": [int(t["width"])]}
+    return model, guide, ckpt, data
 
 
 @register_experiment(
     "blundell-pruning", paper="Blundell et al. 2015 (Weight Uncertainty in NNs)",
     figure="Table 2, Fig. 4", data=("mnist",), get_config=get_config,
     paper_numbers={f"test_error_pruned_{int(100 * f)}": v / 100 for f, v in PAPER_TABLE2.items()})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    dev = str(resolve_device(device))
-    fractions = [float(f) for f in config["fractions"]]
-    for f in fractions:
-        if not 0.0 <= f <= 1.0:
-            raise ValueError(f"fractions must be in [0, 1], got {f!r}")
+def run(config: Config, ctx: RunContext) -> dict:
+    dev = ctx.torch_device
     metrics: dict = {}
-    if config["checkpoint"]:
-        model, guide, ckpt = load_guide(config["checkpoint"], data_dir)
-        _, _, test = bm.load_split(ckpt["config"]["data"], data_dir)
-        metrics["source"] = f"{config['checkpoint']} ({ckpt['arm']}, 2 x {ckpt['width']}, best epoch " \
-                            f"{ckpt['best_epoch']})"
+    if config.checkpoint:
+        model, guide, ckpt, data = load_guide(config.checkpoint)
+        _, _, test = bm.load_split(data, ctx.data_dir)
+        metrics["source"] = (f"{config.checkpoint} ({ckpt['arm']}, 2 x {ckpt['width']}, best "
+                             f"epoch {ckpt['best_epoch']})")
     else:
-        tcfg = _train_config(config)
-        train, val, test = bm.load_split(tcfg["data"], data_dir)
+        arm, width, depth = config.train.arm, config.train.width, config.train.depth
+        spec = config.spec(arm)
+        train, val, test = bm.load_split(config.data, ctx.data_dir)
         val, test = tuple(t.to(dev) for t in val), tuple(t.to(dev) for t in test)
-        arm, width = config["train"]["arm"], int(config["train"]["width"])
-        m, model, guide, _ = bm.train_arm(arm, width, tcfg, train, val, test, dev,
-                                          out_dir / f"{arm}-{width}")
+        m, model, guide, _ = bm.train_arm(arm, spec, width, depth, (train, val, test), ctx,
+                                          data=config.data, num_samples=config.num_samples)
         metrics.update(m)
-        metrics["source"] = f"trained here: {arm}, 2 x {width}, {config['train']['epochs']} epochs"
+        metrics["source"] = f"trained here: {arm}, {depth} x {width}, {spec.fit.epochs} epochs"
     guide.to(dev)
     x_te, y_te = test[0].to(dev), test[1].to(dev)
     names = sorted(guide.signal_to_noise(), key=lambda s: int(s[1:]))
-    for f in fractions:
+    for f in config.fractions:
         means = pruned_means(guide, f)
         err = bm.error_rate(bm.mlp_logits([means[n] for n in names], x_te), y_te)
         zeros = sum(int((means[n] == 0).sum()) for n in names)
@@ -150,7 +206,7 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
         log.info("pruned %.0f %%: test error %.4f", 100 * f, err)
     snr = torch.cat([v.reshape(-1) for v in guide.signal_to_noise().values()]).cpu()
     metrics["snr_db_median"] = float((10 * torch.log10(snr)).median())
-    metrics["figure"] = _figure(snr, out_dir)
+    metrics["figure"] = _figure(snr, ctx.out_dir)
     return metrics
 
 

@@ -74,6 +74,13 @@ methods' rows with ``reuse_methods``, about 1). The README gives the measured nu
 splits ran. A GPU does not help these tiny nets: the step time is
 Pyro's per-step overhead, not arithmetic. ``--smoke`` takes seconds.
 
+Configuration: each method is a (model, guide) pair with its fit settings and its step count
+(``--set bbb.steps=1000``, ``--set bbb.fit.lr=3e-3``, ``--set dropout.model_cfg.dropout=0.05``,
+``--set dropout.lengthscale=0.1``, ``--set svgp.num_inducing=50``,
+``--set svgp.model_cfg.kernel.lengthscale=0.5``); ``fit.batch_size`` caps the batch and
+``fit.epochs`` is derived from ``steps`` (above). The hidden width is ``hidden`` (50), per set
+``hidden_per_dataset`` (``{"protein": 100}``); the input sizes are the experiment's.
+
 Run: ``python -m experiments run uci-benchmark [--smoke] [--set splits=3]
 [--set 'splits_per_dataset={"protein": 1}'] [--set 'datasets=["boston","yacht"]']
 [--set 'dropout.grid={}'] [--set 'reuse_rows=["results/uci-benchmark/<run>/rows.jsonl"]'
@@ -82,31 +89,36 @@ Run: ``python -m experiments run uci-benchmark [--smoke] [--set splits=3]
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
 import math
 import time
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-
-import guides
-import models
 
 from .common import data as zoo_data
 from .common import metrics as M
 from .common.plotting import new_figure, save_figure
 from .common.predictive import posterior_predictive
-from .common.training import fit, resolve_device
+from .common.spec import ConfigError, PairSpec, RunContext, train_pair
+from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("boston", "concrete", "energy", "kin8nm", "naval", "power", "protein", "wine", "yacht")
+Dataset = Literal["boston", "concrete", "energy", "kin8nm", "naval", "power", "protein", "wine",
+                  "yacht"]
+DATASETS: tuple[str, ...] = typing.get_args(Dataset)
 """Short names (metric prefixes) of the 9 sets, in the papers' order."""
 
-METHODS = ("bbb", "dropout", "svgp")
+Method = Literal["bbb", "dropout", "svgp"]
+METHODS: tuple[str, ...] = typing.get_args(Method)
 METHOD_LABELS = {"bbb": "BbB (ours)", "dropout": "MC dropout (ours)", "svgp": "SVGP (ours)"}
 _TICKS = {"bbb": "BbB", "dropout": "MC drop.", "svgp": "SVGP", "vi": "VI", "pbp": "PBP",
           "ensemble": "Ens."}
@@ -153,70 +165,160 @@ PUBLISHED_COLUMNS = (("vi", "VI"), ("pbp", "PBP"), ("dropout", "Dropout"),
                      ("ensemble", "Deep ens."), ("svgp", "SVGP (bb)"))
 
 
-def get_config(smoke: bool = False) -> dict:
-    cfg = {
-        "seed": 0,
-        "datasets": list(DATASETS),
-        "methods": list(METHODS),
-        # the first `splits` splits of every set (capped at its number of splits: protein has 5);
-        # splits_per_dataset overrides it per set, e.g. {"protein": 2}
-        "splits": 20,
-        "splits_per_dataset": {},
-        "hidden": {"default": 50, "protein": 100},
-        "bbb": {
-            "model": {"activation": "relu", "prior": {"kind": "gaussian", "sigma": 1.0},
-                      "noise_std": 0.5, "learn_noise": True},
-            "guide": {"init_scale": 1e-3, "local_reparam": True},
-            "fit": {"lr": 1e-2, "elbo": "meanfield", "num_particles": 1,
-                    "kl_schedule": "uniform", "lr_schedule": "cosine"},
-            "steps": 2000, "batch_size": 1024,
-        },
-        "dropout": {
-            "model": {"activation": "relu", "dropout": 0.1, "noise_std": 0.5, "learn_noise": True},
-            "lengthscale": 1e-2,
-            "fit": {"lr": 1e-2, "lr_schedule": "cosine"},
-            "steps": 1000, "batch_size": 1024,
-            # Gal & Ghahramani's selection: each point is fitted on the training split minus a
-            # held-out val_fraction, the best validation LL is refitted on the whole training
-            # split (its values override dropout / steps / lengthscale above). {} or None: no
-            # selection, one fit with the values above.
-            "grid": {"dropout": [0.01, 0.1], "steps": [500, 2000]},
-            "val_fraction": 0.2,
-        },
-        "svgp": {
-            "num_inducing": 100,
-            "kernel": {"type": "rbf", "ard": True, "lengthscale": 1.0, "outputscale": 1.0},
-            "model": {"mean": "constant", "noise_std": 0.3},
-            "fit": {"lr": 1e-2, "elbo": "meanfield", "lr_schedule": "constant"},
-            "steps": 1000, "batch_size": 1024,
-        },
-        "predict": {"num_samples": 100},
-        # rows.jsonl files of earlier runs of this configuration: their fits are reused ...
-        "reuse_rows": [],
-        # ... for these methods only (None: all), e.g. ["bbb", "svgp"] to refit dropout alone
-        "reuse_methods": None,
-    }
+#: fit options every method shares: no progress bar, checkpoint or TensorBoard for 165 short fits
+_QUIET = {"progress": False, "checkpoint": False, "tensorboard": False}
+
+
+@dataclass
+class StepsPair(PairSpec):
+    """A method's pair trained for ``steps`` gradient steps: ``fit.epochs`` is derived from it
+    (:func:`epochs_for_steps`) and ``fit.batch_size`` caps the batch (small sets: full batch)."""
+
+    steps: int = 1000
+
+    def validate(self, where: str = "", provided=()) -> None:
+        super().validate(where, provided)
+        if self.steps < 1:
+            raise ConfigError(f"{where}.steps={self.steps!r} is invalid: expected an integer >= 1")
+
+
+@dataclass
+class DropoutPair(StepsPair):
+    """MC dropout: Gal's weight decay from ``lengthscale`` and the rate, and the validation
+    ``grid`` (``{key: [values]}``, a list of points, or ``{}``/``None`` for no selection) whose
+    points are fitted on the training split minus ``val_fraction``."""
+
+    lengthscale: float = 1e-2
+    grid: dict[str, list[float]] | list[dict[str, float]] | None = field(
+        default_factory=lambda: {"dropout": [0.01, 0.1], "steps": [500, 2000]})
+    val_fraction: float = 0.2
+
+    def validate(self, where: str = "", provided=()) -> None:
+        super().validate(where, provided)
+        if not self.lengthscale > 0:
+            raise ConfigError(f"{where}.lengthscale={self.lengthscale!r} is invalid: expected a "
+                              "number > 0")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"{where}.val_fraction={self.val_fraction!r} is invalid: expected "
+                              "a number in (0, 1)")
+        try:
+            for point in grid_points(self.grid):
+                _with_point(self, point)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}.grid={self.grid!r} is invalid: {exc}") from None
+
+
+@dataclass
+class SvgpPair(StepsPair):
+    """The SVGP with ``min(num_inducing, N)`` inducing inputs at k-means centroids."""
+
+    num_inducing: int = 100
+
+    def validate(self, where: str = "", provided=()) -> None:
+        super().validate(where, provided)
+        if self.num_inducing < 1:
+            raise ConfigError(f"{where}.num_inducing={self.num_inducing!r} is invalid: expected "
+                              "an integer >= 1")
+
+
+#: each method's model and the model arguments the experiment supplies
+METHOD_MODELS = {"bbb": ("bnn", ("in_features", "widths")),
+                 "dropout": ("mlp", ("in_features", "widths")),
+                 "svgp": ("svgp", ("input_dim", "num_inducing"))}
+
+
+@dataclass
+class Config:
+    datasets: list[Dataset] = field(default_factory=lambda: list(DATASETS))
+    methods: list[Method] = field(default_factory=lambda: list(METHODS))
+    #: the first `splits` splits of every set (capped at its number of splits: protein has 5)
+    splits: int = 20
+    #: per set: a number of splits or a list of split indices, e.g. {"protein": 2}
+    splits_per_dataset: dict[str, int | list[int]] = field(default_factory=dict)
+    hidden: int = 50  # hidden units of the BbB and dropout nets
+    hidden_per_dataset: dict[str, int] = field(default_factory=lambda: {"protein": 100})
+    bbb: StepsPair = field(default_factory=lambda: StepsPair(
+        "bnn", "mean-field",
+        model_cfg={"activation": "relu", "prior": {"kind": "gaussian", "sigma": 1.0},
+                   "noise_std": 0.5, "learn_noise": True},
+        guide_cfg={"init_scale": 1e-3, "local_reparam": True},
+        fit=FitConfig(batch_size=1024, lr=1e-2, elbo="meanfield", num_particles=1,
+                      kl_schedule="uniform", lr_schedule="cosine", **_QUIET),
+        steps=2000))
+    # Gal & Ghahramani's selection: each grid point is fitted on the training split minus a
+    # held-out val_fraction, the best validation LL is refitted on the whole training split (its
+    # values override the rate / steps / lengthscale). {} or None: one fit with those values.
+    dropout: DropoutPair = field(default_factory=lambda: DropoutPair(
+        "mlp", "deterministic",
+        model_cfg={"activation": "relu", "dropout": 0.1, "noise_std": 0.5, "learn_noise": True},
+        fit=FitConfig(batch_size=1024, lr=1e-2, lr_schedule="cosine", **_QUIET),
+        steps=1000))
+    svgp: SvgpPair = field(default_factory=lambda: SvgpPair(
+        "svgp", "cholesky",
+        model_cfg={"kernel": {"type": "rbf", "ard": True, "lengthscale": 1.0, "outputscale": 1.0},
+                   "mean": "constant", "noise_std": 0.3},
+        fit=FitConfig(batch_size=1024, lr=1e-2, elbo="meanfield", lr_schedule="constant",
+                      **_QUIET),
+        steps=1000))
+    num_samples: int = 100  # predictive draws of BbB and MC dropout
+    #: rows.jsonl files of earlier runs of this configuration: their fits are reused ...
+    reuse_rows: list[str] = field(default_factory=list)
+    #: ... for these methods only (None: all), e.g. ["bbb", "svgp"] to refit dropout alone
+    reuse_methods: list[Method] | None = None
+
+    def validate(self):
+        for method, (model, provided) in METHOD_MODELS.items():
+            spec = getattr(self, method)
+            spec.validate(method, provided=provided)
+            if spec.model != model:
+                raise ConfigError(f"{method}.model={spec.model!r} is invalid: the {method} method "
+                                  f"fits the {model!r} model")
+        for key in ("splits_per_dataset", "hidden_per_dataset"):
+            unknown = sorted(set(getattr(self, key)) - set(DATASETS))
+            if unknown:
+                raise ConfigError(f"{key}: unknown dataset(s) {unknown}; choose from "
+                                  f"{', '.join(DATASETS)}")
+        for ds in sorted(set(self.datasets) | set(self.splits_per_dataset)):
+            try:
+                splits_to_run(ds, self)
+            except ValueError as exc:
+                raise ConfigError(f"splits / splits_per_dataset: {exc}") from None
+        for key, value in [("hidden", self.hidden), *self.hidden_per_dataset.items()]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                where = key if key == "hidden" else f"hidden_per_dataset.{key}"
+                raise ConfigError(f"{where}={value!r} is invalid: expected an integer >= 1")
+        if self.num_samples < 1:
+            raise ConfigError(f"num_samples={self.num_samples!r} is invalid: expected an integer "
+                              ">= 1")
+        missing = [p for p in self.reuse_rows if not Path(p).is_file()]
+        if missing:
+            raise ConfigError(f"reuse_rows: {missing} not found (expected earlier runs' "
+                              "rows.jsonl files)")
+
+
+def get_config(smoke: bool = False) -> Config:
+    cfg = Config()
     if smoke:
-        cfg["datasets"] = ["yacht", "boston"]
-        cfg["splits"] = 1
-        cfg["hidden"]["default"] = 16
+        cfg.datasets = ["yacht", "boston"]
+        cfg.splits = 1
+        cfg.hidden = 16
         for key in METHODS:
-            cfg[key]["steps"] = 20
-        cfg["dropout"]["grid"] = {"dropout": [0.05, 0.1], "steps": [10]}
-        cfg["svgp"]["num_inducing"] = 10
-        cfg["predict"]["num_samples"] = 10
+            getattr(cfg, key).steps = 20
+        cfg.dropout.grid = {"dropout": [0.05, 0.1], "steps": [10]}
+        cfg.svgp.num_inducing = 10
+        cfg.num_samples = 10
     return cfg
 
 
 # --------------------------------------------------------------------------------- helpers
 
 
-def splits_to_run(name: str, config: dict) -> list[int]:
+def splits_to_run(name: str, config: Config) -> list[int]:
     """Split indices for set ``name``: the first ``splits_per_dataset[name]`` (else ``splits``)
     of its fixed splits, capped at the number it has (20; protein 5). A list selects splits."""
     folder = zoo_data._uci_folder(name)
     available = zoo_data.UCI_DATASETS[folder]
-    wanted = config.get("splits_per_dataset", {}).get(name, config["splits"])
+    wanted = config.splits_per_dataset.get(name, config.splits)
     if isinstance(wanted, (list, tuple)):
         bad = [s for s in wanted if not (isinstance(s, int) and 0 <= s < available)]
         if bad:
@@ -240,11 +342,12 @@ def epochs_for_steps(num_data: int, batch_size: int, steps: int) -> tuple[int, i
     return batch, max(1, math.ceil(steps / per_epoch))
 
 
-def _fit_cfg(method_cfg: dict, num_data: int, seed: int, device, out: Path) -> dict:
-    batch, epochs = epochs_for_steps(num_data, method_cfg["batch_size"], method_cfg["steps"])
-    return {**method_cfg["fit"], "epochs": epochs, "batch_size": batch, "seed": seed,
-            "device": str(device), "out_dir": str(out), "progress": False,
-            "checkpoint": False, "tensorboard": False}
+def sized(spec: StepsPair, num_data: int, **fit_changes) -> StepsPair:
+    """``spec`` with ``fit.epochs`` and ``fit.batch_size`` set for ``steps`` gradient steps on
+    ``num_data`` rows (:func:`epochs_for_steps`), and any other ``fit`` changes."""
+    batch, epochs = epochs_for_steps(num_data, spec.fit.batch_size, spec.steps)
+    fit = dataclasses.replace(spec.fit, epochs=epochs, batch_size=batch, **fit_changes)
+    return dataclasses.replace(spec, fit=fit)
 
 
 def _sample_metrics(model, guide, data: zoo_data.RegressionData, num_samples: int, seed: int,
@@ -261,11 +364,13 @@ def _sample_metrics(model, guide, data: zoo_data.RegressionData, num_samples: in
             "noise_std": float(noise) * data.y_std}
 
 
-def fit_bbb(data, cfg: dict, hidden: int, seed: int, device, out: Path, num_samples: int) -> dict:
-    model = models.create_model("bnn", in_features=data.input_dim, widths=(hidden,), **cfg["model"])
-    guide = guides.create_guide("mean-field", model, **cfg["guide"])
-    fit(model, guide, (data.x_train, data.y_train), _fit_cfg(cfg, data.n_train, seed, device, out))
-    return _sample_metrics(model, guide, data, num_samples, seed, device)
+def fit_bbb(data, spec: StepsPair, ctx: RunContext, *, hidden: int, split: int, name: str,
+            num_samples: int) -> dict:
+    """Bayes by Backprop on one split (seed ``ctx.seed + split``), scored on its test rows."""
+    model, guide, _ = train_pair(sized(spec, data.n_train), (data.x_train, data.y_train), ctx,
+                                 name, model_args={"in_features": data.input_dim,
+                                                   "widths": (hidden,)}, seed_offset=split)
+    return _sample_metrics(model, guide, data, num_samples, ctx.seed + split, ctx.torch_device)
 
 
 def dropout_weight_decay(lengthscale: float, p: float) -> float:
@@ -304,17 +409,17 @@ def grid_points(grid) -> list[dict]:
     return points
 
 
-def _with_point(cfg: dict, point: dict) -> dict:
-    """A copy of the dropout config with one grid point's values filled in."""
-    out = {**cfg, "model": dict(cfg["model"])}
+def _with_point(spec: DropoutPair, point: dict) -> DropoutPair:
+    """A copy of the dropout pair with one grid point's values filled in."""
+    changes: dict = {}
     for key, value in point.items():
         if key == "dropout":
-            out["model"]["dropout"] = float(value)
+            changes["model_cfg"] = {**spec.model_cfg, "dropout": float(value)}
         elif key == "steps":
-            out["steps"] = int(value)
+            changes["steps"] = int(value)
         else:
-            out[key] = float(value)
-    return out
+            changes[key] = float(value)
+    return dataclasses.replace(spec, **changes)
 
 
 def validation_split(data: zoo_data.RegressionData, fraction: float,
@@ -358,57 +463,65 @@ def select_grid_point(scores) -> int:
     return max(finite, key=lambda i: (vals[i], -i))
 
 
-def _fit_dropout_once(data, cfg: dict, hidden: int, seed: int, device, out: Path,
-                      num_samples: int) -> dict:
-    model = models.create_model("mlp", in_features=data.input_dim, widths=(hidden,), **cfg["model"])
-    guide = guides.create_guide("deterministic", model)
-    fcfg = _fit_cfg(cfg, data.n_train, seed, device, out)
-    fcfg["weight_decay"] = dropout_weight_decay(cfg["lengthscale"], cfg["model"]["dropout"])
-    fit(model, guide, (data.x_train, data.y_train), fcfg)
-    return _sample_metrics(model, guide, data, num_samples, seed, device)
+def _fit_dropout_once(data, spec: DropoutPair, ctx: RunContext, *, hidden: int, split: int,
+                      name: str, num_samples: int) -> dict:
+    decay = dropout_weight_decay(spec.lengthscale, spec.model_cfg.get("dropout", 0.0))
+    model, guide, _ = train_pair(sized(spec, data.n_train, weight_decay=decay),
+                                 (data.x_train, data.y_train), ctx, name,
+                                 model_args={"in_features": data.input_dim, "widths": (hidden,)},
+                                 seed_offset=split)
+    return _sample_metrics(model, guide, data, num_samples, ctx.seed + split, ctx.torch_device)
 
 
-def fit_dropout(data, cfg: dict, hidden: int, seed: int, device, out: Path,
+def fit_dropout(data, spec: DropoutPair, ctx: RunContext, *, hidden: int, split: int, name: str,
                 num_samples: int) -> dict:
-    """MC dropout; with a ``grid`` in ``cfg``, Gal & Ghahramani's selection first.
+    """MC dropout; with a ``grid`` in ``spec``, Gal & Ghahramani's selection first.
 
-    Without a grid: one fit with ``cfg``'s values. With one: every grid point
+    Without a grid: one fit with ``spec``'s values. With one: every grid point
     (:func:`grid_points`) is fitted on the training split minus a held-out ``val_fraction``
-    (:func:`validation_split`, seeded by ``seed``) and scored by its validation log-likelihood;
-    the best point (:func:`select_grid_point`) is refitted on the whole training split and
-    evaluated on the test split. The result records ``selected`` (the chosen point) and ``grid``
-    (every point with its validation LL and RMSE).
+    (:func:`validation_split`, seeded by ``ctx.seed + split``) and scored by its validation
+    log-likelihood; the best point (:func:`select_grid_point`) is refitted on the whole training
+    split and evaluated on the test split. The result records ``selected`` (the chosen point) and
+    ``grid`` (every point with its validation LL and RMSE).
     """
-    points = grid_points(cfg.get("grid"))
+    once = {"hidden": hidden, "split": split, "num_samples": num_samples}
+    points = grid_points(spec.grid)
     if not points:
-        return _fit_dropout_once(data, cfg, hidden, seed, device, out, num_samples)
-    val_data = validation_split(data, float(cfg.get("val_fraction", 0.2)), seed)
+        return _fit_dropout_once(data, spec, ctx, name=name, **once)
+    val_data = validation_split(data, spec.val_fraction, ctx.seed + split)
     scored = []
     for i, point in enumerate(points):
         try:
-            res = _fit_dropout_once(val_data, _with_point(cfg, point), hidden, seed, device,
-                                    out / f"grid{i}", num_samples)
+            res = _fit_dropout_once(val_data, _with_point(spec, point), ctx,
+                                    name=f"{name}/grid{i}", **once)
             scored.append({**point, "val_ll": res["ll"], "val_rmse": res["rmse"]})
         except (RuntimeError, FloatingPointError) as exc:  # a diverged point just loses
             log.warning("%s split %d dropout grid point %s failed: %s", data.name, data.split,
                         point, exc)
             scored.append({**point, "val_ll": None, "error": str(exc)})
     best = points[select_grid_point([s["val_ll"] for s in scored])]
-    res = _fit_dropout_once(data, _with_point(cfg, best), hidden, seed, device, out, num_samples)
+    res = _fit_dropout_once(data, _with_point(spec, best), ctx, name=name, **once)
     return {**res, "selected": best, "grid": scored}
 
 
-def fit_svgp(data, cfg: dict, hidden: int, seed: int, device, out: Path, num_samples: int) -> dict:
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    m = min(cfg["num_inducing"], data.n_train)
-    model = models.create_model("svgp", input_dim=data.input_dim, num_inducing=m,
-                                kernel=cfg["kernel"], **cfg["model"]).to(device)
-    model.initialize_inducing(x, method="kmeans", seed=seed)
-    guide = guides.create_guide("cholesky", model)
-    guide(x[:2], y[:2])
-    guide.set_q_u(*model.optimal_q_u(x, y))  # Titsias' q(u) at the initial hyperparameters
-    fit(model, guide, (data.x_train, data.y_train), _fit_cfg(cfg, data.n_train, seed, device, out))
-    pred = model.predict(data.x_test.to(device), guide)
+def fit_svgp(data, spec: SvgpPair, ctx: RunContext, *, hidden: int, split: int, name: str,
+             num_samples: int) -> dict:
+    """The SVGP started at k-means inducing inputs and Titsias' q(u); closed-form predictive."""
+    dev = ctx.torch_device
+    x, y = data.x_train.to(dev), data.y_train.to(dev)
+
+    def prepare(model, guide):
+        model.to(dev)
+        model.initialize_inducing(x, method="kmeans", seed=ctx.seed + split)
+        guide(x[:2], y[:2])
+        guide.set_q_u(*model.optimal_q_u(x, y))  # Titsias' q(u) at the initial hyperparameters
+
+    model, guide, _ = train_pair(
+        sized(spec, data.n_train), (data.x_train, data.y_train), ctx, name,
+        model_args={"input_dim": data.input_dim,
+                    "num_inducing": min(spec.num_inducing, data.n_train)},
+        prepare=prepare, seed_offset=split)
+    pred = model.predict(data.x_test.to(dev), guide)
     y_test = data.y_test
     return {"rmse": M.rmse(data.unstandardize_y(pred["y_mean"]), data.unstandardize_y(y_test)),
             "ll": M.gaussian_log_likelihood(pred["y_mean"], pred["y_var"].sqrt(), y_test,
@@ -586,37 +699,29 @@ def plot_ll(summary: dict, datasets, methods, path: Path) -> list[Path]:
     paper_numbers={f"{ds}_bbb_ll_mean": f"VI {PUBLISHED[ds]['vi_ll'][0]}, PBP "
                    f"{PUBLISHED[ds]['pbp_ll'][0]}" for ds in DATASETS}
     | {f"{ds}_dropout_ll_mean": f"dropout {PUBLISHED[ds]['dropout_ll'][0]}" for ds in DATASETS})
-def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dict:
-    seed = int(config["seed"])
-    dev = resolve_device(device)
-    unknown = sorted(set(config["datasets"]) - set(DATASETS))
-    if unknown:
-        raise ValueError(f"unknown datasets {unknown}; choose from {list(DATASETS)}")
-    bad = sorted(set(config["methods"]) - set(METHODS))
-    if bad:
-        raise ValueError(f"unknown methods {bad}; choose from {list(METHODS)}")
+def run(config: Config, ctx: RunContext) -> dict:
     rows: list[dict] = []
-    done = load_rows(config.get("reuse_rows", []))
-    reuse_methods = config.get("reuse_methods")
-    if reuse_methods is not None:
-        done = {key: row for key, row in done.items() if key[1] in reuse_methods}
+    done = load_rows(config.reuse_rows)
+    if config.reuse_methods is not None:
+        done = {key: row for key, row in done.items() if key[1] in config.reuse_methods}
+    rows_path = ctx.path("rows.jsonl")
     t_start = time.perf_counter()
-    for ds in config["datasets"]:
-        hidden = int(config["hidden"].get(ds, config["hidden"]["default"]))
+    for ds in config.datasets:
+        hidden = config.hidden_per_dataset.get(ds, config.hidden)
         for split in splits_to_run(ds, config):
             data = None
-            for method in config["methods"]:
+            for method in config.methods:
                 if (ds, method, split) in done:  # fitted by an earlier run of the same config
                     rows.append(done[(ds, method, split)])
                     continue
                 if data is None:
-                    data = zoo_data.load_uci(ds, split, data_dir=data_dir)
+                    data = zoo_data.load_uci(ds, split, data_dir=ctx.data_dir)
                 t0 = time.perf_counter()
                 row = {"dataset": ds, "method": method, "split": split, "n_train": data.n_train}
                 try:
-                    res = FITTERS[method](data, config[method], hidden, seed + split, dev,
-                                          out_dir / ds / f"{method}-split{split}",
-                                          config["predict"]["num_samples"])
+                    res = FITTERS[method](data, getattr(config, method), ctx, hidden=hidden,
+                                          split=split, name=f"{ds}/{method}-split{split}",
+                                          num_samples=config.num_samples)
                     row.update(res)
                 except (RuntimeError, FloatingPointError, ValueError) as exc:
                     # one failed fit (e.g. a Cholesky failure) must not lose a long run
@@ -624,27 +729,27 @@ def run(config: dict, out_dir: Path, device: str = "auto", data_dir=None) -> dic
                     row["error"] = str(exc)
                 row["seconds"] = time.perf_counter() - t0
                 rows.append(row)
-                with open(out_dir / "rows.jsonl", "a") as fh:  # survives an interrupted run
+                with open(rows_path, "a") as fh:  # survives an interrupted run
                     fh.write(json.dumps(row) + "\n")
                 if "error" not in row:
                     log.info("%s split %d %s: RMSE %.4f LL %.3f (%.1f s)", ds, split, method,
                              row["rmse"], row["ll"], row["seconds"])
     summary = summarize(rows)
     metrics: dict = dict(summary)
-    metrics["splits_run"] = {ds: splits_to_run(ds, config) for ds in config["datasets"]}
+    metrics["splits_run"] = {ds: splits_to_run(ds, config) for ds in config.datasets}
     metrics["failed_fits"] = sum("error" in r for r in rows)
     metrics["dropout_selected"] = selection_counts(rows)
     metrics["fit_seconds"] = time.perf_counter() - t_start
-    metrics.update(targets(summary, config["datasets"]))
+    metrics.update(targets(summary, config.datasets))
     metrics["rows"] = rows
-    ll_table = results_table(summary, config["datasets"], config["methods"], "ll")
-    rmse_table = results_table(summary, config["datasets"], config["methods"], "rmse")
-    (out_dir / "uci_table.md").write_text(
+    ll_table = results_table(summary, config.datasets, config.methods, "ll")
+    rmse_table = results_table(summary, config.datasets, config.methods, "rmse")
+    ctx.path("uci_table.md").write_text(
         "## test log-likelihood (mean ± se over K splits)\n\n" + ll_table +
         "\n\n## RMSE (mean ± se over K splits)\n\n" + rmse_table + "\n")
     log.info("test LL:\n%s\nRMSE:\n%s", ll_table, rmse_table)
-    metrics["figure"] = [str(p) for p in plot_ll(summary, config["datasets"], config["methods"],
-                                                 out_dir / "uci_ll")]
+    metrics["figure"] = [str(p) for p in plot_ll(summary, config.datasets, config.methods,
+                                                 ctx.path("uci_ll"))]
     return metrics
 
 

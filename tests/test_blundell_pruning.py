@@ -7,7 +7,10 @@ import torch
 
 import guides
 import models
+from experiments import blundell_mnist as bm
+from experiments import blundell_pruning as bp
 from experiments.blundell_pruning import prune_masks, pruned_means
+from experiments.common.spec import ConfigError, apply_overrides, config_dict, validate_config
 
 
 def _guide(widths=(5,)):
@@ -53,3 +56,49 @@ def test_prune_rejects_bad_fraction():
         prune_masks({"w0": torch.ones(3)}, 1.5)
     with pytest.raises(ValueError, match="empty"):
         prune_masks({}, 0.5)
+
+
+def test_configs_are_typed_and_checked_before_a_run():
+    cfg = bm.get_config(smoke=True)
+    validate_config(cfg)
+    assert [a for a, _ in cfg.runs()] == list(bm.ARMS) and cfg.bbb_mixture.fit.epochs == 1
+    cfg = apply_overrides(bm.get_config(), ["widths=[400,800]", "bbb_gaussian.fit.epochs=3",
+                                            'arms=["bbb-mixture-blundell","bbb-gaussian"]'])
+    validate_config(cfg)
+    assert cfg.runs() == [("bbb-mixture-blundell", 400), ("bbb-gaussian", 400),
+                          ("bbb-gaussian", 800)]  # the pi_i schedule at 400 units only
+    assert cfg.bbb_gaussian.fit.epochs == 3 and cfg.bbb_mixture.fit.epochs == 30
+    with pytest.raises(ConfigError, match="bbb_mixture.guide='map'"):
+        validate_config(apply_overrides(bm.get_config(), ["bbb_mixture.guide=map",
+                                                          "bbb_mixture.guide_cfg={}"]))
+    with pytest.raises(ConfigError, match="sgd.fit.eval_every=2"):
+        validate_config(apply_overrides(bm.get_config(), ["sgd.fit.eval_every=2"]))
+    with pytest.raises(ConfigError, match="dropout.model_cfg.widths is set by the experiment"):
+        validate_config(apply_overrides(bm.get_config(), ["dropout.model_cfg.widths=[3]"]))
+    pcfg = apply_overrides(bp.get_config(), ["train.width=1200", "bbb_mixture.fit.epochs=600"])
+    validate_config(pcfg)
+    assert pcfg.spec(pcfg.train.arm).fit.epochs == 600 and pcfg.train.width == 1200
+    with pytest.raises(ConfigError, match="fractions"):
+        validate_config(apply_overrides(bp.get_config(), ["fractions=[0.5,1.5]"]))
+    with pytest.raises(ConfigError, match="train.arm"):
+        apply_overrides(bp.get_config(), ["train.arm=sgd"])
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_load_guide_rebuilds_the_arm_of_a_checkpoint(tmp_path, legacy):
+    spec = bm.default_arm("bbb-gaussian")
+    model, guide = bm.build_pair(spec, 8, 1)
+    guide(torch.zeros(2, 784), torch.zeros(2, dtype=torch.long))
+    with torch.no_grad():
+        guide.w0_loc.normal_()
+    data = bm.MnistData(num_train=100, num_val=10, num_test=20)
+    if legacy:  # a best.pt written before the typed configs held the whole config dict
+        record = {"config": {"priors": {"gaussian": spec.model_cfg["prior"]}, "depth": 1,
+                             "guide": spec.guide_cfg, "data": config_dict(data)}}
+    else:
+        record = {"spec": config_dict(spec), "depth": 1, "data": config_dict(data)}
+    torch.save({"arm": "bbb-gaussian", "width": 8, "model": model.state_dict(),
+                "guide": guide.state_dict(), "best_epoch": 1, **record}, tmp_path / "best.pt")
+    _, loaded, ckpt, loaded_data = bp.load_guide(tmp_path / "best.pt")
+    assert loaded_data == data and ckpt["arm"] == "bbb-gaussian"
+    assert torch.equal(loaded.w0_loc, guide.w0_loc) and loaded.w0_loc.shape == (8, 785)

@@ -13,6 +13,7 @@ import torch
 
 from experiments import uci_benchmark as U
 from experiments.common import data as D
+from experiments.common.spec import ConfigError, RunContext, apply_overrides, validate_config
 
 NO_NET = {"download": False}
 
@@ -49,14 +50,18 @@ def test_loader_reproduces_the_split_sizes(short, data_dir):
 
 
 def test_splits_to_run_caps_and_overrides():
-    cfg = {"splits": 3, "splits_per_dataset": {"protein": 10, "naval": [4, 7]}}
+    cfg = U.Config(splits=3, splits_per_dataset={"protein": 10, "naval": [4, 7]})
     assert U.splits_to_run("boston", cfg) == [0, 1, 2]
     assert U.splits_to_run("protein", cfg) == [0, 1, 2, 3, 4]  # protein has 5
     assert U.splits_to_run("naval", cfg) == [4, 7]
     with pytest.raises(ValueError, match="out of range"):
-        U.splits_to_run("yacht", {"splits": 1, "splits_per_dataset": {"yacht": [20]}})
+        U.splits_to_run("yacht", U.Config(splits=1, splits_per_dataset={"yacht": [20]}))
     with pytest.raises(ValueError, match="positive integer"):
-        U.splits_to_run("yacht", {"splits": 0})
+        U.splits_to_run("yacht", U.Config(splits=0))
+    # the same checks, as one-line config errors before anything runs
+    with pytest.raises(ConfigError, match="out of range for yacht"):
+        validate_config(apply_overrides(U.get_config(smoke=True),
+                                        ['splits_per_dataset={"yacht": [20]}']))
 
 
 def test_epochs_for_steps():
@@ -126,15 +131,38 @@ def test_targets_and_deep_ensemble_sign():
     assert t["dropout_ll_within_published_se_or_better"] == "1/2"
 
 
-def test_unknown_dataset_or_method_is_a_clear_error(tmp_path):
+def _ctx(out: Path) -> RunContext:
+    return RunContext(seed=0, device="cpu", out_dir=out, progress=False)
+
+
+def test_unknown_dataset_or_method_is_a_clear_error():
     cfg = U.get_config(smoke=True)
-    cfg["datasets"] = ["iris"]
-    with pytest.raises(ValueError, match="iris"):
-        U.run(cfg, tmp_path, device="cpu")
-    cfg = U.get_config(smoke=True)
-    cfg["methods"] = ["ensemble"]
-    with pytest.raises(ValueError, match="ensemble"):
-        U.run(cfg, tmp_path, device="cpu")
+    cfg.datasets = ["iris"]
+    with pytest.raises(ConfigError, match="datasets: .*'boston'.*got \\['iris'\\]"):
+        validate_config(cfg)
+    with pytest.raises(ConfigError, match="ensemble"):
+        apply_overrides(U.get_config(smoke=True), ['methods=["ensemble"]'])
+    with pytest.raises(ConfigError, match="splits_per_dataset: unknown dataset.*iris"):
+        validate_config(apply_overrides(U.get_config(smoke=True),
+                                        ['splits_per_dataset={"iris": 2}']))
+    with pytest.raises(ConfigError, match="dropout.grid=.*tau"):
+        validate_config(apply_overrides(U.get_config(smoke=True), ['dropout.grid={"tau": [1]}']))
+
+
+def test_config_keys_and_docstring_overrides():
+    cfg = apply_overrides(U.get_config(), [
+        "splits=3", 'splits_per_dataset={"protein": 1}', 'datasets=["boston","yacht"]',
+        "dropout.grid={}", "bbb.steps=500", "bbb.fit.lr=3e-3", "svgp.num_inducing=50",
+        "svgp.model_cfg.kernel.lengthscale=0.5", 'reuse_methods=["bbb","svgp"]'])
+    validate_config(cfg)
+    assert cfg.splits == 3 and cfg.splits_per_dataset == {"protein": 1}
+    assert cfg.dropout.grid == {} and U.grid_points(cfg.dropout.grid) == []
+    assert cfg.bbb.steps == 500 and cfg.bbb.fit.lr == 3e-3 and cfg.svgp.num_inducing == 50
+    assert cfg.svgp.model_cfg["kernel"]["lengthscale"] == 0.5
+    # fit.epochs follows from steps: full batch on a small set, one step per epoch
+    sized = U.sized(cfg.bbb, 455)
+    assert (sized.fit.batch_size, sized.fit.epochs, sized.steps) == (455, 500, 500)
+    assert cfg.bbb.fit.batch_size == 1024  # the config itself is not changed
 
 
 def test_reuse_rows_completes_a_protocol_without_refitting(tmp_path):
@@ -142,18 +170,19 @@ def test_reuse_rows_completes_a_protocol_without_refitting(tmp_path):
     cfg = U.get_config(smoke=True)
     earlier = tmp_path / "rows.jsonl"
     lines = []
-    for ds in cfg["datasets"]:
-        for method in cfg["methods"]:
+    for ds in cfg.datasets:
+        for method in cfg.methods:
             row = {"dataset": ds, "method": method, "split": 0, "n_train": 1, "ll": -1.25,
                    "rmse": 0.5, "seconds": 1.0}
             if (ds, method) == ("yacht", "svgp"):
                 row = {**row, "error": "Cholesky failed"}
             lines.append(json.dumps(row))
     earlier.write_text("\n".join(lines) + "\n")
-    cfg["reuse_rows"] = [str(earlier)]
+    cfg.reuse_rows = [str(earlier)]
+    validate_config(cfg)
     out = tmp_path / "run"
     out.mkdir()
-    metrics = U.run(cfg, out, device="cpu")
+    metrics = U.run(cfg, _ctx(out))
     assert metrics["boston_bbb_ll_mean"] == -1.25 and metrics["yacht_dropout_rmse_mean"] == 0.5
     assert metrics["yacht_svgp_ll_mean"] != -1.25  # the failed fit was fitted again
     fitted = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
@@ -229,15 +258,16 @@ def test_fit_dropout_selects_on_validation_and_refits_on_the_whole_training_spli
               (0.1, 1000): -2.2}  # the last: the configured values, used without a grid
     calls = []
 
-    def fake_fit(d, cfg, hidden, seed, device, out, num_samples):
-        key = (cfg["model"]["dropout"], cfg["steps"])
+    def fake_fit(d, spec, ctx, *, hidden, split, name, num_samples):
+        key = (spec.model_cfg["dropout"], spec.steps)
         calls.append((d, key))
         return {"ll": val_ll[key], "rmse": -val_ll[key], "noise_std": 1.0}
 
     monkeypatch.setattr(U, "_fit_dropout_once", fake_fit)
-    cfg = U.get_config()["dropout"]
-    cfg["grid"] = {"dropout": [0.01, 0.1], "steps": [500, 2000]}
-    res = U.fit_dropout(data, cfg, 8, 0, "cpu", tmp_path, 4)
+    spec = U.get_config().dropout
+    spec.grid = {"dropout": [0.01, 0.1], "steps": [500, 2000]}
+    once = {"hidden": 8, "split": 0, "name": "dropout", "num_samples": 4}
+    res = U.fit_dropout(data, spec, _ctx(tmp_path), **once)
     assert res["selected"] == {"dropout": 0.1, "steps": 500}
     assert [g["val_ll"] for g in res["grid"]] == [-3.0, -2.9, -2.1, -2.4]
     assert len(calls) == 5
@@ -249,26 +279,27 @@ def test_fit_dropout_selects_on_validation_and_refits_on_the_whole_training_spli
     assert res["ll"] == -2.1
     # without a grid: one fit with the configured values
     calls.clear()
-    cfg["grid"] = {}
-    res = U.fit_dropout(data, cfg, 8, 0, "cpu", tmp_path, 4)
+    spec.grid = {}
+    res = U.fit_dropout(data, spec, _ctx(tmp_path), **once)
     assert len(calls) == 1 and calls[0][0] is data and "selected" not in res
 
 
 def test_reuse_methods_refits_the_other_methods(tmp_path):
     cfg = U.get_config(smoke=True)
-    cfg["datasets"] = ["yacht"]
+    cfg.datasets = ["yacht"]
     earlier = tmp_path / "rows.jsonl"
     earlier.write_text("".join(json.dumps({"dataset": "yacht", "method": m, "split": 0,
                                            "n_train": 1, "ll": -1.25, "rmse": 0.5,
                                            "seconds": 1.0}) + "\n" for m in U.METHODS))
-    cfg["reuse_rows"] = [str(earlier)]
-    cfg["reuse_methods"] = ["bbb", "svgp"]
+    cfg.reuse_rows = [str(earlier)]
+    cfg.reuse_methods = ["bbb", "svgp"]
+    validate_config(cfg)
     out = tmp_path / "run"
     out.mkdir()
-    metrics = U.run(cfg, out, device="cpu")
+    metrics = U.run(cfg, _ctx(out))
     assert metrics["yacht_bbb_ll_mean"] == -1.25 and metrics["yacht_svgp_ll_mean"] == -1.25
     fitted = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert [r["method"] for r in fitted] == ["dropout"]  # refitted, with the smoke grid
-    assert fitted[0]["selected"] in U.grid_points(cfg["dropout"]["grid"])
+    assert fitted[0]["selected"] in U.grid_points(cfg.dropout.grid)
     assert len(fitted[0]["grid"]) == 2
     assert sum(metrics["dropout_selected"]["yacht"].values()) == 1
