@@ -29,6 +29,45 @@ class TestClassificationBNN(PairTestBase):
             model(torch.randn(2, 3), torch.tensor([0.0, 1.0]))
 
 
+class TestStudentTBNN(PairTestBase):
+    """Likelihoods come from one table (models.likelihoods): a robust-regression BNN."""
+
+    model_name, guide_name = "bnn", "mean-field"
+    model_config = dict(in_features=2, widths=(4,), likelihood="student-t", student_df=3.0)
+    elbos = ("meanfield", "trace")
+
+    def test_obs_is_student_t_with_a_learned_scale(self):
+        import pyro.distributions as dist
+        from pyro import poutine
+
+        model, _ = self.make_pair()
+        x, y = self.make_data(model, 5)
+        trace = poutine.trace(model).get_trace(x, y)
+        fn = trace.nodes["obs"]["fn"]
+        while isinstance(fn, dist.Independent):
+            fn = fn.base_dist
+        assert isinstance(fn, dist.StudentT) and bool((fn.df == 3.0).all())
+        assert "likelihood.noise_std_unconstrained" in dict(model.named_parameters())
+
+
+class TestBernoulliMLP(PairTestBase):
+    model_name, guide_name = "mlp", "deterministic"
+    model_config = dict(in_features=2, widths=(4,), likelihood="bernoulli")
+
+
+class TestHeteroscedasticBNN(PairTestBase):
+    model_name, guide_name = "bnn", "mean-field"
+    model_config = dict(in_features=2, widths=(4,), out_features=2,
+                        likelihood="heteroscedastic-gaussian")
+
+
+def test_likelihood_and_outputs_must_agree():
+    with pytest.raises(ValueError, match="set out_features=2"):
+        models.create_model("bnn", in_features=2, likelihood="heteroscedastic-gaussian")
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        models.create_model("bnn", in_features=2, likelihood="image-bernoulli")
+
+
 class TestScaleMixturePrior(PairTestBase):
     model_name, guide_name = "bnn", "mean-field"
     model_config = dict(in_features=2, widths=(4,), prior={"kind": "scale-mixture"})
