@@ -126,8 +126,7 @@ def _fit_and_test(spec: PairSpec, init: SVGPInit, data: zoo_data.RegressionData,
     def prepare(model, guide):
         model.initialize_inducing(x, method=init.inducing, seed=ctx.seed)
         if init.q_u == "optimal":  # Titsias' q(u) for the initial hyperparameters
-            guide(x[:2], y[:2])
-            guide.set_q_u(*model.optimal_q_u(x, y))
+            guide.initialize("titsias", (x, y))
 
     model_args = {"input_dim": x.shape[1]}
     if num_inducing is not None:

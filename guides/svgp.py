@@ -23,6 +23,8 @@ NGD). It is a planned extension of the loop, not of the guide.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -116,9 +118,54 @@ class InducingGuide(ZooGuide, PyroModule):
             return fn.v, None
         return fn.loc, fn.scale_tril
 
-    def set_q_u(self, loc: torch.Tensor, scale_tril: torch.Tensor | None) -> None:
-        """Set q(u) (e.g. to :meth:`models.svgp.SVGP.optimal_q_u`); the guide must be set up."""
+    @torch.no_grad()
+    def set_q_u(self, loc: torch.Tensor, scale_tril: torch.Tensor | None = None) -> None:
+        """Set q(u) to :math:`\\mathcal N(\text{loc}, RR^\top)`, ``R = scale_tril`` (e.g. Titsias'
+        optimum, :meth:`models.svgp.SVGP.optimal_q_u`), in the model's parameterisation (v when
+        whitened). It works whether or not the guide has run: before its first run this *is*
+        its set-up, and ``fit`` keeps it (it sets up only guides that are not set up).
+
+        :param loc: ``(L, M)``, L latent GPs, M inducing points.
+        :param scale_tril: ``(L, M, M)`` lower-triangular (the mean-field guide keeps its
+            diagonal, the delta guide ignores it; required by the other two before set-up).
+        """
+        model = self._model[0]
+        shape = (model.num_latents, model.num_inducing)
+        loc = torch.as_tensor(loc)
+        if tuple(loc.shape) != shape:
+            raise ValueError(f"set_q_u: loc must have shape {shape} (num_latents, num_inducing), "
+                             f"got {tuple(loc.shape)}")
+        if scale_tril is not None and tuple(scale_tril.shape) != shape + shape[-1:]:
+            raise ValueError(f"set_q_u: scale_tril must have shape {shape + shape[-1:]}, got "
+                             f"{tuple(scale_tril.shape)}")
+        like = model.inducing_points
+        loc = loc.to(like.device, like.dtype).clone()
+        if scale_tril is not None:
+            scale_tril = scale_tril.to(like.device, like.dtype).clone()
+        if not self._setup_done:
+            if scale_tril is None and not isinstance(self, DeltaGuide):
+                raise ValueError(f"set_q_u on a {type(self).__name__} that has not run yet needs "
+                                 "scale_tril too (or run the guide once first)")
+            self._init_params(loc, scale_tril)
+            self._setup_done = True
+        else:
+            self._assign(loc, scale_tril)
+
+    def _assign(self, loc, scale_tril):
         raise NotImplementedError
+
+    def initialize(self, init: str, data=None) -> None:
+        """``"prior"`` (q(u) = p(u) scaled by init_scale, at the first run) or ``"titsias"``: q(u) at
+        Titsias' optimum for the current hyperparameters and inducing inputs on ``data = (x, y)``
+        (Gaussian likelihood), the collapsed bound's start (:meth:`models.svgp.SVGP.optimal_q_u`).
+        """
+        if init == "prior":
+            return
+        if init != "titsias":
+            raise ValueError(f"init must be 'prior' or 'titsias', got {init!r}")
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise ValueError("init='titsias' needs data=(x, y), the training inputs and targets")
+        self.set_q_u(*self._model[0].optimal_q_u(*data))
 
 
 class CholeskyGuide(InducingGuide):
@@ -129,10 +176,10 @@ class CholeskyGuide(InducingGuide):
     def distribution(self):
         return dist.MultivariateNormal(self.u_loc, scale_tril=self.u_scale_tril).to_event(1)
 
-    @torch.no_grad()
-    def set_q_u(self, loc, scale_tril):
-        self.u_loc = loc.clone()
-        self.u_scale_tril = scale_tril.clone()
+    def _assign(self, loc, scale_tril):
+        self.u_loc = loc
+        if scale_tril is not None:
+            self.u_scale_tril = scale_tril
 
 
 class MeanFieldInducingGuide(InducingGuide):
@@ -147,10 +194,10 @@ class MeanFieldInducingGuide(InducingGuide):
         return dist.MultivariateNormal(self.u_loc, scale_tril=torch.diag_embed(self.u_scale)
                                        ).to_event(1)
 
-    @torch.no_grad()
-    def set_q_u(self, loc, scale_tril):
-        self.u_loc = loc.clone()
-        self.u_scale = scale_tril.diagonal(dim1=-2, dim2=-1).clone()
+    def _assign(self, loc, scale_tril):
+        self.u_loc = loc
+        if scale_tril is not None:
+            self.u_scale = scale_tril.diagonal(dim1=-2, dim2=-1).clone()
 
 
 class DeltaGuide(InducingGuide):
@@ -160,24 +207,34 @@ class DeltaGuide(InducingGuide):
     def distribution(self):
         return dist.Delta(self.u_loc, event_dim=2)
 
-    @torch.no_grad()
-    def set_q_u(self, loc, scale_tril=None):
-        self.u_loc = loc.clone()
+    def _assign(self, loc, scale_tril=None):
+        self.u_loc = loc
+
+
+Init = Literal["prior", "titsias"]
+
+
+def _built(guide: InducingGuide, init: str, data) -> InducingGuide:
+    guide.initialize(init, data)
+    return guide
 
 
 @register_guide("cholesky", models=("svgp",), family="gp")
-def build_cholesky(model, init_scale: float = 1.0) -> CholeskyGuide:
-    """Full-covariance q(u) = N(μ, RRᵀ) (Hensman et al. 2013)."""
-    return CholeskyGuide(model, init_scale)
+def build_cholesky(model, init_scale: float = 1.0, init: Init = "prior",
+                   data: tuple | None = None) -> CholeskyGuide:
+    """Full-covariance q(u) = N(μ, RRᵀ) (Hensman et al. 2013); ``init="titsias", data=(x, y)``
+    starts it at Titsias' optimum (set the inducing inputs first)."""
+    return _built(CholeskyGuide(model, init_scale), init, data)
 
 
 @register_guide("mean-field-u", models=("svgp",), family="gp")
-def build_mean_field_u(model, init_scale: float = 1.0) -> MeanFieldInducingGuide:
-    """Diagonal q(u) = N(μ, diag σ²)."""
-    return MeanFieldInducingGuide(model, init_scale)
+def build_mean_field_u(model, init_scale: float = 1.0, init: Init = "prior",
+                       data: tuple | None = None) -> MeanFieldInducingGuide:
+    """Diagonal q(u) = N(μ, diag σ²) (``init``, ``data``: as for ``cholesky``)."""
+    return _built(MeanFieldInducingGuide(model, init_scale), init, data)
 
 
 @register_guide("delta", models=("svgp",), family="gp", point_estimate=True)
-def build_delta(model) -> DeltaGuide:
-    """MAP inducing values q(u) = δ(μ)."""
-    return DeltaGuide(model)
+def build_delta(model, init: Init = "prior", data: tuple | None = None) -> DeltaGuide:
+    """MAP inducing values q(u) = δ(μ) (``init``, ``data``: as for ``cholesky``)."""
+    return _built(DeltaGuide(model), init, data)

@@ -341,3 +341,51 @@ def test_svgp_uci_run_with_a_run_context(tmp_path, data_dir):
     assert metrics["elevators_gpytorch_num_train"] == 200 and "elevators_M8_rmse" in metrics
     for name in ("elevators-gpytorch", "elevators-fold0-M8"):
         assert (tmp_path / name / "history.json").is_file()
+
+
+# --- q(u) started at Titsias' optimum: one call, kept by fit ----------------------------------------
+def _titsias_problem():
+    model = models.create_model("svgp", input_dim=1, num_inducing=8, noise_std=0.1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.linspace(-3, 3, 120).unsqueeze(-1)
+    y = torch.sin(2 * x[:, 0]) + 0.1 * torch.randn(120, generator=g)
+    model.initialize_inducing(x, method="random")
+    return model, x, y
+
+
+@pytest.mark.parametrize("when", ["builder", "before-first-run"])
+def test_titsias_start_is_kept_by_fit(when):
+    """The Titsias start given before the guide ever ran (the documented one-call recipe, or
+    set_q_u on a fresh guide) is what fit starts from: the first epoch's ELBO is near Titsias'
+    bound, far above the start from the prior."""
+    elbos = {}
+    for start in ("prior", "titsias"):
+        model, x, y = _titsias_problem()
+        if start == "prior":
+            guide = guides.create_guide("cholesky", model)
+        elif when == "builder":
+            guide = guides.create_guide("cholesky", model, init="titsias", data=(x, y))
+        else:
+            guide = guides.create_guide("cholesky", model)
+            guide.set_q_u(*model.optimal_q_u(x, y))
+        optimum = [t.clone() for t in model.optimal_q_u(x, y)]
+        state = fit(model, guide, (x, y), {"epochs": 1, "batch_size": 120, "lr": 1e-6,
+                                           "elbo": "meanfield", "progress": False,
+                                           "device": "cpu"})
+        if start == "titsias":
+            torch.testing.assert_close(guide.u_loc.detach(), optimum[0], rtol=1e-3, atol=1e-3)
+        elbos[start] = state.history[0]["elbo"]
+    assert elbos["titsias"] > elbos["prior"] + 50, elbos
+
+
+def test_set_q_u_checks_shapes_and_needs_a_scale_before_set_up():
+    model, x, y = _titsias_problem()
+    guide = guides.create_guide("cholesky", model)
+    with pytest.raises(ValueError, match=r"loc must have shape \(1, 8\)"):
+        guide.set_q_u(torch.zeros(8), torch.eye(8).unsqueeze(0))
+    with pytest.raises(ValueError, match="needs scale_tril too"):
+        guide.set_q_u(torch.zeros(1, 8))
+    with pytest.raises(ValueError, match="needs data=\\(x, y\\)"):
+        guides.create_guide("cholesky", model, init="titsias")
+    delta = guides.create_guide("delta", model, init="titsias", data=(x, y))
+    torch.testing.assert_close(delta.q_u()[0], model.optimal_q_u(x, y)[0])
