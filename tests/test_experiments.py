@@ -162,3 +162,25 @@ def test_same_command_twice_gives_the_same_metrics(name, tmp_path):
         runs.append(_stable(json.loads((run_dir / "metrics.json").read_text())))
     assert runs[0] == runs[1]
     assert any(isinstance(v, float) for v in runs[0].values())
+
+
+def test_threads_default_and_flag(tmp_path, monkeypatch):
+    """--threads sets torch's CPU threads (recorded in config.json); the default is one thread on
+    machines with up to 4 cores unless $OMP_NUM_THREADS is set."""
+    import experiments.__main__ as cli
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli.default_threads() == 1
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 16)
+    assert cli.default_threads() is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli.default_threads() is None
+    proc = _cli("run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
+                "--threads", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = (tmp_path / "blundell-regression").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["threads"] == 2
+    proc = _cli("run", "blundell-regression", "--smoke", "--threads", "0", "--out", str(tmp_path))
+    assert proc.returncode != 0 and "--threads must be >= 1" in proc.stderr
