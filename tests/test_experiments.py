@@ -184,3 +184,23 @@ def test_threads_default_and_flag(tmp_path, monkeypatch):
     assert json.loads((run_dir / "config.json").read_text())["threads"] == 2
     proc = _cli("run", "blundell-regression", "--smoke", "--threads", "0", "--out", str(tmp_path))
     assert proc.returncode != 0 and "--threads must be >= 1" in proc.stderr
+
+
+def test_a_users_own_models_and_guides_do_not_shadow_the_zoo(tmp_path):
+    """Run from a folder holding its own models.py and guides.py: the CLI still finds the zoo's
+    packages; a script that imported its own ``models`` first gets an error that says what to do."""
+    import os
+
+    (tmp_path / "models.py").write_text("raise RuntimeError('the user models.py was imported')\n")
+    (tmp_path / "guides.py").write_text("X = 1\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-m", "experiments", "pairs"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mean-field" in proc.stdout
+    (tmp_path / "models.py").write_text("MINE = True\n")
+    proc = subprocess.run([sys.executable, "-c", "import models, experiments"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "was imported before the zoo" in proc.stderr and "rename your module" in proc.stderr
