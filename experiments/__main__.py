@@ -1,4 +1,5 @@
-"""Command line: ``python -m experiments list | pairs | run NAME | reproduce | report``."""
+"""Command line: ``python -m experiments list | pairs | run NAME | reproduce | report | fit |
+predict``."""
 
 from __future__ import annotations
 
@@ -52,6 +53,34 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report file (default: <out>/REPORT-runs.md)")
     report.add_argument("--include-smoke", action="store_true",
                         help="let smoke runs count as the newest run")
+    fit = sub.add_parser("fit", help="train a registered pair on your own table (CSV, .npz, .pt)")
+    fit.add_argument("--model", required=True, help="registered model (bnn, mlp, rff-gp, svgp)")
+    fit.add_argument("--guide", required=True, help="one of the model's guides "
+                                                    "(python -m experiments pairs)")
+    fit.add_argument("--data", required=True, help="CSV with a header row, .npz or .pt (x, y, "
+                                                   "optional x_test, y_test)")
+    fit.add_argument("--target", default=None, help="the target column of a CSV")
+    held = fit.add_mutually_exclusive_group()
+    held.add_argument("--test", default=None, help="a file of test rows (same columns)")
+    held.add_argument("--test-fraction", type=float, default=None,
+                      help="hold out this random fraction of the rows (default 0.1)")
+    fit.add_argument("--task", choices=("regression", "classification"), default=None,
+                     help="default: regression")
+    fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="model_cfg.*, guide_cfg.*, fit.* or num_samples, e.g. "
+                          "--set fit.epochs=50 --set model_cfg.widths=[32] (repeatable)")
+    fit.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:i]")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", default="results", help="results root (default ./results)")
+    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    pred = sub.add_parser("predict", help="predict with a fit run at new inputs, in original "
+                                          "units, to CSV")
+    pred.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by fit")
+    pred.add_argument("--data", required=True, help="CSV with the training feature columns, "
+                                                   ".npz or .pt with x")
+    pred.add_argument("--out", default=None, help="CSV to write (default RUN_DIR/predictions.csv)")
+    pred.add_argument("--device", default="cpu", help="cpu (default), auto or cuda[:i]")
+    pred.add_argument("--seed", type=int, default=0, help="seed of the predictive draws")
     return parser
 
 
@@ -93,7 +122,9 @@ def prepare_config(name: str, *, smoke: bool, overrides: list[str]):
 def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_dir: str | None,
             overrides: list[str], progress: bool = True) -> tuple[Path, dict, float]:
     """Run one experiment into a new run folder. A failure is recorded there before it is
-    re-raised: run.log ends with the traceback and metrics.json holds ``status: failed``."""
+    re-raised: metrics.json holds ``status: failed`` and run.log ends with the traceback and a
+    last line ``NAME failed after ...``; a run that finishes ends run.log with ``finished NAME in
+    ... s: metrics.json written``."""
     from .common.runner import RunLog, hardware, make_run_dir, write_json
     from .common.spec import RunContext, config_dict
 
@@ -119,15 +150,20 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
             metrics = exp.run(config, ctx)
         except BaseException as exc:
             log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
+            error = f"{type(exc).__name__}: {exc}"
             write_json(run_dir / "metrics.json", {
-                "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "status": "failed", "error": error,
                 "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()})
+            # the last line of run.log says how the run ended (the traceback is above it)
+            log.error("%s failed after %.1f s: %s (traceback above; metrics.json has status "
+                      "failed)", name, time.perf_counter() - t0, error.splitlines()[0])
             raise
-    wall = time.perf_counter() - t0
-    metrics = {"status": "ok", **dict(metrics)}
-    metrics["wall_time_s"] = round(wall, 2)
-    metrics["hardware"] = hardware()
-    write_json(run_dir / "metrics.json", metrics)
+        wall = time.perf_counter() - t0
+        metrics = {"status": "ok", **dict(metrics)}
+        metrics["wall_time_s"] = round(wall, 2)
+        metrics["hardware"] = hardware()
+        write_json(run_dir / "metrics.json", metrics)
+        log.info("finished %s in %.1f s: metrics.json written", name, wall)
     return run_dir, metrics, wall
 
 
@@ -141,7 +177,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .common.report import metric_rows, run_section, write_report
+    from .common.report import SMOKE_MARK, SUMMARY_HEADER, run_section, summary_rows, write_report
     from .common.runner import hardware
     from .registry import list_experiments
 
@@ -149,8 +185,11 @@ def cmd_reproduce(args) -> int:
              f"Command: `python -m experiments reproduce{' --smoke' if args.smoke else ''}"
              f" --seed {args.seed}`  ", f"Hardware: {hardware()}  ",
              f"Date: {time.strftime('%Y-%m-%d %H:%M')}", "",
-             "| experiment | figure | metric | ours | paper | wall time (s) |",
-             "|---|---|---|---|---|---|"]
+             "Headline metrics: those with a published value (else an experiment's first few); "
+             "every metric is in the experiment's section." + (
+                 f" Smoke runs: every number beside a published one is marked \"{SMOKE_MARK}\"."
+                 if args.smoke else ""), "",
+             *SUMMARY_HEADER]
     failures = 0
     sections = []
     for exp in list_experiments():
@@ -167,11 +206,7 @@ def cmd_reproduce(args) -> int:
             failures += 1
             lines.append(f"| {exp.name} | {exp.figure} | FAILED | {metrics['failed_fits']} fits "
                          f"failed (see {run_dir}/run.log) | | |")
-        rows = metric_rows(metrics, exp.paper_numbers)  # measured ones first, then paper-only
-        for i, (k, ours, paper) in enumerate(rows):
-            first = i == 0 and ours != ""
-            lines.append(f"| {exp.name if first else ''} | {exp.figure if first else ''} | {k} "
-                         f"| {ours} | {paper} | {f'{wall:.1f}' if first else ''} |")
+        lines += summary_rows(exp, metrics, wall, smoke=args.smoke)
         sections.append((exp, run_dir))
     report = Path(args.out) / ("REPORT-smoke.md" if args.smoke else "REPORT.md")
     lines.append("")
@@ -232,6 +267,30 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def cmd_fit(args) -> int:
+    from .common.userfit import FitArgs, run_fit
+
+    run_dir, metrics = run_fit(FitArgs(
+        model=args.model, guide=args.guide, data=args.data, target=args.target, test=args.test,
+        test_fraction=args.test_fraction, task=args.task, overrides=args.overrides,
+        device=args.device, seed=args.seed, out=args.out, progress=not args.no_progress))
+    print(json.dumps(metrics, indent=2, default=str))
+    print(f"wrote {run_dir}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .common.userfit import run_predict
+
+    path, summary = run_predict(args.run_dir, args.data, out=args.out, device=args.device,
+                                seed=args.seed)
+    extra = {k: v for k, v in summary.items() if k not in ("rows", "out")}
+    if extra:
+        print(json.dumps(extra, indent=2))
+    print(f"wrote {path} ({summary['rows']} rows)")
+    return 0
+
+
 def main(argv=None) -> int:
     from .common.checkpoint import CheckpointError
     from .common.data import DataError
@@ -256,6 +315,10 @@ def main(argv=None) -> int:
             return cmd_run(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "fit":
+            return cmd_fit(args)
+        if args.command == "predict":
+            return cmd_predict(args)
         return cmd_reproduce(args)
     except (KeyError, ValueError, FileNotFoundError, DataError, CheckpointError) as exc:
         # (ConfigError is a ValueError)

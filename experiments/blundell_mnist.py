@@ -83,7 +83,7 @@ import models
 from models.base import module_device
 
 from .common import data as zoo_data
-from .common.plotting import new_figure, save_figure
+from .common.plotting import log_ticks, new_figure, plot_curve, save_figure
 from .common.spec import ConfigError, PairSpec, RunContext, config_dict, train_pair
 from .common.training import FitConfig
 from .registry import register_experiment
@@ -421,10 +421,11 @@ def _figures(config: Config, histories, weights, out_dir: Path) -> list[str]:
             if w != width:
                 continue
             ep = [r["epoch"] for r in hist]
-            ax.plot(ep, [100 * r["val_test_error"] for r in hist], label=_LABELS[arm])
+            plot_curve(ax, ep, [100 * r["val_test_error"] for r in hist], label=_LABELS[arm])
         ax.set_xlabel("epoch")
         ax.set_title(f"2 x {width} units")
         ax.set_yscale("log")
+        log_ticks(ax, "y")
     axes[0][0].set_ylabel("test error (%)")
     axes[0][0].legend(fontsize=8)
     paths += save_figure(fig, out_dir / "blundell_fig2")

@@ -130,12 +130,18 @@ def run(config: Config, ctx: RunContext) -> dict:
         metrics[f"test_rmse_{key}"] = M.rmse(f.mean(0), y_test)
         metrics[f"test_ll_{key}"] = M.gaussian_log_likelihood(f, noise.expand_as(f), y_test)
         metrics[f"final_elbo_{key}"] = state.history[-1]["elbo"]
-        plot_predictive_band(ax, truth_x, ys, x_train=x[:, 0], y_train=y, label=label)
-        ax.axvspan(lo, hi, color="0.92", zorder=0)
+        plot_predictive_band(ax, truth_x, ys, x_train=x[:, 0], y_train=y,
+                             label="predictive median")
+        ax.axvspan(lo, hi, color="0.92", zorder=0, label="training region")
         ax.set_title(f"{label}: off/on std ratio {metrics[f'std_ratio_{key}']:.1f}")
         ax.set_ylim(-1.0, 2.0)
         ax.set_xlabel("x")
-    axes[0].set_ylabel("y (median and interquartile range)")
+    axes[0].set_ylabel("y")
+    # one legend for the three panels (same colours), outside the data
+    handles, labels = axes[0].get_legend_handles_labels()
+    labels = [{"predictive median band (0.25-0.75)": "interquartile range (25-75 %)",
+               "data": "training data"}.get(t, t) for t in labels]
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     metrics["figure"] = [str(p) for p in save_figure(fig, ctx.path("blundell_fig5"))]
     return metrics
 

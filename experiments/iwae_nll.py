@@ -43,7 +43,7 @@ import guides
 import models
 
 from .common.iwae import iwae_bound
-from .common.plotting import new_figure, save_figure
+from .common.plotting import new_figure, plot_curve, save_figure
 from .common.spec import ConfigError, PairSpec, RunContext, config_dict
 from .common.training import FitConfig
 from .common.vae import ImageOptions, load_images, train_vae
@@ -169,8 +169,9 @@ def run(config: Config, ctx: RunContext) -> dict:
 
     fig, ax = new_figure(width=5.0, height=3.5)
     rows = [r for r in hist if "val_test_elbo" in r]
-    ax.plot([r["epoch"] for r in rows], [r["val_train_elbo"] for r in rows], label="train ELBO")
-    ax.plot([r["epoch"] for r in rows], [r["val_test_elbo"] for r in rows], label="test ELBO")
+    epochs = [r["epoch"] for r in rows]
+    plot_curve(ax, epochs, [r["val_train_elbo"] for r in rows], label="train ELBO")
+    plot_curve(ax, epochs, [r["val_test_elbo"] for r in rows], label="test ELBO")
     ax.axhline(-metrics[f"nll_{k_nll}"], color="k", ls="--", lw=1,
                label=f"test $\\mathcal{{L}}_{{{k_nll}}}$ = {-metrics[f'nll_{k_nll}']:.2f}")
     ax.axhline(-86.76, color="r", ls=":", lw=1, label="Burda et al. VAE: -86.76")

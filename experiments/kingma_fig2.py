@@ -38,10 +38,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from matplotlib.ticker import NullFormatter
-
 from .common import vae as V
-from .common.plotting import new_figure, save_figure
+from .common.plotting import log_ticks, new_figure, plot_curve, save_figure
 from .common.spec import ConfigError, RunContext
 from .registry import register_experiment
 
@@ -109,15 +107,16 @@ def run(config: Config, ctx: RunContext) -> dict:
             rows = [r for r in state.history if "val_test_elbo" in r]
             seen = [r["epoch"] * data.num_train for r in rows]
             color = f"C{i}"
-            ax.plot(seen, [r["val_train_elbo"] for r in rows], color=color, label=f"$N_z$={z_dim} train")
-            ax.plot(seen, [r["val_test_elbo"] for r in rows], color=color, ls="--",
-                    label=f"$N_z$={z_dim} test")
+            plot_curve(ax, seen, [r["val_train_elbo"] for r in rows], color=color,
+                       label=f"$N_z$={z_dim} train")
+            plot_curve(ax, seen, [r["val_test_elbo"] for r in rows], color=color, ls="--",
+                       label=f"$N_z$={z_dim} test")
             metrics[f"final_train_elbo_{ds}_z{z_dim}"] = rows[-1]["val_train_elbo"]
             metrics[f"final_test_elbo_{ds}_z{z_dim}"] = rows[-1]["val_test_elbo"]
             metrics[f"samples_seen_{ds}_z{z_dim}"] = seen[-1]
             metrics[f"train_seconds_{ds}_z{z_dim}"] = sum(r["seconds"] for r in state.history)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
+        log_ticks(ax, "x")  # labels on short ranges too, without overlapping minor labels
         ax.set_xlabel("# training samples evaluated")
         ax.set_ylabel("lower bound per datapoint (nats)")
         ax.set_title({"mnist": "MNIST", "frey": "Frey Face"}[ds])

@@ -46,7 +46,7 @@ import torch
 
 from .common import data as zoo_data
 from .common import metrics as M
-from .common.plotting import new_figure, save_figure
+from .common.plotting import new_figure, plot_curve, save_figure
 from .common.predictive import posterior_predictive
 from .common.spec import ConfigError, PairSpec, RunContext, train_pair
 from .common.training import FitConfig
@@ -285,7 +285,7 @@ def run_mnist(cfg: MNIST, ctx: RunContext) -> tuple[dict, object]:
                     _classification_metrics(torch.softmax(logits, -1), y_test).items()})
 
     fig, ax = new_figure(width=4.5, height=3.2)
-    ax.plot([r["epoch"] for r in svgp_history], [r["elbo"] for r in svgp_history])
+    plot_curve(ax, [r["epoch"] for r in svgp_history], [r["elbo"] for r in svgp_history])
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (minibatch mean)")
     ax.set_title(f"MNIST (PCA {cfg.dim}), softmax SVGP M = {model.num_inducing}: "

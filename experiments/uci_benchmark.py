@@ -105,7 +105,7 @@ import numpy as np
 from .common import data as zoo_data
 from .common import metrics as M
 from .common.plotting import new_figure, save_figure
-from .common.predictive import posterior_predictive
+from .common.predict import predict
 from .common.spec import ConfigError, PairSpec, RunContext, train_pair
 from .common.training import FitConfig
 from .registry import register_experiment
@@ -350,18 +350,15 @@ def sized(spec: StepsPair, num_data: int, **fit_changes) -> StepsPair:
     return dataclasses.replace(spec, fit=fit)
 
 
-def _sample_metrics(model, guide, data: zoo_data.RegressionData, num_samples: int, seed: int,
-                    device) -> dict:
-    """RMSE and LL in original units from S function draws and the learned noise."""
-    pred = posterior_predictive(model, guide, data.x_test.to(device), num_samples=num_samples,
-                                return_sites=("f",), seed=seed)
-    f = pred["f"][..., 0]  # (S, N*), standardised units
-    noise = model.likelihood.noise_std.detach().cpu()
-    y = data.y_test
-    mean = data.unstandardize_y(f.mean(0))
-    return {"rmse": M.rmse(mean, data.unstandardize_y(y)),
-            "ll": M.gaussian_log_likelihood(f, noise.expand_as(f), y, y_scale=data.y_std),
-            "noise_std": float(noise) * data.y_std}
+def _test_metrics(model, guide, data: zoo_data.RegressionData, **predict_args) -> dict:
+    """RMSE and LL on the test split in original units, and the learned noise, from
+    :func:`~experiments.common.predict.predict` (Monte Carlo for the nets, closed form for the
+    SVGP)."""
+    pred = predict(model, guide, data.x_test, y=data.y_test, **predict_args)
+    pred = pred.to_original_units(data.y_mean, data.y_std)
+    return {"rmse": M.rmse(pred.mean, data.unstandardize_y(data.y_test)),
+            "ll": pred.log_likelihood,
+            "noise_std": model.likelihood.noise_std.item() * data.y_std}
 
 
 def fit_bbb(data, spec: StepsPair, ctx: RunContext, *, hidden: int, split: int, name: str,
@@ -370,7 +367,7 @@ def fit_bbb(data, spec: StepsPair, ctx: RunContext, *, hidden: int, split: int, 
     model, guide, _ = train_pair(sized(spec, data.n_train), (data.x_train, data.y_train), ctx,
                                  name, model_args={"in_features": data.input_dim,
                                                    "widths": (hidden,)}, seed_offset=split)
-    return _sample_metrics(model, guide, data, num_samples, ctx.seed + split, ctx.torch_device)
+    return _test_metrics(model, guide, data, num_samples=num_samples, seed=ctx.seed + split)
 
 
 def dropout_weight_decay(lengthscale: float, p: float) -> float:
@@ -470,7 +467,7 @@ def _fit_dropout_once(data, spec: DropoutPair, ctx: RunContext, *, hidden: int, 
                                  (data.x_train, data.y_train), ctx, name,
                                  model_args={"in_features": data.input_dim, "widths": (hidden,)},
                                  seed_offset=split)
-    return _sample_metrics(model, guide, data, num_samples, ctx.seed + split, ctx.torch_device)
+    return _test_metrics(model, guide, data, num_samples=num_samples, seed=ctx.seed + split)
 
 
 def fit_dropout(data, spec: DropoutPair, ctx: RunContext, *, hidden: int, split: int, name: str,
@@ -521,12 +518,7 @@ def fit_svgp(data, spec: SvgpPair, ctx: RunContext, *, hidden: int, split: int, 
         model_args={"input_dim": data.input_dim,
                     "num_inducing": min(spec.num_inducing, data.n_train)},
         prepare=prepare, seed_offset=split)
-    pred = model.predict(data.x_test.to(dev), guide)
-    y_test = data.y_test
-    return {"rmse": M.rmse(data.unstandardize_y(pred["y_mean"]), data.unstandardize_y(y_test)),
-            "ll": M.gaussian_log_likelihood(pred["y_mean"], pred["y_var"].sqrt(), y_test,
-                                            y_scale=data.y_std),
-            "noise_std": model.likelihood.noise_std.item() * data.y_std}
+    return _test_metrics(model, guide, data)
 
 
 FITTERS = {"bbb": fit_bbb, "dropout": fit_dropout, "svgp": fit_svgp}

@@ -62,7 +62,7 @@ from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
 import models
 
-from .common.plotting import new_figure, plot_predictive_band, save_figure
+from .common.plotting import log_ticks, plot_predictive_band, save_figure
 from .common.predictive import posterior_predictive
 from .common.spec import ConfigError, PairSpec, RunContext, train_pair
 from .common.training import FitConfig
@@ -278,24 +278,35 @@ def run(config: Config, ctx: RunContext) -> dict:
 
 def _figure(ctx: RunContext, config: Config, x, y, grid, gp_mean, gp_var, bands, metrics,
             feature_counts, vi_counts):
+    """Two rows: the first arm's predictive bands against the exact GP, one panel per R; below,
+    the RMS errors of the predictive mean and variance against R (log-log). One legend per row,
+    outside the data."""
+    import matplotlib.pyplot as plt
+
     gnames = [arm.guide for arm in config.arms()]
-    ncols = max(len(bands), 1) + 2
-    fig, axes = new_figure(ncols=ncols, width=3.6, height=3.0, squeeze=False)
-    axes = axes[0]
+    ncols = max(len(bands), 2)
+    fig = plt.figure(figsize=(3.6 * ncols + 2.4, 6.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1.0, 1.05))
+    band_axes = top.subplots(1, max(len(bands), 1), sharey=True, squeeze=False)[0]
     g = grid[:, 0]
     sd = gp_var.clamp_min(0).sqrt()
-    for ax, (r, samples) in zip(axes, sorted(bands.items())):
+    for ax, (r, samples) in zip(band_axes, sorted(bands.items())):
         plot_predictive_band(ax, g, samples, quantiles=(0.025, 0.5, 0.975),
-                             label=f"RFF R={r} ({gnames[0]})", x_train=x[:, 0], y_train=y)
-        ax.plot(g, gp_mean, "k-", lw=1.0, label="exact GP (mean ± 1.96 sd)")
-        ax.plot(g, gp_mean + 1.96 * sd, "k--", lw=0.8)
+                             label=f"{gnames[0]}: median", x_train=x[:, 0], y_train=y)
+        ax.plot(g, gp_mean, "k-", lw=1.0, label="exact GP: mean")
+        ax.plot(g, gp_mean + 1.96 * sd, "k--", lw=0.8, label="exact GP: mean ± 1.96 sd")
         ax.plot(g, gp_mean - 1.96 * sd, "k--", lw=0.8)
-        ax.set_title(f"R = {r}")
+        ax.set_title(f"R = {r} random features")
         ax.set_ylim(-3.5, 3.5)
         ax.set_xlabel("x")
-    axes[0].legend(fontsize=6, loc="lower left")
+    band_axes[0].set_ylabel("latent f")
+    handles, labels = band_axes[0].get_legend_handles_labels()
+    labels = [t.replace("median band (0.025-0.975)", "95 % band") for t in labels]
+    top.legend(handles, labels, loc="outside right center", fontsize=8)
+
+    err_axes = bottom.subplots(1, 2, squeeze=False)[0]
     rs = np.array(feature_counts, dtype=float)
-    for ax, what in zip(axes[-2:], ("mean", "var")):
+    for ax, what in zip(err_axes, ("mean", "var")):
         ax.loglog(rs, [metrics[f"blr_{what}_rms_R{r}"] for r in feature_counts], "ko-",
                   label="closed form vs GP (RFF error)")
         for i, gname in enumerate(gnames):
@@ -304,10 +315,15 @@ def _figure(ctx: RunContext, config: Config, x, y, grid, gp_mean, gp_var, bands,
             ax.loglog(vi_counts, [metrics[f"{gname}_vs_blr_{what}_rms_R{r}"] for r in vi_counts],
                       "s:", color=f"C{i}", label=f"{gname} vs closed form (VI error)")
         ref = metrics[f"blr_{what}_rms_R{feature_counts[0]}"]
-        ax.loglog(rs, ref * (rs / rs[0]) ** -0.5, color="0.6", lw=0.8, label="∝ R^-1/2")
+        ax.loglog(rs, ref * (rs / rs[0]) ** -0.5, color="0.6", lw=0.8, label="∝ R$^{-1/2}$")
         ax.set_xlabel("random features R")
-        ax.set_title(f"RMS error of the predictive {'mean' if what == 'mean' else 'variance'}")
-    axes[-1].legend(fontsize=6)
+        ax.set_ylabel("RMS error over the grid")
+        ax.set_title(f"predictive {'mean' if what == 'mean' else 'variance'}")
+        ax.grid(alpha=0.3, which="major")
+        log_ticks(ax, "x")
+        log_ticks(ax, "y")
+    bottom.legend(*err_axes[0].get_legend_handles_labels(), loc="outside right center",
+                  fontsize=8)
     return save_figure(fig, ctx.path("weight_space_gp"))
 
 

@@ -23,9 +23,13 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["new_figure", "plot_history", "plot_predictive_band", "save_figure"]
+__all__ = ["log_ticks", "new_figure", "plot_curve", "plot_history", "plot_predictive_band",
+           "save_figure"]
 
 PNG_DPI = 150
+#: curves of at most this many points get markers (a one-epoch curve is a single point, which a
+#: line alone does not draw)
+MARKER_MAX_POINTS = 30
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -191,6 +195,44 @@ def plot_predictive_band(
     return ax
 
 
+def plot_curve(ax: Axes, x: Any, y: Any, *args: Any, **kwargs: Any) -> list:
+    """``ax.plot(x, y, *args, **kwargs)``, with small round markers when the curve has at most
+    :data:`MARKER_MAX_POINTS` points and neither ``marker=`` nor a format string (``"s:"``) gave
+    it one, so that a one-epoch curve (a single point) is visible."""
+    lines = ax.plot(x, y, *args, **kwargs)
+    if "marker" not in kwargs and len(x) <= MARKER_MAX_POINTS:
+        for line in lines:
+            if line.get_marker() in (None, "", " ", "None"):
+                line.set_marker("o")
+                line.set_markersize(kwargs.get("ms", kwargs.get("markersize", 3)))
+    return lines
+
+
+def _compact(value: float, _pos: Any = None) -> str:
+    """Tick label: ``0.02``, ``0.5``, ``20``, ``500``, ``2k``, ``50k``, ``1M``."""
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    if value >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def log_ticks(ax: Axes, axis: str = "x") -> None:
+    """Readable ticks on a log axis (call after plotting): labels at 1, 2, 5 x 10^k (only at
+    10^k when the axis spans more than three decades) written compactly (``0.05``, ``200``,
+    ``20k``), unlabelled minor ticks, so that short ranges get labels and labels do not collide.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+    decades = math.log10(hi / lo) if lo > 0 else math.inf
+    target.set_major_locator(LogLocator(subs=(1.0,) if decades > 3 else (1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(_compact))
+    target.set_minor_locator(LogLocator(subs="auto"))
+    target.set_minor_formatter(NullFormatter())
+
+
 def _as_number(v: Any) -> float | None:
     """A float for real numbers and one-element tensors/arrays; None for None and the rest."""
     if v is None or isinstance(v, (bool, np.bool_)):
@@ -260,9 +302,8 @@ def plot_history(
     nrows = math.ceil(n / ncols)
     fig, axes = new_figure(ncols=ncols, nrows=nrows, width=3.5, height=2.6, squeeze=False)
     flat = axes.ravel()
-    marker = "o" if len(records) <= 30 else None
     for ax, (k, vals) in zip(flat, series.items()):
-        ax.plot(epochs, vals, marker=marker, ms=3, lw=1.2)
+        plot_curve(ax, epochs, vals, lw=1.2)
         ax.set_title(k)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

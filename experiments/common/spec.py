@@ -9,7 +9,8 @@ A ``--set bbb.fit.epochs=200`` travels in three hops, all typed:
 2. the experiment's ``run(config, ctx)`` hands the :class:`PairSpec` ``config.bbb`` to
    :func:`train_pair`;
 3. :func:`train_pair` builds model and guide and calls ``fit`` with ``spec.fit`` plus what the
-   :class:`RunContext` owns (seed, device, output folder, progress).
+   :class:`RunContext` owns (seed, device, output folder, progress) and the fit's name in its
+   progress bar and log lines (the arm's name and its index in the run, ``bbb #1``).
 
 The run's seed, device, output folder and progress live only in the :class:`RunContext`:
 ``--set`` refuses them (``--seed``, ``--device``, ``--out``, ``--no-progress`` set them).
@@ -37,7 +38,8 @@ from .seeding import seed_everything
 from .training import FitConfig, fit, resolve_device
 
 #: FitConfig fields that belong to the run, not to an arm: set from the RunContext
-RUN_KEYS = {"seed": "--seed", "device": "--device", "out_dir": "--out", "progress": "--no-progress"}
+RUN_KEYS = {"seed": "--seed", "device": "--device", "out_dir": "--out", "progress": "--no-progress",
+            "desc": "the arm's name (train_pair names each fit after its arm)"}
 
 
 class ConfigError(ValueError):
@@ -64,6 +66,8 @@ class RunContext:
     progress: bool = True
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("experiments"),
                                    compare=False)
+    #: fits started so far in this run (:meth:`next_fit`)
+    fits: list[int] = field(default_factory=lambda: [0], init=False, compare=False, repr=False)
 
     def __post_init__(self):
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -82,6 +86,12 @@ class RunContext:
     def path(self, name: str) -> Path:
         return self.out_dir / name
 
+    def next_fit(self) -> int:
+        """1, 2, ...: the index of the fit about to start in this run (named in its progress bar
+        and log lines)."""
+        self.fits[0] += 1
+        return self.fits[0]
+
 
 @dataclass
 class PairSpec:
@@ -91,8 +101,8 @@ class PairSpec:
     :ivar model_cfg: keyword arguments of the model (checked against its signature).
     :ivar guide: registered guide name for that model.
     :ivar guide_cfg: keyword arguments of the guide builder.
-    :ivar fit: the :class:`~experiments.common.training.FitConfig` (its seed, device, out_dir
-        and progress come from the :class:`RunContext`).
+    :ivar fit: the :class:`~experiments.common.training.FitConfig` (its seed, device, out_dir,
+        progress and desc come from the :class:`RunContext` and :func:`train_pair`).
     """
 
     model: str
@@ -146,7 +156,8 @@ def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
         prepare(model, guide)
     fit_cfg = dataclasses.replace(spec.fit, seed=ctx.seed + seed_offset, device=ctx.device,
                                   out_dir=str(ctx.path(name)),
-                                  progress=spec.fit.progress and ctx.progress)
+                                  progress=spec.fit.progress and ctx.progress,
+                                  desc=f"{name} #{ctx.next_fit()}")
     state = fit(model, guide, data, fit_cfg, eval_fn=eval_fn)
     return model, guide, state
 

@@ -19,6 +19,7 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
+#: with progress on and stderr not a terminal: one log line per this many seconds of training
+PROGRESS_LOG_EVERY_S = 60.0
 
 
 @dataclass
@@ -64,6 +67,11 @@ class FitConfig:
     :ivar validate: Pyro's distribution-argument validation during training. ``None`` (default):
         off for speed unless the environment variable ``VBZOO_PYRO_VALIDATION=1`` is set, which
         the test suite does so that tests keep it on.
+    :ivar progress: show a progress bar (tqdm) on a terminal or in a notebook; when stderr is
+        not a terminal (a redirected run) the bar is off and ``fit`` logs a line after the first
+        epoch and then every :data:`PROGRESS_LOG_EVERY_S` seconds instead.
+    :ivar desc: the name of this fit in its progress bar and log lines; ``train_pair`` sets it
+        to the arm's name and the fit's index in the run, e.g. ``"bbb #1"``.
     :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
     :ivar checkpoint_every_s: write history and checkpoint at most this often (seconds), and always
         after the last epoch (a fsync per epoch dominated short epochs).
@@ -92,6 +100,7 @@ class FitConfig:
     seed: int = 0
     validate: bool | None = None
     progress: bool = True
+    desc: str = "fit"
     eval_every: int = 1
     out_dir: str | None = None
     checkpoint: bool = True
@@ -379,9 +388,13 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     elbo = state.loss_fn.elbo
     writers = _Writers(cfg.out_dir, cfg.tensorboard)
     params = list(state.loss_fn.parameters())
-    last_save = time.perf_counter()
-    bar = tqdm(range(state.epoch, cfg.epochs), desc="fit", unit="epoch", disable=not cfg.progress,
-               initial=state.epoch, total=cfg.epochs, dynamic_ncols=True)
+    last_save = started = time.perf_counter()
+    # disable=None: no bar when stderr is not a terminal (a notebook still gets its widget);
+    # a redirected run logs a line now and then instead of thousands of carriage returns
+    bar = tqdm(range(state.epoch, cfg.epochs), desc=cfg.desc, unit="epoch",
+               disable=None if cfg.progress else True, initial=state.epoch, total=cfg.epochs,
+               dynamic_ncols=True)
+    last_line = None if cfg.progress and bar.disable else math.inf
     try:
         validate = cfg.validate
         if validate is None:
@@ -420,8 +433,19 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                     if cfg.out_dir and cfg.checkpoint:
                         save_checkpoint(state, Path(cfg.out_dir) / "checkpoint.pt")
                     last_save = time.perf_counter()
-                bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}")
+                bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", refresh=False)
+                now = time.perf_counter()
+                if not last and (last_line is None or now - last_line >= PROGRESS_LOG_EVERY_S):
+                    _log_epoch(cfg, row, "epoch", now - started)
+                    last_line = now
     finally:
         writers.close()
         bar.close()
+    if state.history:
+        _log_epoch(cfg, state.history[-1], "done after epoch", time.perf_counter() - started)
     return state
+
+
+def _log_epoch(cfg: FitConfig, row: dict[str, Any], what: str, seconds: float) -> None:
+    log.info("%s: %s %d/%d, loss %.4g, kl %.3g (%.1f s)", cfg.desc, what, row["epoch"],
+             cfg.epochs, row["loss"], row["kl"], seconds)

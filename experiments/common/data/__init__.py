@@ -23,6 +23,8 @@ checked against a pinned sha256; see :mod:`.files` for the details and :mod:`.er
 * :mod:`.mushroom`: :func:`load_mushroom`, UCI Mushroom, one-hot, for the Blundell et al. bandit.
 * :mod:`.co2`: :func:`load_co2`, Mauna Loa CO2 monthly means (NOAA GML).
 * :mod:`.synthetic`: :func:`blundell_toy`, the synthetic curve of Blundell et al. (2015), Fig. 5.
+* :mod:`.tabular`: :func:`load_table`, a user's own CSV / ``.npz`` / ``.pt`` table
+  (``python -m experiments fit``).
 
 :mod:`.catalogue` holds :data:`DATASETS` and :func:`fetch`. Import everything from this package
 (``from experiments.common import data``); the submodules are an implementation detail.
@@ -37,6 +39,7 @@ from .mnist import _BINARIZED_COUNTS as _BINARIZED_COUNTS  # tests shrink a spli
 from .mnist import load_binarized_mnist, load_mnist, read_idx
 from .mushroom import MUSHROOM_COLUMNS, load_mushroom
 from .synthetic import blundell_toy
+from .tabular import Table, load_table
 from .uci import UCI_DATASETS, RegressionData, load_uci
 from .uci import _make_regression as _make_regression  # used by experiments/uci_benchmark.py
 from .uci import _uci_folder as _uci_folder  # used by experiments/uci_benchmark.py
@@ -58,6 +61,7 @@ __all__ = [
     "DatasetInfo",
     "RegressionData",
     "RemoteFile",
+    "Table",
     "blundell_toy",
     "cache_dir",
     "fetch",
@@ -66,6 +70,7 @@ __all__ = [
     "load_frey_face",
     "load_mnist",
     "load_mushroom",
+    "load_table",
     "load_uci",
     "load_uci_large",
     "read_idx",

@@ -255,8 +255,9 @@ def _progress_bar(total: int | None, desc: str):
         from tqdm.auto import tqdm  # optional: the data layer works without it
     except ImportError:  # pragma: no cover
         return None
+    # disable=None: no bar when stderr is not a terminal (a redirected run)
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                leave=False)
+                leave=False, disable=None)
 
 
 def _download(rel: str, remote: RemoteFile, searched: list[tuple[Path, str]]) -> Path:

@@ -1,0 +1,407 @@
+r"""One prediction API for every family: :func:`predict` returns a :class:`Prediction`.
+
+For inputs :math:`x_n` and a trained pair (model :math:`p(y \mid f)`, guide :math:`q(\theta)`),
+the predictive distribution is :math:`p(y_n \mid x_n) = \mathbb E_{q(\theta)}[p(y_n \mid
+f_\theta(x_n))]`. :func:`predict` reports its moments, split by the law of total variance,
+
+.. math::
+    \mathbb E[y_n] = \mathbb E_q[\mu(f_n)], \qquad
+    \mathrm{Var}[y_n] = \underbrace{\mathrm{Var}_q[\mu(f_n)]}_{\text{epistemic}}
+        + \underbrace{\mathbb E_q[\sigma^2(f_n)]}_{\text{aleatoric}},
+
+with :math:`\mu(f) = \mathbb E[y \mid f]` and :math:`\sigma^2(f) = \mathrm{Var}[y \mid f]` of
+the likelihood (:mod:`models.likelihoods`):
+
+* ``gaussian``: :math:`\mu = f`, :math:`\sigma^2` the learned noise variance;
+* ``heteroscedastic-gaussian``: :math:`\mu = f_1`,
+  :math:`\sigma^2 = (s_{\min} + \mathrm{softplus}(f_2))^2`;
+* ``student-t``: :math:`\mu = f`, :math:`\sigma^2 = s^2 \nu / (\nu - 2)` (``inf`` for
+  :math:`\nu \le 2`);
+* ``bernoulli``: :math:`\mu = p = \sigma(f)` (y in {0, 1}), :math:`\sigma^2 = p (1 - p)`;
+* ``categorical``: per class, for the one-hot y, :math:`\mu_c = p_c = \mathrm{softmax}(f)_c`,
+  :math:`\sigma^2_c = p_c (1 - p_c)`.
+
+The expectations over :math:`q` are Monte Carlo averages over S joint draws
+:math:`\theta_s \sim q` (``num_samples``), with the population variance
+:math:`\mathrm{Var}_q[a] \approx \frac1S\sum_s (a_s - \bar a)^2`, so that ``epistemic +
+aleatoric = variance`` exactly and ``variance`` is the variance of the S-component mixture.
+For classification ``probs`` :math:`\bar p_{nc} = \frac1S\sum_s p_{snc}` is the predictive
+distribution itself (and ``mean``); the entropy split of it is
+:func:`~experiments.common.metrics.mutual_information`.
+
+Given targets ``y``, ``log_likelihood`` is the mean log predictive density
+
+.. math:: \mathrm{LL} = \frac1N\sum_n \log \frac1S \sum_s p(y_n \mid f_{\theta_s}(x_n))
+
+(log-mean-exp over draws, :func:`~experiments.common.metrics.log_mean_exp`; for classification
+:math:`\log \bar p_{n y_n}`, minus the NLL).
+
+Per family:
+
+* ``bnn`` / ``mlp`` / ``rff-gp`` (and any model whose ``f`` site feeds a likelihood of the table):
+  Monte Carlo through :func:`~experiments.common.predictive.posterior_predictive` (chunks of
+  ``sample_chunk`` draws and ``data_chunk`` rows), from the guide's predictive form
+  (:func:`~experiments.common.predictive.posterior_guide`: the ``laplace`` guide becomes the
+  Gaussian at its mode, which needs the training data: ``train_data=(x, y)``).
+* ``svgp``: the closed-form marginal :math:`q(f_n) = \mathcal N(m_n, v_n)` of
+  :meth:`models.svgp.SVGP.predict`. Gaussian likelihood: all in closed form, ``epistemic`` =
+  :math:`v_n`, ``aleatoric`` = :math:`\sigma^2`, and
+  :math:`\mathrm{LL} = \frac1N\sum_n \log\mathcal N(y_n \mid m_n, v_n + \sigma^2)`. Other
+  likelihoods: Monte Carlo over S independent draws :math:`f_{sn} \sim \mathcal N(m_n, v_n)`
+  per point (exact for per-point quantities; the draws are not coherent functions).
+* ``vae``: the reconstruction mean :math:`\mathbb E_{q(z \mid x)}[g_\theta(z)]` (the decoder
+  mean parameter, averaged over S codes) and, as ``log_likelihood``, the importance-weighted
+  bound :math:`\mathcal L_S(x) \le \log p(x)` with k = S (:func:`~experiments.common.iwae.
+  iwae_bound`); the targets are the inputs, so ``y`` must be ``None``. No variance is reported.
+
+Inputs may live on any device (they are moved to the model's); every tensor of the result is on
+the CPU. Bad inputs (wrong shape, NaN or inf, labels outside the classes) are a
+:class:`ValueError` naming the value and the expected form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from guides.base import ZooGuide
+from models.base import module_device
+from models.likelihoods import (
+    BernoulliLikelihood,
+    CategoricalLikelihood,
+    GaussianLikelihood,
+    HeteroscedasticGaussianLikelihood,
+    StudentTLikelihood,
+)
+
+from . import metrics as M
+from .predictive import posterior_guide, posterior_predictive
+
+__all__ = ["Prediction", "needs_train_data", "predict"]
+
+#: likelihood classes :func:`predict` knows the moments of
+REGRESSION = (GaussianLikelihood, HeteroscedasticGaussianLikelihood, StudentTLikelihood)
+CLASSIFICATION = (BernoulliLikelihood, CategoricalLikelihood)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :func:`predict` returns (every tensor on the CPU; see the module docstring for the math).
+
+    :ivar kind: ``"regression"``, ``"classification"`` or ``"reconstruction"`` (the VAE).
+    :ivar mean: predictive mean :math:`\\mathbb E[y_n]`: (N,) for regression and the Bernoulli
+        (:math:`P(y_n = 1)`), (N, C) class probabilities for the categorical, the
+        reconstruction (shaped like ``x``) for the VAE.
+    :ivar variance: total predictive variance, shaped like ``mean`` (``None`` for the VAE).
+    :ivar epistemic: :math:`\\mathrm{Var}_q[\\mu(f)]`, the part a better posterior could remove.
+    :ivar aleatoric: :math:`\\mathbb E_q[\\sigma^2(f)]`, the noise; ``epistemic + aleatoric =
+        variance``.
+    :ivar probs: (N, C) predictive class probabilities (C = 2 for the Bernoulli: columns
+        :math:`P(y=0), P(y=1)`); ``None`` for regression.
+    :ivar samples: with ``return_samples=True``, (S, N, ...) per-draw conditional means
+        :math:`\\mu(f_s)`: function values (regression), class probabilities (classification,
+        (S, N, C)), decoder means (VAE).
+    :ivar log_likelihood: mean log predictive density of the given targets (nats per point),
+        ``None`` without targets.
+    :ivar log_likelihood_per_point: (N,) the same per point.
+    :ivar num_samples: S, the draws behind the Monte Carlo parts (0: all closed form).
+    """
+
+    kind: str
+    mean: torch.Tensor
+    variance: torch.Tensor | None = None
+    epistemic: torch.Tensor | None = None
+    aleatoric: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    log_likelihood: float | None = None
+    log_likelihood_per_point: torch.Tensor | None = None
+    num_samples: int = 0
+
+    @property
+    def sd(self) -> torch.Tensor | None:
+        """Predictive standard deviation, ``variance.sqrt()``."""
+        return None if self.variance is None else self.variance.sqrt()
+
+    def to_original_units(self, y_mean: float, y_std: float) -> Prediction:
+        """The regression prediction for targets standardised as :math:`\\tilde y = (y - m) / s`,
+        mapped back to original units: means :math:`m + s\\,\\mu`, variances times
+        :math:`s^2`, samples :math:`m + s f`, and log densities minus :math:`\\log s` (the
+        Jacobian of the map)."""
+        if self.kind != "regression":
+            raise ValueError(f"to_original_units is for regression predictions, this one is "
+                             f"{self.kind!r}")
+        y_std = float(y_std)
+        if not (y_std > 0 and math.isfinite(y_std)):
+            raise ValueError(f"y_std must be a positive finite number, got {y_std!r}")
+
+        def scale_var(v):
+            return None if v is None else v * y_std ** 2
+
+        ll_pp = None if self.log_likelihood_per_point is None else \
+            self.log_likelihood_per_point - math.log(y_std)
+        return dataclasses.replace(
+            self, mean=self.mean * y_std + y_mean, variance=scale_var(self.variance),
+            epistemic=scale_var(self.epistemic), aleatoric=scale_var(self.aleatoric),
+            samples=None if self.samples is None else self.samples * y_std + y_mean,
+            log_likelihood_per_point=ll_pp,
+            log_likelihood=None if ll_pp is None else float(ll_pp.mean()))
+
+
+# ------------------------------------------------------------------------------------------------
+# entry point
+
+
+@torch.no_grad()
+def predict(model, guide, x: Any, num_samples: int = 100, y: Any = None,
+            return_samples: bool = False, *, train_data: tuple | None = None,
+            seed: int | None = None, sample_chunk: int = 100,
+            data_chunk: int | None = None) -> Prediction:
+    """The predictive distribution of a trained pair at inputs ``x`` (module docstring).
+
+    :param model: a zoo model (``bnn``, ``mlp``, ``rff-gp``, ``svgp``, ``vae``, or any model
+        with a ``likelihood`` of :data:`REGRESSION` / :data:`CLASSIFICATION` and an ``f`` site).
+    :param guide: its trained guide.
+    :param x: (N, D) inputs (VAE: images (N, H, W) or (N, D)); a tensor on any device or an
+        array-like.
+    :param int num_samples: S, draws of the latents (SVGP: of f, for non-Gaussian likelihoods;
+        VAE: importance samples of the bound).
+    :param y: (N,) targets for ``log_likelihood``: real numbers (regression), 0/1 (Bernoulli),
+        integer classes in [0, C) (categorical).
+    :param bool return_samples: keep the (S, N, ...) per-draw means in ``samples``.
+    :param tuple train_data: the training ``(x, y)``, for guides whose predictive form is built
+        from it (the ``laplace`` guide's Hessian).
+    :param int seed: seed the random draws first (``None``: use the current random state).
+    :param int sample_chunk: draws per vectorised model evaluation.
+    :param int data_chunk: rows per model evaluation (``None``: all at once).
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    from models.svgp import SVGP
+    from models.vae import VAE
+
+    x = _inputs(model, x)
+    if isinstance(model, VAE):
+        if y is not None:
+            raise ValueError("the VAE's targets are its inputs: call predict(model, guide, x) "
+                             "without y (log_likelihood is the importance-weighted bound of x)")
+        return _predict_vae(model, guide, x, num_samples, return_samples, seed, sample_chunk,
+                            data_chunk)
+    lik = getattr(model, "likelihood", None)
+    if not isinstance(lik, REGRESSION + CLASSIFICATION):
+        raise ValueError(f"predict knows the likelihoods {_names(REGRESSION + CLASSIFICATION)}; "
+                         f"this {type(model).__name__} has {type(lik).__name__}")
+    y = _targets(lik, y, x.shape[0])
+    if isinstance(model, SVGP):
+        return _predict_svgp(model, guide, x, y, num_samples, return_samples, seed)
+    guide = _predictive_guide(guide, train_data, _first_float(model))
+    f = posterior_predictive(model, guide, x, num_samples=num_samples, return_sites=("f",),
+                             sample_chunk=sample_chunk, data_chunk=data_chunk, seed=seed)["f"]
+    return _from_draws(lik, f, y, return_samples)
+
+
+# ------------------------------------------------------------------------------------------------
+# checks
+
+
+def _names(classes) -> str:
+    return ", ".join(c.__name__ for c in classes)
+
+
+def _first_float(model) -> torch.Tensor | None:
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t
+    return None
+
+
+def _inputs(model, x) -> torch.Tensor:
+    """``x`` as a floating tensor on the model's device and in its dtype, its shape and values
+    checked."""
+    if x is None:
+        raise ValueError("x is None; pass the (N, D) inputs to predict at")
+    try:
+        x = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"x must be a tensor or an array of numbers, got {type(x).__name__} "
+                         f"({exc})") from None
+    like = _first_float(model)
+    dtype = like.dtype if like is not None else torch.get_default_dtype()
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"x must hold real numbers, got dtype {x.dtype}")
+    width = getattr(model, "in_features", None) or getattr(model, "input_dim", None)
+    if width is not None and (x.dim() != 2 or x.shape[1] != width):
+        raise ValueError(f"x must have shape (N, {width}) for this {type(model).__name__} "
+                         f"(one row per point, {width} feature(s)), got shape {tuple(x.shape)}")
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise ValueError(f"x is empty (shape {tuple(x.shape)}); need at least one row")
+    x = x.to(dtype=dtype)
+    bad = ~torch.isfinite(x).reshape(x.shape[0], -1).all(-1)
+    if bad.any():
+        rows = bad.nonzero()[:5, 0].tolist()
+        raise ValueError(f"x holds NaN or inf in {int(bad.sum())} row(s) (first: {rows}); drop "
+                         "or impute them before predicting")
+    return x.to(like.device) if like is not None else x
+
+
+def _targets(lik, y, n: int) -> torch.Tensor | None:
+    """``y`` checked against the likelihood: (n,) finite reals, 0/1, or classes in [0, C)."""
+    if y is None:
+        return None
+    y = torch.as_tensor(y).detach().cpu()
+    if y.dim() != 1 or y.shape[0] != n:
+        raise ValueError(f"y must have shape (N,) = ({n},), one target per row of x, got shape "
+                         f"{tuple(y.shape)}")
+    if y.is_floating_point() and not torch.isfinite(y).all():
+        rows = (~torch.isfinite(y)).nonzero()[:5, 0].tolist()
+        raise ValueError(f"y holds NaN or inf at rows {rows}; drop them before scoring")
+    if isinstance(lik, CategoricalLikelihood):
+        c = lik.num_outputs
+        if y.is_floating_point() and not torch.equal(y, y.round()):
+            raise ValueError(f"y must hold integer class labels in [0, {c}), got non-integral "
+                             "values")
+        y = y.long()
+        if int(y.min()) < 0 or int(y.max()) >= c:
+            raise ValueError(f"y must hold class labels in [0, {c}), got values in "
+                             f"[{int(y.min())}, {int(y.max())}]")
+        return y
+    if isinstance(lik, BernoulliLikelihood):
+        y = y.double()
+        if not ((y == 0) | (y == 1)).all():
+            raise ValueError("y must hold binary labels 0/1 for the Bernoulli likelihood, got "
+                             f"values {sorted(set(y.unique()[:5].tolist()))}...")
+        return y.float()
+    return y.to(torch.get_default_dtype() if not y.is_floating_point() else y.dtype)
+
+
+def needs_train_data(guide) -> bool:
+    """Whether ``guide`` builds its predictive form from the training data (it overrides
+    :meth:`~guides.base.ZooGuide.predictive_guide`, as the ``laplace`` guide does)."""
+    return isinstance(guide, ZooGuide) and \
+        type(guide).predictive_guide is not ZooGuide.predictive_guide
+
+
+def _predictive_guide(guide, train_data, like: torch.Tensor | None):
+    """The guide's predictive form (:func:`posterior_guide`); a guide that builds it from the
+    training data needs ``train_data`` (moved to the device of ``like``, the model's first
+    floating tensor, floating data also to its dtype)."""
+    if needs_train_data(guide) and train_data is None:
+        raise ValueError(f"the {type(guide).__name__} guide predicts from a form built on the "
+                         "training data (the Laplace approximation's Hessian): pass "
+                         "train_data=(x_train, y_train)")
+    data = [torch.as_tensor(t) for t in (train_data or ())]
+    if like is not None:
+        data = [t.to(device=like.device, dtype=like.dtype if t.is_floating_point() else t.dtype)
+                for t in data]
+    with torch.enable_grad():  # the Laplace approximation differentiates the log joint
+        return posterior_guide(guide, *data)
+
+
+# ------------------------------------------------------------------------------------------------
+# from draws of f
+
+
+def _from_draws(lik, f: torch.Tensor, y: torch.Tensor | None, return_samples: bool,
+                num_samples: int | None = None) -> Prediction:
+    """The :class:`Prediction` from S draws of the likelihood's input ``f`` (S, N, L) (CPU)."""
+    s = f.shape[0]
+    if isinstance(lik, CLASSIFICATION):
+        if isinstance(lik, BernoulliLikelihood):
+            p1 = torch.sigmoid(f[..., 0])
+            p = torch.stack([1 - p1, p1], dim=-1)  # (S, N, 2)
+        else:
+            p = torch.softmax(f, dim=-1)  # (S, N, C)
+        probs = p.mean(0)
+        epistemic = p.var(0, unbiased=False)
+        aleatoric = (p * (1 - p)).mean(0)
+        mean = probs[:, 1] if isinstance(lik, BernoulliLikelihood) else probs
+        if isinstance(lik, BernoulliLikelihood):
+            epistemic, aleatoric = epistemic[:, 1], aleatoric[:, 1]
+        ll = None if y is None else _mc_log_density(lik, f, y)
+        return Prediction("classification", mean=mean, variance=epistemic + aleatoric,
+                          epistemic=epistemic, aleatoric=aleatoric, probs=probs,
+                          samples=p if return_samples else None, log_likelihood=_mean(ll),
+                          log_likelihood_per_point=ll, num_samples=num_samples or s)
+    loc = f[..., 0]  # (S, N)
+    if isinstance(lik, GaussianLikelihood):
+        noise = lik.noise_std.detach().cpu()
+        scale = noise.expand_as(loc)
+        aleatoric = (noise ** 2).expand(loc.shape[1:])
+        ll = None if y is None else M.gaussian_log_likelihood_per_point(loc, scale, y)
+    elif isinstance(lik, HeteroscedasticGaussianLikelihood):
+        scale = torch.nn.functional.softplus(f[..., 1]) + lik.min_scale
+        aleatoric = (scale ** 2).mean(0)
+        ll = None if y is None else M.gaussian_log_likelihood_per_point(loc, scale, y)
+    else:  # Student-t
+        sigma2 = float(lik.noise_std.detach()) ** 2
+        var = sigma2 * lik.df / (lik.df - 2) if lik.df > 2 else math.inf
+        aleatoric = torch.full(loc.shape[1:], var, dtype=loc.dtype)
+        ll = None if y is None else _mc_log_density(lik, f, y)
+    epistemic = loc.var(0, unbiased=False)
+    return Prediction("regression", mean=loc.mean(0), variance=epistemic + aleatoric,
+                      epistemic=epistemic, aleatoric=aleatoric,
+                      samples=loc if return_samples else None, log_likelihood=_mean(ll),
+                      log_likelihood_per_point=ll, num_samples=num_samples or s)
+
+
+def _mc_log_density(lik, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:math:`\\log \\frac1S\\sum_s p(y_n \\mid f_{sn})` per point: (N,), on the CPU."""
+    dev = module_device(lik)
+    f = f.to(dev)
+    y = y.to(device=dev, dtype=f.dtype if y.is_floating_point() else y.dtype)
+    lp = lik.distribution(f).log_prob(y).cpu()  # (S, N)
+    return M.log_mean_exp(lp, dim=0)
+
+
+def _mean(ll: torch.Tensor | None) -> float | None:
+    return None if ll is None else float(ll.mean())
+
+
+# ------------------------------------------------------------------------------------------------
+# families with their own route
+
+
+def _predict_svgp(model, guide, x, y, num_samples, return_samples, seed) -> Prediction:
+    """Closed form for the Gaussian likelihood; Monte Carlo over the marginal q(f_n) else."""
+    if not hasattr(guide, "q_u"):
+        raise ValueError(f"the svgp predicts from a guide on its inducing values (cholesky, "
+                         f"mean-field-u, delta), got {type(guide).__name__}")
+    out = model.predict(x, guide)
+    f_mean, f_var = out["f_mean"], out["f_var"]  # (N, L)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def draws():
+        eps = torch.randn((num_samples, *f_mean.shape), generator=gen, dtype=f_mean.dtype)
+        return f_mean + f_var.sqrt() * eps  # (S, N, L)
+
+    if isinstance(model.likelihood, GaussianLikelihood):
+        mean, variance = out["y_mean"], out["y_var"]
+        epistemic = f_var[:, 0]
+        # y_var = f_var + σ², the very sum: epistemic + aleatoric == variance
+        aleatoric = (model.likelihood.noise_std.detach().cpu() ** 2).expand_as(epistemic)
+        ll = None if y is None else M.gaussian_log_likelihood_per_point(mean, variance.sqrt(), y)
+        return Prediction("regression", mean=mean, variance=variance, epistemic=epistemic,
+                          aleatoric=aleatoric,
+                          samples=draws()[..., 0] if return_samples else None,
+                          log_likelihood=_mean(ll), log_likelihood_per_point=ll, num_samples=0)
+    return _from_draws(model.likelihood, draws(), y, return_samples, num_samples)
+
+
+def _predict_vae(model, guide, x, num_samples, return_samples, seed, sample_chunk, data_chunk
+                 ) -> Prediction:
+    """Reconstruction mean over S codes z ~ q(z|x), and the IWAE bound with k = S."""
+    from .iwae import iwae_bound
+
+    f = posterior_predictive(model, guide, x, num_samples=num_samples, return_sites=("f",),
+                             sample_chunk=sample_chunk, data_chunk=data_chunk, seed=seed)["f"]
+    shape = (f.shape[0], *x.shape)
+    ll = iwae_bound(model, guide, x, k=num_samples, k_chunk=sample_chunk,
+                    data_chunk=data_chunk or 100, reduce=False)
+    return Prediction("reconstruction", mean=f.mean(0).reshape(x.shape),
+                      samples=f.reshape(shape) if return_samples else None,
+                      log_likelihood=_mean(ll), log_likelihood_per_point=ll,
+                      num_samples=num_samples)

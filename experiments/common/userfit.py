@@ -1,0 +1,524 @@
+r"""Your own data: ``python -m experiments fit`` trains a registered pair on a table and
+``python -m experiments predict`` reloads the run to predict at new inputs.
+
+``fit`` reads a CSV / ``.npz`` / ``.pt`` table (:func:`~experiments.common.data.load_table`),
+holds out a test set (``--test FILE``, the file's own ``x_test``/``y_test``, or a random
+``--test-fraction``, default 0.1), standardises the features (and a regression target) with the
+statistics of the *training rows only*,
+
+.. math:: \tilde x_{nd} = (x_{nd} - m_d) / s_d, \qquad \tilde y_n = (y_n - m_y) / s_y
+
+(population std; a column constant on the training rows gets :math:`s = 1`), builds a
+:class:`FitJob` (a :class:`~experiments.common.spec.PairSpec` whose data-dependent model
+arguments come from :data:`DATA_SUPPLIES`), trains it with
+:func:`~experiments.common.spec.train_pair` and scores the test rows with
+:func:`~experiments.common.predict.predict` in original units: a regression mean
+:math:`m_y + s_y \tilde\mu`, standard deviation :math:`s_y \tilde\sigma`, log density
+:math:`\log \tilde p - \log s_y`. Class labels (any numbers) are mapped to indices 0..C-1 in
+sorted order.
+
+The run folder (``<out>/fit/<time>-seed<S>/``) holds ``config.json`` (the command and the pair),
+``metrics.json`` (regression: ``rmse``, ``mae``, ``test_ll``, ``coverage95``; classification:
+``accuracy``, ``nll``, ``ece``), ``run.log``, ``train/`` (fit's history and checkpoint),
+``model.pt`` (model and guide state; the training rows too for a guide that predicts from them,
+the ``laplace``), ``standardization.json``, ``test_predictions.csv`` and one figure (predicted
+against true with 95% intervals, or a reliability diagram).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import guides
+import models
+from models.likelihoods import BernoulliLikelihood
+
+from . import metrics as M
+from .data.tabular import Table, load_table
+from .data.uci import _mean_std
+from .predict import Prediction, needs_train_data, predict
+from .spec import ConfigError, PairSpec, RunContext, apply_overrides, config_dict, train_pair
+from .training import FitConfig
+
+log = logging.getLogger("experiments")
+
+TASKS = ("regression", "classification")
+#: likelihoods of :mod:`models.likelihoods` a task may use (``--set model_cfg.likelihood=...``);
+#: the first is the default
+TASK_LIKELIHOODS = {"regression": ("gaussian", "student-t", "heteroscedastic-gaussian"),
+                    "classification": ("categorical", "softmax", "bernoulli")}
+MIN_TRAIN_ROWS = 8
+DEFAULT_TEST_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Supplied:
+    """What a table supplies to one model: the tasks it fits and the model arguments set from
+    the data (``overridable`` ones only where ``--set`` leaves them out)."""
+
+    tasks: tuple[str, ...]
+    keys: tuple[str, ...]
+    overridable: tuple[str, ...] = ("likelihood",)
+
+
+#: model name -> what the data supplies; models not listed (the ``vae``) do not fit a table
+DATA_SUPPLIES: dict[str, Supplied] = {
+    # in_features = D; out_features from the likelihood (1, 2 for heteroscedastic, C classes)
+    "bnn": Supplied(TASKS, ("in_features", "out_features", "task", "likelihood")),
+    "mlp": Supplied(TASKS, ("in_features", "out_features", "task", "likelihood")),
+    # Gaussian regression only
+    "rff-gp": Supplied(("regression",), ("in_features",), overridable=()),
+    # input_dim = D; num_classes for the categorical; num_inducing = min(64, N_train) by default
+    "svgp": Supplied(TASKS, ("input_dim", "likelihood", "num_classes", "num_inducing"),
+                     overridable=("likelihood", "num_inducing")),
+}
+
+
+@dataclass
+class FitJob(PairSpec):
+    """The pair ``fit`` trains (``--set model_cfg.widths=[32]``, ``--set fit.epochs=50``,
+    ``--set guide_cfg.init_scale=1e-3``) and ``num_samples``, the draws of its predictive."""
+
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=100, lr=1e-2))
+    num_samples: int = 100
+
+    def validate(self, where: str = "", provided: Sequence[str] = ()) -> None:
+        super().validate(where, provided)
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) \
+                or self.num_samples < 1:
+            raise ConfigError(f"num_samples={self.num_samples!r} is invalid: expected an "
+                              "integer >= 1")
+
+
+def pairs_for(task: str) -> list[str]:
+    """``model/guide`` of every registered pair that fits a table of ``task``."""
+    return [f"{m}/{g}" for m, g in guides.list_pairs()
+            if m in DATA_SUPPLIES and task in DATA_SUPPLIES[m].tasks]
+
+
+# ------------------------------------------------------------------------------------------------
+# standardisation and labels
+
+
+@dataclass
+class Standardization:
+    """The map between the user's units and the model's, fitted on the training rows.
+
+    :ivar classes: classification: the label value of each class index (sorted).
+    """
+
+    task: str
+    columns: list[str]
+    target: str | None
+    x_mean: list[float]
+    x_std: list[float]
+    y_mean: float = 0.0
+    y_std: float = 1.0
+    classes: list[float] | None = None
+
+    @classmethod
+    def from_training(cls, task: str, table: Table, x: np.ndarray, y: np.ndarray):
+        x_mean, x_std = _mean_std(x)
+        kwargs = {}
+        if task == "regression":
+            y_mean, y_std = _mean_std(y[:, None])
+            kwargs = {"y_mean": float(y_mean[0]), "y_std": float(y_std[0])}
+        else:
+            kwargs = {"classes": sorted(float(v) for v in np.unique(y))}
+        return cls(task=task, columns=list(table.columns), target=table.target,
+                   x_mean=x_mean.tolist(), x_std=x_std.tolist(), **kwargs)
+
+    def x(self, x: np.ndarray) -> torch.Tensor:
+        """Standardised features, float32."""
+        return torch.as_tensor((x - np.asarray(self.x_mean)) / np.asarray(self.x_std),
+                               dtype=torch.float32)
+
+    def y(self, y: np.ndarray, likelihood: str | None = None) -> torch.Tensor:
+        """Regression: standardised float32 targets. Classification: class indices (long; float
+        0/1 for the Bernoulli); a label unseen in training is an error."""
+        if self.task == "regression":
+            return torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32)
+        idx = self.labels(y)
+        return torch.as_tensor(idx, dtype=torch.float32 if likelihood == "bernoulli"
+                               else torch.long)
+
+    def labels(self, y: np.ndarray) -> np.ndarray:
+        classes = np.asarray(self.classes)
+        idx = np.searchsorted(classes, y)
+        idx = np.clip(idx, 0, len(classes) - 1)
+        unseen = classes[idx] != y
+        if unseen.any():
+            raise ValueError(f"label(s) {sorted(set(y[unseen].tolist()))[:5]} of the test rows do "
+                             f"not occur in the training rows (classes: "
+                             f"{', '.join(map(label_name, classes))})")
+        return idx
+
+    def prediction(self, pred: Prediction) -> Prediction:
+        """A prediction in the model's units, in the user's."""
+        return pred.to_original_units(self.y_mean, self.y_std) if self.task == "regression" \
+            else pred
+
+
+def label_name(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+# ------------------------------------------------------------------------------------------------
+# the job
+
+
+def check_pair(model: str, guide: str, task: str, overrides: Sequence[str] = ()) -> FitJob:
+    """The default :class:`FitJob` of a pair that fits a ``task`` table; otherwise a one-line
+    error (an unknown name, a guide of another model, or the pairs that do fit)."""
+    if task not in TASKS:
+        raise ConfigError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    for item in overrides:
+        head = item.split("=", 1)[0].split(".")[0].strip()
+        if head in ("model", "guide"):
+            raise ConfigError(f"--set {item}: choose the pair with --model / --guide")
+    job = FitJob(model, guide)
+    job.validate("pair")  # names first: an unknown model or guide is named before anything else
+    if model not in DATA_SUPPLIES or task not in DATA_SUPPLIES[model].tasks:
+        raise ConfigError(f"--model {model} --guide {guide} does not fit a {task} table; pairs "
+                          f"that do: {', '.join(pairs_for(task))}")
+    return job
+
+
+def build_job(model: str, guide: str, overrides: Sequence[str], task: str, *, num_features: int,
+              num_classes: int | None, n_train: int) -> tuple[FitJob, dict]:
+    """The :class:`FitJob` with ``--set`` overrides applied, checked, and the model arguments the
+    data supplies (:data:`DATA_SUPPLIES`)."""
+    job = apply_overrides(check_pair(model, guide, task, overrides), overrides)
+    supplied = data_model_args(job, task, num_features, num_classes, n_train)
+    job.validate("pair", provided=[k for k in supplied
+                                   if k not in DATA_SUPPLIES[model].overridable])
+    return job, supplied
+
+
+def data_model_args(job: FitJob, task: str, num_features: int, num_classes: int | None,
+                    n_train: int) -> dict:
+    """The model arguments a table supplies (:data:`DATA_SUPPLIES`), checked against what
+    ``--set`` chose (``likelihood`` within the task's, ``num_inducing`` <= the training rows)."""
+    info, cfg = DATA_SUPPLIES[job.model], job.model_cfg
+    for key in info.keys:
+        if key in cfg and key not in info.overridable:
+            raise ConfigError(f"--set model_cfg.{key}: {key} comes from the data; leave it out")
+    out: dict = {}
+    if "likelihood" in info.keys:
+        lik = cfg.get("likelihood") or TASK_LIKELIHOODS[task][0]
+        if lik not in TASK_LIKELIHOODS[task]:
+            raise ConfigError(f"--set model_cfg.likelihood={lik}: a {task} table takes one of "
+                              f"{', '.join(TASK_LIKELIHOODS[task])}")
+        if lik == "bernoulli" and num_classes != 2:
+            raise ConfigError(f"the bernoulli likelihood needs 2 classes, the target has "
+                              f"{num_classes}; use categorical")
+        out["likelihood"] = lik
+        if "out_features" in info.keys:
+            out["out_features"] = {"heteroscedastic-gaussian": 2, "categorical": num_classes,
+                                   "softmax": num_classes}.get(lik, 1)
+        if "num_classes" in info.keys and lik in ("categorical", "softmax"):
+            out["num_classes"] = num_classes
+    for key in ("in_features", "input_dim"):
+        if key in info.keys:
+            out[key] = num_features
+    if "task" in info.keys:
+        out["task"] = task
+    if "num_inducing" in info.keys:
+        m = cfg.get("num_inducing", min(64, n_train))
+        if m > n_train:
+            raise ConfigError(f"--set model_cfg.num_inducing={m}: at most the {n_train} training "
+                              "rows")
+        out["num_inducing"] = m
+    return out
+
+
+def _prepare_svgp(x: torch.Tensor, y: torch.Tensor, seed: int):
+    """SVGP start: k-means inducing inputs; for the Gaussian, Titsias' optimal q(u) too."""
+
+    def prepare(model, guide):
+        model.to(x.device)
+        model.initialize_inducing(x, method="kmeans", seed=seed)
+        if model.likelihood_name == "gaussian" and hasattr(guide, "set_q_u"):
+            guide(x[:2], y[:2])
+            guide.set_q_u(*model.optimal_q_u(x, y))
+
+    return prepare
+
+
+# ------------------------------------------------------------------------------------------------
+# fit
+
+
+@dataclass
+class FitArgs:
+    """The ``fit`` command's arguments."""
+
+    model: str
+    guide: str
+    data: str
+    target: str | None = None
+    test: str | None = None
+    test_fraction: float | None = None
+    task: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    device: str = "auto"
+    seed: int = 0
+    out: str = "results"
+    progress: bool = True
+
+    def command(self) -> str:
+        parts = ["python -m experiments fit", f"--model {self.model}", f"--guide {self.guide}",
+                 f"--data {shlex.quote(self.data)}"]
+        parts += [f"--target {shlex.quote(self.target)}"] if self.target else []
+        parts += [f"--test {shlex.quote(self.test)}"] if self.test else []
+        parts += [f"--test-fraction {self.test_fraction}"] if self.test_fraction is not None else []
+        parts += [f"--task {self.task}"] if self.task else []
+        parts += [f"--device {self.device}", f"--seed {self.seed}"]
+        parts += [] if self.progress else ["--no-progress"]
+        return " ".join(parts + [f"--set {shlex.quote(o)}" for o in self.overrides])
+
+
+def split_rows(table: Table, args: FitArgs) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                      np.ndarray, str]:
+    """``(x_train, y_train, x_test, y_test, how)``: the test rows from ``--test``, the file's
+    ``x_test``/``y_test``, or a seeded random ``--test-fraction`` of the rows."""
+    if args.test is not None and args.test_fraction is not None:
+        raise ValueError("give --test FILE or --test-fraction, not both")
+    if args.test is not None:
+        test = load_table(args.test, table.target, columns=table.columns)
+        if test.y is None:
+            raise ValueError(f"{args.test}: no target column {table.target!r}")
+        x_tr, y_tr, x_te, y_te, how = table.x, table.y, test.x, test.y, f"--test {args.test}"
+    elif table.x_test is not None and args.test_fraction is None:
+        x_tr, y_tr, x_te, y_te, how = table.x, table.y, table.x_test, table.y_test, \
+            f"x_test/y_test of {table.source}"
+    else:
+        frac = DEFAULT_TEST_FRACTION if args.test_fraction is None else args.test_fraction
+        if not 0 < frac < 1:
+            raise ValueError(f"--test-fraction must be in (0, 1), got {frac}")
+        n = table.num_rows
+        n_test = max(1, int(round(frac * n)))
+        perm = np.random.default_rng(args.seed).permutation(n)
+        te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+        x_tr, y_tr, x_te, y_te = table.x[tr], table.y[tr], table.x[te], table.y[te]
+        how = f"random {frac:g} of {n} rows (seed {args.seed})"
+    if len(x_tr) < MIN_TRAIN_ROWS or len(x_te) < 1:
+        raise ValueError(f"{table.source}: {len(x_tr)} training and {len(x_te)} test row(s) are "
+                         f"too few; fit needs at least {MIN_TRAIN_ROWS} training rows and 1 test "
+                         "row")
+    return x_tr, y_tr, x_te, y_te, how
+
+
+def run_fit(args: FitArgs) -> tuple[Path, dict]:
+    """The ``fit`` command: everything is checked before the run folder is made; a failure in
+    training is recorded there (``run.log``, ``metrics.json`` with ``status: failed``)."""
+    from .runner import RunLog, hardware, make_run_dir, write_json
+
+    task = args.task or "regression"
+    check_pair(args.model, args.guide, task, args.overrides)  # before reading the data
+    table = load_table(args.data, args.target)
+    x_tr, y_tr, x_te, y_te, how = split_rows(table, args)
+    if args.task is None and _looks_like_labels(y_tr):
+        log.warning("the target %r holds %d distinct integers: for class labels pass --task "
+                    "classification (fitting a regression)", table.target, len(np.unique(y_tr)))
+    std = Standardization.from_training(task, table, x_tr, y_tr)
+    num_classes = len(std.classes) if std.classes is not None else None
+    if num_classes is not None and num_classes < 2:
+        raise ValueError(f"{table.source}: the target {table.target!r} has a single class in the "
+                         "training rows; classification needs at least 2")
+    job, supplied = build_job(args.model, args.guide, args.overrides, task,
+                              num_features=x_tr.shape[1], num_classes=num_classes,
+                              n_train=len(x_tr))
+    likelihood = supplied.get("likelihood", job.model_cfg.get("likelihood"))
+    xs_tr, ys_tr = std.x(x_tr), std.y(y_tr, likelihood)
+    xs_te, ys_te = std.x(x_te), std.y(y_te, likelihood)
+
+    run_dir = make_run_dir(args.out, "fit", args.seed)
+    ctx = RunContext(seed=args.seed, device=args.device, out_dir=run_dir, progress=args.progress,
+                     logger=log)
+    write_json(run_dir / "config.json", {
+        "command": args.command(), "model": job.model, "guide": job.guide, "task": task,
+        "data": str(Path(args.data).resolve()), "target": table.target, "test": how,
+        "n_train": len(x_tr), "n_test": len(x_te), "seed": args.seed, "device": args.device,
+        "overrides": list(args.overrides), "model_args": supplied, "pair": config_dict(job)})
+    write_json(run_dir / "standardization.json", dataclasses.asdict(std))
+    t0 = time.perf_counter()
+    with RunLog(run_dir):
+        log.info("fit %s/%s on %s (%s, %d train / %d test rows) into %s", job.model, job.guide,
+                 args.data, task, len(x_tr), len(x_te), run_dir)
+        try:
+            ctx.seed_everything()
+            prepare = _prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
+                                    args.seed) if job.model == "svgp" else None
+            model, guide, _ = train_pair(job, (xs_tr, ys_tr), ctx, "train", model_args=supplied,
+                                         prepare=prepare)
+            train_data = (xs_tr, ys_tr) if needs_train_data(guide) else None
+            pred = std.prediction(predict(model, guide, xs_te, job.num_samples, y=ys_te,
+                                          train_data=train_data, seed=args.seed))
+            metrics = score(pred, y_te, std)
+            _save_state(run_dir / "model.pt", model, guide, train_data)
+            write_predictions(run_dir / "test_predictions.csv", pred, std, x_te, y_te)
+            metrics["figure"] = [str(p) for p in plot_test(pred, y_te, std, metrics,
+                                                           run_dir / "test_predictions")]
+        except BaseException as exc:
+            log.exception("fit failed after %.1f s", time.perf_counter() - t0)
+            write_json(run_dir / "metrics.json", {
+                "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()})
+            raise
+    metrics = {"status": "ok", "task": task, "n_train": len(x_tr), "n_test": len(x_te),
+               **metrics, "wall_time_s": round(time.perf_counter() - t0, 2),
+               "hardware": hardware()}
+    write_json(run_dir / "metrics.json", metrics)
+    return run_dir, metrics
+
+
+def _looks_like_labels(y: np.ndarray) -> bool:
+    return bool(np.all(y == np.round(y))) and len(np.unique(y)) <= 10
+
+
+def _save_state(path: Path, model, guide, train_data) -> None:
+    state = {"model": model.state_dict(), "guide": guide.state_dict()}
+    if train_data is not None:
+        state["train_x"], state["train_y"] = train_data
+    torch.save(state, path)
+
+
+def score(pred: Prediction, y: np.ndarray, std: Standardization) -> dict:
+    """Test metrics in original units (:mod:`experiments.common.metrics`)."""
+    if std.task == "regression":
+        yt = torch.as_tensor(y, dtype=pred.mean.dtype)
+        return {"rmse": M.rmse(pred.mean, yt), "mae": M.mae(pred.mean, yt),
+                "test_ll": pred.log_likelihood,
+                "coverage95": M.gaussian_interval_coverage(pred.mean, pred.sd, yt, 0.95)}
+    idx = torch.as_tensor(std.labels(y))
+    return {"accuracy": M.accuracy(pred.probs, idx), "nll": M.nll(pred.probs, idx),
+            "ece": M.expected_calibration_error(pred.probs, idx)}
+
+
+def write_predictions(path: Path, pred: Prediction, std: Standardization,
+                      x: np.ndarray | None = None, y: np.ndarray | None = None) -> Path:
+    """One row per input: regression ``mean, sd, epistemic_sd, aleatoric_sd`` (original units);
+    classification the ``predicted`` label and ``p_<label>`` per class. With ``x`` (and ``y``),
+    the feature columns (and the true target) come first."""
+    given = [a for a in (x, None if y is None else y[:, None]) if a is not None]
+    given = np.concatenate(given, axis=1) if given else None
+    cols = ([] if x is None else list(std.columns)) + ([] if y is None else [std.target or "y"])
+    if std.task == "regression":
+        head = ["mean", "sd", "epistemic_sd", "aleatoric_sd"]
+        body = torch.stack([pred.mean, pred.sd, pred.epistemic.sqrt(), pred.aleatoric.sqrt()], 1)
+        rows = [[_num(v) for v in r] for r in body.tolist()]
+    else:
+        names = [label_name(c) for c in std.classes]
+        head = ["predicted"] + [f"p_{n}" for n in names]
+        top = pred.probs.argmax(-1).tolist()
+        rows = [[names[k]] + [_num(v) for v in p] for k, p in zip(top, pred.probs.tolist())]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols + head)
+        for i, r in enumerate(rows):
+            w.writerow(([_num(v) for v in given[i]] if given is not None else []) + r)
+    return path
+
+
+def _num(v: float) -> str:
+    return format(float(v), ".8g")
+
+
+def plot_test(pred: Prediction, y: np.ndarray, std: Standardization, metrics: dict,
+              path: Path) -> list[Path]:
+    """Regression: predicted mean with 95% intervals against the true value. Classification:
+    a reliability diagram (accuracy against confidence in 10 bins)."""
+    from .plotting import new_figure, save_figure
+
+    fig, ax = new_figure(width=4.2, height=3.6)
+    if std.task == "regression":
+        mean, sd = pred.mean.numpy(), pred.sd.numpy()
+        ax.errorbar(y, mean, yerr=1.96 * sd, fmt="o", ms=3, alpha=0.6, elinewidth=0.8)
+        lo, hi = float(min(y.min(), mean.min())), float(max(y.max(), mean.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"true {std.target}")
+        ax.set_ylabel("predicted mean ± 1.96 sd")
+        ax.set_title(f"test RMSE {metrics['rmse']:.3g}, 95% coverage "
+                     f"{metrics['coverage95']:.2f}", fontsize=9)
+    else:
+        conf, top = pred.probs.max(-1)
+        correct = (top.numpy() == std.labels(y)).astype(float)
+        edges = np.linspace(0, 1, 11)
+        b = np.clip(np.digitize(conf.numpy(), edges[1:-1], right=True), 0, 9)
+        acc = [correct[b == i].mean() if (b == i).any() else np.nan for i in range(10)]
+        ax.bar(edges[:-1], acc, width=0.1, align="edge", edgecolor="k", alpha=0.7,
+               label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated")
+        ax.set_xlabel("confidence (max class probability)")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=8)
+        ax.set_title(f"test accuracy {metrics['accuracy']:.3f}, ECE {metrics['ece']:.3f}",
+                     fontsize=9)
+    return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# predict
+
+
+def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | None]:
+    """Rebuild a ``fit`` run's pair from its folder: ``(model, guide, job, standardization,
+    train_data)``, the state loaded on the CPU (``weights_only=True``)."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "standardization.json", "model.pt"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a finished fit run: no {name} (run "
+                                    "python -m experiments fit first)")
+    config = json.loads((run_dir / "config.json").read_text())
+    std = Standardization(**json.loads((run_dir / "standardization.json").read_text()))
+    pair = dict(config["pair"])
+    job = FitJob(**{**pair, "fit": FitConfig.from_dict(pair["fit"])})
+    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    model = models.create_model(job.model, **{**job.model_cfg, **config["model_args"]})
+    guide = guides.create_guide(job.guide, model, **job.guide_cfg)
+    model.load_state_dict(state["model"])
+    with torch.no_grad():  # lazily built guide parameters come into being at the first call
+        guide(*model.example_data(2, torch.Generator().manual_seed(0)))
+    guide.load_state_dict(state["guide"])
+    model.num_data = int(config["n_train"])
+    train = (state["train_x"], state["train_y"]) if "train_x" in state else None
+    return model, guide, job, std, train
+
+
+def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
+                seed: int = 0) -> tuple[Path, dict]:
+    """The ``predict`` command: predictions at the rows of ``data`` in original units, written
+    to ``out`` (default ``<run_dir>/predictions.csv``); with the target column present, also
+    its metrics."""
+    from .training import resolve_device
+
+    model, guide, job, std, train = load_run(run_dir)
+    table = load_table(data, std.target, need_target=False, columns=std.columns)
+    model.to(resolve_device(device))
+    guide.to(resolve_device(device))
+    bernoulli = isinstance(getattr(model, "likelihood", None), BernoulliLikelihood)
+    y = None if table.y is None else std.y(table.y, "bernoulli" if bernoulli else None)
+    pred = std.prediction(predict(model, guide, std.x(table.x), job.num_samples, y=y,
+                                  train_data=train, seed=seed))
+    path = Path(out) if out else Path(run_dir) / "predictions.csv"
+    write_predictions(path, pred, std)
+    summary = {"rows": table.num_rows, "out": str(path)}
+    if table.y is not None:
+        summary.update(score(pred, table.y, std))
+    return path, summary
+
+
+__all__ = ["DATA_SUPPLIES", "FitArgs", "FitJob", "Standardization", "TASK_LIKELIHOODS",
+           "build_job", "check_pair", "load_run", "pairs_for", "run_fit", "run_predict"]

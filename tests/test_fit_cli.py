@@ -1,0 +1,201 @@
+"""``python -m experiments fit`` / ``predict`` on a user's own table: the run folder, predictions
+in original units, every table format, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.__main__ import main
+from experiments.common.data import load_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=REPO,
+                          timeout=timeout, capture_output=True, text=True)
+
+
+def _truth(a, b):
+    return 100.0 + 30.0 * a - 20.0 * b
+
+
+def _write_csv(path: Path, header, rows) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def linear(tmp_path_factory):
+    """y = 100 + 30 a - 20 b + N(0, 0.5²), 200 rows; new inputs with the columns swapped."""
+    d = tmp_path_factory.mktemp("linear")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (200, 2))
+    y = _truth(x[:, 0], x[:, 1]) + rng.normal(0, 0.5, 200)
+    _write_csv(d / "data.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
+    new = rng.uniform(-2, 2, (6, 2))
+    _write_csv(d / "new.csv", ["b", "a"], new[:, ::-1].tolist())
+    return d, new
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_regression_fit_then_predict_in_original_units(linear, tmp_path):
+    d, new = linear
+    proc = _cli("fit", "--model", "bnn", "--guide", "mean-field", "--data", str(d / "data.csv"),
+                "--target", "y", "--set", "model_cfg.widths=[]", "--set", "fit.epochs=150",
+                "--device", "cpu", "--no-progress", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "fit").iterdir()
+    for name in ("config.json", "metrics.json", "run.log", "model.pt", "standardization.json",
+                 "test_predictions.csv", "test_predictions.png", "train/history.json",
+                 "train/checkpoint.pt"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["command"].startswith("python -m experiments fit --model bnn")
+    assert config["model_args"] == {"likelihood": "gaussian", "out_features": 1,
+                                    "in_features": 2, "task": "regression"}
+    assert config["pair"]["model_cfg"] == {"widths": []} and config["n_test"] == 20
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "ok"
+    assert {"rmse", "mae", "test_ll", "coverage95"} <= set(metrics)
+    assert metrics["rmse"] < 3.0  # y spans about ±70 around 100: standardised units would fail
+    std = json.loads((run / "standardization.json").read_text())
+    assert std["columns"] == ["a", "b"] and std["y_mean"] == pytest.approx(100, abs=5)
+
+    out = tmp_path / "preds.csv"
+    proc = _cli("predict", str(run), "--data", str(d / "new.csv"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"wrote {out} (6 rows)" in proc.stdout
+    rows = _rows(out)
+    assert list(rows[0]) == ["mean", "sd", "epistemic_sd", "aleatoric_sd"]
+    mean = np.array([float(r["mean"]) for r in rows])
+    sd = np.array([float(r["sd"]) for r in rows])
+    np.testing.assert_allclose(mean, _truth(new[:, 0], new[:, 1]), atol=3.0)
+    # the learned noise (true 0.5; ~7 after 300 steps from 0.1 in standardised units) times
+    # y_std ≈ 44: in standardised units it would be ~0.15
+    assert ((sd > 0.3) & (sd < 20.0)).all()
+    # the training file itself, target included: predict reports its metrics too
+    proc = _cli("predict", str(run), "--data", str(d / "data.csv"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"rmse"' in proc.stdout and (run / "predictions.csv").is_file()
+
+
+def test_classification_fit_then_predict(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-2, 2, (160, 2))
+    labels = np.where(x[:, 0] + x[:, 1] > 0, 3, 1)  # any numbers as labels
+    data = _write_csv(tmp_path / "cls.csv", ["u", "v", "label"],
+                      np.column_stack([x, labels]).tolist())
+    proc = _cli("fit", "--model", "bnn", "--guide", "mean-field", "--data", str(data),
+                "--target", "label", "--task", "classification", "--test-fraction", "0.25",
+                "--set", "fit.epochs=40", "--set", "model_cfg.widths=[8]", "--device", "cpu",
+                "--no-progress", "--out", str(tmp_path / "res"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "res" / "fit").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"accuracy", "nll", "ece"} <= set(metrics) and metrics["n_test"] == 40
+    assert metrics["accuracy"] > 0.8
+    assert (run / "test_predictions.png").is_file()
+    test_rows = _rows(run / "test_predictions.csv")
+    assert list(test_rows[0]) == ["u", "v", "label", "predicted", "p_1", "p_3"]
+    assert json.loads((run / "standardization.json").read_text())["classes"] == [1.0, 3.0]
+    proc = _cli("predict", str(run), "--data", str(data), "--out", str(tmp_path / "p.csv"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path / "p.csv")
+    assert list(rows[0]) == ["predicted", "p_1", "p_3"] and len(rows) == 160
+    p = np.array([[float(r["p_1"]), float(r["p_3"])] for r in rows])
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    predicted = np.array([int(r["predicted"]) for r in rows])
+    assert (predicted == labels).mean() > 0.8
+
+
+def test_npz_and_pt_tables_with_their_own_test_set(tmp_path):
+    rng = np.random.default_rng(2)
+    x, x_test = rng.normal(size=(40, 3)), rng.normal(size=(7, 3))
+    y, y_test = x.sum(1), x_test.sum(1)
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    torch.save({"x": torch.as_tensor(x), "y": torch.as_tensor(y)}, tmp_path / "d.pt")
+    t = load_table(tmp_path / "d.npz")
+    assert t.columns == ["x0", "x1", "x2"] and t.x_test.shape == (7, 3)
+    assert load_table(tmp_path / "d.pt").x.shape == (40, 3)
+    for name in ("d.npz", "d.pt"):
+        code = main(["fit", "--model", "svgp", "--guide", "cholesky", "--data",
+                     str(tmp_path / name), "--set", "fit.epochs=3", "--device", "cpu",
+                     "--no-progress", "--out", str(tmp_path / name.replace(".", "_"))])
+        assert code == 0
+        (run,) = (tmp_path / name.replace(".", "_") / "fit").iterdir()
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["n_test"] == (7 if name == "d.npz" else 4)
+        assert main(["predict", str(run), "--data", str(tmp_path / "d.npz")]) == 0
+        assert len(_rows(run / "predictions.csv")) == 40
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    _write_csv(tmp_path / "text.csv", ["a", "b", "y"], [[1, 2, 3], [4, "x", 6]])
+    _write_csv(tmp_path / "nan.csv", ["a", "b", "y"], [[1, 2, 3], [4, "", 6], [7, 8, "nan"]])
+    _write_csv(tmp_path / "few.csv", ["a", "y"], [[i, i] for i in range(5)])
+    _write_csv(tmp_path / "ok.csv", ["a", "y"], [[i, 2 * i] for i in range(30)])
+    (tmp_path / "ragged.csv").write_text("a,y\n1,2\n3\n")
+    np.savez(tmp_path / "nox.npz", y=np.zeros(3))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "{d}/missing.csv", "--target", "y"], "data file {d}/missing.csv does not exist"),
+    (["--data", "{d}/ok.csv", "--target", "z"], "no column 'z' (the target); columns: a, y"),
+    (["--data", "{d}/ok.csv"], "name the target column with --target"),
+    (["--data", "{d}/text.csv", "--target", "y"], "line 3, column 'b': 'x' is not a number"),
+    (["--data", "{d}/nan.csv", "--target", "y"], "NaN or inf values in 2 row(s), at lines 3, 4"),
+    (["--data", "{d}/ragged.csv", "--target", "y"], "line 3: 1 cells, but the header has 2"),
+    (["--data", "{d}/few.csv", "--target", "y"], "4 training and 1 test row(s) are too few"),
+    (["--data", "{d}/nox.npz"], "has no array 'x'"),
+    (["--data", "{d}/ok.csv", "--target", "y", "--set", "model_cfg.in_features=3"],
+     "in_features comes from the data; leave it out"),
+    (["--data", "{d}/ok.csv", "--target", "y", "--set", "fit.epochs=abc"],
+     "--set fit.epochs=abc: expected an integer"),
+    (["--data", "{d}/ok.csv", "--target", "y", "--set", "model_cfg.likelihood=bernoulli"],
+     "a regression table takes one of gaussian, student-t, heteroscedastic-gaussian"),
+])
+def test_errors_are_one_line(bad_files, capsys, args, message):
+    out = bad_files / "runs"
+    code = main(["fit", "--model", "bnn", "--guide", "mean-field", "--device", "cpu", "--out",
+                 str(out), *[a.format(d=bad_files) for a in args]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert message.format(d=bad_files) in err[-1] and err[-1].startswith("error: ")
+    assert not out.exists()  # checked before a run folder exists
+
+
+def test_unsupported_pair_lists_the_pairs_that_fit(bad_files, capsys):
+    code = main(["fit", "--model", "rff-gp", "--guide", "mean-field", "--data",
+                 str(bad_files / "ok.csv"), "--target", "y", "--task", "classification",
+                 "--out", str(bad_files / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--model rff-gp --guide mean-field does not fit a classification table" in err
+    assert "bnn/mean-field" in err and "svgp/cholesky" in err and "rff-gp/" not in \
+        err.split("pairs that do:")[1]
+    code = main(["fit", "--model", "vae", "--guide", "encoder", "--data",
+                 str(bad_files / "ok.csv"), "--target", "y", "--out", str(bad_files / "runs")])
+    assert code == 2 and "rff-gp/auto-mvn" in capsys.readouterr().err
+
+
+def test_predict_errors(bad_files, capsys):
+    assert main(["predict", str(bad_files), "--data", str(bad_files / "ok.csv")]) == 2
+    assert "is not a finished fit run: no config.json" in capsys.readouterr().err

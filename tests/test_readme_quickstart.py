@@ -1,0 +1,28 @@
+"""README's "Python API quick start" block runs as written (CPU, seconds), so it cannot go stale."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"<!-- quickstart -->\s*```python\n(?P<code>.*?)```", re.S)
+
+
+def _quickstart() -> str:
+    blocks = BLOCK.findall((REPO / "README.md").read_text())
+    assert len(blocks) == 1, "README.md needs exactly one <!-- quickstart --> python block"
+    return blocks[0]
+
+
+def test_readme_quickstart_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # it must not need (or write) files
+    namespace: dict = {"__name__": "__quickstart__"}
+    exec(compile(_quickstart(), "README.md quickstart", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "RMSE" in out and "epistemic sd" in out
+    pred = namespace["pred"]
+    assert pred.mean.shape == (50,) and pred.log_likelihood > -1.0
+    # what the section claims: uncertainty grows away from the training inputs [-3, 3]
+    assert pred.epistemic[-1] > pred.epistemic[25]
+    assert not list(tmp_path.iterdir())
