@@ -389,3 +389,20 @@ def test_set_q_u_checks_shapes_and_needs_a_scale_before_set_up():
         guides.create_guide("cholesky", model, init="titsias")
     delta = guides.create_guide("delta", model, init="titsias", data=(x, y))
     torch.testing.assert_close(delta.q_u()[0], model.optimal_q_u(x, y)[0])
+
+
+def test_minibatch_kmeans_finds_well_separated_clusters():
+    """Above max_rows the inducing inputs come from k-means++ on a subsample refined by mini-batch
+    k-means: on four well-separated blobs each centre lands on a blob centre."""
+    from models.svgp import minibatch_kmeans
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.tensor([[-5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [5.0, 5.0]])
+    x = truth[torch.randint(4, (4000,), generator=g)] + 0.3 * torch.randn(4000, 2, generator=g)
+    centres = torch.as_tensor(minibatch_kmeans(x.double().numpy(), 4, seed=1, batch_size=256,
+                                               seed_rows=500, progress=False))
+    dist = torch.cdist(centres.float(), truth)
+    assert (dist.min(1).values < 0.1).all() and set(dist.argmin(1).tolist()) == {0, 1, 2, 3}
+    model = models.create_model("svgp", input_dim=2, num_inducing=4)
+    z = model.initialize_inducing(x, max_rows=1000, seed=1, progress=False)  # the mini-batch path
+    assert (torch.cdist(z.detach(), truth).min(1).values < 0.1).all()
