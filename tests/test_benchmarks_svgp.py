@@ -22,3 +22,12 @@ def test_svgp_step_benchmark_rejects_bad_arguments():
         svgp_step.main(["--steps", "0", "--synthetic", "50"])
     with pytest.raises(SystemExit):
         svgp_step.main(["--methods", "zoo-meanfield,sklearn", "--synthetic", "50"])
+
+
+def test_inducing_init_benchmark_runs(capsys, data_dir):
+    from experiments.benchmarks import inducing_init
+
+    out = inducing_init.main(["--dataset", "elevators", "--num-inducing", "8", "--rounds", "1",
+                              "--data-dir", str(data_dir)])
+    assert len(out) == 2 and all(t > 0 and obj > 0 for t, obj in out.values())
+    assert "| 8 | k-means++ 10k + mini-batch |" in capsys.readouterr().out
