@@ -210,7 +210,27 @@ class MLP(_MLPBase):
     sample / ELBO particle drawing its own masks).
 
     Trained by the same loop with the empty ``deterministic`` guide, the ELBO reduces to the
-    log-likelihood; add ``weight_decay`` in the optimiser for Gal's L2 term.
+    log-likelihood. Gal's MC dropout adds an L2 term for a weight prior of length-scale l: his
+    objective :math:`\frac1N\sum_n (y_n - \hat y_n)^2 + \lambda\lVert W\rVert^2` with
+    :math:`\lambda = l^2(1-p)/(2N\tau)` is, times :math:`N\tau/2`, the summed negative
+    log-likelihood ``fit`` minimises plus :math:`\tfrac{l^2(1-p)}{4}\lVert W\rVert^2`, i.e. the
+    optimiser's ``weight_decay = l^2 (1 - p) / 2`` (``FitConfig.weight_decay``;
+    :func:`experiments.uci_benchmark.dropout_weight_decay` computes it; l = 1e-2 there).
+
+    :param int in_features: input dimension D.
+    :param widths: hidden layer widths, e.g. ``(50,)``; ``()`` is a linear model.
+    :param int out_features: 1 for regression, the number of classes for classification
+        (2 for ``likelihood="heteroscedastic-gaussian"``).
+    :param str activation: one of :data:`ACTIVATIONS`.
+    :param str task: ``"regression"`` (Gaussian likelihood by default) or ``"classification"``
+        (categorical by default).
+    :param float dropout: p in [0, 1): dropout before every layer but the first, kept on at
+        prediction (MC dropout); 0 is the plain net.
+    :param float noise_std: (initial) observation noise for regression.
+    :param bool learn_noise: learn the noise as a point estimate.
+    :param int num_data: training-set size (see :class:`~models.base.ZooModel`).
+    :param str likelihood: one of :data:`LIKELIHOODS`, overriding the task's default.
+    :param float student_df: ν of the Student-t likelihood.
     """
 
     def __init__(self, in_features: int = 1, widths: Sequence[int] = (50,), out_features: int = 1,

@@ -187,18 +187,29 @@ def test_threads_default_and_flag(tmp_path, monkeypatch):
 
 
 def test_a_users_own_models_and_guides_do_not_shadow_the_zoo(tmp_path):
-    """Run from a folder holding its own models.py and guides.py: the CLI still finds the zoo's
-    packages; a script that imported its own ``models`` first gets an error that says what to do."""
+    """Run from a folder holding its own models.py and guides.py: the CLI (pairs, an experiment's
+    smoke run, fit) still finds the zoo's packages; a script that imported its own ``models``
+    first gets an error that says what to do."""
     import os
 
     (tmp_path / "models.py").write_text("raise RuntimeError('the user models.py was imported')\n")
     (tmp_path / "guides.py").write_text("X = 1\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run([sys.executable, "-m", "experiments", "pairs"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "mean-field" in proc.stdout
+    for args in (["pairs"],
+                 ["run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
+                  "--out", "runs"],
+                 ["fit", "--model", "bnn", "--guide", "mean-field", "--data", "table.csv",
+                  "--target", "y", "--set", "fit.epochs=2", "--device", "cpu", "--no-progress",
+                  "--out", "runs"]):
+        if args[0] == "fit":
+            (tmp_path / "table.csv").write_text(
+                "a,y\n" + "".join(f"{i / 10},{i / 5}\n" for i in range(40)))
+        proc = subprocess.run([sys.executable, "-m", "experiments", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (args[0], proc.stderr[-2000:])
+    assert (tmp_path / "runs" / "blundell-regression").is_dir()
+    assert (tmp_path / "runs" / "fit").is_dir()
     (tmp_path / "models.py").write_text("MINE = True\n")
     proc = subprocess.run([sys.executable, "-c", "import models, experiments"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)

@@ -332,6 +332,14 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
     if args.task is None and _looks_like_labels(y_tr):
         log.warning("the target %r holds %d distinct integers: for class labels pass --task "
                     "classification (fitting a regression)", table.target, len(np.unique(y_tr)))
+    if task == "classification":
+        labels = np.concatenate([y_tr, y_te]) if y_te is not None else y_tr
+        bad = np.unique(labels[labels != np.round(labels)])
+        if bad.size:
+            raise ValueError(f"{table.source}: the classification target {table.target!r} holds "
+                             f"non-integer values ({', '.join(f'{v:g}' for v in bad[:3])}"
+                             f"{', ...' if bad.size > 3 else ''}); class labels must be integers: "
+                             "encode the classes as 0, 1, ... or use --task regression")
     std = Standardization.from_training(task, table, x_tr, y_tr)
     num_classes = len(std.classes) if std.classes is not None else None
     if num_classes is not None and num_classes < 2:
