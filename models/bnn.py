@@ -205,7 +205,7 @@ class BayesianMLP(_MLPBase):
 @register_model("mlp", family="bnn",
                 test_config=dict(in_features=2, widths=(4,), out_features=1, dropout=0.1))
 class MLP(_MLPBase):
-    """Deterministic MLP as a Pyro model with no latent sites: the "plain net" baseline, and with
+    r"""Deterministic MLP as a Pyro model with no latent sites: the "plain net" baseline, and with
     ``dropout > 0`` the MC-dropout baseline (dropout stays on at prediction, each predictive
     sample / ELBO particle drawing its own masks).
 
