@@ -30,6 +30,7 @@ import torch
 from .common import data as zoo_data
 from .common import metrics as M
 from .common.plotting import new_figure, plot_predictive_band, save_figure
+from .common.predict import predict
 from .common.predictive import posterior_predictive
 from .common.spec import PairSpec, RunContext, train_pair
 from .common.training import FitConfig
@@ -123,12 +124,10 @@ def run(config: Config, ctx: RunContext) -> dict:
         metrics[f"std_ratio_{key}"] = float(std[off].mean() / std[on].mean())
         metrics[f"std_on_data_{key}"] = float(std[on].mean())
         metrics[f"std_off_data_{key}"] = float(std[off].mean())
-        test = posterior_predictive(model, guide, x_test, num_samples=config.num_samples,
-                                    seed=ctx.seed)
-        f = test["f"][..., 0]
-        noise = model.likelihood.noise_std.detach().cpu()
-        metrics[f"test_rmse_{key}"] = M.rmse(f.mean(0), y_test)
-        metrics[f"test_ll_{key}"] = M.gaussian_log_likelihood(f, noise.expand_as(f), y_test)
+        test = predict(model, guide, x_test, num_samples=config.num_samples, y=y_test,
+                       seed=ctx.seed)
+        metrics[f"test_rmse_{key}"] = M.rmse(test.mean, y_test)
+        metrics[f"test_ll_{key}"] = test.log_likelihood
         metrics[f"final_elbo_{key}"] = state.history[-1]["elbo"]
         plot_predictive_band(ax, truth_x, ys, x_train=x[:, 0], y_train=y,
                              label="predictive median")
