@@ -83,6 +83,7 @@ import models
 from models.base import module_device
 
 from .common import data as zoo_data
+from .common.checkpoint import save_zoo_file
 from .common.plotting import log_ticks, new_figure, plot_curve, save_figure
 from .common.spec import ConfigError, PairSpec, RunContext, config_dict, train_pair
 from .common.training import FitConfig
@@ -361,10 +362,11 @@ def train_arm(arm: str, spec: PairSpec, width: int, depth: int, splits, ctx: Run
             x_test = test[0].to(module_device(guide))
             metrics[f"test_error_mc_{key}"] = mc_error(guide, x_test, test[1], num_samples,
                                                        ctx.seed)
-    torch.save({"arm": arm, "width": width, "depth": depth, "spec": config_dict(spec),
-                "data": config_dict(data), "model": model.state_dict(),
-                "guide": guide.state_dict(), "best_epoch": best["epoch"]},
-               ctx.path(name) / "best.pt")
+    save_zoo_file(ctx.path(name) / "best.pt", "best",
+                  {"arm": arm, "width": width, "depth": depth, "spec": config_dict(spec),
+                   "data": config_dict(data), "model": model.state_dict(),
+                   "guide": guide.state_dict(), "best_epoch": best["epoch"]},
+                  {"experiment": "blundell-mnist", "arm": arm, "width": width})
     return metrics, model, guide, state.history
 
 

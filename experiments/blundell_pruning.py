@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from . import blundell_mnist as bm
+from .common.checkpoint import load_zoo_file
 from .common.plotting import new_figure, save_figure
 from .common.spec import ConfigError, PairSpec, RunContext
 from .registry import register_experiment
@@ -159,7 +160,7 @@ def _checkpoint_pair(ckpt: dict) -> tuple[PairSpec, int, bm.MnistData]:
 def load_guide(path):
     """Rebuild a BbB arm's model and guide from a ``blundell-mnist`` ``best.pt``: ``(model, guide,
     checkpoint dict, data options)``."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt, _ = load_zoo_file(path, "best")
     if not str(ckpt.get("arm", "")).startswith("bbb"):
         raise ValueError(f"{path} holds arm {ckpt.get('arm')!r}; pruning needs a BbB arm "
                          "(bbb-mixture, bbb-mixture-blundell or bbb-gaussian)")

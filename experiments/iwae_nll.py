@@ -37,11 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 import guides
 import models
 
+from .common.checkpoint import save_zoo_file
 from .common.iwae import iwae_bound
 from .common.plotting import new_figure, plot_curve, save_figure
 from .common.spec import ConfigError, PairSpec, RunContext, config_dict
@@ -180,8 +179,9 @@ def run(config: Config, ctx: RunContext) -> dict:
     ax.legend(fontsize=8)
     metrics["figure"] = [str(p) for p in save_figure(fig, ctx.path("iwae_nll"))]
     # config_dict: plain dicts and lists, so that _load needs no class of this module
-    torch.save({"model": model.state_dict(), "guide": guide.state_dict(),
-                "config": config_dict(config)}, ctx.path("vae.pt"))
+    save_zoo_file(ctx.path("vae.pt"), "vae",
+                  {"model": model.state_dict(), "guide": guide.state_dict(),
+                   "config": config_dict(config)}, {"experiment": "iwae-nll"})
     return metrics
 
 
@@ -198,14 +198,14 @@ def _load(load: str, data, device: str):
     """Model and guide from a ``vae.pt`` written by an earlier run of this experiment (its saved
     config is used for the networks; the test set is binarised with this run's seed, so use the
     same ``--seed`` as the training run)."""
-    from .common.checkpoint import CheckpointError
+    from .common.checkpoint import CheckpointError, load_zoo_file
     from .common.training import resolve_device
 
     path = Path(load)
     if not path.is_file():
         raise CheckpointError(f"load={str(path)!r}: no such file; pass the vae.pt of an earlier "
                               "iwae-nll run (results/iwae-nll/<run>/vae.pt)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved, _ = load_zoo_file(path, "vae")
     model_cfg, guide_name, guide_cfg = _saved_pair(saved["config"])
     model = models.create_model("vae", image_shape=data.image_shape, **model_cfg)
     guide = guides.create_guide(guide_name, model, **guide_cfg)

@@ -10,6 +10,7 @@ import models
 from experiments import blundell_mnist as bm
 from experiments import blundell_pruning as bp
 from experiments.blundell_pruning import prune_masks, pruned_means
+from experiments.common.checkpoint import save_zoo_file
 from experiments.common.spec import ConfigError, apply_overrides, config_dict, validate_config
 
 
@@ -97,8 +98,9 @@ def test_load_guide_rebuilds_the_arm_of_a_checkpoint(tmp_path, legacy):
                              "guide": spec.guide_cfg, "data": config_dict(data)}}
     else:
         record = {"spec": config_dict(spec), "depth": 1, "data": config_dict(data)}
-    torch.save({"arm": "bbb-gaussian", "width": 8, "model": model.state_dict(),
-                "guide": guide.state_dict(), "best_epoch": 1, **record}, tmp_path / "best.pt")
+    save_zoo_file(tmp_path / "best.pt", "best",
+                  {"arm": "bbb-gaussian", "width": 8, "model": model.state_dict(),
+                   "guide": guide.state_dict(), "best_epoch": 1, **record})
     _, loaded, ckpt, loaded_data = bp.load_guide(tmp_path / "best.pt")
     assert loaded_data == data and ckpt["arm"] == "bbb-gaussian"
     assert torch.equal(loaded.w0_loc, guide.w0_loc) and loaded.w0_loc.shape == (8, 785)

@@ -18,6 +18,7 @@ from pyro import poutine
 import guides
 import models
 from experiments.__main__ import prepare_config
+from experiments.common.checkpoint import load_zoo_file, save_zoo_file
 from experiments.common.iwae import iwae_bound
 from experiments.common.kl_schedule import KLScale
 from experiments.common.spec import ConfigError, RunContext, config_dict, validate_config
@@ -286,11 +287,12 @@ def test_iwae_nll_is_reproducible_and_its_vae_pt_loads(tmp_path, data_dir):
     assert _measured(runs[0]) == _measured(runs[1])
     assert (tmp_path / "a" / "fit" / "history.json").is_file()
 
-    saved = torch.load(tmp_path / "a" / "vae.pt", map_location="cpu", weights_only=False)
+    saved, meta = load_zoo_file(tmp_path / "a" / "vae.pt", "vae")
+    assert meta["experiment"] == "iwae-nll"
     assert saved["config"]["vae"]["model_cfg"] == {**cfg.vae.model_cfg}
     legacy = {"model": saved["model"], "guide": saved["guide"],
               "config": {"model": cfg.vae.model_cfg, "guide": "encoder", "guide_cfg": {}}}
-    torch.save(legacy, tmp_path / "legacy.pt")
+    save_zoo_file(tmp_path / "legacy.pt", "vae", legacy)
     data = load_images("mnist", num_train=200, num_test=40, data_dir=str(data_dir), seed=3)
     for path in (tmp_path / "a" / "vae.pt", tmp_path / "legacy.pt"):
         model, _, state = iwae_nll._load(str(path), data, "cpu")

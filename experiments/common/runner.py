@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .checkpoint import atomic_write_text
+
 
 def hardware() -> str:
     """A one-line description of where a run happened."""
@@ -48,10 +50,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False))
-    os.replace(tmp, path)
+def write_json(path: Path, obj: Any, indent: int = 2) -> None:
+    """Strict JSON (non-finite floats are written as the strings ``"nan"``, ``"inf"``,
+    ``"-inf"``; tensors as lists), written atomically (temporary file, fsync, ``os.replace``)."""
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=indent, allow_nan=False))
 
 
 class RunLog:

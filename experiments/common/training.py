@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
+import io
 import logging
 import math
 import os
@@ -35,10 +35,11 @@ from tqdm.auto import tqdm
 from guides.base import elbo_context
 from models.base import module_device
 
-from .checkpoint import FORMAT_VERSION, atomic_torch_save, load_checkpoint, versions
+from .checkpoint import atomic_write_text, load_checkpoint, save_zoo_file
 from .config import dataclass_from_dict
 from .elbo import ELBOS, make_elbo  # noqa: F401  (make_elbo: re-exported for callers)
 from .kl_schedule import KLScale, kl_weights
+from .runner import write_json
 from .seeding import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,6 @@ class TrainState:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION,
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -215,13 +215,14 @@ class TrainState:
             "step": self.step,
             "history": self.history,
             "rng": rng_state(self.generator),
-            "versions": versions(),
         }
 
 
-def save_checkpoint(state: TrainState, path) -> Path:
-    """Write ``state`` atomically to ``path`` (see :mod:`experiments.common.checkpoint`)."""
-    return atomic_torch_save(state.state_dict(), path)
+def save_checkpoint(state: TrainState, path, meta: dict | None = None) -> Path:
+    """Write ``state`` atomically to ``path`` as a zoo file of kind ``"checkpoint"`` (see
+    :mod:`experiments.common.checkpoint`)."""
+    return save_zoo_file(path, "checkpoint", state.state_dict(),
+                         {"epoch": state.epoch, "step": state.step, **(meta or {})})
 
 
 def restore(state: TrainState, path) -> TrainState:
@@ -316,12 +317,13 @@ class _Writers:
         """history.json and history.csv with every epoch so far."""
         if self.out is None:
             return
-        (self.out / "history.json").write_text(json.dumps(history, indent=1))
+        write_json(self.out / "history.json", history, indent=1)
         keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
-        with open(self.out / "history.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(history)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.out / "history.csv", text.getvalue())
         if self.tb is not None:
             self.tb.flush()
 

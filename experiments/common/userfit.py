@@ -45,6 +45,7 @@ import models
 from models.likelihoods import BernoulliLikelihood
 
 from . import metrics as M
+from .checkpoint import load_zoo_file, save_zoo_file
 from .data.tabular import Table, load_table
 from .data.uci import _mean_std
 from .predict import Prediction, needs_train_data, predict
@@ -400,7 +401,7 @@ def _save_state(path: Path, model, guide, train_data) -> None:
     state = {"model": model.state_dict(), "guide": guide.state_dict()}
     if train_data is not None:
         state["train_x"], state["train_y"] = train_data
-    torch.save(state, path)
+    save_zoo_file(path, "fit-model", state, {"command": "fit"})
 
 
 def score(pred: Prediction, y: np.ndarray, std: Standardization) -> dict:
@@ -493,7 +494,7 @@ def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | 
     std = Standardization(**json.loads((run_dir / "standardization.json").read_text()))
     pair = dict(config["pair"])
     job = FitJob(**{**pair, "fit": FitConfig.from_dict(pair["fit"])})
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    state, _ = load_zoo_file(run_dir / "model.pt", "fit-model")
     model = models.create_model(job.model, **{**job.model_cfg, **config["model_args"]})
     guide = guides.create_guide(job.guide, model, **job.guide_cfg)
     model.load_state_dict(state["model"])

@@ -1,0 +1,240 @@
+"""Nothing lost, nothing silently wrong: every model file the zoo writes (training checkpoint,
+iwae-nll's vae.pt, blundell-mnist's best.pt, a fit run's model.pt) is checksummed, refused with a
+clear error naming the file when corrupted, truncated, of another kind or a crafted pickle, and
+written atomically; history.json is strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import guides
+import models
+from experiments import blundell_mnist as bm
+from experiments import blundell_pruning as bp
+from experiments import iwae_nll
+from experiments.__main__ import main
+from experiments.common import checkpoint as ck
+from experiments.common import userfit
+from experiments.common.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
+from experiments.common.spec import config_dict
+from experiments.common.training import fit, restore, setup
+
+
+def _pair():
+    model = models.create_model("bnn", in_features=2, widths=(4,))
+    return model, guides.create_guide("mean-field", model)
+
+
+def _data(n=24):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 2, generator=g)
+    return x, x.sum(-1).sin()
+
+
+QUIET = {"epochs": 1, "batch_size": 8, "progress": False, "tensorboard": False}
+
+
+def _checkpoint(d: Path) -> tuple[Path, callable]:
+    model, guide = _pair()
+    fit(model, guide, _data(), {**QUIET, "out_dir": str(d)})
+
+    def load(path):
+        m, g = _pair()
+        restore(setup(m, g, _data(), QUIET), path)
+
+    return d / "checkpoint.pt", load
+
+
+def _vae(d: Path):
+    path = save_zoo_file(d / "vae.pt", "vae", {"model": {"w": torch.randn(5, 3)}, "guide": {},
+                                               "config": {"vae": {}}}, {"experiment": "iwae-nll"})
+    return path, lambda p: iwae_nll._load(str(p), None, "cpu")  # refused before the data is used
+
+
+def _best(d: Path):
+    spec = bm.default_arm("bbb-gaussian")
+    model, guide = bm.build_pair(spec, 4, 1)
+    guide(torch.zeros(2, 784), torch.zeros(2, dtype=torch.long))
+    data = bm.MnistData(num_train=100, num_val=10, num_test=20)
+    path = save_zoo_file(d / "best.pt", "best",
+                         {"arm": "bbb-gaussian", "width": 4, "depth": 1, "spec": config_dict(spec),
+                          "data": config_dict(data), "model": model.state_dict(),
+                          "guide": guide.state_dict(), "best_epoch": 1},
+                         {"experiment": "blundell-mnist"})
+    return path, bp.load_guide
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory):
+    """A tiny ``python -m experiments fit`` run folder."""
+    d = tmp_path_factory.mktemp("fit")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (60, 2))
+    rows = ["a,b,y"] + [f"{a},{b},{a - b}" for a, b in x]
+    (d / "data.csv").write_text("\n".join(rows) + "\n")
+    assert main(["fit", "--model", "bnn", "--guide", "mean-field", "--data", str(d / "data.csv"),
+                 "--target", "y", "--set", "model_cfg.widths=[]", "--set", "fit.epochs=2",
+                 "--device", "cpu", "--no-progress", "--out", str(d / "out")]) == 0
+    (run,) = (d / "out" / "fit").iterdir()
+    return run
+
+
+KINDS = ["checkpoint", "vae", "best", "fit-model"]
+
+
+@pytest.fixture(params=KINDS)
+def zoo_file(request, tmp_path):
+    """``(kind, path, load)``: a valid file of each kind in ``tmp_path`` and the zoo's own loader."""
+    kind = request.param
+    if kind == "fit-model":
+        run = tmp_path / "run"
+        shutil.copytree(request.getfixturevalue("fit_run"), run)
+        return kind, run / "model.pt", lambda p: userfit.load_run(p.parent)
+    path, load = {"checkpoint": _checkpoint, "vae": _vae, "best": _best}[kind](tmp_path)
+    return kind, path, load
+
+
+def test_valid_files_load_and_carry_their_kind(zoo_file):
+    kind, path, load = zoo_file
+    if kind != "vae":  # a real vae.pt is loaded and evaluated in tests/test_vae.py
+        load(path)
+    _, meta = load_zoo_file(path, kind)
+    assert meta["kind"] == kind and "torch" in meta["versions"]
+    assert path.read_bytes().startswith(ck.MAGIC)
+
+
+def test_a_flipped_byte_in_the_payload_is_a_checksum_error(zoo_file):
+    _, path, load = zoo_file
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - 64, len(data)):  # the end of the payload
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"(?s)corrupted.*checksum") as err:
+        load(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 20, 200, -10])
+def test_a_truncated_file_is_a_clear_error(zoo_file, keep):
+    _, path, load = zoo_file
+    data = path.read_bytes()
+    path.write_bytes(data[:keep] if keep >= 0 else data[:keep])
+    with pytest.raises(CheckpointError, match="truncated") as err:
+        load(path)
+    assert str(path) in str(err.value)
+
+
+def test_garbage_and_missing_files_are_clear_errors(zoo_file, tmp_path):
+    _, path, load = zoo_file
+    path.write_bytes(b"this is not a model file at all" * 10)
+    with pytest.raises(CheckpointError, match="not a vbzoo file") as err:
+        load(path)
+    assert str(path) in str(err.value)
+    with pytest.raises((CheckpointError, FileNotFoundError), match="nowhere"):
+        load(tmp_path / "nowhere" / "missing.pt")
+
+
+def test_a_file_of_another_kind_is_refused(zoo_file, tmp_path):
+    kind, path, load = zoo_file
+    other = "best" if kind != "best" else "vae"
+    save_zoo_file(path, other, {"x": torch.zeros(1)}, {"experiment": "somewhere-else"})
+    with pytest.raises(CheckpointError, match=f"is a '{other}' file \\(experiment somewhere-else\\),"
+                                              f" not a '{kind}' file") as err:
+        load(path)
+    assert str(path) in str(err.value)
+
+
+class _Evil:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_crafted_pickle_is_refused_and_runs_nothing(zoo_file, tmp_path):
+    _, path, load = zoo_file
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Evil(str(marker)), "arm": "bbb-gaussian"}, path)
+    with pytest.raises(CheckpointError, match="plain torch.save file") as err:
+        load(path)
+    assert str(path) in str(err.value) and not marker.exists()
+
+
+def test_an_old_plain_torch_save_file_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "vae.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "guide": {}, "config": {}}, path)
+    with pytest.raises(CheckpointError, match="(?s)before checksummed files.*re-run"):
+        load_zoo_file(path, "vae")
+
+
+def test_a_payload_that_is_not_plain_data_is_refused_at_save(tmp_path):
+    with pytest.raises(CheckpointError, match="tensors and plain containers"):
+        save_zoo_file(tmp_path / "x.pt", "vae", {"bad": _Evil(str(tmp_path / "m"))})
+    assert list(tmp_path.iterdir()) == []
+
+
+def _temps(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f".{name}.*.tmp"))
+
+
+def test_a_failed_save_leaves_the_previous_file_and_no_temp(tmp_path, monkeypatch):
+    path = save_zoo_file(tmp_path / "vae.pt", "vae", {"w": torch.ones(3)})
+    before = path.read_bytes()
+
+    def fail_after_writing(fd):  # the bytes are in the temp file, then the disk fails
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(ck.os, "fsync", fail_after_writing)
+    with pytest.raises(OSError, match="disk on fire"):
+        save_zoo_file(path, "vae", {"w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and _temps(tmp_path, "vae.pt") == []
+
+    real_save = torch.save
+
+    def save_then_fail(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        raise RuntimeError("killed mid-save")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    with pytest.raises(RuntimeError, match="killed mid-save"):
+        save_zoo_file(path, "vae", {"w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before and _temps(tmp_path, "vae.pt") == []
+    assert torch.equal(load_zoo_file(path, "vae")[0]["w"], torch.ones(3))
+
+
+def test_temps_of_a_crashed_save_are_removed_by_the_next(tmp_path):
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".other.pt.abc123.tmp"
+    other.write_bytes(b"not ours")
+    save_zoo_file(tmp_path / "checkpoint.pt", "checkpoint", {"epoch": 1})
+    assert not stale.exists() and other.exists()
+    assert _temps(tmp_path, "checkpoint.pt") == []
+
+
+def test_history_json_is_strict_json_with_non_finite_values(tmp_path):
+    from experiments.common.training import _Writers
+
+    history = [{"epoch": 1, "elbo": float("nan"), "kl": float("inf"), "ll": -float("inf"),
+                "loss": 1.5}]
+    writers = _Writers(str(tmp_path), tensorboard=False)
+    writers.write(history)
+
+    def refuse(const):
+        raise ValueError(f"bare {const} in history.json")
+
+    rows = json.loads((tmp_path / "history.json").read_text(), parse_constant=refuse)
+    assert rows == [{"epoch": 1, "elbo": "nan", "kl": "inf", "ll": "-inf", "loss": 1.5}]
+    assert (tmp_path / "history.csv").read_text().splitlines()[0] == "epoch,elbo,kl,ll,loss"
+    assert _temps(tmp_path, "history.json") == [] and _temps(tmp_path, "history.csv") == []
+    assert math.isnan(history[0]["elbo"])  # the in-memory history is left as it was
