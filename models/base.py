@@ -62,6 +62,15 @@ class ZooModel(PyroModule):
         size = max(self.num_data, n) if self.num_data is not None else n
         return pyro.plate("data", size=size, subsample=torch.arange(n, device=x.device), dim=-1)
 
+    def validate_data(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Check the whole training set once, before training (``fit`` calls it; a batch-level
+        check would see a bad label only when its batch comes up): the targets against the
+        likelihood (:meth:`models.likelihoods.Likelihood.check_targets`: label ranges and types,
+        Bernoulli labels in {0, 1}). Models without such a likelihood accept anything here."""
+        likelihood = getattr(self, "likelihood", None)
+        if y is not None and hasattr(likelihood, "check_targets"):
+            likelihood.check_targets(y)
+
     def initial_values(self) -> dict[str, torch.Tensor]:
         """Initial values of the latent sites (e.g. Kaiming-uniform weights) for guides' locations.
 

@@ -55,6 +55,18 @@ class Likelihood(PyroModule):
     def forward(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return pyro.sample("obs", self.distribution(f), obs=y)
 
+    def check_targets(self, y: torch.Tensor) -> None:
+        """Check a whole set of targets once, before training (``fit`` calls it through
+        :meth:`models.base.ZooModel.validate_data`); the default accepts any finite reals."""
+        if not y.is_floating_point():
+            raise ValueError(f"{type(self).__name__} targets must be real numbers (a floating "
+                             f"dtype), got dtype {y.dtype}; convert them with y.float()")
+
+
+def _rows(mask: torch.Tensor) -> str:
+    rows = mask.reshape(len(mask), -1).any(-1).nonzero()[:5, 0].tolist()
+    return f"{rows}{'...' if int(mask.sum()) > len(rows) else ''}"
+
 
 def _scale_param(module, name: str, value: float, learn: bool, what: str) -> None:
     if not value > 0:
@@ -137,6 +149,15 @@ class BernoulliLikelihood(Likelihood):
     def distribution(self, f):
         return dist.Bernoulli(logits=f.squeeze(-1))
 
+    def check_targets(self, y):
+        super().check_targets(y)
+        bad = (y != 0) & (y != 1)
+        if bad.any():
+            values = sorted({float(v) for v in y[bad].unique()[:5]})
+            raise ValueError(f"Bernoulli labels must be 0 or 1 (as floats); found {values} in rows "
+                             f"{_rows(bad)}; map your two classes to 0 and 1 (e.g. (y + 1) / 2 "
+                             "for -1/+1 labels)")
+
 
 class CategoricalLikelihood(Likelihood):
     """Softmax classification :math:`y_n \\sim \\mathrm{Categorical}(\\mathrm{softmax}(f_n))`.
@@ -153,6 +174,16 @@ class CategoricalLikelihood(Likelihood):
 
     def distribution(self, f):
         return dist.Categorical(logits=f)
+
+    def check_targets(self, y):
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise ValueError(f"class labels must be integers 0..{self.num_outputs - 1}, got dtype "
+                             f"{y.dtype}; convert them with y.long()")
+        bad = (y < 0) | (y >= self.num_outputs)
+        if bad.any():
+            raise ValueError(f"class labels must lie in 0..{self.num_outputs - 1} (num_classes = "
+                             f"{self.num_outputs}); found {sorted(set(y[bad].tolist()))[:5]} in "
+                             f"rows {_rows(bad)}")
 
 
 class ImageLikelihood(Likelihood):

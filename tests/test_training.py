@@ -185,3 +185,36 @@ def test_validation_follows_config_and_environment(monkeypatch):
                                  "validate": flag},
             eval_fn=lambda m, g: seen.append(is_validation_enabled()) or {})
         assert seen == [expected], (flag, env)
+
+
+@pytest.mark.parametrize("model_cfg, y, message", [
+    (dict(in_features=2, widths=(4,), out_features=3, task="classification"),
+     torch.cat([torch.randint(3, (60,)), torch.tensor([3])]),
+     r"must lie in 0..2 .*found \[3\] in rows \[60\]"),
+    (dict(in_features=2, widths=(4,), out_features=3, task="classification"),
+     torch.randint(3, (61,)).float(), "class labels must be integers"),
+    (dict(in_features=2, widths=(4,), out_features=1, likelihood="bernoulli"),
+     torch.cat([torch.randint(2, (60,)).float(), torch.tensor([-1.0])]),
+     r"Bernoulli labels must be 0 or 1 .*found \[-1.0\] in rows \[60\]"),
+    (dict(in_features=2, widths=(4,)), torch.randint(3, (61,)),
+     "targets must be real numbers"),
+])
+def test_targets_are_checked_over_the_whole_data_before_training(model_cfg, y, message):
+    """A bad label in the last row (not in the first batch) is found before any step."""
+    model = models.create_model("bnn", **model_cfg)
+    guide = guides.create_guide("mean-field", model)
+    x = torch.randn(len(y), 2)
+    with pytest.raises(ValueError, match=message):
+        fit(model, guide, (x, y), {"epochs": 1, "batch_size": 8, "progress": False,
+                                   "device": "cpu"})
+    assert not any(p.grad is not None for p in guide.parameters())
+
+
+def test_svgp_bernoulli_labels_in_minus_one_one_are_refused():
+    model = models.create_model("svgp", input_dim=2, num_inducing=4, likelihood="bernoulli")
+    guide = guides.create_guide("cholesky", model)
+    x = torch.randn(40, 2)
+    y = torch.where(x[:, 0] > 0, 1.0, -1.0)
+    with pytest.raises(ValueError, match=r"map your two classes to 0 and 1"):
+        fit(model, guide, (x, y), {"epochs": 1, "batch_size": 8, "progress": False,
+                                   "device": "cpu"})

@@ -33,7 +33,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, T
 from tqdm.auto import tqdm
 
 from guides.base import elbo_context
-from models.base import module_device
+from models.base import ZooModel, module_device
 
 from .checkpoint import atomic_write_text, load_checkpoint, save_zoo_file
 from .config import dataclass_from_dict
@@ -269,6 +269,8 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
                          f"{len(dataset)} rows; create the model with num_data=None or the "
                          "training-set size")
     model.num_data = len(dataset)
+    if isinstance(dataset, TensorDataset) and isinstance(model, ZooModel):
+        model.validate_data(*dataset.tensors)  # every row, once, before anything trains
     model.to(device)
     guide.to(device)
     elbo = make_elbo(cfg.elbo, cfg.num_particles)
