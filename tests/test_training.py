@@ -218,3 +218,162 @@ def test_svgp_bernoulli_labels_in_minus_one_one_are_refused():
     with pytest.raises(ValueError, match=r"map your two classes to 0 and 1"):
         fit(model, guide, (x, y), {"epochs": 1, "batch_size": 8, "progress": False,
                                    "device": "cpu"})
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints that survive failure; restore checks the config
+
+
+def _failing_step(monkeypatch, at_step: int, fail):
+    """Patch fit's train_step so that ``fail(state, batch, kwargs)`` runs the step numbered
+    ``at_step + 1``; the parameters just before it are returned (filled in when it runs)."""
+    import experiments.common.training as training
+
+    real, before = training.train_step, {}
+
+    def step(state, batch, **kwargs):
+        if state.step == at_step:
+            before.update({n: p.detach().clone() for n, p in state.loss_fn.named_parameters()})
+            return fail(real, state, batch, kwargs)
+        return real(state, batch, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", step)
+    return before
+
+
+def _params_after_restore(path, cfg):
+    model, guide = _pair()
+    state = restore(setup(model, guide, _data(), cfg), path)
+    return state, {n: p.detach().clone() for n, p in state.loss_fn.named_parameters()}
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_a_nan_stop_saves_the_state_before_the_bad_step(tmp_path, monkeypatch):
+    from experiments.common.checkpoint import load_zoo_file
+
+    # 40 rows / batch 8: 5 steps an epoch; step 8 (epoch 2) sees NaN targets -> a NaN loss
+    cfg = {"epochs": 3, "batch_size": 8, "progress": False, "tensorboard": False,
+           "validate": False, "out_dir": str(tmp_path)}
+    before = _failing_step(monkeypatch, 7, lambda real, state, batch, kw: real(
+        state, (batch[0], torch.full_like(batch[1], math.nan)), **kw))
+    model, guide = _pair()
+    with pytest.raises(FloatingPointError, match="epoch 2, step 8"):
+        fit(model, guide, _data(), cfg)
+    payload, meta = load_zoo_file(tmp_path / "checkpoint.pt", "checkpoint")
+    assert (payload["epoch"], payload["step"]) == (1, 7)  # 1 epoch done, 2 steps into the next
+    assert meta["stopped_by"] == "FloatingPointError" and meta["partial_epoch_steps"] == 2
+    assert [r["epoch"] for r in json.loads((tmp_path / "history.json").read_text())] == [1]
+    monkeypatch.undo()
+    state, params = _params_after_restore(tmp_path / "checkpoint.pt", cfg)
+    assert params.keys() == before.keys()
+    for name, p in params.items():
+        assert torch.isfinite(p).all()
+        torch.testing.assert_close(p, before[name], rtol=0, atol=0)
+    assert fit(state.model, state.guide, _data(), state=state).epoch == 3  # resumes epoch 2
+
+
+def test_a_keyboard_interrupt_mid_training_writes_a_checkpoint(tmp_path, monkeypatch):
+    def interrupt(real, state, batch, kw):
+        raise KeyboardInterrupt
+
+    before = _failing_step(monkeypatch, 6, interrupt)
+    model, guide = _pair()
+    # checkpoint_every_s=60: without the save on failure there would be no checkpoint yet
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, guide, _data(), {"epochs": 3, "batch_size": 8, "progress": False,
+                                    "tensorboard": False, "out_dir": str(tmp_path)})
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["step"], len(ckpt["history"])) == (1, 6, 1)
+    assert (tmp_path / "history.json").is_file()
+    _, params = _params_after_restore(tmp_path / "checkpoint.pt", {"epochs": 3, "batch_size": 8})
+    for name, p in params.items():
+        torch.testing.assert_close(p, before[name], rtol=0, atol=0)
+
+
+def test_a_diverged_epoch_does_not_overwrite_the_last_good_checkpoint(tmp_path, monkeypatch,
+                                                                      caplog):
+    import experiments.common.training as training
+
+    real = training.train_step
+
+    def step(state, batch, **kwargs):  # epochs 2 and 3 report a loss 1e6 x larger
+        loss = real(state, batch, **kwargs)
+        return loss * 1e6 if state.epoch >= 1 else loss
+
+    monkeypatch.setattr(training, "train_step", step)
+    model, guide = _pair()
+    with caplog.at_level("WARNING"):
+        state = fit(model, guide, _data(), {"epochs": 3, "batch_size": 8, "progress": False,
+                                            "tensorboard": False, "out_dir": str(tmp_path),
+                                            "checkpoint_every_s": 0})
+    assert len(state.history) == 3 and len(json.loads((tmp_path / "history.json").read_text())) == 3
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+    warnings = [r.getMessage() for r in caplog.records if "not overwritten" in r.getMessage()]
+    assert len(warnings) == 1 and "epoch 2 diverged" in warnings[0]  # once per bad stretch
+
+
+def test_restore_refuses_another_optimisation_before_touching_anything(tmp_path):
+    model, guide = _pair()
+    save_checkpoint(fit(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False}),
+                    tmp_path / "ckpt.pt")
+    model2, guide2 = _pair()
+    state = setup(model2, guide2, _data(), {"epochs": 1, "batch_size": 16, "lr": 0.01,
+                                            "optimizer": "sgd", "device": "cpu"})
+    before = {n: p.detach().clone() for n, p in state.loss_fn.named_parameters()}
+    with pytest.raises(CheckpointError, match=r"ckpt.pt .*lr: checkpoint 0.001, now 0.01; "
+                                              r"optimizer: checkpoint 'adam', now 'sgd'$"):
+        restore(state, tmp_path / "ckpt.pt")
+    for name, p in state.loss_fn.named_parameters():
+        assert torch.equal(p, before[name]), name
+    assert (state.epoch, state.step, state.history) == (0, 0, [])
+
+
+def test_restore_may_extend_epochs_except_for_a_cosine_schedule(tmp_path, monkeypatch):
+    model, guide = _pair()
+    cfg = {"epochs": 2, "batch_size": 16, "progress": False}
+    save_checkpoint(fit(model, guide, _data(), cfg), tmp_path / "ckpt.pt")
+    state, _ = _params_after_restore(tmp_path / "ckpt.pt", {**cfg, "epochs": 4})
+    assert fit(state.model, state.guide, _data(), state=state).epoch == 4
+    with pytest.raises(CheckpointError, match="epochs: the checkpoint has 2 epochs done"):
+        _params_after_restore(tmp_path / "ckpt.pt", {**cfg, "epochs": 1})
+
+    # cosine: interrupted in epoch 3 of 4, it resumes to its planned end and the lr only falls;
+    # extending it to 6 epochs is refused (T_max = epochs: the lr would go back up)
+    cosine = {**cfg, "epochs": 4, "lr_schedule": "cosine", "tensorboard": False,
+              "out_dir": str(tmp_path / "run"), "checkpoint_every_s": 0}
+
+    def interrupt(real, state, batch, kw):
+        raise KeyboardInterrupt
+
+    _failing_step(monkeypatch, 7, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(*_pair(), _data(), cosine)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="epochs: checkpoint 4, now 6 with lr_schedule 'cos"):
+        _params_after_restore(tmp_path / "run" / "checkpoint.pt", {**cosine, "epochs": 6})
+    state, _ = _params_after_restore(tmp_path / "run" / "checkpoint.pt", cosine)
+    lrs = [row["lr"] for row in fit(state.model, state.guide, _data(), state=state).history]
+    assert lrs == pytest.approx([1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+    assert lrs == sorted(lrs, reverse=True)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_a_stop_with_non_finite_parameters_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
+                                                                          caplog):
+    """A finite loss whose update makes a parameter NaN (step 7): the NaN stop comes a step later,
+    with the parameters already bad, so checkpoint.pt keeps epoch 1's state."""
+    def poison(real, state, batch, kw):
+        loss = real(state, batch, **kw)
+        with torch.no_grad():
+            state.guide.w0_loc_unconstrained[0, 0] = math.nan
+        return loss
+
+    _failing_step(monkeypatch, 6, poison)
+    with caplog.at_level("WARNING"), pytest.raises(FloatingPointError, match="step 8"):
+        fit(*_pair(), _data(), {"epochs": 3, "batch_size": 8, "progress": False, "validate": False,
+                                "tensorboard": False, "out_dir": str(tmp_path),
+                                "checkpoint_every_s": 0})
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 5)
+    assert all(torch.isfinite(v).all() for v in ckpt["guide"].values())
+    assert any("non-finite parameters" in r.getMessage() for r in caplog.records)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from guides.base import elbo_context
 from models.base import ZooModel, module_device
 
-from .checkpoint import atomic_write_text, load_checkpoint, save_zoo_file
+from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_zoo_file
 from .config import dataclass_from_dict
 from .elbo import ELBOS, make_elbo  # noqa: F401  (make_elbo: re-exported for callers)
 from .kl_schedule import KLScale, kl_weights
@@ -75,7 +75,12 @@ class FitConfig:
         to the arm's name and the fit's index in the run, e.g. ``"bbb #1"``.
     :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
     :ivar checkpoint_every_s: write history and checkpoint at most this often (seconds), and always
-        after the last epoch (a fsync per epoch dominated short epochs).
+        after the last epoch and when training stops on an exception (a fsync per epoch
+        dominated short epochs).
+    :ivar divergence_factor: an epoch whose mean loss exceeds the best epoch loss so far by more
+        than ``divergence_factor`` x max(|best|, 1) has *diverged* (as has one with non-finite
+        parameters): it stays in the history but is never written over ``checkpoint.pt``, which
+        keeps the last good state (``math.inf``: only non-finite values count as bad).
     :ivar kl_warmup_epochs: KL warm-up (annealing): the log-densities of *every* latent site, local
         ones included, in model and guide are scaled by beta = min(1, t / T) at step t (1-based)
         of T = ``kl_warmup_epochs`` x batches per epoch, so the loss is
@@ -108,6 +113,7 @@ class FitConfig:
     checkpoint_every_s: float = 60.0
     tensorboard: bool = True
     kl_warmup_epochs: float = 0
+    divergence_factor: float = 1e3
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> FitConfig:
@@ -126,6 +132,7 @@ class FitConfig:
             (self.kl_schedule in ("uniform", "blundell"), "kl_schedule", "'uniform' or 'blundell'"),
             (self.eval_every >= 1, "eval_every", "an integer >= 1"),
             (self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0"),
+            (self.divergence_factor > 0, "divergence_factor", "a number > 0 (inf: off)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -225,9 +232,52 @@ def save_checkpoint(state: TrainState, path, meta: dict | None = None) -> Path:
                          {"epoch": state.epoch, "step": state.step, **(meta or {})})
 
 
+#: FitConfig keys that change what the optimisation computes: a checkpoint resumes only under the
+#: same values. ``epochs`` may change (see :func:`restore`); the other keys (progress, out_dir,
+#: device, eval_every, tensorboard, checkpoint, checkpoint_every_s, validate, desc,
+#: divergence_factor) only change how a run is run or reported.
+RESUME_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "lr_schedule", "lr_gamma",
+               "lr_step_epochs", "elbo", "num_particles", "kl_schedule", "batch_size", "clip_norm",
+               "kl_warmup_epochs", "seed")
+
+
+def config_differences(saved: dict[str, Any], config: FitConfig, epoch: int) -> list[str]:
+    """What keeps a checkpoint of ``saved`` config (at ``epoch``) from resuming under ``config``:
+    one ``"key: checkpoint A, now B"`` per key of :data:`RESUME_KEYS` that differs (a key the
+    checkpoint lacks counts as its default), and a changed ``epochs`` when it would break the
+    run: fewer than the epochs already done, or any change of a cosine schedule (its T_max is
+    ``epochs``: extending would rewind the lr, so a cosine run resumes only to its planned end)."""
+    defaults = asdict(FitConfig())
+    now = asdict(config)
+    diffs = [f"{k}: checkpoint {saved.get(k, defaults[k])!r}, now {now[k]!r}" for k in RESUME_KEYS
+             if saved.get(k, defaults[k]) != now[k]]
+    old_epochs = saved.get("epochs", config.epochs)
+    if config.epochs < epoch:
+        diffs.append(f"epochs: the checkpoint has {epoch} epochs done, now epochs={config.epochs}")
+    elif old_epochs != config.epochs and config.lr_schedule == "cosine":
+        diffs.append(f"epochs: checkpoint {old_epochs}, now {config.epochs} with lr_schedule "
+                     f"'cosine', whose lr anneals to 0 over exactly epochs={old_epochs} (changing "
+                     "it would move the lr back up); resume with the same epochs, or start a new "
+                     "run from the trained model")
+    return diffs
+
+
 def restore(state: TrainState, path) -> TrainState:
-    """Load a checkpoint into an already set-up ``state`` (same model/guide configuration)."""
+    """Load a checkpoint into an already set-up ``state`` (same model/guide configuration).
+
+    The checkpoint's fit config must match ``state.config`` in every key that changes the
+    optimisation (:data:`RESUME_KEYS`); ``epochs`` may grow (except under a cosine schedule, see
+    :func:`config_differences`). A checkpoint written when a run stopped mid-epoch (see
+    :func:`fit`) resumes by running that epoch again from its saved parameters.
+
+    :raises CheckpointError: naming the file and every difference, before anything in ``state``
+        is touched.
+    """
     ckpt = load_checkpoint(path)
+    diffs = config_differences(ckpt.get("config") or {}, state.config, ckpt.get("epoch", 0))
+    if diffs:
+        raise CheckpointError(f"{path} was written under another fit config; it cannot resume "
+                              f"this run: {'; '.join(diffs)}")
     state.model.load_state_dict(ckpt["model"])
     state.guide.load_state_dict(ckpt["guide"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
@@ -381,6 +431,12 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
         ``kl`` (``elbo = log_likelihood - kl``), ``lr``, ``seconds`` and the validation metrics.
     :raises FloatingPointError: on a non-finite loss, naming the epoch and step, before the
         parameters are touched by the bad gradient.
+
+    With ``out_dir``, any exception (a NaN stop, Ctrl-C, an error) first writes the history and,
+    when the state is good, ``checkpoint.pt`` (see :func:`_save_on_failure`; a mid-epoch stop
+    saves the parameters before the failing step and resuming runs that epoch again). A bad
+    epoch (non-finite, or diverged: see ``FitConfig.divergence_factor``) never overwrites
+    ``checkpoint.pt``.
     """
     state = state or setup(model, guide, data, config)
     cfg = state.config
@@ -391,7 +447,9 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     warmup_steps = cfg.kl_warmup_epochs * len(loader)
     elbo = state.loss_fn.elbo
     writers = _Writers(cfg.out_dir, cfg.tensorboard)
+    ckpt_path = Path(cfg.out_dir) / "checkpoint.pt" if cfg.out_dir and cfg.checkpoint else None
     params = list(state.loss_fn.parameters())
+    guard = _Guard(cfg, state, params)
     last_save = started = time.perf_counter()
     # disable=None: no bar when stderr is not a terminal (a notebook still gets its widget);
     # a redirected run logs a line now and then instead of thousands of carriage returns
@@ -407,47 +465,145 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
             for epoch in bar:
                 state.model.train()
                 t0 = time.perf_counter()
-                tot_loss = tot_ll = 0.0
+                tot_ll = 0.0
+                guard.start_epoch()
                 for i, batch in enumerate(loader):
                     batch = _to(batch, device)
                     kl_scale = len(weights) * weights[i]
                     beta = min(1.0, (state.step + 1) / warmup_steps) if warmup_steps else 1.0
                     loss = train_step(state, batch, kl_scale=kl_scale, beta=beta, params=params)
-                    tot_loss += loss.item()
+                    guard.add(loss.item(), beta)
                     tot_ll += elbo.last_log_likelihood
                 nb = i + 1
+                tot_loss = guard.tot_loss
                 row = {"epoch": epoch + 1, "loss": tot_loss / nb, "elbo": -tot_loss / nb,
                        "log_likelihood": tot_ll / nb, "kl": (tot_ll - (-tot_loss)) / nb,
                        "lr": state.optimizer.param_groups[0]["lr"],
                        "seconds": time.perf_counter() - t0}
                 if warmup_steps:
                     row["kl_beta"] = beta
+                bad = guard.end_epoch()
+                # the epoch is done (and recorded) before eval_fn runs: a failing eval_fn leaves
+                # epoch, scheduler and history consistent for the checkpoint written on failure
                 state.scheduler.step()
                 state.epoch = epoch + 1
+                state.history.append(row)
                 if eval_fn is not None and (state.epoch % cfg.eval_every == 0
                                             or state.epoch == cfg.epochs):
                     with torch.no_grad():
                         row.update({f"val_{k}": v for k, v in eval_fn(state.model,
                                                                       state.guide).items()})
-                state.history.append(row)
                 writers.add_row(row)
                 last = state.epoch == cfg.epochs
                 if last or time.perf_counter() - last_save >= cfg.checkpoint_every_s:
                     writers.write(state.history)
-                    if cfg.out_dir and cfg.checkpoint:
-                        save_checkpoint(state, Path(cfg.out_dir) / "checkpoint.pt")
-                    last_save = time.perf_counter()
+                    if bad is None:
+                        if ckpt_path is not None:
+                            save_checkpoint(state, ckpt_path)
+                        last_save = time.perf_counter()
+                    elif ckpt_path is not None:
+                        guard.warn_not_saved(f"epoch {state.epoch} {bad}")
                 bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", refresh=False)
                 now = time.perf_counter()
                 if not last and (last_line is None or now - last_line >= PROGRESS_LOG_EVERY_S):
                     _log_epoch(cfg, row, "epoch", now - started)
                     last_line = now
+    except BaseException as exc:
+        _save_on_failure(state, writers, ckpt_path, guard, exc)
+        raise
     finally:
         writers.close()
         bar.close()
     if state.history:
         _log_epoch(cfg, state.history[-1], "done after epoch", time.perf_counter() - started)
     return state
+
+
+def _all_finite(params: list[torch.Tensor]) -> bool:
+    return not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+
+
+class _Guard:
+    """Judges each epoch of :func:`fit` good or bad, so that ``checkpoint.pt`` only ever holds a
+    good state. Bad: a non-finite epoch loss or parameter, or (once KL warm-up is over) an epoch
+    loss above ``best + divergence_factor * max(|best|, 1)``, best being the lowest epoch loss so
+    far (the restored history's included)."""
+
+    def __init__(self, cfg: FitConfig, state: TrainState, params: list[torch.Tensor]):
+        self.cfg, self.state, self.params = cfg, state, params
+        self.start_step = state.step
+        self.best = min((r["loss"] for r in state.history
+                         if math.isfinite(r.get("loss", math.nan)) and r.get("kl_beta", 1.0) >= 1),
+                        default=math.inf)
+        self.last_bad: str | None = None  # the last completed epoch's verdict (this call)
+        self.warned = False
+        self.tot_loss, self.n, self.beta = 0.0, 0, 1.0  # the epoch in progress
+
+    def start_epoch(self) -> None:
+        self.tot_loss, self.n = 0.0, 0
+
+    def add(self, loss: float, beta: float) -> None:
+        self.tot_loss += loss
+        self.n += 1
+        self.beta = beta
+
+    def verdict(self) -> str | None:
+        """Why the state now is bad (None: good), from the loss of the epoch (so far)."""
+        mean = self.tot_loss / self.n if self.n else self.best
+        if self.n and not math.isfinite(mean):
+            return f"has a non-finite loss {mean}"
+        if not _all_finite(self.params):
+            return "has non-finite parameters"
+        limit = self.best + self.cfg.divergence_factor * max(abs(self.best), 1.0)
+        if self.n and self.beta >= 1 and mean > limit:
+            return (f"diverged: loss {mean:.4g} > best {self.best:.4g} + divergence_factor "
+                    f"{self.cfg.divergence_factor:g} x max(|best|, 1)")
+        return None
+
+    def end_epoch(self) -> str | None:
+        self.last_bad = self.verdict()
+        if self.last_bad is None:
+            self.warned = False
+            if self.beta >= 1:
+                self.best = min(self.best, self.tot_loss / self.n)
+        self.n = 0  # no partial epoch until the next one starts
+        return self.last_bad
+
+    def warn_not_saved(self, why: str) -> None:
+        if not self.warned:  # once per bad stretch, not once per epoch
+            log.warning("%s: %s; checkpoint.pt is not overwritten and keeps the last good state",
+                        self.cfg.desc, why)
+        self.warned = True
+
+
+def _save_on_failure(state: TrainState, writers: _Writers, ckpt_path: Path | None, guard: _Guard,
+                     exc: BaseException) -> None:
+    """On any exception in :func:`fit`: write the history, and a checkpoint of the state now if it
+    is good. :func:`train_step` refuses a non-finite loss before the update, so at a NaN stop the
+    parameters are those before the bad step. Stopped mid-epoch, the checkpoint holds those
+    parameters with ``epoch`` = the epochs completed (the history has no row for the partial one)
+    and ``step`` counting every step taken: resuming runs that epoch again from them. A failure of
+    this save is logged and does not hide ``exc``."""
+    if writers.out is None:
+        return
+    what = f"{type(exc).__name__} during epoch {state.epoch + 1}"
+    try:
+        writers.write(state.history)
+        if ckpt_path is None or state.step == guard.start_step:
+            return
+        # mid-epoch: the partial epoch's loss and the parameters; between epochs: the last one's
+        bad = guard.verdict() if guard.n else guard.last_bad or guard.verdict()
+        if bad is not None:
+            guard.warn_not_saved(f"stopped by {what}; the state {bad}")
+            return
+        save_checkpoint(state, ckpt_path, {"stopped_by": type(exc).__name__,
+                                           "partial_epoch_steps": guard.n})
+        log.warning("%s: stopped by %s (step %d); checkpoint.pt holds the state before it%s",
+                    state.config.desc, what, state.step,
+                    f" (resuming runs epoch {state.epoch + 1} again)" if guard.n else "")
+    except Exception as save_exc:  # noqa: BLE001 - never hide the exception that stopped training
+        log.error("%s: could not save history/checkpoint after %s: %s", state.config.desc, what,
+                  save_exc)
 
 
 def _log_epoch(cfg: FitConfig, row: dict[str, Any], what: str, seconds: float) -> None:
