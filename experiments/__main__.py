@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config entry, parsed against its declared type, e.g. "
                           "--set bbb.fit.epochs=5 (repeatable)")
+    run.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="continue an interrupted run of NAME in RUN_DIR with its recorded "
+                          "settings (--smoke, --seed, --set): each arm restarts from its last "
+                          "checkpoint, finished arms are not trained again")
     _common(run)
     rep = sub.add_parser("reproduce", help="run every experiment and write a report")
     _common(rep)
@@ -120,7 +124,8 @@ def prepare_config(name: str, *, smoke: bool, overrides: list[str]):
 
 
 def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_dir: str | None,
-            overrides: list[str], progress: bool = True) -> tuple[Path, dict, float]:
+            overrides: list[str], progress: bool = True,
+            resume_dir: str | None = None) -> tuple[Path, dict, float]:
     """Run one experiment into a new run folder. A failure is recorded there before it is
     re-raised: metrics.json holds ``status: failed`` and run.log ends with the traceback and a
     last line ``NAME failed after ...``; a run that finishes ends run.log with ``finished NAME in
@@ -129,14 +134,16 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     from .common.spec import RunContext, config_dict
 
     exp, config = prepare_config(name, smoke=smoke, overrides=overrides)
-    run_dir = make_run_dir(out, name, seed)
+    run_dir = Path(resume_dir) if resume_dir else make_run_dir(out, name, seed)
     ctx = RunContext(seed=seed, device=device, out_dir=run_dir, data_dir=data_dir,
-                     progress=progress, logger=log)
+                     progress=progress, logger=log, resume=resume_dir is not None)
     command = " ".join(["python -m experiments run", name] + (["--smoke"] if smoke else [])
                        + [f"--device {device}", f"--seed {seed}"]
                        + ([] if progress else ["--no-progress"])
                        + ([f"--data-dir {shlex.quote(data_dir)}"] if data_dir else [])
                        + [f"--set {shlex.quote(o)}" for o in overrides])
+    if resume_dir:
+        command += f" --resume {shlex.quote(str(resume_dir))}"
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
                                           "seed": ctx.seed, "data_dir": data_dir, "command": command,
                                           "threads": _torch_threads(),
@@ -167,10 +174,35 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     return run_dir, metrics, wall
 
 
+def _resume_settings(args) -> tuple[bool, int, list[str]]:
+    """The recorded (smoke, seed, overrides) of the run folder ``args.resume``; settings given on
+    this command line that differ from them are an error listing the differences."""
+    path = Path(args.resume)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"--resume {path}: not a run folder (no config.json); pass the "
+                                "folder an interrupted `python -m experiments run` wrote")
+    saved = json.loads((path / "config.json").read_text())
+    if saved.get("experiment") != args.name:
+        raise ValueError(f"--resume {path}: that folder is a run of {saved.get('experiment')!r}, "
+                         f"not {args.name!r}")
+    recorded = (bool(saved.get("smoke")), int(saved.get("seed", 0)), list(saved.get("overrides", [])))
+    given = (args.smoke, args.seed, list(args.overrides))
+    defaults = (False, 0, [])
+    diffs = [f"{k}: recorded {r!r}, given {g!r}" for k, r, g, d in
+             zip(("--smoke", "--seed", "--set"), recorded, given, defaults) if g != d and g != r]
+    if diffs:
+        raise ValueError(f"--resume {path} continues the run with its recorded settings; this "
+                         f"command differs: {'; '.join(diffs)} (leave them out, or start a new run)")
+    return recorded
+
+
 def cmd_run(args) -> int:
-    run_dir, metrics, wall = run_one(args.name, smoke=args.smoke, device=args.device,
-                                     seed=args.seed, out=args.out, data_dir=args.data_dir,
-                                     overrides=args.overrides, progress=not args.no_progress)
+    smoke, seed, overrides = (_resume_settings(args) if args.resume
+                              else (args.smoke, args.seed, args.overrides))
+    run_dir, metrics, wall = run_one(args.name, smoke=smoke, device=args.device,
+                                     seed=seed, out=args.out, data_dir=args.data_dir,
+                                     overrides=overrides, progress=not args.no_progress,
+                                     resume_dir=args.resume)
     print(json.dumps(metrics, indent=2, default=str))
     print(f"wrote {run_dir} in {wall:.1f} s")
     return 0

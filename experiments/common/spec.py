@@ -35,7 +35,7 @@ import guides
 import models
 
 from .seeding import seed_everything
-from .training import FitConfig, fit, resolve_device
+from .training import FitConfig, fit, resolve_device, restore, setup
 
 #: FitConfig fields that belong to the run, not to an arm: set from the RunContext
 RUN_KEYS = {"seed": "--seed", "device": "--device", "out_dir": "--out", "progress": "--no-progress",
@@ -57,6 +57,9 @@ class RunContext:
     :ivar data_dir: offline data folder (``None``: ``$VBZOO_DATA_DIR``, then the cache).
     :ivar progress: show progress bars.
     :ivar logger: the run's logger.
+    :ivar resume: continue an interrupted run in ``out_dir``: :func:`train_pair` restores each
+        arm from its ``checkpoint.pt`` when there is one (an arm that had finished is not trained
+        again; one that had not started is trained from scratch).
     """
 
     seed: int = 0
@@ -64,6 +67,7 @@ class RunContext:
     out_dir: Path = Path("results")
     data_dir: str | None = None
     progress: bool = True
+    resume: bool = False
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("experiments"),
                                    compare=False)
     #: fits started so far in this run (:meth:`next_fit`)
@@ -158,7 +162,13 @@ def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
                                   out_dir=str(ctx.path(name)),
                                   progress=spec.fit.progress and ctx.progress,
                                   desc=f"{name} #{ctx.next_fit()}")
-    state = fit(model, guide, data, fit_cfg, eval_fn=eval_fn)
+    checkpoint = ctx.path(name) / "checkpoint.pt"
+    state = None
+    if ctx.resume and checkpoint.is_file():
+        state = restore(setup(model, guide, data, fit_cfg), checkpoint)
+        ctx.logger.info("%s: resumed from %s at epoch %d of %d", name, checkpoint, state.epoch,
+                        fit_cfg.epochs)
+    state = fit(model, guide, data, fit_cfg, eval_fn=eval_fn, state=state)
     return model, guide, state
 
 
