@@ -39,8 +39,9 @@ def guide_builder(name: str, model_name: str | None = None) -> Callable[..., Any
     builder = GUIDES.get(name)
     supported = GUIDES.meta(name)["models"]
     if model_name is not None and model_name not in supported:
+        valid = sorted(g for m, g in list_pairs() if m == model_name)
         raise ValueError(f"guide {name!r} supports models {sorted(supported)}, not "
-                         f"{model_name!r}")
+                         f"{model_name!r}; the guides of {model_name!r} are {valid}")
     return builder
 
 

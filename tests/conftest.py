@@ -98,10 +98,10 @@ if os.environ.get("VBZOO_SIMULATE_GPU") == "1":
             return WIDE  # Module.to(torch.float64) moves exactly what .to("cuda") moves
         return _real_resolve(device)
 
-    def _to(batch, device):
+    def _to(batch, device, dtype=None):
         if device == WIDE:
             return tuple(t.to(WIDE) if t.is_floating_point() else t for t in batch)
-        return _real_to(batch, device)
+        return _real_to(batch, device, dtype)
 
     def _module_device(module):
         t = _base.first_tensor(module)

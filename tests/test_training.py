@@ -377,3 +377,23 @@ def test_a_stop_with_non_finite_parameters_keeps_the_last_good_checkpoint(tmp_pa
     assert (ckpt["epoch"], ckpt["step"]) == (1, 5)
     assert all(torch.isfinite(v).all() for v in ckpt["guide"].values())
     assert any("non-finite parameters" in r.getMessage() for r in caplog.records)
+
+
+def test_float64_data_trains_a_float32_model_with_a_note(caplog):
+    """Floating data of another dtype is cast to the model's, batch by batch, with a log note
+    (it used to be a matmul dtype error)."""
+    import logging
+
+    model, guide = _pair()
+    x, y = _data()
+    with caplog.at_level(logging.INFO, logger="experiments.common.training"):
+        state = fit(model, guide, (x.double(), y.double()),
+                    {"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"})
+    assert math.isfinite(state.history[0]["loss"])
+    assert "casting torch.float64 data to the model's torch.float32" in caplog.text
+
+
+def test_a_guide_for_another_model_lists_the_valid_guides():
+    model = models.create_model("bnn", in_features=2)
+    with pytest.raises(ValueError, match=r"the guides of 'bnn' are \['auto-iaf'.*'mean-field'\]"):
+        guides.create_guide("cholesky", model)

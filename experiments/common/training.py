@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import logging
 import math
 import os
@@ -297,8 +298,18 @@ def _make_scheduler(cfg: FitConfig, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-def _to(batch, device):
-    return tuple(t.to(device, non_blocking=True) for t in batch)
+def _to(batch, device, dtype: torch.dtype | None = None):
+    """The batch on ``device``; floating tensors also in ``dtype`` (the model's), when given."""
+    return tuple(t.to(device, dtype=dtype if dtype is not None and t.is_floating_point()
+                      else None, non_blocking=True) for t in batch)
+
+
+def _float_dtype(model) -> torch.dtype | None:
+    """The model's floating dtype (that of its first floating parameter or buffer)."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
 
 
 def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainState:
@@ -325,7 +336,14 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
     guide.to(device)
     elbo = make_elbo(cfg.elbo, cfg.num_particles)
     loss_fn = elbo(model, guide)
-    first = _to(dataset[list(range(min(cfg.batch_size, len(dataset))))], device)
+    dtype = _float_dtype(model)
+    if isinstance(dataset, TensorDataset):
+        other = sorted({str(t.dtype) for t in dataset.tensors
+                        if t.is_floating_point() and t.dtype != dtype})
+        if dtype is not None and other:
+            log.info("casting %s data to the model's %s, batch by batch (create the model in %s "
+                     "to train in it)", "/".join(other), dtype, "/".join(other))
+    first = _to(dataset[list(range(min(cfg.batch_size, len(dataset))))], device, dtype)
     with pyro.validation_enabled(True), elbo_context(guide, cfg.elbo == "meanfield"):
         loss_fn(*first)  # creates lazily-initialised guide parameters (on the right device)
     guide.to(device)
@@ -442,6 +460,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     cfg = state.config
     dataset = as_dataset(data)
     device = module_device(state.loss_fn)
+    dtype = _float_dtype(state.model)
     loader = make_loader(dataset, cfg.batch_size, state.generator)
     weights = kl_weights(len(loader), cfg.kl_schedule)
     warmup_steps = cfg.kl_warmup_epochs * len(loader)
@@ -468,7 +487,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                 tot_ll = 0.0
                 guard.start_epoch()
                 for i, batch in enumerate(loader):
-                    batch = _to(batch, device)
+                    batch = _to(batch, device, dtype)
                     kl_scale = len(weights) * weights[i]
                     beta = min(1.0, (state.step + 1) / warmup_steps) if warmup_steps else 1.0
                     loss = train_step(state, batch, kl_scale=kl_scale, beta=beta, params=params)
