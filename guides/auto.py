@@ -28,7 +28,7 @@ from pyro.nn import PyroModule
 
 from models.base import first_tensor
 
-from .base import ZooGuide
+from .base import ZooGuide, warn_init_scale
 from .registry import register_guide
 
 
@@ -81,6 +81,7 @@ def init_at_model_values(model):
 @register_guide("auto-normal", models=("bnn", "rff-gp"), family="bnn")
 def build_auto_normal(model, init_scale: float = 1e-2):
     """Diagonal Gaussian autoguide (:class:`~pyro.infer.autoguide.AutoNormal`)."""
+    warn_init_scale(init_scale)
     return ZooAutoNormal(model, init_loc_fn=init_at_model_values(model), init_scale=init_scale)
 
 

@@ -32,6 +32,22 @@ class ZooGuide:
         return self
 
 
+class ImplausibleSettingWarning(UserWarning):
+    """A setting that is valid but almost surely not what was meant (it trains, to nonsense)."""
+
+
+def warn_init_scale(init_scale: float, what: str = "init_scale") -> None:
+    """Warn when a weight guide starts wider than its N(0, 1)-scale prior (std > 1): the first
+    draws then make activations explode, and the fit ends far off (init_scale=1e6 gave a test
+    RMSE of 7.7e11). Values of 1e-3 to 1e-1 are the usual ones."""
+    import warnings
+
+    if init_scale > 1.0:
+        warnings.warn(f"{what}={init_scale:g} starts every weight with a standard deviation above "
+                      "1; usual values are 1e-3 to 1e-1 (Blundell et al. start near a deterministic "
+                      "net)", ImplausibleSettingWarning, stacklevel=3)
+
+
 def elbo_context(guide, closed_form_kl: bool = False):
     """``guide.elbo_context(closed_form_kl=...)`` for a :class:`ZooGuide`, none for another guide."""
     if isinstance(guide, ZooGuide):

@@ -42,7 +42,7 @@ from pyro.poutine.messenger import Messenger
 
 from models.base import _drop_data_dim, is_subsample, with_ones
 
-from .base import ZooGuide
+from .base import ZooGuide, warn_init_scale
 from .registry import register_guide
 
 
@@ -163,6 +163,7 @@ class MeanFieldGuide(ZooGuide, PyroModule):
             raise ValueError("choose one of local_reparam=True or flipout=True, not both")
         if not init_scale > 0:
             raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
+        warn_init_scale(init_scale)
         self._model = (model,)  # a tuple, so the model's parameters are not registered here
         self.init_scale = float(init_scale)
         self.local_reparam = bool(local_reparam)

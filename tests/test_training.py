@@ -397,3 +397,29 @@ def test_a_guide_for_another_model_lists_the_valid_guides():
     model = models.create_model("bnn", in_features=2)
     with pytest.raises(ValueError, match=r"the guides of 'bnn' are \['auto-iaf'.*'mean-field'\]"):
         guides.create_guide("cholesky", model)
+
+
+def test_finite_nonsense_warns():
+    """Settings that train, to nonsense, warn: a guide wider than its prior, an lr above the
+    plausible range, a loss that grows for many epochs in a row."""
+    from guides.base import ImplausibleSettingWarning
+
+    model = models.create_model("bnn", in_features=2, widths=(8,))
+    with pytest.warns(ImplausibleSettingWarning, match="init_scale=1e\\+06"):
+        guides.create_guide("mean-field", model, init_scale=1e6)
+    with pytest.warns(ImplausibleSettingWarning, match="init_scale=5"):
+        guides.create_guide("auto-normal", model, init_scale=5.0)
+    model, guide = _pair()
+    with pytest.warns(ImplausibleSettingWarning, match="lr=10000 is above the plausible range"):
+        setup(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False,
+                                      "lr": 1e4, "device": "cpu"})  # the warning comes first
+    from experiments.common.training import _Guard
+
+    model, guide = _pair()
+    state = setup(model, guide, _data(), {"progress": False, "device": "cpu"})
+    guard = _Guard(state.config, state, list(state.loss_fn.parameters()))
+    with pytest.warns(ImplausibleSettingWarning, match="the loss has grown for 10 epochs"):
+        for loss in range(1, 13):  # a finite loss that grows every epoch
+            guard.start_epoch()
+            guard.add(float(loss), 1.0)
+            guard.end_epoch()

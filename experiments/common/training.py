@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from guides.base import elbo_context
+from guides.base import ImplausibleSettingWarning, elbo_context
 from models.base import ZooModel, module_device
 
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_zoo_file
@@ -347,12 +348,26 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
     with pyro.validation_enabled(True), elbo_context(guide, cfg.elbo == "meanfield"):
         loss_fn(*first)  # creates lazily-initialised guide parameters (on the right device)
     guide.to(device)
+    _warn_implausible(cfg)
     opt_kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer in ("sgd", "rmsprop"):
         opt_kwargs["momentum"] = cfg.momentum
     optimizer = OPTIMIZERS[cfg.optimizer](loss_fn.parameters(), **opt_kwargs)
     return TrainState(model=model, guide=guide, loss_fn=loss_fn, optimizer=optimizer,
                       scheduler=_make_scheduler(cfg, optimizer), config=cfg, generator=generator)
+
+
+#: learning rates above these train, to nonsense (Adam at lr=1e4 ended at loss 2.3e7, silently)
+PLAUSIBLE_LR = {"adam": 0.1, "adamw": 0.1, "rmsprop": 0.1, "adagrad": 1.0, "sgd": 1.0}
+#: consecutive epochs of a growing loss after which fit warns
+GROWING_LOSS_EPOCHS = 10
+
+
+def _warn_implausible(cfg: FitConfig) -> None:
+    if cfg.lr > PLAUSIBLE_LR[cfg.optimizer]:
+        warnings.warn(f"lr={cfg.lr:g} is above the plausible range for {cfg.optimizer} (<= "
+                      f"{PLAUSIBLE_LR[cfg.optimizer]:g}); the fit will likely diverge or end far "
+                      "off. Usual values: 1e-4 to 1e-2", ImplausibleSettingWarning, stacklevel=3)
 
 
 def _warmup(beta: float):
@@ -556,6 +571,7 @@ class _Guard:
                         default=math.inf)
         self.last_bad: str | None = None  # the last completed epoch's verdict (this call)
         self.warned = False
+        self.previous, self.growing, self.growth_warned = math.inf, 0, False
         self.tot_loss, self.n, self.beta = 0.0, 0, 1.0  # the epoch in progress
 
     def start_epoch(self) -> None:
@@ -580,6 +596,15 @@ class _Guard:
         return None
 
     def end_epoch(self) -> str | None:
+        mean = self.tot_loss / self.n if self.n else math.nan
+        self.growing = self.growing + 1 if mean > self.previous and self.beta >= 1 else 0
+        self.previous = mean
+        if self.growing >= GROWING_LOSS_EPOCHS and not self.growth_warned:
+            warnings.warn(f"{self.cfg.desc}: the loss has grown for {self.growing} epochs in a "
+                          f"row (now {mean:.4g} at epoch {self.state.epoch + 1}); the lr "
+                          f"({self.state.optimizer.param_groups[0]['lr']:g}) may be too large",
+                          ImplausibleSettingWarning, stacklevel=2)
+            self.growth_warned = True
         self.last_bad = self.verdict()
         if self.last_bad is None:
             self.warned = False
