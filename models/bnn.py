@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ZooModel, bayes_linear, expand_to_plates
-from .likelihoods import BernoulliLikelihood, CategoricalLikelihood, make_likelihood
+from .likelihoods import BernoulliLikelihood, CategoricalLikelihood, likelihood_for
 from .priors import WeightPrior
 from .registry import register_model
 
@@ -53,13 +53,8 @@ def _likelihood(task: str, likelihood: str | None, out_features: int, noise_std:
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
     name = likelihood or ("gaussian" if task == "regression" else "categorical")
-    if name not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {name!r}")
-    kwargs = {"gaussian": dict(noise_std=noise_std, learn_noise=learn_noise),
-              "student-t": dict(df=student_df, noise_std=noise_std, learn_noise=learn_noise),
-              "categorical": dict(num_classes=out_features),
-              "softmax": dict(num_classes=out_features)}.get(name, {})
-    lik = make_likelihood(name, **kwargs)
+    lik = likelihood_for(name, LIKELIHOODS, noise_std=noise_std, learn_noise=learn_noise,
+                         num_classes=out_features, student_df=student_df)
     if lik.num_outputs != out_features:
         raise ValueError(f"the {name} likelihood reads {lik.num_outputs} output(s) per row, but "
                          f"out_features={out_features}; set out_features={lik.num_outputs}")

@@ -273,6 +273,20 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
 }
 
 
+def likelihood_for(name: str, choices, *, noise_std: float = 0.1, learn_noise: bool = True,
+                   num_classes: int | None = None, student_df: float = 4.0) -> Likelihood:
+    """The likelihood ``name`` (one of the model's ``choices``) built from a model's common
+    options, each likelihood taking the ones it uses (noise for the Gaussian and Student-t,
+    classes for the categorical)."""
+    if name not in choices:
+        raise ValueError(f"likelihood must be one of {tuple(choices)}, got {name!r}")
+    kwargs = {"gaussian": dict(noise_std=noise_std, learn_noise=learn_noise),
+              "student-t": dict(df=student_df, noise_std=noise_std, learn_noise=learn_noise),
+              "categorical": dict(num_classes=num_classes),
+              "softmax": dict(num_classes=num_classes)}.get(name, {})
+    return make_likelihood(name, **kwargs)
+
+
 def make_likelihood(name: str, **kwargs) -> Likelihood:
     """The likelihood registered as ``name`` in :data:`LIKELIHOODS`, built with ``kwargs``."""
     try:
@@ -285,4 +299,4 @@ def make_likelihood(name: str, **kwargs) -> Likelihood:
 __all__ = ["BernoulliLikelihood", "CategoricalLikelihood", "GaussianLikelihood",
            "HeteroscedasticGaussianLikelihood", "ImageBernoulliLikelihood",
            "ImageContinuousBernoulliLikelihood", "ImageGaussianLikelihood", "ImageLikelihood",
-           "LIKELIHOODS", "Likelihood", "StudentTLikelihood", "make_likelihood"]
+           "LIKELIHOODS", "Likelihood", "StudentTLikelihood", "likelihood_for", "make_likelihood"]

@@ -65,7 +65,7 @@ from .likelihoods import (
     BernoulliLikelihood,
     CategoricalLikelihood,
     GaussianLikelihood,
-    make_likelihood,
+    likelihood_for,
 )
 from .registry import register_model
 
@@ -237,17 +237,6 @@ def minibatch_kmeans(x, k: int, seed: int = 0, batch_size: int = 2048, passes: i
     return km.cluster_centers_
 
 
-def _make_likelihood(name, noise_std, learn_noise, num_classes, student_df):
-    """The SVGP's likelihood from :data:`models.likelihoods.LIKELIHOODS` (its arguments by name)."""
-    if name not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {name!r}")
-    kwargs = {"gaussian": dict(noise_std=noise_std, learn_noise=learn_noise),
-              "student-t": dict(df=student_df, noise_std=noise_std, learn_noise=learn_noise),
-              "softmax": dict(num_classes=num_classes),
-              "categorical": dict(num_classes=num_classes)}.get(name, {})
-    return make_likelihood(name, **kwargs)
-
-
 @register_model("svgp", family="gp", test_config=dict(input_dim=2, num_inducing=4))
 class SVGP(ZooModel):
     """The sparse variational GP model (see the module docstring for the math).
@@ -284,8 +273,9 @@ class SVGP(ZooModel):
         self.input_dim, self.num_inducing = int(input_dim), int(num_inducing)
         self.whiten = bool(whiten)
         self.likelihood_name = likelihood
-        self.likelihood = _make_likelihood(likelihood, noise_std, learn_noise, num_classes,
-                                           student_df)
+        self.likelihood = likelihood_for(likelihood, LIKELIHOODS, noise_std=noise_std,
+                                         learn_noise=learn_noise, num_classes=num_classes,
+                                         student_df=student_df)
         self.num_latents = self.likelihood.num_outputs
         self.kernel = kernel if isinstance(kernel, gpytorch.kernels.Kernel) else \
             build_kernel(kernel or DEFAULT_KERNEL, self.input_dim)
