@@ -1,6 +1,6 @@
 """The guide half of the contract, written down: :class:`ZooGuide`.
 
-``fit`` and the predictive call two hooks on a guide, and find them by ``isinstance(guide,
+``fit`` and the predictive call these hooks on a guide, and find them by ``isinstance(guide,
 ZooGuide)``, never by looking for attributes or reading signatures:
 
 - :meth:`ZooGuide.elbo_context` ``(closed_form_kl: bool = False)``: a context manager (a Pyro effect
@@ -10,6 +10,10 @@ ZooGuide)``, never by looking for attributes or reading signatures:
   (the mean-field guide skips the weight draw under local reparameterisation). Default: none.
 - :meth:`ZooGuide.predictive_guide` ``(*data)``: the guide to draw predictions from after training.
   Default: the guide itself; the Laplace guide returns the Gaussian at its mode.
+- :meth:`ZooGuide.natural_gradient_parameters` ``()``: parameters that ``fit`` must step by
+  natural-gradient descent, i.e. plain ``torch.optim.SGD(params, lr=guide.ngd_lr)``, and keep
+  out of the configured optimiser. Default: none; the SVGP guide ``cholesky`` with
+  ``natural_gradient=True`` returns its natural parameters of q(u).
 
 A plain Pyro guide (any callable) still trains and predicts: it just has no hooks.
 """
@@ -30,6 +34,18 @@ class ZooGuide:
     def predictive_guide(self, *data):
         """The guide to predict with, given the training ``data`` (default: ``self``)."""
         return self
+
+    def natural_gradient_parameters(self) -> list:
+        """Parameters stepped by natural-gradient descent (default: none).
+
+        The contract with ``fit``'s ``setup``: it calls this after the guide's first run (lazy
+        parameters exist then), leaves these parameters out of the configured optimiser and steps
+        them with a second optimiser, ``torch.optim.SGD(params, lr=self.ngd_lr)`` (no momentum, no
+        weight decay, not clipped), saved in the checkpoint beside the first. The guide makes
+        their ``.grad`` the gradient in its expectation parameters, so that this SGD step *is*
+        the natural-gradient step on the full-data-scaled loss (no num_data factor); a guide that
+        returns a non-empty list must define the float attribute ``ngd_lr``."""
+        return []
 
 
 class ImplausibleSettingWarning(UserWarning):
@@ -58,3 +74,8 @@ def elbo_context(guide, closed_form_kl: bool = False):
 def predictive_guide(guide, *data):
     """``guide.predictive_guide(*data)`` for a :class:`ZooGuide`, the guide itself otherwise."""
     return guide.predictive_guide(*data) if isinstance(guide, ZooGuide) else guide
+
+
+def natural_gradient_parameters(guide) -> list:
+    """``guide.natural_gradient_parameters()`` for a :class:`ZooGuide`, none for another guide."""
+    return guide.natural_gradient_parameters() if isinstance(guide, ZooGuide) else []
