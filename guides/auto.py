@@ -139,7 +139,7 @@ class EmptyGuide(ZooGuide, PyroModule):
         return {}
 
 
-@register_guide("deterministic", models=("mlp",), family="bnn")
+@register_guide("deterministic", models=("mlp", "cnn"), family="bnn")
 def build_deterministic(model):
     if getattr(model, "latent_sites", []):
         raise ValueError(

@@ -235,7 +235,7 @@ class MeanFieldGuide(ZooGuide, PyroModule):
                 for n in self._sites}
 
 
-@register_guide("mean-field", models=("bnn", "rff-gp"), family="bnn")
+@register_guide("mean-field", models=("bnn", "rff-gp", "cnn"), family="bnn")
 def build_mean_field(model, init_scale: float = 1e-2, local_reparam: bool = False,
                      flipout: bool = False) -> MeanFieldGuide:
     """Bayes by Backprop (see :class:`MeanFieldGuide` for the arguments)."""

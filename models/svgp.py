@@ -59,7 +59,7 @@ import torch
 from pyro.poutine.runtime import effectful
 from torch import nn
 
-from .base import ZooModel
+from .base import ZooModel, is_sync_free
 from .kernels import build_kernel, build_mean, hyperparameters
 from .likelihoods import (
     BernoulliLikelihood,
@@ -84,10 +84,15 @@ def stable_cholesky(K: torch.Tensor, jitter: float, max_tries: int = 4,
     """Lower Cholesky factor of ``K + jitter·I``, retrying with 10× the jitter up to ``max_tries``
     times (jitter relative to the mean diagonal after the first try).
 
+    Under :func:`models.base.sync_free` (``fit`` on CUDA) there is no retry, which would need
+    a host read: a factor that failed is NaN, and ``fit`` stops with a non-finite-loss error.
+
     :raises CholeskyError: naming the matrix, its size and dtype, and the largest jitter tried.
     """
     eye = torch.eye(K.shape[-1], dtype=K.dtype, device=K.device)
     L, info = torch.linalg.cholesky_ex(K + jitter * eye)
+    if is_sync_free():  # no host read: a failed factor becomes NaN, which fit's gate reports
+        return torch.where((info > 0)[..., None, None], torch.nan, L)
     if not bool(info.any()):
         return L
     scale = K.diagonal(dim1=-2, dim2=-1).mean().abs().clamp_min(1e-12).item()
@@ -203,7 +208,7 @@ def marginal_moments(cond: Conditional, q_loc: torch.Tensor, q_scale_tril: torch
             # into an (L, M, N) batch
             L, M = q_scale_tril.shape[0], q_scale_tril.shape[-1]
             AtR = cond.proj.mT @ q_scale_tril.transpose(0, 1).reshape(M, L * M)  # (N, L·M)
-            var = var + AtR.view(-1, L, M).pow(2).sum(-1)
+            var = var + AtR.view(*AtR.shape[:-1], L, M).pow(2).sum(-1)
         else:
             RtA = q_scale_tril.transpose(-1, -2) @ cond.proj  # (..., L, M, N)
             var = var + RtA.pow(2).sum(-2).transpose(-1, -2)
@@ -398,11 +403,23 @@ class SVGP(ZooModel):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = self._check_x(x)
-        y = self._check_y(x, y)
+        return self.observe(x, self._check_y(x, y), lambda: self.data_plate(x))
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor | None, data_plate) -> torch.Tensor:
+        """The model from checked kernel inputs on: the hook of :mod:`models.dkl`, whose inputs
+        are a feature extractor's outputs.
+
+        :param torch.Tensor x: (..., N, D) kernel inputs; dims left of N (a Bayesian feature
+            extractor's particles) give every particle its own kernel matrices against Z.
+        :param y: (N,) checked targets or ``None``.
+        :param data_plate: ``data_plate()`` opens the data plate over the N rows (the calling
+            model's own, with its ``num_data``); it is called after ``u`` is sampled, since a
+            plate records its subsample site when it is made.
+        """
         cond = self.conditional(x)
         u = pyro.sample("u", self.prior_u(cond))
         loc, var = svgp_conditional(cond, u, name="u")  # (..., N, L)
-        with self.data_plate(x):
+        with data_plate():
             if isinstance(self.likelihood, GaussianLikelihood) and y is not None:
                 pyro.deterministic("f", loc, event_dim=1)
                 return self.likelihood.expected_log_prob(loc, var, y)
