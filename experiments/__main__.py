@@ -125,7 +125,8 @@ def prepare_config(name: str, *, smoke: bool, overrides: list[str]):
 
 def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_dir: str | None,
             overrides: list[str], progress: bool = True,
-            resume_dir: str | None = None) -> tuple[Path, dict, float]:
+            resume_dir: str | None = None,
+            resume_allow: tuple[str, ...] = ()) -> tuple[Path, dict, float]:
     """Run one experiment into a new run folder. A failure is recorded there before it is
     re-raised: metrics.json holds ``status: failed`` and run.log ends with the traceback and a
     last line ``NAME failed after ...``; a run that finishes ends run.log with ``finished NAME in
@@ -136,7 +137,8 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     exp, config = prepare_config(name, smoke=smoke, overrides=overrides)
     run_dir = Path(resume_dir) if resume_dir else make_run_dir(out, name, seed)
     ctx = RunContext(seed=seed, device=device, out_dir=run_dir, data_dir=data_dir,
-                     progress=progress, logger=log, resume=resume_dir is not None)
+                     progress=progress, logger=log, resume=resume_dir is not None,
+                     resume_allow=tuple(resume_allow))
     command = " ".join(["python -m experiments run", name] + (["--smoke"] if smoke else [])
                        + [f"--device {device}", f"--seed {seed}"]
                        + ([] if progress else ["--no-progress"])
@@ -174,9 +176,18 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     return run_dir, metrics, wall
 
 
-def _resume_settings(args) -> tuple[bool, int, list[str]]:
-    """The recorded (smoke, seed, overrides) of the run folder ``args.resume``; settings given on
-    this command line that differ from them are an error listing the differences."""
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].strip()
+
+
+def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
+    """The recorded (smoke, seed, overrides) of the run folder ``args.resume``, plus the fit keys
+    this command changes on purpose. ``--set`` on a resume may change, in a fit section, a key of
+    :data:`~experiments.common.training.RESUME_OVERRIDABLE` (``lr``, ``clip_norm``, ``epochs``)
+    or one that does not change the optimisation (``progress``, ``log_every``, ...); any other
+    difference from the recorded settings is an error listing the differences."""
+    from .common.training import RESUME_KEYS, RESUME_OVERRIDABLE
+
     path = Path(args.resume)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"--resume {path}: not a run folder (no config.json); pass the "
@@ -186,23 +197,39 @@ def _resume_settings(args) -> tuple[bool, int, list[str]]:
         raise ValueError(f"--resume {path}: that folder is a run of {saved.get('experiment')!r}, "
                          f"not {args.name!r}")
     recorded = (bool(saved.get("smoke")), int(saved.get("seed", 0)), list(saved.get("overrides", [])))
-    given = (args.smoke, args.seed, list(args.overrides))
-    defaults = (False, 0, [])
     diffs = [f"{k}: recorded {r!r}, given {g!r}" for k, r, g, d in
-             zip(("--smoke", "--seed", "--set"), recorded, given, defaults) if g != d and g != r]
+             zip(("--smoke", "--seed"), recorded, (args.smoke, args.seed), (False, 0))
+             if g != d and g != r]
+    allow, extra = set(), []
+    for override in args.overrides:
+        if override in recorded[2]:
+            continue
+        key = _override_key(override)
+        parts = key.split(".")
+        fit_key = parts[-1] if len(parts) >= 2 and parts[-2] == "fit" else None
+        if fit_key in RESUME_OVERRIDABLE:
+            allow.add(fit_key)
+        elif fit_key is None or fit_key in RESUME_KEYS:
+            diffs.append(f"--set {override}: a resume may change only "
+                         f"{', '.join(f'ARM.fit.{k}' for k in RESUME_OVERRIDABLE)} and fit keys "
+                         "that do not change the optimisation")
+            continue
+        extra.append(override)
     if diffs:
         raise ValueError(f"--resume {path} continues the run with its recorded settings; this "
                          f"command differs: {'; '.join(diffs)} (leave them out, or start a new run)")
-    return recorded
+    if extra:
+        log.info("resuming with changed settings: %s", ", ".join(extra))
+    return recorded[0], recorded[1], recorded[2] + extra, tuple(sorted(allow))
 
 
 def cmd_run(args) -> int:
-    smoke, seed, overrides = (_resume_settings(args) if args.resume
-                              else (args.smoke, args.seed, args.overrides))
+    smoke, seed, overrides, allow = (_resume_settings(args) if args.resume
+                                     else (args.smoke, args.seed, args.overrides, ()))
     run_dir, metrics, wall = run_one(args.name, smoke=smoke, device=args.device,
                                      seed=seed, out=args.out, data_dir=args.data_dir,
                                      overrides=overrides, progress=not args.no_progress,
-                                     resume_dir=args.resume)
+                                     resume_dir=args.resume, resume_allow=allow)
     print(json.dumps(metrics, indent=2, default=str))
     print(f"wrote {run_dir} in {wall:.1f} s")
     return 0

@@ -155,7 +155,7 @@ from .common import data as zoo_data
 from .common.plotting import new_figure, save_figure
 from .common.seeding import seed_everything
 from .common.spec import ConfigError, PairSpec, RunContext
-from .common.training import FitConfig, setup, train_step
+from .common.training import FitConfig, check_finite, setup, train_step
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -341,6 +341,7 @@ class BanditAgent:
                 idx = torch.randperm(n, generator=self.batch_gen)[:b].to(self.device)
                 # fit's step: elbo_context, finite-loss check before the update, optimiser step
                 loss = train_step(state, (self.inputs[idx], self.targets[idx]))
+                check_finite(state)
         self.last_loss = loss.item()
 
 

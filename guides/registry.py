@@ -49,7 +49,18 @@ def create_guide(name: str, model, **cfg: Any):
     """Build the guide registered as ``name`` for ``model`` (a model of another class, e.g. a
     user's subclass, is accepted: the builder only reads what it needs)."""
     model_name = model_name_of(model)
-    return guide_builder(name, model_name if model_name in MODELS else None)(model, **cfg)
+    guide = guide_builder(name, model_name if model_name in MODELS else None)(model, **cfg)
+    try:
+        guide.zoo_guide_name = name  # read by guide_name_of (e.g. fit's CUDA-graph support list)
+    except AttributeError:  # a builder may return an object without attributes (a function)
+        pass
+    return guide
+
+
+def guide_name_of(guide) -> str | None:
+    """The registered name ``guide`` was built under by :func:`create_guide` (``None`` for a guide
+    built otherwise)."""
+    return getattr(guide, "zoo_guide_name", None)
 
 
 def list_guides() -> list[str]:

@@ -9,6 +9,8 @@ latents and the observation site ``obs`` inside it. The plate is given the full 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 
 import pyro
@@ -16,6 +18,27 @@ import torch
 from pyro.nn import PyroModule
 from pyro.poutine.runtime import effectful, get_plates
 from pyro.poutine.subsample_messenger import _Subsample
+
+_SYNC_FREE = contextvars.ContextVar("vbzoo_sync_free", default=False)
+
+
+@contextlib.contextmanager
+def sync_free(on: bool = True):
+    """Inside it, model code reads no tensor to the host (``fit`` enters it on CUDA, where every
+    read stalls the launch queue and breaks CUDA-graph capture): checks that would branch on a
+    value in Python take their device-side form instead. The SVGP's Cholesky then marks a failed
+    factorisation with NaN, which ``fit``'s non-finite gate stops and reports, instead of
+    retrying with more jitter (:func:`models.svgp.stable_cholesky`)."""
+    token = _SYNC_FREE.set(bool(on))
+    try:
+        yield
+    finally:
+        _SYNC_FREE.reset(token)
+
+
+def is_sync_free() -> bool:
+    """Whether model code runs under :func:`sync_free`."""
+    return _SYNC_FREE.get()
 
 
 def is_subsample(site: dict) -> bool:
@@ -70,6 +93,17 @@ class ZooModel(PyroModule):
         likelihood = getattr(self, "likelihood", None)
         if y is not None and hasattr(likelihood, "check_targets"):
             likelihood.check_targets(y)
+
+    @contextlib.contextmanager
+    def data_validated(self):
+        """Inside it the model may skip the per-batch value checks that :meth:`validate_data`
+        has already made on the whole training set (``fit`` enters it then)."""
+        before = getattr(self, "_data_validated", False)
+        self._data_validated = True
+        try:
+            yield
+        finally:
+            self._data_validated = before
 
     def initial_values(self) -> dict[str, torch.Tensor]:
         """Initial values of the latent sites (e.g. Kaiming-uniform weights) for guides' locations.

@@ -26,7 +26,9 @@ WIDE, NARROW = torch.float64, torch.float32
 # calls that legitimately take tensors of two devices: moving and copying between them (and what
 # nn.Module._apply calls while it moves a module)
 _MOVES = {torch.Tensor.to, torch.Tensor.copy_, torch._has_compatible_shallow_copy_type,
-          torch.Tensor.set_, torch.Tensor.data.__set__}
+          torch.Tensor.set_, torch.Tensor.data.__set__,
+          # GradScaler's non-finite check takes its float32 flag with gradients of any dtype
+          torch._amp_foreach_non_finite_check_and_unscale_}
 
 
 class StrayTensorError(AssertionError):

@@ -325,3 +325,135 @@ def test_resume_refuses_other_settings_and_other_folders(tmp_path, capsys):
     assert "is a run of 'blundell-regression', not 'co2'" in capsys.readouterr().err
     assert main(["run", "co2", "--resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+# --- SIGKILL while writing a file ------------------------------------------------------------------
+_KILL_MID_WRITE = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+import torch
+from experiments.common import checkpoint as ck
+from experiments.common.training import _Writers
+
+def killed(fd):  # the new bytes are in the temp file, not yet renamed: die here, as kill -9 would
+    os.kill(os.getpid(), signal.SIGKILL)
+
+ck.os.fsync = killed
+if {what!r} == "checkpoint":
+    ck.save_zoo_file({path!r}, "checkpoint", {{"epoch": 2, "w": torch.zeros(3)}})
+else:
+    _Writers({folder!r}, tensorboard=False).write([{{"epoch": 1, "loss": 1.0}},
+                                                   {{"epoch": 2, "loss": 0.5}}])
+"""
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "history"])
+def test_sigkill_while_writing_leaves_the_previous_file_and_the_next_save_cleans_up(tmp_path,
+                                                                                   what):
+    import signal
+    import subprocess
+    import sys
+
+    from experiments.common.training import _Writers
+
+    repo = str(Path(__file__).resolve().parents[1])
+    ckpt = tmp_path / "checkpoint.pt"
+    writers = _Writers(str(tmp_path), tensorboard=False)
+    if what == "checkpoint":
+        save_zoo_file(ckpt, "checkpoint", {"epoch": 1, "w": torch.ones(3)})
+        names, before = ["checkpoint.pt"], ckpt.read_bytes()
+    else:
+        writers.write([{"epoch": 1, "loss": 1.0}])
+        names = ["history.json", "history.csv"]
+        before = (tmp_path / "history.json").read_bytes()
+    code = _KILL_MID_WRITE.format(repo=repo, what=what, path=str(ckpt), folder=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert _temps(tmp_path, names[0]), "the kill should have left the half-written temp file"
+    if what == "checkpoint":
+        assert ckpt.read_bytes() == before
+        assert torch.equal(load_zoo_file(ckpt, "checkpoint")[0]["w"], torch.ones(3))
+        save_zoo_file(ckpt, "checkpoint", {"epoch": 3, "w": torch.zeros(3)})  # the next save
+    else:
+        assert (tmp_path / "history.json").read_bytes() == before
+        assert json.loads(before) == [{"epoch": 1, "loss": 1.0}]
+        writers.write([{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}])
+    for name in names:
+        assert _temps(tmp_path, name) == [], name
+
+
+# --- a NaN at step k, then a resume with a smaller lr ---------------------------------------------------
+def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr(tmp_path,
+                                                                                monkeypatch):
+    """A NaN injected at step 7 (epoch 3 of 3-step epochs): fit stops naming the step, and
+    checkpoint.pt holds the finite state before it (written on the way out). The same lr is
+    refused nowhere, a changed lr is refused unless allowed; allowed, a tenth of the lr resumes
+    (rescaling the schedule) and finishes with finite parameters."""
+    from experiments.common import training
+    from experiments.common.checkpoint import load_checkpoint
+
+    cfg = {**QUIET, "epochs": 5, "out_dir": str(tmp_path), "checkpoint_every_s": 0.0,
+           "lr": 0.01, "validate": False}  # (validation would refuse the NaN input itself)
+    real = training.train_step
+
+    def poisoned(state, batch, **kwargs):
+        if state.step == 6:  # the 7th step
+            batch = (torch.full_like(batch[0], float("nan")),) + tuple(batch[1:])
+        return real(state, batch, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", poisoned)
+    with pytest.raises(FloatingPointError, match="epoch 3, step 7"):
+        fit(*_pair(), _data(), cfg)
+    monkeypatch.undo()
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 6 and ckpt["epoch"] == 2  # mid-epoch stop: epoch 3 runs again
+    assert all(torch.isfinite(v).all() for v in ckpt["guide"].values())
+
+    smaller = {**cfg, "lr": 0.001}
+    with pytest.raises(CheckpointError, match="lr: checkpoint 0.01, now 0.001"):
+        restore(setup(*_pair(), _data(), smaller), tmp_path / "checkpoint.pt")
+    model, guide = _pair()
+    state = restore(setup(model, guide, _data(), smaller), tmp_path / "checkpoint.pt",
+                    allow=("lr",))
+    assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
+    state = fit(model, guide, _data(), smaller, state=state)
+    assert state.epoch == 5 and state.history[-1]["lr"] == pytest.approx(0.001)
+    assert all(torch.isfinite(p).all() for p in state.loss_fn.parameters())
+    with pytest.raises(ValueError, match="cannot change on resume"):
+        restore(setup(*_pair(), _data(), smaller), tmp_path / "checkpoint.pt", allow=("seed",))
+
+
+def test_a_cosine_run_extended_on_purpose_recomputes_its_schedule(tmp_path):
+    cfg = {**QUIET, "epochs": 4, "out_dir": str(tmp_path), "lr_schedule": "cosine", "lr": 0.01}
+    fit(*_pair(), _data(), cfg)
+    longer = {**cfg, "epochs": 8}
+    with pytest.raises(CheckpointError, match="anneals to 0 over exactly epochs=4"):
+        restore(setup(*_pair(), _data(), longer), tmp_path / "checkpoint.pt")
+    model, guide = _pair()
+    state = restore(setup(model, guide, _data(), longer), tmp_path / "checkpoint.pt",
+                    allow=("epochs",))
+    state = fit(model, guide, _data(), longer, state=state)
+    lrs = [row["lr"] for row in state.history]
+    # (a row's lr is the one its epoch ran with) epochs 1-4 under T=4, then from epoch 5 on the
+    # cosine over T=8 at t = 4..7, as if the run had been planned with 8 epochs
+    assert lrs[3] == pytest.approx(0.01 * (1 + math.cos(math.pi * 3 / 4)) / 2, abs=1e-12)
+    expected = [0.01 * (1 + math.cos(math.pi * t / 8)) / 2 for t in range(4, 8)]
+    assert lrs[4:] == pytest.approx(expected, abs=1e-12)
+
+
+def test_resume_accepts_the_allowed_overrides_only(tmp_path, capsys):
+    assert main(["run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
+                 "--threads", str(torch.get_num_threads()), "--out", str(tmp_path)]) == 0
+    (run_dir,) = (tmp_path / "blundell-regression").iterdir()
+    capsys.readouterr()
+    assert main(["run", "blundell-regression", "--resume", str(run_dir), "--no-progress",
+                 "--set", "bbb.model.widths=[8]"]) == 2
+    assert "a resume may change only bbb.fit.lr" in capsys.readouterr().err.replace(
+        "ARM", "bbb")
+    assert main(["run", "blundell-regression", "--resume", str(run_dir), "--no-progress",
+                 "--set", "bbb.fit.seed=3"]) == 2
+    assert main(["run", "blundell-regression", "--resume", str(run_dir), "--no-progress",
+                 "--threads", str(torch.get_num_threads()),
+                 "--set", "bbb.fit.lr=0.001"]) == 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert "bbb.fit.lr=0.001" in saved["overrides"]

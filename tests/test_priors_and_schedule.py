@@ -255,16 +255,16 @@ def test_kl_scale_scales_the_closed_form_kl_and_the_monte_carlo_kl(c):
     kl = float(torch.distributions.kl_divergence(q, model.prior((1, 3))))
     mf = make_elbo("meanfield")
     with torch.no_grad(), KLScale(c):
-        kl_part = float(mf.differentiable_loss(model, guide, x, y)) + mf.last_log_likelihood
+        kl_part = float(mf.differentiable_loss(model, guide, x, y)) + float(mf.last_log_likelihood)
     assert kl_part == pytest.approx(c * kl, rel=1e-5, abs=1e-5)
 
     tr = make_elbo("trace")
     with torch.no_grad():
         pyro.set_rng_seed(7)
-        unscaled = float(tr.differentiable_loss(model, guide, x, y)) + tr.last_log_likelihood
+        unscaled = float(tr.differentiable_loss(model, guide, x, y)) + float(tr.last_log_likelihood)
         pyro.set_rng_seed(7)
         with KLScale(c):
-            scaled = float(tr.differentiable_loss(model, guide, x, y)) + tr.last_log_likelihood
+            scaled = float(tr.differentiable_loss(model, guide, x, y)) + float(tr.last_log_likelihood)
     assert scaled == pytest.approx(c * unscaled, rel=1e-4, abs=1e-4)
 
 

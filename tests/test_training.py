@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
+import pyro
 import pytest
 import torch
 
@@ -417,9 +419,52 @@ def test_finite_nonsense_warns():
 
     model, guide = _pair()
     state = setup(model, guide, _data(), {"progress": False, "device": "cpu"})
-    guard = _Guard(state.config, state, list(state.loss_fn.parameters()))
+    sums = torch.zeros(2, dtype=torch.float64)
+    guard = _Guard(state.config, state, list(state.loss_fn.parameters()), sums)
     with pytest.warns(ImplausibleSettingWarning, match="the loss has grown for 10 epochs"):
-        for loss in range(1, 13):  # a finite loss that grows every epoch
+        for loss in range(1, 13):  # a finite loss that grows every epoch (one step per epoch)
             guard.start_epoch()
-            guard.add(float(loss), 1.0)
+            sums[0] += float(loss)
+            state.step += 1
             guard.end_epoch()
+
+
+def test_cuda_graph_is_ignored_on_cpu_with_one_warning():
+    runs = []
+    for graph in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            state = fit(*_pair(), _data(), {"epochs": 2, "batch_size": 16, "progress": False,
+                                            "device": "cpu", "cuda_graph": graph})
+        said = [w for w in caught if "cuda_graph=True is ignored" in str(w.message)]
+        assert len(said) == (1 if graph else 0)
+        runs.append([p.detach().clone() for p in state.loss_fn.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))  # the same eager steps
+
+
+def test_the_gate_stops_updates_on_the_device_and_names_the_step():
+    """A non-finite step among log_every steps without a host read: every update from it on is
+    skipped (parameters and Adam state), and the read names it; the sums hold the good steps."""
+    from experiments.common.training import check_finite, setup, train_step
+
+    model, guide = _pair()
+    x, y = _data(16)
+    state = setup(model, guide, (x, y), {"batch_size": 16, "progress": False, "device": "cpu"})
+    for _ in range(3):
+        train_step(state, (x, y))
+    check_finite(state)
+    before = {k: v.clone() for k, v in state.loss_fn.state_dict().items()}
+    adam_steps = [float(s["step"]) for s in state.optimizer.state.values()]
+    bad_x = x.clone()
+    bad_x[0, 0] = float("nan")
+    with pyro.validation_enabled(False):  # as in fit (validation would refuse the NaN input)
+        train_step(state, (bad_x, y))  # step 4: NaN
+        for _ in range(2):
+            train_step(state, (x, y))  # finite, but after the bad step: skipped too
+    assert state.step == 6
+    with pytest.raises(FloatingPointError, match="epoch 1, step 4"):
+        check_finite(state)
+    assert state.step == 3
+    after = state.loss_fn.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [float(s["step"]) for s in state.optimizer.state.values()] == adam_steps

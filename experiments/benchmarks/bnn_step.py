@@ -75,7 +75,7 @@ from torch import nn
 
 import guides
 import models
-from experiments.benchmarks.timing import adam_step, interleaved
+from experiments.benchmarks.timing import adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -246,14 +246,16 @@ def blitz_step(sizes, num_data, batches, device) -> Callable[[], float]:
                      + net.nn_kl_divergence(), batches, LR)
 
 
-def zoo_state(sizes, num_data, batch_size, device, prior: dict, local_reparam: bool = True):
+def zoo_state(sizes, num_data, batch_size, device, prior: dict, local_reparam: bool = True,
+              cuda_graph: bool = False):
     model = models.create_model("bnn", in_features=X_DIM, widths=sizes[1:-1], out_features=CLASSES,
                                 task="classification", prior=prior)
     guide = guides.create_guide("mean-field", model, init_scale=1e-2, local_reparam=local_reparam)
     g = torch.Generator().manual_seed(1)
     data = (torch.rand(num_data, X_DIM, generator=g), torch.randint(CLASSES, (num_data,), generator=g))
     return setup(model, guide, data, {"batch_size": batch_size, "lr": LR, "elbo": "meanfield",
-                                      "device": str(device), "progress": False})
+                                      "device": str(device), "progress": False,
+                                      "cuda_graph": cuda_graph})
 
 
 def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict,
@@ -311,6 +313,11 @@ def _run(args) -> dict[str, float]:
         methods["zoo (weight sampling)"] = zoo_step(
             sizes, n, args.batch_size, batches, device, {"kind": "gaussian", "sigma": 1.0},
             local_reparam=False)
+        if device.type == "cuda":  # FitConfig.cuda_graph: the step captured and replayed
+            for name, local in (("local reparam", True), ("weight sampling", False)):
+                methods[f"zoo graphed ({name})"] = graphed_zoo_step(
+                    zoo_state(sizes, n, args.batch_size, device, {"kind": "gaussian", "sigma": 1.0},
+                              local, cuda_graph=True), batches)
         for name, make in (("bayesian-torch (LinearReparameterization)", bayesian_torch_step),
                            ("blitz (BayesianLinear, MC KL)", blitz_step)):
             step = make(sizes, n, batches, device)

@@ -50,7 +50,7 @@ import torch
 
 import guides
 import models
-from experiments.benchmarks.timing import interleaved
+from experiments.benchmarks.timing import graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -84,7 +84,8 @@ class Batches:
         return self.x[idx.to(self.x.device)], self.y[idx.to(self.x.device)]
 
 
-def zoo_step(x, y, z, batch_size: int, elbo: str, device) -> Callable[[], float]:
+def zoo_step(x, y, z, batch_size: int, elbo: str, device, cuda_graph: bool = False
+             ) -> Callable[[], float]:
     """The zoo's pair, set up by ``setup`` and stepped as ``fit`` steps it."""
     m = z.shape[0]
     model = models.create_model("svgp", input_dim=x.shape[1], num_inducing=m,
@@ -95,8 +96,11 @@ def zoo_step(x, y, z, batch_size: int, elbo: str, device) -> Callable[[], float]
     guide = guides.create_guide("cholesky", model)
     state = setup(model, guide, (x.cpu(), y.cpu()),
                   {"batch_size": batch_size, "lr": LR, "elbo": elbo, "device": str(device),
-                   "progress": False})
-    return timed_zoo_step(state, Batches(x.to(device), y.to(device), batch_size, seed=1))
+                   "progress": False, "cuda_graph": cuda_graph})
+    batches = Batches(x.to(device), y.to(device), batch_size, seed=1)
+    if cuda_graph:
+        return graphed_zoo_step(state, batches)
+    return timed_zoo_step(state, batches)
 
 
 class _GPyTorchSVGP(gpytorch.models.ApproximateGP):
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> str:
                           lambda: zoo_step(x, y, z, args.batch_size, "meanfield", device)),
         "zoo-trace": ("zoo (cholesky, trace)",
                       lambda: zoo_step(x, y, z, args.batch_size, "trace", device)),
+        "zoo-graphed": ("zoo graphed (cholesky, meanfield)",
+                        lambda: zoo_step(x, y, z, args.batch_size, "meanfield", device, True)),
         "gpytorch": ("gpytorch (native)", lambda: gpytorch_step(x, y, z, args.batch_size, device)),
         "pyro-gp": ("pyro.contrib.gp", lambda: pyro_gp_step(x, y, z, args.batch_size, device)),
     }
@@ -218,6 +224,10 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"unknown --methods {unknown}; choose from {sorted(builders)}")
     if "gpytorch" not in chosen:
         chosen.append("gpytorch")  # the reference of the ratios
+    if device.type == "cuda" and "zoo-graphed" not in chosen:
+        chosen.append("zoo-graphed")  # FitConfig.cuda_graph: the step captured and replayed
+    elif device.type != "cuda" and "zoo-graphed" in chosen:
+        parser.error("--methods zoo-graphed needs --device cuda (a CUDA graph)")
     with pyro.validation_enabled(False):
         methods = {builders[m][0]: builders[m][1]() for m in chosen}
         times = interleaved(methods, args.steps, args.repeats, args.warmup, device)

@@ -35,12 +35,39 @@ def adam_step(params: Iterable[torch.nn.Parameter], loss_of: Callable[..., torch
 
 def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
     """The zoo's step on a set-up :class:`~experiments.common.training.TrainState`, exactly as
-    ``fit`` takes it (:func:`~experiments.common.training.train_step`, then the recorded
-    log-likelihood that ``fit`` reads every step) and ``loss.item()``."""
+    ``fit`` takes it (:func:`~experiments.common.training.train_step`, then the loss and
+    log-likelihood added to the epoch's sums on the device, as ``fit`` does every step), and
+    ``loss.item()``, the one host read per step every row of a benchmark ends with."""
+    sums = None
+
     def step() -> float:
+        nonlocal sums
         loss = train_step(state, batches())
-        _ = state.loss_fn.elbo.last_log_likelihood  # fit reads it every step
+        ll = state.loss_fn.elbo.last_log_likelihood
+        if sums is None:
+            sums = torch.zeros(2, dtype=torch.float64, device=loss.device)
+        sums.add_(torch.where(state.gate.found > 0, 0.0, torch.stack((loss.detach(), ll))))
         return loss.item()
+
+    return step
+
+
+def graphed_zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
+    """The zoo's step as ``fit`` takes it with ``cuda_graph=True`` (state set up with it): warm-up,
+    capture, then one replay per step (:class:`~experiments.common.training.GraphedStep`, which
+    adds to the epoch's sums inside the graph), and ``loss.item()``, the same host read per step
+    as every other row."""
+    from experiments.common.training import GraphedStep, check_graph_pair
+    from models.base import sync_free
+
+    check_graph_pair(state.model, state.guide)
+    device = next(state.loss_fn.parameters()).device
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    graphed = GraphedStep(state, list(state.loss_fn.parameters()), sums, device)
+
+    def step() -> float:
+        with sync_free():  # as fit steps on CUDA
+            return graphed(batches(), 1.0, 1.0).item()
 
     return step
 

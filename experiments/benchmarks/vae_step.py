@@ -46,7 +46,7 @@ from torch import nn
 
 import guides
 import models
-from experiments.benchmarks.timing import interleaved
+from experiments.benchmarks.timing import graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -134,13 +134,14 @@ def bare_pyro_step(hidden, z_dim, elbo, batches, device) -> Callable[[], float]:
     return step
 
 
-def zoo_pair(hidden, z_dim, batch_size, elbo, device):
+def zoo_pair(hidden, z_dim, batch_size, elbo, device, cuda_graph: bool = False):
     model = models.create_model("vae", image_shape=(X_DIM,), z_dim=z_dim, hidden=(hidden,),
                                 activation="softplus", likelihood="bernoulli")
     guide = guides.create_guide("encoder", model)
     x0 = torch.bernoulli(torch.full((batch_size, X_DIM), 0.5))
     state = setup(model, guide, (x0,), {"batch_size": batch_size, "lr": LR, "elbo": elbo,
-                                        "device": str(device), "progress": False})
+                                        "device": str(device), "progress": False,
+                                        "cuda_graph": cuda_graph})
     return state
 
 
@@ -183,6 +184,11 @@ def _run(args) -> dict[str, float]:
             "bare pyro (meanfield)": bare_pyro_step(args.hidden, args.z_dim, "meanfield", batches, device),
             "bare pyro (trace)": bare_pyro_step(args.hidden, args.z_dim, "trace", batches, device),
         }
+        if device.type == "cuda":  # FitConfig.cuda_graph: the step captured and replayed
+            for elbo in ("meanfield", "trace"):
+                methods[f"zoo graphed ({elbo})"] = graphed_zoo_step(
+                    zoo_pair(args.hidden, args.z_dim, args.batch_size, elbo, device, True),
+                    lambda: (batches(),))
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 

@@ -29,8 +29,9 @@ import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
-from pyro.infer.util import check_fully_reparametrized, is_validation_enabled, torch_item
+from pyro.infer.util import check_fully_reparametrized, is_identically_zero, is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape
 from torch.distributions import Independent, Normal, kl_divergence
@@ -102,28 +103,72 @@ def has_closed_form_kl(q, p) -> bool:
 
 
 class _ELBOParts:
-    """Mixin recording the expected log-likelihood of each loss evaluation, so the history can
-    split the ELBO into ``log_likelihood - kl`` at no extra model evaluation.
+    """Mixin making an ELBO sync-free and recording the expected log-likelihood of each loss
+    evaluation, so the history can split the ELBO into ``log_likelihood - kl`` at no extra model
+    evaluation.
 
-    It wraps ``_get_traces``, which ``loss``, ``differentiable_loss`` and ``loss_and_grads`` all
-    draw their (model, guide) traces from, observed log-densities already computed.
+    *Sync-free*: nothing here reads a tensor to the host. ``last_log_likelihood`` is a detached
+    0-d tensor on the model's device, and :meth:`differentiable_loss` returns the loss as a
+    tensor without Pyro's ``warn_if_nan`` (a host read of the loss every step, which on a GPU
+    stalls the queue and breaks CUDA-graph capture); the non-finite check is ``fit``'s, on the
+    device (:class:`~experiments.common.training.FiniteGate`). It wraps ``_get_traces``, which
+    ``loss``, ``differentiable_loss`` and ``loss_and_grads`` all draw their (model, guide) traces
+    from, observed log-densities already computed.
     """
 
-    last_log_likelihood = 0.0
+    last_log_likelihood: torch.Tensor | float = 0.0
 
     def _get_traces(self, model, guide, args, kwargs):
         self.last_log_likelihood = 0.0
         for model_trace, guide_trace in super()._get_traces(model, guide, args, kwargs):
-            ll = sum(float(torch.as_tensor(site["log_prob_sum"]).detach())
-                     for site in model_trace.nodes.values()
-                     if site["type"] == "sample" and site["is_observed"]
-                     and not is_subsample(site))
-            self.last_log_likelihood += ll / self.num_particles
+            ll = 0.0
+            for site in model_trace.nodes.values():
+                if site["type"] == "sample" and site["is_observed"] and not is_subsample(site):
+                    ll = ll + _detached(site["log_prob_sum"])
+            self.last_log_likelihood = self.last_log_likelihood + ll / self.num_particles
             yield model_trace, guide_trace
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """The surrogate loss whose value is the negative ELBO estimate and whose gradient is the
+        ELBO's (Pyro's ``differentiable_loss`` without its host-side NaN check)."""
+        loss, surrogate = 0.0, 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            loss_p, surrogate_p = self._differentiable_loss_particle(model_trace, guide_trace)
+            loss = loss + loss_p / self.num_particles
+            surrogate = surrogate + surrogate_p / self.num_particles
+        surrogate = torch.as_tensor(surrogate)
+        return _detached(loss) + (surrogate - surrogate.detach())
+
+
+def _detached(value) -> torch.Tensor | float:
+    """A log-density (sum) as a detached tensor, or the Python number it is (no host read)."""
+    return value.detach() if torch.is_tensor(value) else value
 
 
 class TraceELBO(_ELBOParts, Trace_ELBO):
-    """Pyro's :class:`~pyro.infer.Trace_ELBO`, recording ``last_log_likelihood``."""
+    """Pyro's :class:`~pyro.infer.Trace_ELBO`, sync-free (see :class:`_ELBOParts`) and recording
+    ``last_log_likelihood``. Its per-particle loss is Pyro's with detached tensors where Pyro
+    calls ``torch_item`` on every site's log-density."""
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        elbo, surrogate, log_r = 0.0, 0.0, None
+        for site in model_trace.nodes.values():
+            if site["type"] == "sample":
+                elbo = elbo + _detached(site["log_prob_sum"])
+                surrogate = surrogate + site["log_prob_sum"]
+        for site in guide_trace.nodes.values():
+            if site["type"] != "sample":
+                continue
+            _, score_function_term, entropy_term = site["score_parts"]
+            elbo = elbo - _detached(site["log_prob_sum"])
+            if not is_identically_zero(entropy_term):
+                surrogate = surrogate - entropy_term.sum()
+            if not is_identically_zero(score_function_term):
+                if log_r is None:
+                    log_r = _compute_log_r(model_trace, guide_trace)
+                term = log_r.sum_to(site["cond_indep_stack"])
+                surrogate = surrogate + (term * score_function_term).sum()
+        return -elbo, -surrogate
 
 
 def _observed(name, site) -> bool:
@@ -193,10 +238,8 @@ class MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
                     check_fully_reparametrized(guide_site)
                 guide_trace.compute_log_prob(_named(name))
                 elbo = elbo - guide_site["log_prob_sum"]
-        if not torch.is_tensor(elbo):
-            elbo = torch.as_tensor(elbo)
-        loss = -(elbo.detach() if torch._C._get_tracing_state() else torch_item(elbo))
-        return loss, -elbo
+        elbo = torch.as_tensor(elbo)
+        return -elbo.detach(), -elbo
 
 
 ELBOS = ("trace", "meanfield")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from pyro.poutine.messenger import Messenger
 
 from models.base import is_subsample
@@ -45,14 +46,18 @@ class KLScale(Messenger):
     """Multiply the log-density of latent sites outside the ``"data"`` plate by ``scale``.
 
     Used with ``scale = M * pi_i`` for the minibatch KL schedule and, for local latents too
-    (``include_local=True``), as a KL warm-up / annealing factor.
+    (``include_local=True``), as a KL warm-up / annealing factor. ``scale`` is a number (checked
+    >= 0) or a 0-d tensor on the model's device, which a captured CUDA graph reads at replay.
     """
 
-    def __init__(self, scale: float, include_local: bool = False):
+    def __init__(self, scale, include_local: bool = False):
         super().__init__()
-        if not scale >= 0:
-            raise ValueError(f"KL scale must be >= 0, got {scale!r}")
-        self.scale = float(scale)
+        if torch.is_tensor(scale):  # a device tensor (a CUDA graph's static input): not read here
+            self.scale = scale
+        else:
+            if not scale >= 0:
+                raise ValueError(f"KL scale must be >= 0, got {scale!r}")
+            self.scale = float(scale)
         self.include_local = include_local
 
     def _pyro_sample(self, msg):

@@ -60,6 +60,9 @@ class RunContext:
     :ivar resume: continue an interrupted run in ``out_dir``: :func:`train_pair` restores each
         arm from its ``checkpoint.pt`` when there is one (an arm that had finished is not trained
         again; one that had not started is trained from scratch).
+    :ivar resume_allow: fit keys (of :data:`~experiments.common.training.RESUME_OVERRIDABLE`)
+        the user changed on resume on purpose (``--resume RUN_DIR --set ARM.fit.lr=...``):
+        :func:`~experiments.common.training.restore` accepts those differences.
     """
 
     seed: int = 0
@@ -68,6 +71,7 @@ class RunContext:
     data_dir: str | None = None
     progress: bool = True
     resume: bool = False
+    resume_allow: tuple[str, ...] = ()
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("experiments"),
                                    compare=False)
     #: fits started so far in this run (:meth:`next_fit`)
@@ -165,7 +169,7 @@ def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
     checkpoint = ctx.path(name) / "checkpoint.pt"
     state = None
     if ctx.resume and checkpoint.is_file():
-        state = restore(setup(model, guide, data, fit_cfg), checkpoint)
+        state = restore(setup(model, guide, data, fit_cfg), checkpoint, allow=ctx.resume_allow)
         ctx.logger.info("%s: resumed from %s at epoch %d of %d", name, checkpoint, state.epoch,
                         fit_cfg.epochs)
     state = fit(model, guide, data, fit_cfg, eval_fn=eval_fn, state=state)

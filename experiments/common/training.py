@@ -34,8 +34,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
-from guides.base import ImplausibleSettingWarning, elbo_context
-from models.base import ZooModel, module_device
+from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradient_parameters
+from models.base import ZooModel, module_device, sync_free
 
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_zoo_file
 from .config import dataclass_from_dict
@@ -89,6 +89,19 @@ class FitConfig:
         beta KL - E_q[log p(x | z)] (Bowman et al. 2016; Sønderby et al. 2016). 0 (default): no
         warm-up. The history's ``kl_beta`` is beta at the epoch's last step; during warm-up
         ``loss``/``elbo`` are the annealed objective.
+    :ivar log_every: read the running loss and the non-finite flag to the host every this many
+        steps (and at the end of every epoch). The step itself never reads a tensor to the host
+        (see :class:`FiniteGate`): between reads the loss and log-likelihood accumulate on the
+        device, so a GPU's queue never drains. A non-finite step is caught on the device and
+        stops the updates at once; the error, naming the step, comes at the next read.
+    :ivar cuda_graph: on CUDA, capture the whole step (the guide's ``elbo_context``, the KL
+        weight, the loss, backward, clipping, the non-finite gate and the fused, capturable
+        optimiser with its lr as a device tensor) in a ``torch.cuda.CUDAGraph`` for the batch
+        shape of the first full batch, after warm-up steps on a side stream, and replay it
+        (:class:`GraphedStep`). A batch of another shape (the last, short batch of an epoch)
+        runs eagerly. Supported: the pairs of :data:`GRAPH_PAIRS` with ``optimizer`` adam or
+        adamw; others are refused with the list. On the CPU the flag is ignored with one
+        warning.
     """
 
     epochs: int = 10
@@ -116,6 +129,8 @@ class FitConfig:
     tensorboard: bool = True
     kl_warmup_epochs: float = 0
     divergence_factor: float = 1e3
+    log_every: int = 50
+    cuda_graph: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> FitConfig:
@@ -135,6 +150,9 @@ class FitConfig:
             (self.eval_every >= 1, "eval_every", "an integer >= 1"),
             (self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0"),
             (self.divergence_factor > 0, "divergence_factor", "a number > 0 (inf: off)"),
+            (self.log_every >= 1, "log_every", "an integer >= 1"),
+            (not self.cuda_graph or self.optimizer in ("adam", "adamw"), "optimizer",
+             "'adam' or 'adamw' with cuda_graph=True (the capturable fused optimisers)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -212,12 +230,21 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    gate: FiniteGate | None = None  # the device-side non-finite guard (not part of a checkpoint)
+    #: the second optimiser, over the guide's natural_gradient_parameters() (None: there are none)
+    natural: torch.optim.Optimizer | None = None
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Every optimiser of the step: the configured one, then the natural-gradient one."""
+        return [self.optimizer] + ([self.natural] if self.natural is not None else [])
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            **({"natural_optimizer": self.natural.state_dict()} if self.natural else {}),
             "scheduler": self.scheduler.state_dict(),
             "config": asdict(self.config),
             "epoch": self.epoch,
@@ -243,50 +270,219 @@ RESUME_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "lr_schedule", "lr
                "kl_warmup_epochs", "seed")
 
 
-def config_differences(saved: dict[str, Any], config: FitConfig, epoch: int) -> list[str]:
+#: RESUME_KEYS a resume may change when the user asks for it explicitly (``restore(...,
+#: allow=...)``, ``run NAME --resume RUN_DIR --set ARM.fit.lr=...``): a smaller lr after a NaN
+#: stop, a clip_norm, more epochs of a cosine schedule
+RESUME_OVERRIDABLE = ("lr", "clip_norm", "epochs")
+
+
+def config_differences(saved: dict[str, Any], config: FitConfig, epoch: int,
+                       allow: tuple[str, ...] | frozenset = ()) -> list[str]:
     """What keeps a checkpoint of ``saved`` config (at ``epoch``) from resuming under ``config``:
-    one ``"key: checkpoint A, now B"`` per key of :data:`RESUME_KEYS` that differs (a key the
-    checkpoint lacks counts as its default), and a changed ``epochs`` when it would break the
-    run: fewer than the epochs already done, or any change of a cosine schedule (its T_max is
-    ``epochs``: extending would rewind the lr, so a cosine run resumes only to its planned end)."""
+    one ``"key: checkpoint A, now B"`` per key of :data:`RESUME_KEYS` that differs and is not in
+    ``allow`` (a key the checkpoint lacks counts as its default), and a changed ``epochs`` when
+    it would break the run: fewer than the epochs already done, or a change of a cosine schedule
+    unless ``"epochs"`` is allowed (its T_max is ``epochs``; :func:`restore` then recomputes the
+    schedule over the new epochs)."""
     defaults = asdict(FitConfig())
     now = asdict(config)
     diffs = [f"{k}: checkpoint {saved.get(k, defaults[k])!r}, now {now[k]!r}" for k in RESUME_KEYS
-             if saved.get(k, defaults[k]) != now[k]]
+             if saved.get(k, defaults[k]) != now[k] and k not in allow]
     old_epochs = saved.get("epochs", config.epochs)
     if config.epochs < epoch:
         diffs.append(f"epochs: the checkpoint has {epoch} epochs done, now epochs={config.epochs}")
-    elif old_epochs != config.epochs and config.lr_schedule == "cosine":
+    elif old_epochs != config.epochs and config.lr_schedule == "cosine" and "epochs" not in allow:
         diffs.append(f"epochs: checkpoint {old_epochs}, now {config.epochs} with lr_schedule "
-                     f"'cosine', whose lr anneals to 0 over exactly epochs={old_epochs} (changing "
-                     "it would move the lr back up); resume with the same epochs, or start a new "
-                     "run from the trained model")
+                     f"'cosine', whose lr anneals to 0 over exactly epochs={old_epochs}; resume "
+                     "with the same epochs, or allow the change explicitly (--set "
+                     "ARM.fit.epochs=... on --resume) to recompute the schedule over the new epochs")
     return diffs
 
 
-def restore(state: TrainState, path) -> TrainState:
+def restore(state: TrainState, path, allow: tuple[str, ...] | frozenset = ()) -> TrainState:
     """Load a checkpoint into an already set-up ``state`` (same model/guide configuration).
 
     The checkpoint's fit config must match ``state.config`` in every key that changes the
-    optimisation (:data:`RESUME_KEYS`); ``epochs`` may grow (except under a cosine schedule, see
-    :func:`config_differences`). A checkpoint written when a run stopped mid-epoch (see
-    :func:`fit`) resumes by running that epoch again from its saved parameters.
+    optimisation (:data:`RESUME_KEYS`), except the keys in ``allow`` (a subset of
+    :data:`RESUME_OVERRIDABLE`, the changes the user asked for); ``epochs`` may grow (except
+    under a cosine schedule, unless allowed, see :func:`config_differences`). A checkpoint
+    written when a run stopped mid-epoch (see :func:`fit`) resumes by running that epoch again
+    from its saved parameters.
+
+    Allowed changes take effect from the resumed epoch on: a new ``lr`` rescales the schedule
+    (the lr at epoch t is the new lr times the schedule's factor at t, e.g. a NaN stop resumed
+    at a tenth of the lr), a new ``epochs`` under a cosine schedule recomputes the cosine over
+    the new epochs at the epochs already done, a new ``clip_norm`` clips the next steps.
 
     :raises CheckpointError: naming the file and every difference, before anything in ``state``
         is touched.
+    :raises ValueError: for an ``allow`` key outside :data:`RESUME_OVERRIDABLE`.
     """
+    bad = sorted(set(allow) - set(RESUME_OVERRIDABLE))
+    if bad:
+        raise ValueError(f"restore: {bad} cannot change on resume; only {RESUME_OVERRIDABLE} can")
     ckpt = load_checkpoint(path)
-    diffs = config_differences(ckpt.get("config") or {}, state.config, ckpt.get("epoch", 0))
+    saved = ckpt.get("config") or {}
+    diffs = config_differences(saved, state.config, ckpt.get("epoch", 0), frozenset(allow))
     if diffs:
         raise CheckpointError(f"{path} was written under another fit config; it cannot resume "
                               f"this run: {'; '.join(diffs)}")
     state.model.load_state_dict(ckpt["model"])
     state.guide.load_state_dict(ckpt["guide"])
-    state.optimizer.load_state_dict(ckpt["optimizer"])
+    if (state.natural is None) != ("natural_optimizer" not in ckpt):
+        raise CheckpointError(f"{path}: the checkpoint was written by a fit "
+                              f"{'with' if 'natural_optimizer' in ckpt else 'without'} natural "
+                              "gradients on q(u), this one is set up "
+                              f"{'with' if state.natural is not None else 'without'}; use the "
+                              "guide's natural_gradient setting of the run that wrote it")
+    state.optimizer.load_state_dict(_same_implementation(ckpt["optimizer"], state.optimizer))
+    if state.natural is not None:
+        state.natural.load_state_dict(_same_implementation(ckpt["natural_optimizer"],
+                                                           state.natural))
     state.scheduler.load_state_dict(ckpt["scheduler"])
     state.epoch, state.step, state.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
     set_rng_state(ckpt["rng"], state.generator)
+    _apply_schedule_changes(state, saved)
     return state
+
+
+def _apply_schedule_changes(state: TrainState, saved: dict[str, Any]) -> None:
+    """After loading a checkpoint written under ``saved``: carry an allowed change of ``lr`` or of
+    a cosine schedule's ``epochs`` into the optimiser and scheduler just loaded."""
+    cfg, sched = state.config, state.scheduler
+    old_lr = saved.get("lr", cfg.lr)
+    if old_lr != cfg.lr:
+        factor = cfg.lr / old_lr
+        sched.base_lrs = [b * factor for b in sched.base_lrs]
+        sched._last_lr = [lr * factor for lr in sched._last_lr]
+        for group in state.optimizer.param_groups:
+            _set_lr(group, float(group["lr"]) * factor)
+        log.info("%s: resumed with lr %g (the checkpoint's was %g): the schedule is rescaled",
+                 cfg.desc, cfg.lr, old_lr)
+    if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) and sched.T_max != cfg.epochs:
+        sched.T_max = cfg.epochs
+        t = sched.last_epoch
+        lrs = [sched.eta_min + (b - sched.eta_min) * (1 + math.cos(math.pi * t / cfg.epochs)) / 2
+               for b in sched.base_lrs]
+        for group, lr in zip(state.optimizer.param_groups, lrs):
+            _set_lr(group, lr)
+        sched._last_lr = lrs
+        log.info("%s: cosine schedule recomputed over %d epochs (lr now %.3g at epoch %d)",
+                 cfg.desc, cfg.epochs, lrs[0], t)
+
+
+def _set_lr(group: dict[str, Any], lr: float) -> None:
+    if torch.is_tensor(group["lr"]):
+        group["lr"].fill_(lr)
+    else:
+        group["lr"] = lr
+
+
+def _same_implementation(saved: dict[str, Any], optimizer) -> dict[str, Any]:
+    """``saved`` (an optimiser state dict) with the implementation flags (``fused``, ``foreach``,
+    ``capturable``) of ``optimizer``'s groups: they say how the update is computed, not what it
+    is, and a checkpoint written by another implementation (or an older zoo) resumes in this one."""
+    groups = []
+    for group, now in zip(saved["param_groups"], optimizer.param_groups):
+        group = dict(group)
+        for key in ("fused", "foreach", "capturable"):
+            if key in now:
+                group[key] = now[key]
+        if torch.is_tensor(now["lr"]):  # a graphed run's lr lives on the device
+            group["lr"] = torch.as_tensor(group["lr"], dtype=now["lr"].dtype,
+                                          device=now["lr"].device).clone()
+        groups.append(group)
+    return {**saved, "param_groups": groups}
+
+
+#: optimisers whose fused implementation skips a step on the device when told that a gradient is
+#: not finite (``found_inf``, the flag GradScaler uses): :class:`FiniteGate` gates them without a
+#: host read. SGD's fused CPU kernel mishandles a skipped step with momentum (torch 2.13), so SGD
+#: and RMSprop (no fused kernel) are gated by a host read of the flag every step.
+DEVICE_GATED = ("adam", "adamw", "adagrad")
+
+
+def make_optimizer(cfg: FitConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg`` over ``params``: the fused implementation for
+    :data:`DEVICE_GATED` optimisers (one kernel per step, gated on the device); for a CUDA graph
+    also capturable, with the lr a device tensor that the scheduler updates in place."""
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if uses_cuda_graph(cfg, device):
+        kwargs.update(lr=torch.tensor(cfg.lr, dtype=torch.float32, device=device),
+                      capturable=True)
+    if cfg.optimizer in ("sgd", "rmsprop"):
+        kwargs["momentum"] = cfg.momentum
+    if cfg.optimizer in DEVICE_GATED and (cfg.optimizer != "adagrad" or device.type == "cpu"):
+        kwargs["fused"] = True  # (fused Adagrad is CPU-only in older torch releases)
+    return OPTIMIZERS[cfg.optimizer](params, **kwargs)
+
+
+class FiniteGate:
+    """The non-finite guard of :func:`train_step`, on the device.
+
+    After each backward, one multi-tensor kernel (``torch._amp_foreach_non_finite_check_and_unscale_``,
+    GradScaler's) sets the flag ``found`` if the loss or any gradient is not finite. The flag is
+    sticky and is the fused optimiser's ``found_inf``: from the first bad step on, every update
+    is skipped on the device (parameters and optimiser state alike; Adam's step count is
+    rolled back), so parameters never take a non-finite update and stay those before the bad
+    step. ``ok`` counts the steps taken before it. :func:`check_finite` reads both (the only host
+    read) and raises, naming the step. Optimisers without a device-side skip (see
+    :data:`DEVICE_GATED`) read the flag every step instead.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, step: int = 0):
+        self.device_side = all(g.get("fused") for g in optimizer.param_groups)
+        self.found = torch.zeros(1, dtype=torch.float32, device=device)
+        self.ok = torch.zeros(1, dtype=torch.float32, device=device)
+        self._one = torch.ones(1, dtype=torch.float32, device=device)
+        self.start = step  # state.step at the last read
+
+    def reset(self, step: int) -> None:
+        self.found.zero_()
+        self.ok.zero_()
+        self.start = step
+
+    def gate(self, optimizers: list[torch.optim.Optimizer], loss: torch.Tensor, params) -> bool:
+        """Flag a non-finite ``loss`` or gradient of ``params``; ``False`` when the optimisers
+        must not step (host-gated optimisers only)."""
+        tensors = [p.grad for p in params if p.grad is not None]
+        tensors.append(loss.detach().reshape(1).clone())
+        for group in _by_device_and_dtype(tensors):
+            torch._amp_foreach_non_finite_check_and_unscale_(group, self.found, self._one)
+        self.ok.add_(self._one - self.found)
+        if self.device_side:
+            for optimizer in optimizers:
+                optimizer.found_inf = self.found.view(())  # the fused kernels take a 0-d flag
+            return True
+        return not bool(self.found)
+
+
+def _by_device_and_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    return list(groups.values())
+
+
+def check_finite(state: TrainState) -> None:
+    """Read the :class:`FiniteGate` (one host read) and raise if a step was not finite.
+
+    :raises FloatingPointError: naming the epoch and the first bad step; ``state.step`` is set
+        to the steps whose updates were applied, so a checkpoint of ``state`` holds the
+        parameters before the bad step.
+    """
+    gate = state.gate
+    if gate is None:
+        return
+    found, ok = torch.cat((gate.found, gate.ok)).tolist()
+    if found:
+        state.step = gate.start + int(ok)
+        raise FloatingPointError(
+            f"non-finite loss or gradient at epoch {state.epoch + 1}, step {state.step + 1}; "
+            "parameters were not updated from that step on. Try a smaller lr (now "
+            f"{state.optimizer.param_groups[0]['lr']:.3g}), clip_norm, or a smaller guide "
+            "init_scale")
+    gate.reset(state.step)
 
 
 def _make_scheduler(cfg: FitConfig, optimizer):
@@ -313,6 +509,32 @@ def _float_dtype(model) -> torch.dtype | None:
     return None
 
 
+def validate_whole(model, dataset: Dataset) -> bool:
+    """Check the whole training set against ``model`` once (:meth:`models.base.ZooModel.
+    validate_data` for a TensorDataset; a Dataset vouches for itself with ``validate_for(model)``,
+    e.g. dynamic binarisation). ``True``: the model need not check each batch again."""
+    if not isinstance(model, ZooModel):
+        return False
+    if isinstance(dataset, TensorDataset):
+        model.validate_data(*dataset.tensors)
+        return True
+    validate_for = getattr(dataset, "validate_for", None)
+    return bool(validate_for(model)) if callable(validate_for) else False
+
+
+def step_mode(model, host_reads: bool, data_validated: bool) -> contextlib.ExitStack:
+    """What :func:`fit` enters around its steps: :func:`models.base.sync_free` unless
+    ``host_reads`` (fit allows them on the CPU, where a read costs nothing and the SVGP's
+    Cholesky may then retry with more jitter) and, when the whole training set was checked
+    before training, :meth:`~models.base.ZooModel.data_validated` (no per-batch value checks)."""
+    stack = contextlib.ExitStack()
+    if not host_reads:
+        stack.enter_context(sync_free())
+    if data_validated and isinstance(model, ZooModel):
+        stack.enter_context(model.data_validated())
+    return stack
+
+
 def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainState:
     """Seed, move to the device, run the guide once (autoguides create their parameters lazily),
     and build the optimiser and scheduler: the :class:`TrainState` before the first step."""
@@ -331,8 +553,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
                          f"{len(dataset)} rows; create the model with num_data=None or the "
                          "training-set size")
     model.num_data = len(dataset)
-    if isinstance(dataset, TensorDataset) and isinstance(model, ZooModel):
-        model.validate_data(*dataset.tensors)  # every row, once, before anything trains
+    validate_whole(model, dataset)  # every row, once, before anything trains
     model.to(device)
     guide.to(device)
     elbo = make_elbo(cfg.elbo, cfg.num_particles)
@@ -349,12 +570,21 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
         loss_fn(*first)  # creates lazily-initialised guide parameters (on the right device)
     guide.to(device)
     _warn_implausible(cfg)
-    opt_kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if cfg.optimizer in ("sgd", "rmsprop"):
-        opt_kwargs["momentum"] = cfg.momentum
-    optimizer = OPTIMIZERS[cfg.optimizer](loss_fn.parameters(), **opt_kwargs)
+    natural_params = natural_gradient_parameters(guide)
+    natural_ids = {id(p) for p in natural_params}
+    optimizer = make_optimizer(cfg, [p for p in loss_fn.parameters() if id(p) not in natural_ids],
+                               device)
+    natural = None
+    if natural_params:
+        if uses_cuda_graph(cfg, device):
+            raise ValueError("cuda_graph=True with natural gradients on q(u) is not supported "
+                             "(the second optimiser is not captured); use one or the other")
+        # plain SGD on the natural parameters is natural-gradient descent (guides.svgp); fused,
+        # so that the FiniteGate skips its step on the device too
+        natural = torch.optim.SGD(natural_params, lr=float(guide.ngd_lr), fused=True)
     return TrainState(model=model, guide=guide, loss_fn=loss_fn, optimizer=optimizer,
-                      scheduler=_make_scheduler(cfg, optimizer), config=cfg, generator=generator)
+                      scheduler=_make_scheduler(cfg, optimizer), config=cfg, generator=generator,
+                      gate=FiniteGate(optimizer, device), natural=natural)
 
 
 #: learning rates above these train, to nonsense (Adam at lr=1e4 ended at loss 2.3e7, silently)
@@ -370,9 +600,12 @@ def _warn_implausible(cfg: FitConfig) -> None:
                       "off. Usual values: 1e-4 to 1e-2", ImplausibleSettingWarning, stacklevel=3)
 
 
-def _warmup(beta: float):
-    """KL warm-up factor on every latent site (local ones too); nothing once it reaches 1."""
-    return KLScale(beta, include_local=True) if beta < 1.0 else contextlib.nullcontext()
+def _warmup(beta):
+    """KL warm-up factor on every latent site (local ones too); nothing once it reaches 1 (a
+    tensor, a graph's static input, always applies)."""
+    if torch.is_tensor(beta) or beta < 1.0:
+        return KLScale(beta, include_local=True)
+    return contextlib.nullcontext()
 
 
 class _Writers:
@@ -421,30 +654,130 @@ def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.
                params: list | None = None) -> torch.Tensor:
     """One SVI step of :func:`fit` on ``batch`` (a tuple of tensors on the right device): the
     guide's ``elbo_context``, the KL weight ``kl_scale`` (and warm-up factor ``beta``), the loss,
-    a finite check *before* the update, backward, optional clipping, the optimiser step.
+    backward, optional clipping, the device-side non-finite gate (:class:`FiniteGate`) and the
+    optimiser step. It reads nothing to the host (``tests/test_no_sync.py``), so on a GPU the
+    step never waits for the device.
 
     Loops other than ``fit`` (the bandit's, the benchmarks') call this too, so that what they
-    train or time is the zoo's step. Returns the (graph-carrying) loss.
-
-    :raises FloatingPointError: on a non-finite loss, naming the epoch and step.
+    train or time is the zoo's step; they call :func:`check_finite` when they read results.
+    Returns the (graph-carrying) loss.
     """
     closed_form_kl = state.config.elbo == "meanfield"
     with elbo_context(state.guide, closed_form_kl), KLScale(kl_scale), _warmup(beta):
         loss = state.loss_fn(*batch)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"non-finite loss {loss.item()} at epoch {state.epoch + 1}, step "
-            f"{state.step + 1}; parameters were not updated. Try a smaller lr "
-            f"(now {state.optimizer.param_groups[0]['lr']:.3g}), clip_norm, or "
-            "a smaller guide init_scale")
-    state.optimizer.zero_grad(set_to_none=True)
+    params = params if params is not None else list(state.loss_fn.parameters())
+    for optimizer in state.optimizers:
+        optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if state.config.clip_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params if params is not None else
-                                       list(state.loss_fn.parameters()), state.config.clip_norm)
-    state.optimizer.step()
+    if state.config.clip_norm is not None:  # (the configured optimiser's parameters only)
+        torch.nn.utils.clip_grad_norm_([p for g in state.optimizer.param_groups
+                                        for p in g["params"]], state.config.clip_norm)
+    if state.gate is None:
+        state.gate = FiniteGate(state.optimizer, loss.device, state.step)
+    if state.gate.gate(state.optimizers, loss, params):
+        for optimizer in state.optimizers:
+            optimizer.step()
     state.step += 1
     return loss
+
+
+#: (model, guide) pairs whose step FitConfig.cuda_graph captures: their steps read nothing to the
+#: host (tests/test_no_sync.py) and were checked captured against eager (tests/test_gpu.py)
+GRAPH_PAIRS = (("bnn", "mean-field"), ("vae", "encoder"), ("svgp", "cholesky"),
+               ("mlp", "deterministic"))
+
+
+def uses_cuda_graph(cfg: FitConfig, device: torch.device) -> bool:
+    return bool(cfg.cuda_graph) and device.type == "cuda"
+
+
+def check_graph_pair(model, guide) -> None:
+    """Refuse ``cuda_graph=True`` for a pair outside :data:`GRAPH_PAIRS`, listing them."""
+    from guides.registry import guide_name_of
+    from models.registry import model_name_of
+
+    pair = (model_name_of(model), guide_name_of(guide))
+    if pair not in GRAPH_PAIRS:
+        raise ValueError(f"cuda_graph=True: the {pair[0]} + {pair[1]} pair is not captured (its "
+                         "step is not checked free of host reads and shape changes); pairs with "
+                         f"CUDA-graph support: {', '.join(' + '.join(p) for p in GRAPH_PAIRS)}. "
+                         "Train it with cuda_graph=false")
+
+
+class GraphedStep:
+    """:func:`train_step` captured in a CUDA graph and replayed (``FitConfig.cuda_graph``).
+
+    Following PyTorch's whole-network capture recipe (``torch.cuda.graphs``): the first
+    :attr:`WARMUP` steps run eagerly on a side stream (they are real training steps on real
+    batches, and let lazily created state such as Adam's moments and cuBLAS workspaces exist),
+    then the next step is captured and every later step of the same batch shape is a copy of
+    the batch into the static inputs, two ``fill_`` of the KL weight and warm-up factor, and one
+    replay. Inside the graph: the guide's ``elbo_context``, the loss, backward, clipping, the
+    :class:`FiniteGate`, the fused capturable optimiser (lr a device tensor, so the scheduler's
+    changes reach the replay) and the epoch sums of :func:`fit`. Random draws advance with each
+    replay (the graph registers the default CUDA generator). A batch of another shape (the
+    epoch's last, short batch) runs eagerly, outside the graph.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, state: TrainState, params: list, sums: torch.Tensor,
+                 device: torch.device):
+        self.state, self.params, self.sums, self.device = state, params, sums, device
+        self.kl = torch.ones((), device=device)
+        self.beta = torch.ones((), device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: tuple[torch.Tensor, ...] | None = None
+        self.loss: torch.Tensor | None = None
+        self.warm = 0
+        self.side = torch.cuda.Stream(device=device)
+
+    def _step(self, batch, kl, beta) -> torch.Tensor:
+        loss = train_step(self.state, batch, kl_scale=kl, beta=beta, params=self.params)
+        _accumulate(self.sums, self.state, loss)
+        return loss
+
+    def accepts(self, batch) -> bool:
+        return self.static is None or all(a.shape == b.shape and a.dtype == b.dtype
+                                          for a, b in zip(self.static, batch))
+
+    def __call__(self, batch, kl_scale: float, beta: float) -> torch.Tensor:
+        """One step on ``batch`` (accumulated into the sums, as the eager path of fit does)."""
+        if self.graph is None and self.warm < self.WARMUP:
+            self.static = tuple(t.clone() for t in batch) if self.static is None else self.static
+            self.side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.side):
+                loss = self._step(batch, kl_scale, beta)
+            torch.cuda.current_stream(self.device).wait_stream(self.side)
+            self.warm += 1
+            return loss
+        if self.graph is None:
+            self._capture()
+        for static, t in zip(self.static, batch):
+            static.copy_(t, non_blocking=True)
+        self.kl.fill_(kl_scale)
+        self.beta.fill_(beta)
+        self.graph.replay()
+        self.state.step += 1
+        return self.loss
+
+    def _capture(self) -> None:
+        torch.cuda.synchronize(self.device)
+        for optimizer in self.state.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        step = self.state.step
+        with torch.cuda.graph(graph):
+            self.loss = self._step(self.static, self.kl, self.beta)
+        self.state.step = step  # capture records the step; each replay takes it
+        self.graph = graph
+
+
+def _accumulate(sums: torch.Tensor, state: TrainState, loss: torch.Tensor) -> None:
+    """Add the step's loss and log-likelihood to the epoch's sums, on the device (a step the gate
+    stopped adds nothing: the sums stay those of the good steps)."""
+    ll = state.loss_fn.elbo.last_log_likelihood
+    sums.add_(torch.where(state.gate.found > 0, 0.0, torch.stack((loss.detach(), ll))))
 
 
 def fit(model, guide, data, config: FitConfig | dict | None = None,
@@ -471,19 +804,34 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     epoch (non-finite, or diverged: see ``FitConfig.divergence_factor``) never overwrites
     ``checkpoint.pt``.
     """
-    state = state or setup(model, guide, data, config)
-    cfg = state.config
     dataset = as_dataset(data)
+    if state is None:
+        state = setup(model, guide, dataset, config)
+        validated = validate_whole(state.model, dataset) if not isinstance(
+            dataset, TensorDataset) else isinstance(state.model, ZooModel)
+    else:
+        validated = validate_whole(state.model, dataset)
+    cfg = state.config
     device = module_device(state.loss_fn)
     dtype = _float_dtype(state.model)
     loader = make_loader(dataset, cfg.batch_size, state.generator)
     weights = kl_weights(len(loader), cfg.kl_schedule)
     warmup_steps = cfg.kl_warmup_epochs * len(loader)
-    elbo = state.loss_fn.elbo
+    if state.gate is None:
+        state.gate = FiniteGate(state.optimizer, device, state.step)
+    state.gate.reset(state.step)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # the epoch's loss and log-lik
     writers = _Writers(cfg.out_dir, cfg.tensorboard)
     ckpt_path = Path(cfg.out_dir) / "checkpoint.pt" if cfg.out_dir and cfg.checkpoint else None
     params = list(state.loss_fn.parameters())
-    guard = _Guard(cfg, state, params)
+    guard = _Guard(cfg, state, params, sums)
+    graphed = None
+    if cfg.cuda_graph and device.type != "cuda":
+        warnings.warn(f"{cfg.desc}: cuda_graph=True is ignored on {device} (CUDA graphs need a "
+                      "CUDA device); the steps run eagerly", stacklevel=2)
+    elif uses_cuda_graph(cfg, device):
+        check_graph_pair(state.model, state.guide)
+        graphed = GraphedStep(state, params, sums, device)
     last_save = started = time.perf_counter()
     # disable=None: no bar when stderr is not a terminal (a notebook still gets its widget);
     # a redirected run logs a line now and then instead of thousands of carriage returns
@@ -495,24 +843,30 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
         validate = cfg.validate
         if validate is None:
             validate = os.environ.get("VBZOO_PYRO_VALIDATION", "0") == "1"
-        with pyro.validation_enabled(validate):
+        with pyro.validation_enabled(validate), step_mode(state.model, device.type != "cuda", validated):
             for epoch in bar:
                 state.model.train()
                 t0 = time.perf_counter()
-                tot_ll = 0.0
                 guard.start_epoch()
                 for i, batch in enumerate(loader):
                     batch = _to(batch, device, dtype)
                     kl_scale = len(weights) * weights[i]
                     beta = min(1.0, (state.step + 1) / warmup_steps) if warmup_steps else 1.0
-                    loss = train_step(state, batch, kl_scale=kl_scale, beta=beta, params=params)
-                    guard.add(loss.item(), beta)
-                    tot_ll += elbo.last_log_likelihood
+                    if graphed is not None and graphed.accepts(batch):
+                        graphed(batch, kl_scale, beta)
+                    else:  # on the device, no host read until the next check
+                        loss = train_step(state, batch, kl_scale=kl_scale, beta=beta,
+                                          params=params)
+                        _accumulate(sums, state, loss)
+                    guard.beta = beta
+                    if state.step - state.gate.start >= cfg.log_every:
+                        check_finite(state)
+                check_finite(state)
                 nb = i + 1
-                tot_loss = guard.tot_loss
+                tot_loss, tot_ll = sums.tolist()
                 row = {"epoch": epoch + 1, "loss": tot_loss / nb, "elbo": -tot_loss / nb,
                        "log_likelihood": tot_ll / nb, "kl": (tot_ll - (-tot_loss)) / nb,
-                       "lr": state.optimizer.param_groups[0]["lr"],
+                       "lr": float(state.optimizer.param_groups[0]["lr"]),
                        "seconds": time.perf_counter() - t0}
                 if warmup_steps:
                     row["kl_beta"] = beta
@@ -563,8 +917,9 @@ class _Guard:
     loss above ``best + divergence_factor * max(|best|, 1)``, best being the lowest epoch loss so
     far (the restored history's included)."""
 
-    def __init__(self, cfg: FitConfig, state: TrainState, params: list[torch.Tensor]):
-        self.cfg, self.state, self.params = cfg, state, params
+    def __init__(self, cfg: FitConfig, state: TrainState, params: list[torch.Tensor],
+                 sums: torch.Tensor):
+        self.cfg, self.state, self.params, self.sums = cfg, state, params, sums
         self.start_step = state.step
         self.best = min((r["loss"] for r in state.history
                          if math.isfinite(r.get("loss", math.nan)) and r.get("kl_beta", 1.0) >= 1),
@@ -572,15 +927,22 @@ class _Guard:
         self.last_bad: str | None = None  # the last completed epoch's verdict (this call)
         self.warned = False
         self.previous, self.growing, self.growth_warned = math.inf, 0, False
-        self.tot_loss, self.n, self.beta = 0.0, 0, 1.0  # the epoch in progress
+        self.beta = 1.0
+        self.epoch_start: int | None = None  # state.step when the epoch in progress started
+
+    @property
+    def n(self) -> int:
+        """Steps of the epoch in progress whose updates were applied (0 between epochs)."""
+        return 0 if self.epoch_start is None else self.state.step - self.epoch_start
+
+    @property
+    def tot_loss(self) -> float:
+        """The loss summed over those steps (a host read)."""
+        return float(self.sums[0]) if self.n else 0.0
 
     def start_epoch(self) -> None:
-        self.tot_loss, self.n = 0.0, 0
-
-    def add(self, loss: float, beta: float) -> None:
-        self.tot_loss += loss
-        self.n += 1
-        self.beta = beta
+        self.sums.zero_()
+        self.epoch_start = self.state.step
 
     def verdict(self) -> str | None:
         """Why the state now is bad (None: good), from the loss of the epoch (so far)."""
@@ -596,7 +958,8 @@ class _Guard:
         return None
 
     def end_epoch(self) -> str | None:
-        mean = self.tot_loss / self.n if self.n else math.nan
+        tot = self.tot_loss
+        mean = tot / self.n if self.n else math.nan
         self.growing = self.growing + 1 if mean > self.previous and self.beta >= 1 else 0
         self.previous = mean
         if self.growing >= GROWING_LOSS_EPOCHS and not self.growth_warned:
@@ -609,8 +972,8 @@ class _Guard:
         if self.last_bad is None:
             self.warned = False
             if self.beta >= 1:
-                self.best = min(self.best, self.tot_loss / self.n)
-        self.n = 0  # no partial epoch until the next one starts
+                self.best = min(self.best, mean)
+        self.epoch_start = None  # no partial epoch until the next one starts
         return self.last_bad
 
     def warn_not_saved(self, why: str) -> None:

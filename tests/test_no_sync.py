@@ -1,0 +1,101 @@
+"""The training step never reads a tensor to the host (issue 14): on a GPU each host read stalls
+the launch queue, and any read inside the step breaks CUDA-graph capture.
+
+On the CPU a read costs nothing, so the test makes one fail: :func:`no_host_reads` patches the
+tensor methods that copy a value to Python (``item``, ``__bool__``, ``__float__``, ``__int__``,
+``__index__``, ``tolist``, ``cpu``, ``numpy``) to raise :class:`HostReadError`, and one
+:func:`~experiments.common.training.train_step` of every registered pair (and the variants of
+``tests/test_device_guard.py``) runs under it, after one unpatched step (lazy set-up is allowed to
+read). The host reads ``fit`` does make, every ``log_every`` steps, are outside the step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pyro
+import pytest
+import torch
+
+import guides
+import models
+from experiments.common.training import check_finite, setup, step_mode, train_step
+from tests.test_device_guard import VARIANTS
+
+HOST_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
+
+
+class HostReadError(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Every tensor-to-host read raises :class:`HostReadError` naming the method."""
+    saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def refuse(name):
+        def method(self, *args, **kwargs):
+            raise HostReadError(f"host read: Tensor.{name}() inside the training step")
+        return method
+
+    try:
+        for name in HOST_READS:
+            setattr(torch.Tensor, name, refuse(name))
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+def _pair(model_name, guide_name, model_cfg=None, guide_cfg=None, **fit):
+    if model_cfg is None:
+        model_cfg = models.MODELS.meta(model_name)["test_config"]
+    model = models.create_model(model_name, **model_cfg)
+    guide = guides.create_guide(guide_name, model, **(guide_cfg or {}))
+    data = model.example_data(6, generator=torch.Generator().manual_seed(0))
+    state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
+                                       "validate": False, **fit})
+    return state, data
+
+
+def _step_without_host_reads(state, data):
+    train_step(state, data)  # the first step may set things up lazily
+    before = [p.detach().clone() for p in state.loss_fn.parameters()]
+    # argument validation reads values by design: fit runs with it off unless asked (validate)
+    # and fit on CUDA steps under step_mode(host_reads=False) (no host read inside the model)
+    with pyro.validation_enabled(False), step_mode(state.model, False, True), no_host_reads():
+        loss = train_step(state, data)
+    check_finite(state)  # the host read fit makes every log_every steps
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, p) for a, p in zip(before, state.loss_fn.parameters()))
+
+
+def test_the_patch_catches_a_read():
+    with no_host_reads(), pytest.raises(HostReadError, match="item"):
+        torch.ones(()).item()
+    with no_host_reads(), pytest.raises(HostReadError, match="__bool__"):
+        bool(torch.ones(()) > 0)
+    assert torch.ones(()).item() == 1.0  # restored
+
+
+@pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())
+@pytest.mark.parametrize("elbo", ["trace", "meanfield"])
+def test_pair_step_has_no_host_read(model_name, guide_name, elbo):
+    state, data = _pair(model_name, guide_name, elbo=elbo, num_particles=2)
+    _step_without_host_reads(state, data)
+
+
+@pytest.mark.parametrize("model_name, model_cfg, guide_name, guide_cfg", VARIANTS,
+                         ids=[f"{m}-{g}-{i}" for i, (m, _, g, _) in enumerate(VARIANTS)])
+def test_variant_step_has_no_host_read(model_name, model_cfg, guide_name, guide_cfg):
+    state, data = _pair(model_name, guide_name, model_cfg, guide_cfg, elbo="meanfield")
+    _step_without_host_reads(state, data)
+
+
+@pytest.mark.parametrize("options", [{"clip_norm": 1.0}, {"kl_schedule": "blundell"},
+                                     {"kl_warmup_epochs": 2}, {"optimizer": "adamw"},
+                                     {"optimizer": "adagrad"}])
+def test_fit_options_have_no_host_read(options):
+    state, data = _pair("bnn", "mean-field", **options)
+    _step_without_host_reads(state, data)
