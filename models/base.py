@@ -87,9 +87,13 @@ class ZooModel(PyroModule):
 
     def validate_data(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Check the whole training set once, before training (``fit`` calls it; a batch-level
-        check would see a bad label only when its batch comes up): the targets against the
+        check would see a bad label only when its batch comes up): real-valued inputs (integer
+        ``x`` is refused with what to do), the targets against the
         likelihood (:meth:`models.likelihoods.Likelihood.check_targets`: label ranges and types,
         Bernoulli labels in {0, 1}). Models without such a likelihood accept anything here."""
+        if torch.is_tensor(x) and not (x.is_floating_point() or x.is_complex()):
+            raise ValueError(f"inputs x must be real numbers (a floating dtype), got {x.dtype}; "
+                             "convert them, e.g. x.float() (8-bit images: x.float() / 255)")
         likelihood = getattr(self, "likelihood", None)
         if y is not None and hasattr(likelihood, "check_targets"):
             likelihood.check_targets(y)

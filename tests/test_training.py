@@ -468,3 +468,9 @@ def test_the_gate_stops_updates_on_the_device_and_names_the_step():
     after = state.loss_fn.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [float(s["step"]) for s in state.optimizer.state.values()] == adam_steps
+
+
+def test_integer_inputs_are_refused_before_training_with_what_to_do():
+    x = torch.randint(0, 255, (20, 2), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"inputs x must be real numbers .*torch.uint8.*x.float\(\)"):
+        fit(*_pair(), (x, torch.randn(20)), {"epochs": 1, "progress": False})

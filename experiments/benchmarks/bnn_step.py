@@ -19,7 +19,7 @@ minibatch estimate of the loss, ``backward``, ``optimizer.step`` and ``loss.item
   :func:`experiments.common.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
   estimator as the hand-written step), stepped exactly as :func:`~experiments.common.training.fit`
   steps it (:func:`~experiments.common.training.train_step`: ``guide.elbo_context()`` and
-  ``KLScale`` around ``state.loss_fn(x, y)``, the finite-loss check, ``zero_grad``, ``backward``,
+  ``KLScale`` around ``state.loss_fn(x, y)``, the device-side non-finite gate, ``zero_grad``, ``backward``,
   ``optimizer.step``; then ``loss.item()``).
 * ``zoo (weight sampling)``: the same pair with ``local_reparam=False``: one weight draw per
   batch, the estimator bayesian-torch's ``LinearReparameterization`` uses.

@@ -11,7 +11,7 @@ negative ELBO, ``backward``, ``optimizer.step``, and ``loss.item()``.
 * ``zoo (cholesky, meanfield)`` / ``zoo (cholesky, trace)``: the ``svgp`` model and ``cholesky``
   guide after :func:`experiments.common.training.setup`, stepped exactly as
   :func:`experiments.common.training.fit` steps them (``guide.elbo_context()`` and ``KLScale``
-  around ``state.loss_fn(x, y)``, the finite-loss check, ``zero_grad``, ``backward``,
+  around ``state.loss_fn(x, y)``, the device-side non-finite gate, ``zero_grad``, ``backward``,
   ``optimizer.step``, ``loss.item()``, the ELBO's recorded log-likelihood). ``meanfield`` has the
   closed-form KL; ``trace`` the one-sample Monte Carlo KL (the data term is closed-form in both).
 * ``gpytorch (native)``: ``ApproximateGP`` with ``VariationalStrategy(...,

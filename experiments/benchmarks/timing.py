@@ -35,18 +35,21 @@ def adam_step(params: Iterable[torch.nn.Parameter], loss_of: Callable[..., torch
 
 def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
     """The zoo's step on a set-up :class:`~experiments.common.training.TrainState`, exactly as
-    ``fit`` takes it (:func:`~experiments.common.training.train_step`, then the loss and
-    log-likelihood added to the epoch's sums on the device, as ``fit`` does every step), and
-    ``loss.item()``, the one host read per step every row of a benchmark ends with."""
-    sums = None
+    ``fit`` takes it (:func:`~experiments.common.training.train_step` in fit's
+    :func:`~experiments.common.training.step_mode`, then the loss and log-likelihood added to
+    the epoch's sums on the device), and ``loss.item()``, the one host read per step every row
+    of a benchmark ends with."""
+    from experiments.common.training import _accumulate, step_mode
+
+    device = next(state.loss_fn.parameters()).device
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
 
     def step() -> float:
-        nonlocal sums
-        loss = train_step(state, batches())
-        ll = state.loss_fn.elbo.last_log_likelihood
-        if sums is None:
-            sums = torch.zeros(2, dtype=torch.float64, device=loss.device)
-        sums.add_(torch.where(state.gate.found > 0, 0.0, torch.stack((loss.detach(), ll))))
+        # fit's mode: data validated whole before training (no per-batch value checks), no host
+        # reads inside the model on CUDA
+        with step_mode(state.model, device.type != "cuda", True):
+            loss = train_step(state, batches())
+        _accumulate(sums, state, loss)
         return loss.item()
 
     return step
@@ -57,8 +60,7 @@ def graphed_zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]
     capture, then one replay per step (:class:`~experiments.common.training.GraphedStep`, which
     adds to the epoch's sums inside the graph), and ``loss.item()``, the same host read per step
     as every other row."""
-    from experiments.common.training import GraphedStep, check_graph_pair
-    from models.base import sync_free
+    from experiments.common.training import GraphedStep, check_graph_pair, step_mode
 
     check_graph_pair(state.model, state.guide)
     device = next(state.loss_fn.parameters()).device
@@ -66,7 +68,7 @@ def graphed_zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]
     graphed = GraphedStep(state, list(state.loss_fn.parameters()), sums, device)
 
     def step() -> float:
-        with sync_free():  # as fit steps on CUDA
+        with step_mode(state.model, False, True):  # as fit steps on CUDA
             return graphed(batches(), 1.0, 1.0).item()
 
     return step

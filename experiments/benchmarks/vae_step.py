@@ -12,9 +12,11 @@ with Adam (lr 1e-3), float32. One *step* is the minibatch estimate of the negati
 * ``zoo (meanfield)``: the ``vae`` model and ``encoder`` guide after
   :func:`experiments.common.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
   estimator as plain torch), stepped exactly as :func:`experiments.common.training.fit` steps them
-  (``guide.elbo_context()`` and ``KLScale`` around ``state.loss_fn(x)``, the finite-loss check,
+  (``guide.elbo_context()`` and ``KLScale`` around ``state.loss_fn(x)``, the device-side non-finite gate,
   ``zero_grad``, ``backward``, ``optimizer.step``, ``loss.item()``, the recorded log-likelihood),
-  with the model's data check on (the default).
+  the data checked whole before training as ``fit`` does (no per-batch check), and on
+  ``--device cuda`` also ``zoo graphed (...)``: the same step captured in a CUDA graph and
+  replayed (``FitConfig.cuda_graph``).
 * ``zoo (trace)``: the same with ``elbo="trace"`` (Monte Carlo KL).
 * ``bare pyro (meanfield)`` / ``bare pyro (trace)``: the reference for what Pyro itself costs: the
   model and guide of Pyro's ``examples/vae/vae.py`` (``pyro.plate("data", B)`` without subsample, no

@@ -76,9 +76,14 @@ class FitConfig:
     :ivar desc: the name of this fit in its progress bar and log lines; ``train_pair`` sets it
         to the arm's name and the fit's index in the run, e.g. ``"bbb #1"``.
     :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
-    :ivar checkpoint_every_s: write history and checkpoint at most this often (seconds), and always
-        after the last epoch and when training stops on an exception (a fsync per epoch
-        dominated short epochs).
+    :ivar checkpoint_every_s: ``None`` (default): write history and checkpoint after an epoch
+        whenever that keeps the time spent saving within ``checkpoint_overhead`` of the training
+        time, i.e. when the time since the last save is at least the last save's duration /
+        ``checkpoint_overhead`` (every epoch once epochs are long enough; the first epoch always
+        saves, which measures the cost). A number: at most this often, in seconds (0: every
+        epoch). Always after the last epoch and when training stops on an exception.
+    :ivar checkpoint_overhead: the fraction of training time the default policy may spend saving
+        (0.02; measured by ``experiments.benchmarks.checkpoint_overhead``).
     :ivar divergence_factor: an epoch whose mean loss exceeds the best epoch loss so far by more
         than ``divergence_factor`` x max(|best|, 1) has *diverged* (as has one with non-finite
         parameters): it stays in the history but is never written over ``checkpoint.pt``, which
@@ -125,7 +130,8 @@ class FitConfig:
     eval_every: int = 1
     out_dir: str | None = None
     checkpoint: bool = True
-    checkpoint_every_s: float = 60.0
+    checkpoint_every_s: float | None = None
+    checkpoint_overhead: float = 0.02
     tensorboard: bool = True
     kl_warmup_epochs: float = 0
     divergence_factor: float = 1e3
@@ -151,6 +157,9 @@ class FitConfig:
             (self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0"),
             (self.divergence_factor > 0, "divergence_factor", "a number > 0 (inf: off)"),
             (self.log_every >= 1, "log_every", "an integer >= 1"),
+            (self.checkpoint_every_s is None or self.checkpoint_every_s >= 0,
+             "checkpoint_every_s", "None (the overhead policy) or a number of seconds >= 0"),
+            (0 < self.checkpoint_overhead <= 1, "checkpoint_overhead", "a fraction in (0, 1]"),
             (not self.cuda_graph or self.optimizer in ("adam", "adamw"), "optimizer",
              "'adam' or 'adamw' with cuda_graph=True (the capturable fused optimisers)"),
         ]
@@ -233,6 +242,8 @@ class TrainState:
     gate: FiniteGate | None = None  # the device-side non-finite guard (not part of a checkpoint)
     #: the second optimiser, over the guide's natural_gradient_parameters() (None: there are none)
     natural: torch.optim.Optimizer | None = None
+    #: seconds fit spent writing history and checkpoints (this process; not checkpointed)
+    save_seconds: float = 0.0
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -833,6 +844,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
         check_graph_pair(state.model, state.guide)
         graphed = GraphedStep(state, params, sums, device)
     last_save = started = time.perf_counter()
+    save_cost = 0.0  # seconds the last save took (the policy's measure)
     # disable=None: no bar when stderr is not a terminal (a notebook still gets its widget);
     # a redirected run logs a line now and then instead of thousands of carriage returns
     bar = tqdm(range(state.epoch, cfg.epochs), desc=cfg.desc, unit="epoch",
@@ -883,7 +895,11 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                                                                       state.guide).items()})
                 writers.add_row(row)
                 last = state.epoch == cfg.epochs
-                if last or time.perf_counter() - last_save >= cfg.checkpoint_every_s:
+                since = time.perf_counter() - last_save
+                due = since >= cfg.checkpoint_every_s if cfg.checkpoint_every_s is not None \
+                    else since * cfg.checkpoint_overhead >= save_cost
+                if last or due:
+                    t_save = time.perf_counter()
                     writers.write(state.history)
                     if bad is None:
                         if ckpt_path is not None:
@@ -891,6 +907,8 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                         last_save = time.perf_counter()
                     elif ckpt_path is not None:
                         guard.warn_not_saved(f"epoch {state.epoch} {bad}")
+                    save_cost = time.perf_counter() - t_save
+                    state.save_seconds += save_cost
                 bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", refresh=False)
                 now = time.perf_counter()
                 if not last and (last_line is None or now - last_line >= PROGRESS_LOG_EVERY_S):
@@ -903,7 +921,12 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
         writers.close()
         bar.close()
     if state.history:
-        _log_epoch(cfg, state.history[-1], "done after epoch", time.perf_counter() - started)
+        total = time.perf_counter() - started
+        _log_epoch(cfg, state.history[-1], "done after epoch", total)
+        if writers.out is not None:
+            log.info("%s: saving history and checkpoints took %.2f s (%.1f %% of %.1f s)",
+                     cfg.desc, state.save_seconds, 100 * state.save_seconds / max(total, 1e-9),
+                     total)
     return state
 
 
