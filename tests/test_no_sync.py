@@ -54,8 +54,9 @@ def _pair(model_name, guide_name, model_cfg=None, guide_cfg=None, **fit):
     model = models.create_model(model_name, **model_cfg)
     guide = guides.create_guide(guide_name, model, **(guide_cfg or {}))
     data = model.example_data(6, generator=torch.Generator().manual_seed(0))
+    # fused: the optimiser fit uses on CUDA, whose non-finite gate runs on the device
     state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
-                                       "validate": False, **fit})
+                                       "validate": False, "fused": True, **fit})
     return state, data
 
 

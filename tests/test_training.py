@@ -442,14 +442,17 @@ def test_cuda_graph_is_ignored_on_cpu_with_one_warning():
     assert all(torch.equal(a, b) for a, b in zip(*runs))  # the same eager steps
 
 
-def test_the_gate_stops_updates_on_the_device_and_names_the_step():
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_gate_stops_updates_on_the_device_and_names_the_step(fused):
     """A non-finite step among log_every steps without a host read: every update from it on is
-    skipped (parameters and Adam state), and the read names it; the sums hold the good steps."""
+    skipped (parameters and Adam state), and the read names it. Fused (the CUDA default): on
+    the device; plain (the CPU default): by a host read of the flag every step."""
     from experiments.common.training import check_finite, setup, train_step
 
     model, guide = _pair()
     x, y = _data(16)
-    state = setup(model, guide, (x, y), {"batch_size": 16, "progress": False, "device": "cpu"})
+    state = setup(model, guide, (x, y), {"batch_size": 16, "progress": False, "device": "cpu",
+                                         "fused": fused})
     for _ in range(3):
         train_step(state, (x, y))
     check_finite(state)

@@ -107,6 +107,10 @@ class FitConfig:
         runs eagerly. Supported: the pairs of :data:`GRAPH_PAIRS` with ``optimizer`` adam or
         adamw; others are refused with the list. On the CPU the flag is ignored with one
         warning.
+    :ivar fused: the fused implementation of adam, adamw or adagrad, which the non-finite gate
+        stops on the device (:class:`FiniteGate`). ``None`` (default): on CUDA only. On the CPU a
+        host read costs nothing and the plain implementation keeps the numbers of runs made
+        before the gate existed (fused kernels round differently); ``True`` uses it there too.
     """
 
     epochs: int = 10
@@ -137,6 +141,7 @@ class FitConfig:
     divergence_factor: float = 1e3
     log_every: int = 50
     cuda_graph: bool = False
+    fused: bool | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> FitConfig:
@@ -162,6 +167,8 @@ class FitConfig:
             (0 < self.checkpoint_overhead <= 1, "checkpoint_overhead", "a fraction in (0, 1]"),
             (not self.cuda_graph or self.optimizer in ("adam", "adamw"), "optimizer",
              "'adam' or 'adamw' with cuda_graph=True (the capturable fused optimisers)"),
+            (not self.cuda_graph or self.fused is not False, "fused",
+             "None or True with cuda_graph=True (the graph needs the fused optimiser)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -408,22 +415,26 @@ def _same_implementation(saved: dict[str, Any], optimizer) -> dict[str, Any]:
 
 #: optimisers whose fused implementation skips a step on the device when told that a gradient is
 #: not finite (``found_inf``, the flag GradScaler uses): :class:`FiniteGate` gates them without a
-#: host read. SGD's fused CPU kernel mishandles a skipped step with momentum (torch 2.13), so SGD
-#: and RMSprop (no fused kernel) are gated by a host read of the flag every step.
+#: host read (fused on CUDA; on the CPU with ``FitConfig.fused``). SGD's fused CPU kernel
+#: mishandles a skipped step with momentum (torch 2.13), so SGD and RMSprop (no fused kernel),
+#: and the plain implementations, are gated by a host read of the flag every step.
 DEVICE_GATED = ("adam", "adamw", "adagrad")
 
 
 def make_optimizer(cfg: FitConfig, params, device: torch.device) -> torch.optim.Optimizer:
     """The optimiser of ``cfg`` over ``params``: the fused implementation for
-    :data:`DEVICE_GATED` optimisers (one kernel per step, gated on the device); for a CUDA graph
-    also capturable, with the lr a device tensor that the scheduler updates in place."""
+    :data:`DEVICE_GATED` optimisers (one kernel per step, gated on the device) on CUDA, or
+    wherever ``cfg.fused``; for a CUDA graph also capturable, with the lr a device tensor that
+    the scheduler updates in place."""
     kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if uses_cuda_graph(cfg, device):
         kwargs.update(lr=torch.tensor(cfg.lr, dtype=torch.float32, device=device),
                       capturable=True)
     if cfg.optimizer in ("sgd", "rmsprop"):
         kwargs["momentum"] = cfg.momentum
-    if cfg.optimizer in DEVICE_GATED and (cfg.optimizer != "adagrad" or device.type == "cpu"):
+    fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
+    if fused and cfg.optimizer in DEVICE_GATED and (cfg.optimizer != "adagrad"
+                                                    or device.type == "cpu"):
         kwargs["fused"] = True  # (fused Adagrad is CPU-only in older torch releases)
     return OPTIMIZERS[cfg.optimizer](params, **kwargs)
 
