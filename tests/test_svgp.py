@@ -339,8 +339,12 @@ def test_svgp_uci_run_with_a_run_context(tmp_path, data_dir):
                      progress=False)
     metrics = svgp_uci.run(config, ctx)
     assert metrics["elevators_gpytorch_num_train"] == 200 and "elevators_M8_rmse" in metrics
-    for name in ("elevators-gpytorch", "elevators-fold0-M8"):
-        assert (tmp_path / name / "history.json").is_file()
+    # the smoke config runs the natural-gradient arms too (tests/test_svgp_ngd.py)
+    assert "elevators_gpytorch_ngd_mae" in metrics and "elevators_M8_ngd_rmse" in metrics
+    assert {r["optimizer"] for r in metrics["table"]} == {"adam", "ngd"}
+    for name in ("elevators-gpytorch", "elevators-fold0-M8", "elevators-gpytorch-ngd",
+                 "elevators-fold0-M8-ngd"):
+        assert (tmp_path / name / "history.json").is_file(), name
 
 
 # --- q(u) started at Titsias' optimum: one call, kept by fit ----------------------------------------

@@ -14,7 +14,7 @@ import guides
 import models
 from experiments.common.elbo import make_elbo
 from experiments.common.predictive import posterior_predictive
-from experiments.common.training import setup
+from experiments.common.training import fit, restore, setup
 from guides.svgp import CholeskyGuide, NaturalCholeskyGuide, _NaturalToMeanCholesky
 from models.svgp import CholeskyError
 from tests.pair_base import PairTestBase
@@ -298,6 +298,54 @@ def test_follows_to(whiten):
     assert all(p.dtype == torch.float64 for p in guide.natural_gradient_parameters())
 
 
+@pytest.mark.parametrize("whiten", [True, False])
+def test_fit_full_batch_epoch_of_step_one_lands_on_titsias(whiten):
+    """Through ``fit``: the natural parameters are stepped by the second optimiser (SGD, lr =
+    ngd_lr) and not by Adam; with fixed hyperparameters, one full-batch epoch with ngd_lr=1 is
+    one NGD step and lands on Titsias' optimum."""
+    x, y = _data()
+    model, guide = _svgp(x, whiten=whiten, ngd_lr=1.0)
+    guide.set_q_u(*_random_q_u(8))
+    state = fit(model, guide, (x, y), {"epochs": 1, "batch_size": len(x), "elbo": "meanfield",
+                                       "lr": 0.01, "progress": False, "device": "cpu"})
+    natural = guide.natural_gradient_parameters()
+    assert state.natural is not None and isinstance(state.natural, torch.optim.SGD)
+    assert state.natural.param_groups[0]["lr"] == 1.0
+    assert [p for g in state.natural.param_groups for p in g["params"]] == natural
+    adam = [p for g in state.optimizer.param_groups for p in g["params"]]
+    assert not any(p is q for p in adam for q in natural)
+    opt_loc, opt_tril = model.optimal_q_u(x, y)
+    loc, tril = guide.q_u()
+    torch.testing.assert_close(loc, opt_loc, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(_cov(tril), _cov(opt_tril), rtol=1e-9, atol=1e-9)
+
+
+def test_fit_checkpoint_resumes_both_optimizers(tmp_path):
+    """Hyperparameters learned (Adam) and q(u) by NGD, minibatches: 2 epochs, then resuming a
+    checkpoint of epoch 1 for epoch 2 gives the same parameters as the uninterrupted run."""
+    x, y = _data(n=60)
+
+    def pair():
+        model = models.create_model("svgp", input_dim=1, num_inducing=6, kernel=KERNEL,
+                                    noise_std=NOISE, dtype="float64")
+        model.initialize_inducing(x, method="kmeans")
+        return model, guides.create_guide("cholesky", model, natural_gradient=True, ngd_lr=0.3)
+
+    cfg = {"batch_size": 20, "elbo": "meanfield", "lr": 0.01, "progress": False,
+           "device": "cpu", "seed": 3}
+    model, guide = pair()
+    full = fit(model, guide, (x, y), {**cfg, "epochs": 2})
+    model1, guide1 = pair()
+    first = fit(model1, guide1, (x, y), {**cfg, "epochs": 1, "out_dir": str(tmp_path)})
+    assert first.epoch == 1
+    model2, guide2 = pair()
+    state2 = setup(model2, guide2, (x, y), {**cfg, "epochs": 2})
+    restore(state2, tmp_path / "checkpoint.pt")
+    fit(model2, guide2, (x, y), state=state2)
+    for (name, a), b in zip(full.loss_fn.named_parameters(), state2.loss_fn.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=name)
+
+
 class TestSVGPNaturalGradientPair(PairTestBase):
     """The shared contract checks for svgp + cholesky with natural gradients."""
 
@@ -305,3 +353,35 @@ class TestSVGPNaturalGradientPair(PairTestBase):
     guide_name = "cholesky"
     guide_config = {"natural_gradient": True}
     elbos = ("meanfield", "trace")
+
+
+# ---------------------------------------------------------------------------- svgp-uci's NGD arms
+def test_svgp_uci_ngd_config_is_typed():
+    from experiments import svgp_uci
+    from tests.test_svgp import _experiment_config
+
+    default = svgp_uci.get_config()
+    assert default.optimizers == ["adam"] and default.elevators_gpytorch.arms == ["adam", "ngd"]
+    assert default.elevators_gpytorch.svgp_ngd.guide_cfg == {"natural_gradient": True,
+                                                             "ngd_lr": 0.1}
+    c = _experiment_config(svgp_uci, 'optimizers=["ngd"]', "svgp_ngd.guide_cfg.ngd_lr=0.05",
+                           'elevators_gpytorch.arms=["ngd"]')
+    assert c.optimizers == ["ngd"] and c.elevators_gpytorch.arms == ["ngd"]
+    assert c.svgp_ngd.guide_cfg["ngd_lr"] == 0.05
+
+
+@pytest.mark.parametrize("override, message", [
+    ("svgp_ngd.guide_cfg.natural_gradient=false", "svgp_ngd.guide_cfg.natural_gradient must be"),
+    ('optimizers=["sgd"]', "'adam', 'ngd'"),
+    ("optimizers=[]", "optimizers=[]: list at least one"),
+    ('svgp_ngd.guide_cfg.ngd_lr="fast"', "ngd_lr"),
+])
+def test_svgp_uci_bad_ngd_config_is_one_line(override, message):
+    from experiments import svgp_uci
+    from experiments.common.spec import ConfigError
+    from tests.test_svgp import _experiment_config
+
+    with pytest.raises(ConfigError) as info:
+        _experiment_config(svgp_uci, override)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
