@@ -18,6 +18,9 @@ with Adam (lr 1e-3), float32. One *step* is the minibatch estimate of the negati
   ``--device cuda`` also ``zoo graphed (...)``: the same step captured in a CUDA graph and
   replayed (``FitConfig.cuda_graph``).
 * ``zoo (trace)``: the same with ``elbo="trace"`` (Monte Carlo KL).
+* on the CPU, ``plain torch (fused Adam)`` and ``zoo (meanfield, fused Adam)``: the same two
+  steps with ``torch.optim.Adam(fused=True)`` (``FitConfig.fused``, the CUDA default); the zoo's
+  last column then compares it with plain torch under the same Adam.
 * ``bare pyro (meanfield)`` / ``bare pyro (trace)``: the reference for what Pyro itself costs: the
   model and guide of Pyro's ``examples/vae/vae.py`` (``pyro.plate("data", B)`` without subsample, no
   ``f`` site, no data check) on the same networks, ``TraceMeanField_ELBO`` / ``Trace_ELBO``
@@ -86,9 +89,9 @@ class PlainVAE(nn.Module):
         return rec + kl
 
 
-def plain_step(hidden, z_dim, batches, device) -> Callable[[], float]:
+def plain_step(hidden, z_dim, batches, device, fused: bool | None = None) -> Callable[[], float]:
     model = PlainVAE(hidden, z_dim).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=fused)
 
     def step() -> float:
         loss = model.loss(batches())
@@ -136,20 +139,22 @@ def bare_pyro_step(hidden, z_dim, elbo, batches, device) -> Callable[[], float]:
     return step
 
 
-def zoo_pair(hidden, z_dim, batch_size, elbo, device, cuda_graph: bool = False):
+def zoo_pair(hidden, z_dim, batch_size, elbo, device, cuda_graph: bool = False,
+             fused: bool | None = None):
     model = models.create_model("vae", image_shape=(X_DIM,), z_dim=z_dim, hidden=(hidden,),
                                 activation="softplus", likelihood="bernoulli")
     guide = guides.create_guide("encoder", model)
     x0 = torch.bernoulli(torch.full((batch_size, X_DIM), 0.5))
     state = setup(model, guide, (x0,), {"batch_size": batch_size, "lr": LR, "elbo": elbo,
                                         "device": str(device), "progress": False,
-                                        "cuda_graph": cuda_graph})
+                                        "cuda_graph": cuda_graph, "fused": fused})
     return state
 
 
-def zoo_step(hidden, z_dim, batch_size, elbo, batches, device) -> Callable[[], float]:
+def zoo_step(hidden, z_dim, batch_size, elbo, batches, device,
+             fused: bool | None = None) -> Callable[[], float]:
     """The zoo's pair, set up by ``setup`` and stepped as ``fit`` steps it."""
-    return timed_zoo_step(zoo_pair(hidden, z_dim, batch_size, elbo, device),
+    return timed_zoo_step(zoo_pair(hidden, z_dim, batch_size, elbo, device, fused=fused),
                           lambda: (batches(),))
 
 
@@ -186,6 +191,11 @@ def _run(args) -> dict[str, float]:
             "bare pyro (meanfield)": bare_pyro_step(args.hidden, args.z_dim, "meanfield", batches, device),
             "bare pyro (trace)": bare_pyro_step(args.hidden, args.z_dim, "trace", batches, device),
         }
+        if device.type == "cpu":  # fused Adam (the CUDA default; FitConfig.fused on the CPU)
+            methods["plain torch (fused Adam)"] = plain_step(args.hidden, args.z_dim, batches,
+                                                             device, fused=True)
+            methods["zoo (meanfield, fused Adam)"] = zoo_step(
+                args.hidden, args.z_dim, args.batch_size, "meanfield", batches, device, fused=True)
         if device.type == "cuda":  # FitConfig.cuda_graph: the step captured and replayed
             for elbo in ("meanfield", "trace"):
                 methods[f"zoo graphed ({elbo})"] = graphed_zoo_step(
@@ -205,13 +215,15 @@ def _run(args) -> dict[str, float]:
     base = statistics.median(times["plain torch"])
     print(f"VAE step, {X_DIM}-{args.hidden}-{args.z_dim}, batch {args.batch_size}, {device}, "
           f"{args.threads} thread(s), median of {args.repeats} interleaved rounds of {args.steps} steps")
-    print("| method | ms/step | ratio to plain torch | ratio to bare pyro (same ELBO) |")
+    print("| method | ms/step | ratio to plain torch | ratio to bare pyro (same ELBO) or plain "
+          "torch (same Adam) |")
     print("|---|---|---|---|")
     ratios = {}
     for name, ts in times.items():
         med = statistics.median(ts)
         ratios[name] = med / base
-        ref = {"zoo (meanfield)": "bare pyro (meanfield)", "zoo (trace)": "bare pyro (trace)"}.get(name)
+        ref = {"zoo (meanfield)": "bare pyro (meanfield)", "zoo (trace)": "bare pyro (trace)",
+               "zoo (meanfield, fused Adam)": "plain torch (fused Adam)"}.get(name)
         vs_pyro = f"{med / statistics.median(times[ref]):.2f}x" if ref else ""
         print(f"| {name} | {med:.2f} | {med / base:.2f}x | {vs_pyro} |")
     return ratios

@@ -443,7 +443,8 @@ class FiniteGate:
     """The non-finite guard of :func:`train_step`, on the device.
 
     After each backward, one multi-tensor kernel (``torch._amp_foreach_non_finite_check_and_unscale_``,
-    GradScaler's) sets the flag ``found`` if the loss or any gradient is not finite. The flag is
+    GradScaler's; on the CPU the sum of every gradient's sum) sets the flag ``found`` if the loss
+    or any gradient is not finite. The flag is
     sticky and is the fused optimiser's ``found_inf``: from the first bad step on, every update
     is skipped on the device (parameters and optimiser state alike; Adam's step count is
     rolled back), so parameters never take a non-finite update and stay those before the bad
@@ -467,10 +468,15 @@ class FiniteGate:
     def gate(self, optimizers: list[torch.optim.Optimizer], loss: torch.Tensor, params) -> bool:
         """Flag a non-finite ``loss`` or gradient of ``params``; ``False`` when the optimisers
         must not step (host-gated optimisers only)."""
-        tensors = [p.grad for p in params if p.grad is not None]
-        tensors.append(loss.detach().reshape(1).clone())
-        for group in _by_device_and_dtype(tensors):
-            torch._amp_foreach_non_finite_check_and_unscale_(group, self.found, self._one)
+        grads = [p.grad for p in params if p.grad is not None]
+        if self.found.device.type == "cuda":  # one multi-tensor kernel per dtype
+            tensors = grads + [loss.detach().reshape(1).clone()]
+            for group in _by_device_and_dtype(tensors):
+                torch._amp_foreach_non_finite_check_and_unscale_(group, self.found, self._one)
+        else:  # on the CPU a sum per tensor (one read; the amp kernel also writes each gradient,
+            # 2.5x slower here): a NaN or inf anywhere makes the total non-finite
+            total = sum((g.sum() for g in grads), loss.detach())
+            torch.maximum(self.found, (~torch.isfinite(total)).float(), out=self.found)
         self.ok.add_(self._one - self.found)
         if self.device_side:
             for optimizer in optimizers:
