@@ -34,6 +34,8 @@ VARIANTS = [
                  bayesian_layers="last"), "mean-field", {"local_reparam": True}),
     ("mlp", dict(in_features=2, widths=(4,), dropout=0.2), "deterministic", {}),
     ("svgp", dict(input_dim=2, num_inducing=4, whiten=False, mean="constant"), "cholesky", {}),
+    ("svgp", dict(input_dim=2, num_inducing=4, whiten=False, mean="constant"), "cholesky",
+     {"natural_gradient": True}),
     ("svgp", dict(input_dim=2, num_inducing=4, likelihood="bernoulli"), "mean-field-u", {}),
     ("svgp", dict(input_dim=2, num_inducing=4, likelihood="student-t", learn_inducing=False),
      "cholesky", {}),
