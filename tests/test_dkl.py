@@ -200,3 +200,47 @@ def test_initialize_inducing_uses_the_features():
         h = model.trunk(x)
     # every inducing input is one of the rows' features
     assert (z[:, None] - h[None]).norm(dim=-1).min(-1).values.max() < 1e-6
+
+
+def test_mnist_reliability_bins_give_the_ece_and_auroc_ranks():
+    """dkl-mnist's reliability diagram uses the bins of metrics.expected_calibration_error: its
+    count-weighted |accuracy - confidence| is the ECE; its AUROC is the rank statistic."""
+    from experiments.common import metrics as M
+    from experiments.dkl_mnist import auroc, reliability
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(500, 4, generator=g), -1)
+    y = torch.randint(4, (500,), generator=g)
+    conf, acc, count = reliability(probs, y, 15)
+    ece = float(((acc - conf).abs().nan_to_num() * count).sum() / count.sum())
+    assert abs(ece - M.expected_calibration_error(probs, y, n_bins=15)) < 1e-6
+    assert int(count.sum()) == 500
+    a, b = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.4, 0.5])
+    assert auroc(a, b) == 1.0 and auroc(b, a) == 0.0
+    assert auroc(torch.tensor([0.5, 0.1]), torch.tensor([0.5, 0.9])) == 0.875  # a tie counts half
+
+
+def test_gap_data_leaves_the_gap_empty():
+    from experiments.dkl_regression import gap_data
+
+    x, y = gap_data(500, 1.0, 0.4, 0.1, seed=0)
+    assert x.shape == (500, 1) and y.shape == (500,)
+    assert (x.abs() >= 0.4).all() and (x.abs() <= 1.0).all()
+    assert (x < 0).any() and (x > 0).any()
+    xg, _ = gap_data(100, 1.0, 0.4, 0.1, seed=1, where="gap")
+    assert (xg.abs() < 0.4).all()
+
+
+@pytest.mark.parametrize("model_cfg, guide_name, guide_cfg", [
+    (BAYES, "dkl-mean-field", {"local_reparam": True}),
+    (BAYES, "dkl-mean-field", {"flipout": True}),
+    (CONV, "dkl-cholesky", {}),
+])
+def test_variant_step_has_no_host_read(model_cfg, guide_name, guide_cfg):
+    """tests/test_no_sync.py's check (a training step reads nothing to the host) on the Bayesian
+    and conv trunks."""
+    from tests.test_no_sync import _pair, _step_without_host_reads
+
+    state, data = _pair("dkl", guide_name, model_cfg, guide_cfg, elbo="meanfield",
+                        num_particles=2)
+    _step_without_host_reads(state, data)
