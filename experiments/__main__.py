@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue an interrupted run of NAME in RUN_DIR with its recorded "
                           "settings (--smoke, --seed, --set): each arm restarts from its last "
                           "checkpoint, finished arms are not trained again")
+    run.add_argument("--nproc", type=int, default=None, metavar="N",
+                     help="data-parallel over N processes on this machine, launched by torchrun's "
+                          "elastic launcher (one per GPU on CUDA; gloo on the CPU); each fit's "
+                          "batch_size is per process, so the global batch is N x batch_size. "
+                          "Same as `torchrun --nproc_per_node=N -m experiments run NAME ...`")
     _common(run)
     rep = sub.add_parser("reproduce", help="run every experiment and write a report")
     _common(rep)
@@ -131,10 +136,18 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     re-raised: metrics.json holds ``status: failed`` and run.log ends with the traceback and a
     last line ``NAME failed after ...``; a run that finishes ends run.log with ``finished NAME in
     ... s: metrics.json written``."""
+    from .common import distributed
     from .common.runner import RunLog, hardware, make_run_dir, write_json
     from .common.spec import RunContext, config_dict
 
     exp, config = prepare_config(name, smoke=smoke, overrides=overrides)
+    parallel = distributed.describe()
+    if parallel["processes"] > 1 and exp.not_distributed:
+        raise ValueError(f"{name} cannot run data-parallel: {exp.not_distributed}; run it in one "
+                         "process (without torchrun / --nproc)")
+    if not distributed.is_main():  # [distributed] rank 0 alone writes the run folder
+        return _run_other_rank(exp, config, seed=seed, device=device, data_dir=data_dir,
+                               resume=resume_dir is not None, resume_allow=resume_allow)
     run_dir = Path(resume_dir) if resume_dir else make_run_dir(out, name, seed)
     ctx = RunContext(seed=seed, device=device, out_dir=run_dir, data_dir=data_dir,
                      progress=progress, logger=log, resume=resume_dir is not None,
@@ -146,9 +159,11 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
                        + [f"--set {shlex.quote(o)}" for o in overrides])
     if resume_dir:
         command += f" --resume {shlex.quote(str(resume_dir))}"
+    if parallel["processes"] > 1:
+        command += f" --nproc {parallel['processes']}"
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
                                           "seed": ctx.seed, "data_dir": data_dir, "command": command,
-                                          "threads": _torch_threads(),
+                                          "threads": _torch_threads(), **parallel,
                                           "overrides": list(overrides),
                                           "config": config_dict(config)})
     t0 = time.perf_counter()
@@ -162,7 +177,8 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
             error = f"{type(exc).__name__}: {exc}"
             write_json(run_dir / "metrics.json", {
                 "status": "failed", "error": error,
-                "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()})
+                "wall_time_s": round(time.perf_counter() - t0, 2),
+                "hardware": _hardware(hardware(), parallel), **parallel})
             # the last line of run.log says how the run ended (the traceback is above it)
             log.error("%s failed after %.1f s: %s (traceback above; metrics.json has status "
                       "failed)", name, time.perf_counter() - t0, error.splitlines()[0])
@@ -170,10 +186,41 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
         wall = time.perf_counter() - t0
         metrics = {"status": "ok", **dict(metrics)}
         metrics["wall_time_s"] = round(wall, 2)
-        metrics["hardware"] = hardware()
+        metrics["hardware"] = _hardware(hardware(), parallel)
+        metrics.update(parallel)
         write_json(run_dir / "metrics.json", metrics)
         log.info("finished %s in %.1f s: metrics.json written", name, wall)
     return run_dir, metrics, wall
+
+
+def _hardware(text: str, parallel: dict) -> str:
+    """The hardware line, with the processes and backend of a data-parallel run."""
+    if parallel["processes"] > 1:
+        return f"{text}; {parallel['processes']} processes ({parallel['backend']})"
+    return text
+
+
+def _run_other_rank(exp, config, *, seed, device, data_dir, resume, resume_allow):
+    """A rank other than 0 of a data-parallel run: the same experiment (its fits are collective)
+    in a scratch folder that is removed afterwards; rank 0 writes the run folder, and every fit
+    resumes from rank 0's checkpoints (train_pair asks rank 0)."""
+    import shutil
+    import tempfile
+
+    from .common import distributed
+    from .common.spec import RunContext
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"vbzoo-{exp.name}-rank{distributed.rank()}-"))
+    try:
+        ctx = RunContext(seed=seed, device=device, out_dir=scratch, data_dir=data_dir,
+                         progress=False, logger=log, resume=resume,
+                         resume_allow=tuple(resume_allow))
+        t0 = time.perf_counter()
+        ctx.seed_everything()
+        metrics = exp.run(config, ctx)
+        return scratch, {"status": "ok", **dict(metrics)}, time.perf_counter() - t0
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _override_key(override: str) -> str:
@@ -200,6 +247,11 @@ def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
     diffs = [f"{k}: recorded {r!r}, given {g!r}" for k, r, g, d in
              zip(("--smoke", "--seed"), recorded, (args.smoke, args.seed), (False, 0))
              if g != d and g != r]
+    processes = _processes(args)  # [distributed] the global batch is processes x batch_size
+    if int(saved.get("processes", 1)) != processes:
+        diffs.append(f"processes: recorded {saved.get('processes', 1)}, now {processes} (the "
+                     "global batch is processes x batch_size; resume with --nproc "
+                     f"{saved.get('processes', 1)})")
     allow, extra = set(), []
     for override in args.overrides:
         if override in recorded[2]:
@@ -223,15 +275,70 @@ def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
     return recorded[0], recorded[1], recorded[2] + extra, tuple(sorted(allow))
 
 
-def cmd_run(args) -> int:
-    smoke, seed, overrides, allow = (_resume_settings(args) if args.resume
-                                     else (args.smoke, args.seed, args.overrides, ()))
-    run_dir, metrics, wall = run_one(args.name, smoke=smoke, device=args.device,
-                                     seed=seed, out=args.out, data_dir=args.data_dir,
-                                     overrides=overrides, progress=not args.no_progress,
-                                     resume_dir=args.resume, resume_allow=allow)
-    print(json.dumps(metrics, indent=2, default=str))
-    print(f"wrote {run_dir} in {wall:.1f} s")
+def _processes(args) -> int:
+    """Processes of this run: torchrun's WORLD_SIZE, else ``--nproc``, else 1."""
+    from .common import distributed
+
+    if distributed.launched_by_torchrun():
+        return int(os.environ["WORLD_SIZE"])
+    return getattr(args, "nproc", None) or 1
+
+
+def _launch(args, argv: list[str]) -> int:
+    """``--nproc N``: this command again in N local processes through torchrun's elastic launcher
+    (``torch.distributed.run``, ``--standalone``: a free port on this machine)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    from .registry import get_experiment
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    reason = get_experiment(args.name).not_distributed
+    if reason:
+        raise ValueError(f"{args.name} cannot run data-parallel: {reason}; run it without --nproc")
+    rest, skip = [], False
+    for a in argv:  # the command without --nproc
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    launch = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={args.nproc}",
+                                           "--module", "experiments", *rest])
+    try:
+        run(launch)
+    except ChildFailedError as exc:
+        print(f"error: a process of the data-parallel run failed:\n{exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args, argv: list[str] | None = None) -> int:
+    from .common import distributed
+
+    if args.nproc and not distributed.launched_by_torchrun() and args.nproc > 1:
+        return _launch(args, argv if argv is not None else sys.argv[1:])
+    if args.nproc and distributed.launched_by_torchrun() \
+            and args.nproc != int(os.environ["WORLD_SIZE"]):
+        raise ValueError(f"--nproc {args.nproc} under torchrun with WORLD_SIZE="
+                         f"{os.environ['WORLD_SIZE']}: leave --nproc out under torchrun")
+    main_rank = not distributed.init_from_env() or distributed.is_main()
+    if not main_rank:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs the run
+    try:
+        smoke, seed, overrides, allow = (_resume_settings(args) if args.resume
+                                         else (args.smoke, args.seed, args.overrides, ()))
+        run_dir, metrics, wall = run_one(args.name, smoke=smoke, device=args.device,
+                                         seed=seed, out=args.out, data_dir=args.data_dir,
+                                         overrides=overrides, progress=not args.no_progress,
+                                         resume_dir=args.resume, resume_allow=allow)
+    finally:
+        distributed.shutdown()
+    if main_rank:
+        print(json.dumps(metrics, indent=2, default=str))
+        print(f"wrote {run_dir} in {wall:.1f} s")
     return 0
 
 
@@ -371,7 +478,12 @@ def main(argv=None) -> int:
         if args.command == "pairs":
             return cmd_pairs()
         if args.command == "run":
-            return cmd_run(args)
+            return cmd_run(args, argv)
+        from .common.distributed import launched_by_torchrun
+
+        if launched_by_torchrun() and args.command in ("reproduce", "fit"):
+            raise ValueError(f"`{args.command}` does not run data-parallel; under torchrun use "
+                             "`-m experiments run NAME` (or `run NAME --nproc N`)")
         if args.command == "report":
             return cmd_report(args)
         if args.command == "fit":

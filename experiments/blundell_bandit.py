@@ -484,6 +484,8 @@ def make_agent(agent: Agent, in_features: int, bandit: Bandit, seed: int,
 @register_experiment(
     "blundell-bandit", paper="Blundell et al. 2015 (Weight Uncertainty in NNs)",
     figure="Fig. 6", data=("mushroom",), get_config=get_config,
+    not_distributed="its online loop trains one step per interaction with train_step, outside "
+                    "fit, on a buffer that grows as the agent acts",
     paper_numbers={"final_regret_bbb_mean": "lowest of all agents, nearly flat (qualitative)",
                    "final_regret_eps_0_mean": "highest of the greedy agents at 50k steps"})
 def run(config: Config, ctx: RunContext) -> dict:

@@ -197,6 +197,7 @@ def _lml_centred_cut(co2, start: float, end: float, th: dict, steps: int, lr: fl
 @register_experiment(
     "co2", paper="Rasmussen & Williams 2006 (GPML §5.4.3); survey Fig. 1", figure="Fig. 1",
     data=("co2",), get_config=get_config,
+    not_distributed="its exact GPs train full-batch in their own loop (ExactGP.fit), outside fit",
     paper_numbers={"exact_log_marginal_likelihood": "GPML -108.5 (their data and cut)",
                    "exact_lml_1958_2001_centred": "-83.2 (REFERENCES.md refit, SIO record)",
                    "svgp_over_exact_rmse": "acceptance: <= 1.10"})

@@ -260,6 +260,7 @@ def get_config(smoke: bool = False) -> Config:
 @register_experiment(
     "nngp-limit", paper="Neal 1996 (Bayesian Learning for NNs); Williams 1997 (erf kernel)",
     figure="survey Fig. 4", data=("synthetic",), get_config=get_config,
+    not_distributed="it trains nothing with fit (prior draws and closed-form kernels only)",
     paper_numbers={"ks_distance": "falls with H (qualitative: the output becomes Gaussian)",
                    "cov_max_abs_err": "0 up to Monte Carlo error (closed-form kernel)"})
 def run(config: Config, ctx: RunContext) -> dict:

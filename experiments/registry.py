@@ -29,6 +29,8 @@ class Experiment:
         folder and progress flag.
     :ivar paper_numbers: the published values its metrics are compared with (metric -> value or
         text), shown beside ours by ``reproduce``.
+    :ivar not_distributed: why the experiment cannot run data-parallel (``torchrun``, ``--nproc``),
+        e.g. a training loop outside ``fit``; ``None``: every fit goes through ``fit`` and it can.
     """
 
     name: str
@@ -39,16 +41,19 @@ class Experiment:
     run: Callable[..., dict]
     paper_numbers: dict[str, Any]
     module: str
+    not_distributed: str | None = None
 
 
 def register_experiment(name: str, *, paper: str, figure: str, data=("synthetic",),
-                        get_config: Callable[..., dict], paper_numbers: dict | None = None):
-    """Decorator for an experiment's ``run(config, ctx) -> metrics``."""
+                        get_config: Callable[..., dict], paper_numbers: dict | None = None,
+                        not_distributed: str | None = None):
+    """Decorator for an experiment's ``run(config, ctx) -> metrics``; ``not_distributed``: the
+    reason it cannot run data-parallel (see :class:`Experiment`)."""
 
     def decorator(run: Callable[..., dict]) -> Callable[..., dict]:
         spec = Experiment(name=name, paper=paper, figure=figure, data=tuple(data),
                           get_config=get_config, run=run, paper_numbers=dict(paper_numbers or {}),
-                          module=run.__module__)
+                          module=run.__module__, not_distributed=not_distributed)
         EXPERIMENTS.register(name, lambda: spec)
         return run
 

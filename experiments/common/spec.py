@@ -34,6 +34,7 @@ from typing import Any, Literal
 import guides
 import models
 
+from . import distributed
 from .seeding import seed_everything
 from .training import FitConfig, fit, resolve_device, restore, setup
 
@@ -168,7 +169,11 @@ def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
                                   desc=f"{name} #{ctx.next_fit()}")
     checkpoint = ctx.path(name) / "checkpoint.pt"
     state = None
-    if ctx.resume and checkpoint.is_file():
+    # [distributed] rank 0 decides whether to resume and every rank restores from its file
+    resume_from = distributed.broadcast_object(
+        str(checkpoint) if ctx.resume and checkpoint.is_file() else None)
+    if resume_from is not None:
+        checkpoint = Path(resume_from)
         state = restore(setup(model, guide, data, fit_cfg), checkpoint, allow=ctx.resume_allow)
         ctx.logger.info("%s: resumed from %s at epoch %d of %d", name, checkpoint, state.epoch,
                         fit_cfg.epochs)

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradient_parameters
 from models.base import ZooModel, module_device, sync_free
 
+from . import distributed
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_zoo_file
 from .config import dataclass_from_dict
 from .elbo import ELBOS, make_elbo  # noqa: F401  (make_elbo: re-exported for callers)
@@ -224,10 +225,15 @@ def as_dataset(data) -> Dataset:
 
 
 def make_loader(dataset: Dataset, batch_size: int, generator: torch.Generator,
-                shuffle: bool = True) -> DataLoader:
+                shuffle: bool = True, shard: bool = False, seed: int = 0) -> DataLoader:
     """Minibatches of whole index lists (one ``dataset[indices]`` per batch, not B item calls:
-    TensorDataset supports it and it is much faster for in-memory data)."""
-    sampler = RandomSampler(dataset, generator=generator) if shuffle else range(len(dataset))
+    TensorDataset supports it and it is much faster for in-memory data). ``shard``
+    (data-parallel): this rank's part of each epoch's permutation (a ``DistributedSampler``
+    seeded with ``seed``; :func:`fit` calls its ``set_epoch``), ``batch_size`` rows per rank."""
+    if shard:  # [distributed]
+        sampler = distributed.sampler(dataset, shuffle, seed)
+    else:
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else range(len(dataset))
     return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False),
                       batch_size=None)
 
@@ -249,8 +255,16 @@ class TrainState:
     gate: FiniteGate | None = None  # the device-side non-finite guard (not part of a checkpoint)
     #: the second optimiser, over the guide's natural_gradient_parameters() (None: there are none)
     natural: torch.optim.Optimizer | None = None
+    #: [distributed] loss_fn wrapped in DistributedDataParallel (fit sets it under
+    #: torch.distributed; not part of a checkpoint)
+    ddp: torch.nn.Module | None = None
     #: seconds fit spent writing history and checkpoints (this process; not checkpointed)
     save_seconds: float = 0.0
+
+    @property
+    def loss_module(self) -> torch.nn.Module:
+        """What a step calls for the loss: the DDP wrapper when data-parallel, else loss_fn."""
+        return self.ddp if self.ddp is not None else self.loss_fn
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -459,6 +473,9 @@ class FiniteGate:
         self.ok = torch.zeros(1, dtype=torch.float32, device=device)
         self._one = torch.ones(1, dtype=torch.float32, device=device)
         self.start = step  # state.step at the last read
+        #: [distributed] all-reduce the flag every step, so that a non-finite loss on one rank
+        #: skips that step's update on every rank (distributed.prepare sets it)
+        self.sync = False
 
     def reset(self, step: int) -> None:
         self.found.zero_()
@@ -477,6 +494,8 @@ class FiniteGate:
             # 2.5x slower here): a NaN or inf anywhere makes the total non-finite
             total = sum((g.sum() for g in grads), loss.detach())
             torch.maximum(self.found, (~torch.isfinite(total)).float(), out=self.found)
+        if self.sync:  # [distributed] (on the device: no host read)
+            distributed.all_reduce_max_(self.found)
         self.ok.add_(self._one - self.found)
         if self.device_side:
             for optimizer in optimizers:
@@ -572,7 +591,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
             "fit() needs pyro.settings.set(module_local_params=True) before the model and guide "
             "are created (importing the zoo's `models` package does it)")
     generator = seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = distributed.local_device(resolve_device(cfg.device))  # [distributed] cuda:LOCAL_RANK
     dataset = as_dataset(data)
     if len(dataset) == 0:
         raise ValueError("the training data is empty")
@@ -692,7 +711,7 @@ def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.
     """
     closed_form_kl = state.config.elbo == "meanfield"
     with elbo_context(state.guide, closed_form_kl), KLScale(kl_scale), _warmup(beta):
-        loss = state.loss_fn(*batch)
+        loss = state.loss_module(*batch)  # DDP's wrapper when data-parallel
     params = params if params is not None else list(state.loss_fn.parameters())
     for optimizer in state.optimizers:
         optimizer.zero_grad(set_to_none=True)
@@ -842,15 +861,21 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     cfg = state.config
     device = module_device(state.loss_fn)
     dtype = _float_dtype(state.model)
-    loader = make_loader(dataset, cfg.batch_size, state.generator)
+    # [distributed] under torch.distributed: shard the data, wrap the ELBO module in DDP, and
+    # let rank 0 alone evaluate and write (see experiments.common.distributed)
+    parallel, main = distributed.active(), distributed.is_main()
+    loader = make_loader(dataset, cfg.batch_size, state.generator, shard=parallel, seed=cfg.seed)
     weights = kl_weights(len(loader), cfg.kl_schedule)
     warmup_steps = cfg.kl_warmup_epochs * len(loader)
     if state.gate is None:
         state.gate = FiniteGate(state.optimizer, device, state.step)
+    if parallel and state.ddp is None:
+        distributed.prepare(state, _to(next(iter(loader)), device, dtype), device)
     state.gate.reset(state.step)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # the epoch's loss and log-lik
-    writers = _Writers(cfg.out_dir, cfg.tensorboard)
-    ckpt_path = Path(cfg.out_dir) / "checkpoint.pt" if cfg.out_dir and cfg.checkpoint else None
+    out_dir = cfg.out_dir if main else None  # [distributed] rank 0 writes
+    writers = _Writers(out_dir, cfg.tensorboard)
+    ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir and cfg.checkpoint else None
     params = list(state.loss_fn.parameters())
     guard = _Guard(cfg, state, params, sums)
     graphed = None
@@ -865,9 +890,9 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     # disable=None: no bar when stderr is not a terminal (a notebook still gets its widget);
     # a redirected run logs a line now and then instead of thousands of carriage returns
     bar = tqdm(range(state.epoch, cfg.epochs), desc=cfg.desc, unit="epoch",
-               disable=None if cfg.progress else True, initial=state.epoch, total=cfg.epochs,
-               dynamic_ncols=True)
-    last_line = None if cfg.progress and bar.disable else math.inf
+               disable=None if cfg.progress and main else True, initial=state.epoch,
+               total=cfg.epochs, dynamic_ncols=True)
+    last_line = None if cfg.progress and main and bar.disable else math.inf
     try:
         validate = cfg.validate
         if validate is None:
@@ -877,6 +902,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                 state.model.train()
                 t0 = time.perf_counter()
                 guard.start_epoch()
+                distributed.set_epoch(loader, epoch)  # [distributed] a new permutation
                 for i, batch in enumerate(loader):
                     batch = _to(batch, device, dtype)
                     kl_scale = len(weights) * weights[i]
@@ -892,6 +918,8 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                         check_finite(state)
                 check_finite(state)
                 nb = i + 1
+                if parallel:  # [distributed] the union batch's estimates: the mean over ranks
+                    distributed.reduce_epoch_sums_(sums)
                 tot_loss, tot_ll = sums.tolist()
                 row = {"epoch": epoch + 1, "loss": tot_loss / nb, "elbo": -tot_loss / nb,
                        "log_likelihood": tot_ll / nb, "kl": (tot_ll - (-tot_loss)) / nb,
@@ -905,8 +933,8 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                 state.scheduler.step()
                 state.epoch = epoch + 1
                 state.history.append(row)
-                if eval_fn is not None and (state.epoch % cfg.eval_every == 0
-                                            or state.epoch == cfg.epochs):
+                if eval_fn is not None and main and (state.epoch % cfg.eval_every == 0
+                                                     or state.epoch == cfg.epochs):
                     with torch.no_grad():
                         row.update({f"val_{k}": v for k, v in eval_fn(state.model,
                                                                       state.guide).items()})
@@ -937,7 +965,9 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     finally:
         writers.close()
         bar.close()
-    if state.history:
+    if parallel:  # [distributed] every rank returns rank 0's history (with its evaluations)
+        state.history = distributed.broadcast_object(state.history)
+    if state.history and main:
         total = time.perf_counter() - started
         _log_epoch(cfg, state.history[-1], "done after epoch", total)
         if writers.out is not None:
