@@ -287,6 +287,7 @@ def _processes(args) -> int:
 def _launch(args, argv: list[str]) -> int:
     """``--nproc N``: this command again in N local processes through torchrun's elastic launcher
     (``torch.distributed.run``, ``--standalone``: a free port on this machine)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -312,6 +313,10 @@ def _launch(args, argv: list[str]) -> int:
     except ChildFailedError as exc:
         print(f"error: a process of the data-parallel run failed:\n{exc}", file=sys.stderr)
         return 1
+    except SignalException as exc:  # the launcher stopped its workers (SIGTERM, SIGINT)
+        print(f"error: stopped by signal {exc.sigval}; the launcher stopped every process "
+              "(continue with --resume RUN_DIR)", file=sys.stderr)
+        return 128 + int(exc.sigval)
     return 0
 
 
