@@ -971,7 +971,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
         total = time.perf_counter() - started
         _log_epoch(cfg, state.history[-1], "done after epoch", total)
         if writers.out is not None:
-            log.info("%s: saving history and checkpoints took %.2f s (%.1f %% of %.1f s)",
+            log.debug("%s: saving history and checkpoints took %.2f s (%.1f %% of %.1f s)",
                      cfg.desc, state.save_seconds, 100 * state.save_seconds / max(total, 1e-9),
                      total)
     return state
