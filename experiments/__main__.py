@@ -178,7 +178,7 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
             write_json(run_dir / "metrics.json", {
                 "status": "failed", "error": error,
                 "wall_time_s": round(time.perf_counter() - t0, 2),
-                "hardware": _hardware(hardware(), parallel), **parallel})
+                "hardware": _hardware(hardware(), parallel), **_parallel_metrics(parallel)})
             # the last line of run.log says how the run ended (the traceback is above it)
             log.error("%s failed after %.1f s: %s (traceback above; metrics.json has status "
                       "failed)", name, time.perf_counter() - t0, error.splitlines()[0])
@@ -187,7 +187,7 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
         metrics = {"status": "ok", **dict(metrics)}
         metrics["wall_time_s"] = round(wall, 2)
         metrics["hardware"] = _hardware(hardware(), parallel)
-        metrics.update(parallel)
+        metrics.update(_parallel_metrics(parallel))
         write_json(run_dir / "metrics.json", metrics)
         log.info("finished %s in %.1f s: metrics.json written", name, wall)
     return run_dir, metrics, wall
@@ -198,6 +198,12 @@ def _hardware(text: str, parallel: dict) -> str:
     if parallel["processes"] > 1:
         return f"{text}; {parallel['processes']} processes ({parallel['backend']})"
     return text
+
+
+def _parallel_metrics(parallel: dict) -> dict:
+    """metrics.json's record of a data-parallel run (a dict, so that the report lists it on the
+    hardware line rather than as a metric); nothing for one process."""
+    return {"distributed": parallel} if parallel["processes"] > 1 else {}
 
 
 def _run_other_rank(exp, config, *, seed, device, data_dir, resume, resume_allow):

@@ -257,7 +257,8 @@ def test_cli_nproc_2_writes_one_run_folder_on_rank_0_and_resumes(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert (config["processes"], config["backend"]) == (2, "gloo") and "--nproc 2" in \
         config["command"]
-    assert (metrics["processes"], metrics["backend"]) == (2, "gloo")
+    assert metrics["distributed"] == {"processes": 2, "backend": "gloo"}
+    assert "2 processes (gloo)" in metrics["hardware"]
     for arm in ("bbb", "dropout", "plain"):
         files = sorted(p.name for p in (run_dir / arm).iterdir() if p.name != "tensorboard")
         assert files == ["checkpoint.pt", "history.csv", "history.json"], files
