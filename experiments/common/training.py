@@ -850,6 +850,10 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     saves the parameters before the failing step and resuming runs that epoch again). A bad
     epoch (non-finite, or diverged: see ``FitConfig.divergence_factor``) never overwrites
     ``checkpoint.pt``.
+
+    Under ``torch.distributed`` (``torchrun``, or a process group the caller initialised) the fit
+    is data-parallel: each rank steps on ``batch_size`` rows of its shard, gradients are averaged
+    by DDP, and rank 0 alone evaluates and writes (:mod:`experiments.common.distributed`).
     """
     dataset = as_dataset(data)
     if state is None:
