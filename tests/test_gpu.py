@@ -93,12 +93,14 @@ GRAPH_CASES = [
     ("bnn", dict(in_features=3, widths=(16,)), "mean-field", {"flipout": True}, "trace"),
     ("vae", dict(image_shape=(6, 4), z_dim=2, hidden=(8,)), "encoder", {}, "meanfield"),
     ("svgp", dict(input_dim=2, num_inducing=8), "cholesky", {}, "meanfield"),
+    ("svgp", dict(input_dim=2, num_inducing=8), "cholesky", {"natural_gradient": True},
+     "meanfield"),
 ]
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("model_name, model_cfg, guide_name, guide_cfg, elbo", GRAPH_CASES,
-                         ids=[f"{c[0]}-{c[2]}-{c[4]}" for c in GRAPH_CASES])
+                         ids=[f"{c[0]}-{c[2]}-{c[4]}-{i}" for i, c in enumerate(GRAPH_CASES)])
 def test_cuda_graph_agrees_with_eager_in_distribution(model_name, model_cfg, guide_name,
                                                       guide_cfg, elbo):
     """200 steps (20 epochs of 10 batches, the last one short: it runs eagerly) graphed and

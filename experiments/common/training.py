@@ -623,11 +623,9 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
                                device)
     natural = None
     if natural_params:
-        if uses_cuda_graph(cfg, device):
-            raise ValueError("cuda_graph=True with natural gradients on q(u) is not supported "
-                             "(the second optimiser is not captured); use one or the other")
         # plain SGD on the natural parameters is natural-gradient descent (guides.svgp); fused,
-        # so that the FiniteGate skips its step on the device too
+        # so that the FiniteGate skips its step on the device too. Without momentum it has no
+        # state, and its constant lr is baked into a CUDA graph (GraphedStep captures it too)
         natural = torch.optim.SGD(natural_params, lr=float(guide.ngd_lr), fused=True)
     return TrainState(model=model, guide=guide, loss_fn=loss_fn, optimizer=optimizer,
                       scheduler=_make_scheduler(cfg, optimizer), config=cfg, generator=generator,
