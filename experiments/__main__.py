@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue an interrupted run of NAME in RUN_DIR with its recorded "
                           "settings (--smoke, --seed, --set): each arm restarts from its last "
-                          "checkpoint, finished arms are not trained again")
+                          "checkpoint, finished arms are not trained again; --set may change "
+                          "ARM.fit.lr, ARM.fit.clip_norm or ARM.fit.epochs on purpose (e.g. a "
+                          "smaller lr after a NaN stop)")
     run.add_argument("--nproc", type=int, default=None, metavar="N",
                      help="data-parallel over N processes on this machine, launched by torchrun's "
                           "elastic launcher (one per GPU on CUDA; gloo on the CPU); each fit's "
