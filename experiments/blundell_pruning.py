@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from . import blundell_mnist as bm
-from .common.checkpoint import load_zoo_file
+from .common.checkpoint import load_zoo_file, save_zoo_file
 from .common.plotting import new_figure, save_figure
 from .common.spec import ConfigError, PairSpec, RunContext
 from .registry import register_experiment
@@ -74,6 +74,9 @@ class Config:
         default_factory=lambda: bm.default_arm("bbb-mixture-blundell", 10))
     bbb_gaussian: PairSpec = field(default_factory=lambda: bm.default_arm("bbb-gaussian", 10))
     num_samples: int = 10  # draws of the Monte Carlo predictive of the trained net
+    #: write ``pruned-<100 f>.pt``: the net pruned at this fraction, its kept means in float16 as
+    #: sparse (index, value) lists (:func:`export_pruned`; ``None``: no file)
+    export: float | None = 0.95
 
     def spec(self, arm: str) -> PairSpec:
         return getattr(self, bm.arm_field(arm))
@@ -92,6 +95,9 @@ class Config:
         if self.num_samples < 1:
             raise ConfigError(f"num_samples={self.num_samples!r} is invalid: expected an integer "
                               ">= 1")
+        if self.export is not None and not 0.0 <= self.export <= 1.0:
+            raise ConfigError(f"export={self.export!r} is invalid: expected a fraction in [0, 1] "
+                              "or null (no pruned file)")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ConfigError(f"checkpoint={self.checkpoint!r}: no such file; pass the best.pt of "
                               "a blundell-mnist BbB arm (results/blundell-mnist/<run>/"
@@ -142,6 +148,35 @@ def pruned_means(guide, fraction: float) -> dict[str, torch.Tensor]:
     """The guide's means :math:`\\mu \\circ m_f` with the lowest-SNR fraction set to zero."""
     masks = prune_masks(guide.signal_to_noise(), fraction)
     return {n: getattr(guide, f"{n}_loc") * m for n, m in masks.items()}
+
+
+def export_pruned(guide, fraction: float, path, meta: dict | None = None) -> Path:
+    """Write the net pruned at ``fraction`` as a zoo file of kind ``"pruned"``: for each layer
+    ``[W | b]`` its shape, the flat indices of the kept weights (int32) and their means (float16).
+    For the paper's 2 x 1200 net at 95 % that is under 1 MB instead of a 19 MB float32 guide
+    (means and scales), small enough to bring back from a GPU machine. :func:`load_pruned`
+    reads it back."""
+    means = pruned_means(guide, fraction)
+    layers = {}
+    for name, w in means.items():
+        flat = w.detach().reshape(-1).cpu()
+        keep = flat.nonzero().reshape(-1)
+        layers[name] = {"shape": list(w.shape), "index": keep.to(torch.int32),
+                        "value": flat[keep].to(torch.float16)}
+    return save_zoo_file(path, "pruned", {"layers": layers, "fraction": float(fraction)},
+                         {"fraction": float(fraction), **(meta or {})})
+
+
+def load_pruned(path) -> dict[str, torch.Tensor]:
+    """The dense float32 ``[W | b]`` of each layer of a :func:`export_pruned` file (pruned weights
+    are zero; kept ones are their means rounded to float16)."""
+    payload, _ = load_zoo_file(path, "pruned")
+    out = {}
+    for name, layer in payload["layers"].items():
+        w = torch.zeros(math.prod(layer["shape"]), dtype=torch.float32)
+        w[layer["index"].long()] = layer["value"].float()
+        out[name] = w.reshape(layer["shape"])
+    return out
 
 
 def _checkpoint_pair(ckpt: dict) -> tuple[PairSpec, int, bm.MnistData]:
@@ -205,6 +240,17 @@ def run(config: Config, ctx: RunContext) -> dict:
         metrics[f"test_error_pruned_{int(round(100 * f))}"] = err
         metrics[f"zeroed_fraction_{int(round(100 * f))}"] = zeros / total
         log.info("pruned %.0f %%: test error %.4f", 100 * f, err)
+    if config.export is not None:
+        f = config.export
+        path = export_pruned(guide, f, ctx.out_dir / f"pruned-{int(round(100 * f))}.pt",
+                             {"experiment": "blundell-pruning", "source": metrics["source"]})
+        weights = load_pruned(path)
+        metrics["export_file_mb"] = path.stat().st_size / 2**20
+        # the file's float16 means, read back: what a user of the file gets
+        metrics["test_error_export"] = bm.error_rate(
+            bm.mlp_logits([weights[n].to(dev) for n in names], x_te), y_te)
+        log.info("wrote %s (%.2f MB): test error %.4f", path.name, metrics["export_file_mb"],
+                 metrics["test_error_export"])
     snr = torch.cat([v.reshape(-1) for v in guide.signal_to_noise().values()]).cpu()
     metrics["snr_db_median"] = float((10 * torch.log10(snr)).median())
     metrics["figure"] = _figure(snr, ctx.out_dir)

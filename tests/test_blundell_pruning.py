@@ -104,3 +104,17 @@ def test_load_guide_rebuilds_the_arm_of_a_checkpoint(tmp_path, legacy):
     _, loaded, ckpt, loaded_data = bp.load_guide(tmp_path / "best.pt")
     assert loaded_data == data and ckpt["arm"] == "bbb-gaussian"
     assert torch.equal(loaded.w0_loc, guide.w0_loc) and loaded.w0_loc.shape == (8, 785)
+
+
+def test_exported_pruned_net_reads_back_as_its_pruned_means(tmp_path):
+    guide = _guide(widths=(6, 4))
+    path = bp.export_pruned(guide, 0.5, tmp_path / "pruned-50.pt", {"experiment": "test"})
+    weights = bp.load_pruned(path)
+    means = pruned_means(guide, 0.5)
+    assert set(weights) == set(means)
+    for name, w in means.items():
+        assert weights[name].shape == w.shape and weights[name].dtype == torch.float32
+        assert torch.equal(weights[name] == 0, w == 0)  # the same weights pruned
+        torch.testing.assert_close(weights[name], w.half().float())  # kept ones: float16 means
+    with pytest.raises(Exception, match="not a 'best' file"):
+        bp.load_guide(path)  # a pruned file is refused where a best.pt is expected
