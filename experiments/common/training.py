@@ -35,7 +35,9 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, T
 from tqdm.auto import tqdm
 
 from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradient_parameters
+from guides.registry import guide_name_of
 from models.base import ZooModel, module_device, sync_free
+from models.registry import model_name_of
 
 from . import distributed
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_zoo_file
@@ -252,7 +254,10 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    gate: FiniteGate | None = None  # the device-side non-finite guard (not part of a checkpoint)
+    #: the device-side non-finite guard (made here unless given; not part of a checkpoint)
+    gate: FiniteGate | None = None
+    #: the whole training set was checked by setup (the model may skip per-batch value checks)
+    data_validated: bool = False
     #: the second optimiser, over the guide's natural_gradient_parameters() (None: there are none)
     natural: torch.optim.Optimizer | None = None
     #: [distributed] loss_fn wrapped in DistributedDataParallel (fit sets it under
@@ -260,6 +265,10 @@ class TrainState:
     ddp: torch.nn.Module | None = None
     #: seconds fit spent writing history and checkpoints (this process; not checkpointed)
     save_seconds: float = 0.0
+
+    def __post_init__(self):
+        if self.gate is None:
+            self.gate = FiniteGate(self.optimizer, module_device(self.loss_fn), self.step)
 
     @property
     def loss_module(self) -> torch.nn.Module:
@@ -519,8 +528,6 @@ def check_finite(state: TrainState) -> None:
         parameters before the bad step.
     """
     gate = state.gate
-    if gate is None:
-        return
     found, ok = torch.cat((gate.found, gate.ok)).tolist()
     if found:
         state.step = gate.start + int(ok)
@@ -600,7 +607,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
                          f"{len(dataset)} rows; create the model with num_data=None or the "
                          "training-set size")
     model.num_data = len(dataset)
-    validate_whole(model, dataset)  # every row, once, before anything trains
+    validated = validate_whole(model, dataset)  # every row, once, before anything trains
     model.to(device)
     guide.to(device)
     elbo = make_elbo(cfg.elbo, cfg.num_particles)
@@ -629,7 +636,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
         natural = torch.optim.SGD(natural_params, lr=float(guide.ngd_lr), fused=True)
     return TrainState(model=model, guide=guide, loss_fn=loss_fn, optimizer=optimizer,
                       scheduler=_make_scheduler(cfg, optimizer), config=cfg, generator=generator,
-                      gate=FiniteGate(optimizer, device), natural=natural)
+                      natural=natural, data_validated=validated)
 
 
 #: learning rates above these train, to nonsense (Adam at lr=1e4 ended at loss 2.3e7, silently)
@@ -717,8 +724,6 @@ def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.
     if state.config.clip_norm is not None:  # (the configured optimiser's parameters only)
         torch.nn.utils.clip_grad_norm_([p for g in state.optimizer.param_groups
                                         for p in g["params"]], state.config.clip_norm)
-    if state.gate is None:
-        state.gate = FiniteGate(state.optimizer, loss.device, state.step)
     if state.gate.gate(state.optimizers, loss, params):
         for optimizer in state.optimizers:
             optimizer.step()
@@ -738,9 +743,6 @@ def uses_cuda_graph(cfg: FitConfig, device: torch.device) -> bool:
 
 def check_graph_pair(model, guide) -> None:
     """Refuse ``cuda_graph=True`` for a pair outside :data:`GRAPH_PAIRS`, listing them."""
-    from guides.registry import guide_name_of
-    from models.registry import model_name_of
-
     pair = (model_name_of(model), guide_name_of(guide))
     if pair not in GRAPH_PAIRS:
         raise ValueError(f"cuda_graph=True: the {pair[0]} + {pair[1]} pair is not captured (its "
@@ -856,9 +858,8 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     dataset = as_dataset(data)
     if state is None:
         state = setup(model, guide, dataset, config)
-        validated = validate_whole(state.model, dataset) if not isinstance(
-            dataset, TensorDataset) else isinstance(state.model, ZooModel)
-    else:
+        validated = state.data_validated
+    else:  # (a restored state: its data may be another dataset object)
         validated = validate_whole(state.model, dataset)
     cfg = state.config
     device = module_device(state.loss_fn)
@@ -869,8 +870,6 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     loader = make_loader(dataset, cfg.batch_size, state.generator, shard=parallel, seed=cfg.seed)
     weights = kl_weights(len(loader), cfg.kl_schedule)
     warmup_steps = cfg.kl_warmup_epochs * len(loader)
-    if state.gate is None:
-        state.gate = FiniteGate(state.optimizer, device, state.step)
     if parallel and state.ddp is None:
         distributed.prepare(state, _to(next(iter(loader)), device, dtype), device)
     state.gate.reset(state.step)
