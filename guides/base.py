@@ -22,10 +22,21 @@ from __future__ import annotations
 
 import contextlib
 
+from models.base import _MISSING, held_attribute
+
 
 class ZooGuide:
     """Mixin declaring the zoo's guide hooks (see the module docstring); put it first among the
     bases, e.g. ``class MyGuide(ZooGuide, PyroModule)``."""
+
+    def __getattr__(self, name: str):
+        value = held_attribute(self, name)  # (fit's steps: see models.base.loss_only)
+        if value is not _MISSING:
+            return value
+        parent = getattr(super(), "__getattr__", None)  # (PyroModule's, for module guides)
+        if parent is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return parent(name)
 
     def elbo_context(self, closed_form_kl: bool = False):
         """The effect handler ``fit`` enters around each loss evaluation (default: none)."""

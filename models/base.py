@@ -41,6 +41,65 @@ def is_sync_free() -> bool:
     return _SYNC_FREE.get()
 
 
+_LOSS_ONLY = contextvars.ContextVar("vbzoo_loss_only", default=False)
+
+
+@contextlib.contextmanager
+def loss_only():
+    """Inside it, a model or guide evaluation is read only by the ELBO
+    (:func:`experiments.common.training.train_step` enters it around the loss; its torch
+    optimiser holds ``loss_fn.parameters()``). Zoo modules then skip two
+    kinds of trace record that change no loss and no gradient:
+
+    * the ``param`` statements :class:`~pyro.nn.PyroModule` emits for each parameter of a plain
+      ``nn.Module`` child and for each plain ``nn.Parameter`` attribute (with module-local
+      parameters, the zoo's setting, they serve only handlers that collect parameters from a
+      trace, such as Pyro's ``SVI`` with a ``PyroOptim``); ``PyroParam`` and ``PyroSample``
+      attributes and child ``PyroModule`` objects are unaffected;
+    * the ``pyro.deterministic`` sites (:func:`record`), such as the VAE's mean image ``f``,
+      which only :class:`~pyro.infer.Predictive` reads.
+
+    For the 784-400-50 VAE this saves eight param statements and one deterministic site per loss
+    evaluation (:mod:`experiments.benchmarks.vae_step`)."""
+    token = _LOSS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOSS_ONLY.reset(token)
+
+
+def is_loss_only() -> bool:
+    """Whether model code runs under :func:`loss_only`."""
+    return _LOSS_ONLY.get()
+
+
+def record(name: str, value, event_dim: int | None = None):
+    """``pyro.deterministic(name, value, event_dim)``, returning the value; ``value`` may be a
+    callable that computes it, called only when the site is recorded. Under :func:`loss_only`
+    nothing is recorded (the ELBO never reads such a site: its log-density is 0)."""
+    if _LOSS_ONLY.get():
+        return None if callable(value) else value
+    return pyro.deterministic(name, value() if callable(value) else value, event_dim=event_dim)
+
+
+_MISSING = object()
+
+
+def held_attribute(module, name: str):
+    """``module.<name>`` without Pyro's ``param`` statements under :func:`loss_only` (a plain
+    child module or ``nn.Parameter``), else ``_MISSING`` (the caller then takes Pyro's path)."""
+    if not _LOSS_ONLY.get():
+        return _MISSING
+    d = module.__dict__
+    pyro_params, pyro_samples = d.get("_pyro_params", ()), d.get("_pyro_samples", ())
+    if name in pyro_params or name in pyro_samples:
+        return _MISSING
+    child = d.get("_modules", {}).get(name, _MISSING)
+    if child is not _MISSING:
+        return _MISSING if isinstance(child, PyroModule) else child
+    return d.get("_parameters", {}).get(name, _MISSING)
+
+
 def is_subsample(site: dict) -> bool:
     """Whether a trace site is the subsample site a ``pyro.plate(..., subsample=...)`` records
     (not a latent variable)."""
@@ -72,6 +131,10 @@ class ZooModel(PyroModule):
     def __init__(self, num_data: int | None = None):
         super().__init__()
         self.num_data = num_data
+
+    def __getattr__(self, name: str):
+        value = held_attribute(self, name)  # (fit's steps: see loss_only)
+        return super().__getattr__(name) if value is _MISSING else value
 
     @property
     def device(self) -> torch.device:

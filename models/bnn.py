@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ZooModel, bayes_linear, expand_to_plates
+from .base import ZooModel, bayes_linear, expand_to_plates, record
 from .likelihoods import BernoulliLikelihood, CategoricalLikelihood, likelihood_for
 from .priors import WeightPrior
 from .registry import register_model
@@ -111,7 +111,7 @@ class _MLPBase(ZooModel):
 
     def _observe(self, x, f, y):
         with self.data_plate(x):
-            pyro.deterministic("f", f, event_dim=1)
+            record("f", f, event_dim=1)
             return self.likelihood(f, y)
 
 

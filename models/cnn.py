@@ -24,7 +24,7 @@ import pyro
 import torch
 from torch import nn
 
-from .base import ZooModel, bayes_linear
+from .base import ZooModel, bayes_linear, record
 from .bnn import _kaiming_uniform
 from .likelihoods import likelihood_for
 from .priors import WeightPrior
@@ -117,5 +117,5 @@ class ConvNet(ZooModel):
         else:
             f = self.head(h)
         with self.data_plate(x):
-            pyro.deterministic("f", f, event_dim=1)
+            record("f", f, event_dim=1)
             return self.likelihood(f, y)

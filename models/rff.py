@@ -38,7 +38,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from .base import ZooModel
+from .base import ZooModel, record
 from .likelihoods import GaussianLikelihood
 from .registry import register_model
 
@@ -106,7 +106,7 @@ class RFFGP(ZooModel):
             w = w.squeeze(-2)  # drop the data plate's dim: (P, R)
         f = (w @ phi.T).unsqueeze(-1)  # (..., N, 1)
         with self.data_plate(x):
-            pyro.deterministic("f", f, event_dim=1)
+            record("f", f, event_dim=1)
             return self.likelihood(f, y)
 
     def initial_values(self) -> dict[str, torch.Tensor]:

@@ -59,7 +59,7 @@ import torch
 from pyro.poutine.runtime import effectful
 from torch import nn
 
-from .base import ZooModel, is_sync_free
+from .base import ZooModel, is_sync_free, record
 from .kernels import build_kernel, build_mean, hyperparameters
 from .likelihoods import (
     BernoulliLikelihood,
@@ -421,10 +421,10 @@ class SVGP(ZooModel):
         loc, var = svgp_conditional(cond, u, name="u")  # (..., N, L)
         with data_plate():
             if isinstance(self.likelihood, GaussianLikelihood) and y is not None:
-                pyro.deterministic("f", loc, event_dim=1)
+                record("f", loc, event_dim=1)
                 return self.likelihood.expected_log_prob(loc, var, y)
             eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
-            f = pyro.deterministic("f", loc + var.sqrt() * eps, event_dim=1)
+            f = record("f", loc + var.sqrt() * eps, event_dim=1)
             return self.likelihood(f, y)
 
     # ------------------------------------------------------------------ prediction

@@ -50,7 +50,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .base import ZooModel
+from .base import ZooModel, record
 from .likelihoods import make_likelihood
 from .registry import register_model
 
@@ -261,9 +261,10 @@ class VAE(ZooModel):
 
     # ------------------------------------------------------------------------------------------
     def _decode(self, z: torch.Tensor):
-        """Decoder output -> (mean parameter f, distribution of x with event dim 1)."""
-        out = self.decoder(z)  # (..., num_outputs): per-pixel parameters
-        return self.likelihood.mean(out), self.likelihood.distribution(out)
+        """Decoder output (..., num_outputs) of per-pixel parameters, and the distribution of x
+        (event dim 1) they give."""
+        out = self.decoder(z)
+        return out, self.likelihood.distribution(out)
 
     def validate_data(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """:meth:`check_data` on the whole training set, once (``fit`` calls it before training
@@ -280,15 +281,16 @@ class VAE(ZooModel):
         x = self.check_data(x)
         with self.data_plate(x):
             z = pyro.sample("z", dist.Normal(self.z_loc, self.z_scale).to_event(1))  # (..., N, K)
-            f, px = self._decode(z)
-            pyro.deterministic("f", f, event_dim=1)  # (..., N, D)
+            out, px = self._decode(z)
+            # the mean image f (..., N, D), for the predictive (not computed in a training step)
+            record("f", lambda: self.likelihood.mean(out), event_dim=1)
             return pyro.sample("obs", px, obs=x)
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder mean parameter :math:`f(z)` for codes ``z`` (..., K), as images (..., *image_shape)."""
-        f, _ = self._decode(z)
+        f = self.likelihood.mean(self.decoder(z))
         return f.reshape(*z.shape[:-1], *self.image_shape)
 
     @torch.no_grad()

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradient_parameters
 from guides.registry import guide_name_of
-from models.base import ZooModel, module_device, sync_free
+from models.base import ZooModel, loss_only, module_device, sync_free
 from models.registry import model_name_of
 
 from . import distributed
@@ -705,7 +705,8 @@ class _Writers:
 def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.0,
                params: list | None = None) -> torch.Tensor:
     """One SVI step of :func:`fit` on ``batch`` (a tuple of tensors on the right device): the
-    guide's ``elbo_context``, the KL weight ``kl_scale`` (and warm-up factor ``beta``), the loss,
+    guide's ``elbo_context``, the KL weight ``kl_scale`` (and warm-up factor ``beta``), the loss
+    (under :func:`models.base.loss_only`: no param statements or deterministic records),
     backward, optional clipping, the device-side non-finite gate (:class:`FiniteGate`) and the
     optimiser step. It reads nothing to the host (``tests/test_no_sync.py``), so on a GPU the
     step never waits for the device.
@@ -715,7 +716,8 @@ def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.
     Returns the (graph-carrying) loss.
     """
     closed_form_kl = state.config.elbo == "meanfield"
-    with elbo_context(state.guide, closed_form_kl), KLScale(kl_scale), _warmup(beta):
+    # loss_only: the ELBO alone reads these traces, and the optimiser holds the parameters
+    with elbo_context(state.guide, closed_form_kl), KLScale(kl_scale), _warmup(beta), loss_only():
         loss = state.loss_module(*batch)  # DDP's wrapper when data-parallel
     params = params if params is not None else list(state.loss_fn.parameters())
     for optimizer in state.optimizers:
