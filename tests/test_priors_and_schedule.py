@@ -274,16 +274,16 @@ def test_kl_scale_scales_the_closed_form_kl_and_the_monte_carlo_kl(c):
 
 @pytest.mark.parametrize("schedule", ["uniform", "blundell"])
 def test_fit_applies_the_schedule_per_minibatch(monkeypatch, schedule):
-    """fit() enters KLScale(M π_i) around minibatch i of every epoch: recorded scales equal the
-    schedule's, in order, and average to 1 per epoch."""
+    """fit() weights minibatch i of every epoch by M π_i (``KLScale``, none when the weight is
+    exactly 1): recorded scales equal the schedule's, in order, and average to 1 per epoch."""
     seen = []
+    kl_scale = training._kl_scale
 
-    class RecordingKLScale(KLScale):
-        def __init__(self, scale, include_local=False):
-            seen.append(scale)
-            super().__init__(scale, include_local)
+    def recording_kl_scale(scale):
+        seen.append(scale)
+        return kl_scale(scale)
 
-    monkeypatch.setattr(training, "KLScale", RecordingKLScale)
+    monkeypatch.setattr(training, "_kl_scale", recording_kl_scale)
     x, y = _data(24)
     model, guide = _blr_pair()
     epochs, batch = 3, 5  # M = 5 minibatches, the last one of 4 rows
@@ -318,3 +318,24 @@ def test_fit_with_blundell_and_uniform_schedules_both_learn():
     # posterior mean ≈ [1, -1, 0]; both are within 0.3 of it and of each other
     torch.testing.assert_close(locs["uniform"], locs["blundell"], atol=0.3, rtol=0)
     torch.testing.assert_close(locs["uniform"], torch.tensor([1.0, -1.0, 0.0]), atol=0.3, rtol=0)
+
+
+def test_a_kl_weight_of_exactly_one_adds_no_handler_and_changes_nothing():
+    """The uniform schedule's weight M * (1/M) is usually exactly 1: train_step then enters no
+    KLScale (one handler fewer on every site); any other weight, or a tensor, still scales."""
+    import contextlib
+
+    assert isinstance(training._kl_scale(1.0), contextlib.nullcontext)
+    for scale in (1.0 - 1e-16 * 2, 0.5, torch.tensor(1.0)):
+        assert isinstance(training._kl_scale(scale), KLScale)
+    with pytest.raises(ValueError, match="KL scale must be >= 0"):
+        training._kl_scale(float("nan"))
+    model, guide = _blr_pair()
+    x, y = _data(8)
+    guide(x, y)
+    losses = []
+    for ctx in (KLScale(1.0), training._kl_scale(1.0)):
+        pyro.set_rng_seed(0)
+        with ctx:
+            losses.append(make_elbo("meanfield").differentiable_loss(model, guide, x, y).detach())
+    assert torch.equal(losses[0], losses[1])

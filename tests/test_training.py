@@ -477,3 +477,33 @@ def test_integer_inputs_are_refused_before_training_with_what_to_do():
     x = torch.randint(0, 255, (20, 2), dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"inputs x must be real numbers .*torch.uint8.*x.float\(\)"):
         fit(*_pair(), (x, torch.randn(20)), {"epochs": 1, "progress": False})
+
+
+@pytest.mark.parametrize("name, options", [("adam", {}), ("adam", {"weight_decay": 1e-4}),
+                                           ("adamw", {"weight_decay": 1e-2})])
+def test_cpu_adam_takes_the_multi_tensor_path_with_the_default_paths_numbers(name, options):
+    """fit's Adam/AdamW on the CPU is torch's foreach implementation, chosen for its lower
+    per-step cost; it must give the numbers of torch's CPU default (the single-tensor loop) bit
+    for bit, so that runs recorded before the change reproduce. Large and small gradients, and
+    an lr change half way as a scheduler makes."""
+    from experiments.common.training import make_optimizer
+
+    shapes = [(40, 78), (40,), (10, 40), (7,), ()]
+    init = [torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(shapes)]
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    cfg = FitConfig(optimizer=name, lr=1e-2, **options)
+    opt = make_optimizer(cfg, ours, torch.device("cpu"))
+    assert all(g.get("foreach") for g in opt.param_groups)
+    ref_opt = type(opt)(ref, lr=1e-2, foreach=False, **options)
+    g = torch.Generator().manual_seed(1)
+    for step in range(60):
+        for a, b, s in zip(ours, ref, shapes):
+            a.grad = torch.randn(s, generator=g) * (1e3 if step % 7 == 0 else 1e-3)
+            b.grad = a.grad.clone()
+        opt.step()
+        ref_opt.step()
+        if step == 30:
+            for o in (opt, ref_opt):
+                o.param_groups[0]["lr"] *= 0.5
+    assert all(torch.equal(a, b) for a, b in zip(ours, ref))

@@ -43,12 +43,13 @@ def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
 
     device = next(state.loss_fn.parameters()).device
     sums = torch.zeros(2, dtype=torch.float64, device=device)
+    params = list(state.loss_fn.parameters())  # fit lists them once, before its first epoch
 
     def step() -> float:
         # fit's mode: data validated whole before training (no per-batch value checks), no host
         # reads inside the model on CUDA
         with step_mode(state.model, device.type != "cuda", True):
-            loss = train_step(state, batches())
+            loss = train_step(state, batches(), params=params)
         _accumulate(sums, state, loss)
         return loss.item()
 
