@@ -197,10 +197,8 @@ def auroc(score_in: torch.Tensor, score_out: torch.Tensor) -> float:
 def reliability(probs: torch.Tensor, y: torch.Tensor, n_bins: int):
     """Per equal-width confidence bin (the bins of :func:`~experiments.common.metrics.
     expected_calibration_error`): mean confidence, accuracy and count (empty bins: NaN, 0)."""
-    conf, pred = probs.max(-1)
-    correct = (pred == y).double()
-    inner = torch.linspace(0.0, 1.0, n_bins + 1, dtype=conf.dtype)[1:-1]
-    idx = torch.bucketize(conf.contiguous(), inner, right=False)
+    idx, conf, correct = M.confidence_bins(probs, y, n_bins)
+    correct = correct.double()
     count = torch.bincount(idx, minlength=n_bins).double()
     s_conf = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf.double())
     s_acc = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, correct)

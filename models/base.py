@@ -23,17 +23,22 @@ _SYNC_FREE = contextvars.ContextVar("vbzoo_sync_free", default=False)
 
 
 @contextlib.contextmanager
+def _flag(var: contextvars.ContextVar, value: bool):
+    """``var`` set to ``value`` inside the block, restored after it."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
 def sync_free(on: bool = True):
     """Inside it, model code reads no tensor to the host (``fit`` enters it on CUDA, where every
     read stalls the launch queue and breaks CUDA-graph capture): checks that would branch on a
     value in Python take their device-side form instead. The SVGP's Cholesky then marks a failed
     factorisation with NaN, which ``fit``'s non-finite gate stops and reports, instead of
     retrying with more jitter (:func:`models.svgp.stable_cholesky`)."""
-    token = _SYNC_FREE.set(bool(on))
-    try:
-        yield
-    finally:
-        _SYNC_FREE.reset(token)
+    return _flag(_SYNC_FREE, bool(on))
 
 
 def is_sync_free() -> bool:
@@ -44,7 +49,6 @@ def is_sync_free() -> bool:
 _LOSS_ONLY = contextvars.ContextVar("vbzoo_loss_only", default=False)
 
 
-@contextlib.contextmanager
 def loss_only():
     """Inside it, a model or guide evaluation is read only by the ELBO
     (:func:`experiments.common.training.train_step` enters it around the loss; its torch
@@ -61,11 +65,7 @@ def loss_only():
 
     For the 784-400-50 VAE this saves eight param statements and one deterministic site per loss
     evaluation (:mod:`experiments.benchmarks.vae_step`)."""
-    token = _LOSS_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _LOSS_ONLY.reset(token)
+    return _flag(_LOSS_ONLY, True)
 
 
 def is_loss_only() -> bool:

@@ -152,6 +152,15 @@ class _ELBOParts:
         return _detached(loss) + (surrogate - surrogate.detach())
 
 
+def _run_pair(model, guide, args, kwargs):
+    """``(model_trace, guide_trace)``: the guide traced, then the model traced replaying it (the
+    first half of Pyro's ``get_importance_trace``, for callable guides)."""
+    guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace),
+                                graph_type="flat").get_trace(*args, **kwargs)
+    return model_trace, guide_trace
+
+
 def _detached(value) -> torch.Tensor | float:
     """A log-density (sum) as a detached tensor, or the Python number it is (no host read)."""
     return value.detach() if torch.is_tensor(value) else value
@@ -167,9 +176,7 @@ class TraceELBO(_ELBOParts, Trace_ELBO):
         sample site but the deterministic ones (0 by construction)."""
         if isinstance(poutine.unwrap(guide), poutine.messenger.Messenger) or is_validation_enabled():
             return super()._get_trace(model, guide, args, kwargs)  # Pyro's path and checks
-        guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace),
-                                    graph_type="flat").get_trace(*args, **kwargs)
+        model_trace, guide_trace = _run_pair(model, guide, args, kwargs)
         guide_trace = prune_subsample_sites(guide_trace)
         model_trace = prune_subsample_sites(model_trace)
         model_trace.compute_log_prob(lambda name, site: not is_deterministic(site))
@@ -221,9 +228,7 @@ class MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         if isinstance(poutine.unwrap(guide), poutine.messenger.Messenger):
             return super()._get_trace(model, guide, args, kwargs)  # a GuideMessenger: Pyro's path
-        guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace),
-                                    graph_type="flat").get_trace(*args, **kwargs)
+        model_trace, guide_trace = _run_pair(model, guide, args, kwargs)
         validate = is_validation_enabled()
         if validate:
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)

@@ -32,6 +32,7 @@ import torch
 __all__ = [
     "PROB_ATOL",
     "accuracy",
+    "confidence_bins",
     "expected_calibration_error",
     "expected_entropy",
     "gaussian_interval_coverage",
@@ -386,6 +387,18 @@ def nll(mean_probs: Any, y: Any) -> float:
     return float(-torch.log(p_true.clamp_min(torch.finfo(p.dtype).tiny)).mean())
 
 
+def confidence_bins(p: torch.Tensor, y: torch.Tensor, n_bins: int):
+    r"""The equal-width confidence bins of :func:`expected_calibration_error` for (N, C)
+    probabilities ``p`` and (N,) labels ``y`` (checked by the caller): each point's bin index in
+    [0, n_bins), its confidence :math:`\max_c p_{nc}`, and whether its prediction is correct
+    (in ``p``'s dtype). Bin b holds confidences in (b/M, (b+1)/M]."""
+    conf, pred = p.max(-1)
+    correct = (pred == y).to(p.dtype)
+    # bucketize(right=False) gives boundaries[i-1] < x <= boundaries[i]
+    inner = torch.linspace(0.0, 1.0, n_bins + 1, dtype=p.dtype, device=p.device)[1:-1]
+    return torch.bucketize(conf.contiguous(), inner, right=False), conf, correct
+
+
 def expected_calibration_error(mean_probs: Any, y: Any, n_bins: int = 15) -> float:
     r"""Expected calibration error with equal-width confidence bins.
 
@@ -411,11 +424,7 @@ def expected_calibration_error(mean_probs: Any, y: Any, n_bins: int = 15) -> flo
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     p = _mean_probs(mean_probs)
     y = _labels(y, p.shape[0], p.shape[1]).to(p.device)
-    conf, pred = p.max(-1)
-    correct = (pred == y).to(p.dtype)
-    # bin b holds conf in (b/M, (b+1)/M]; bucketize(right=False) gives boundaries[i-1] < x <= b[i]
-    inner = torch.linspace(0.0, 1.0, n_bins + 1, dtype=p.dtype, device=p.device)[1:-1]
-    idx = torch.bucketize(conf.contiguous(), inner, right=False)
+    idx, conf, correct = confidence_bins(p, y, n_bins)
     count = torch.zeros(n_bins, dtype=p.dtype, device=p.device).index_add_(
         0, idx, torch.ones_like(conf)
     )

@@ -859,8 +859,9 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     :returns: the final state; ``state.history`` is one dict per epoch with ``loss`` (the mean
         minibatch estimate of the full-data negative ELBO), ``elbo``, ``log_likelihood`` and
         ``kl`` (``elbo = log_likelihood - kl``), ``lr``, ``seconds`` and the validation metrics.
-    :raises FloatingPointError: on a non-finite loss, naming the epoch and step, before the
-        parameters are touched by the bad gradient.
+    :raises FloatingPointError: on a non-finite loss or gradient, at the next read of the
+        :class:`FiniteGate` (every ``log_every`` steps and at the end of each epoch), naming the
+        epoch and the first bad step; no update from that step on was applied.
 
     With ``out_dir``, any exception (a NaN stop, Ctrl-C, an error) first writes the history and,
     when the state is good, ``checkpoint.pt`` (see :func:`_save_on_failure`; a mid-epoch stop
@@ -1074,8 +1075,8 @@ class _Guard:
 def _save_on_failure(state: TrainState, writers: _Writers, ckpt_path: Path | None, guard: _Guard,
                      exc: BaseException) -> None:
     """On any exception in :func:`fit`: write the history, and a checkpoint of the state now if it
-    is good. :func:`train_step` refuses a non-finite loss before the update, so at a NaN stop the
-    parameters are those before the bad step. Stopped mid-epoch, the checkpoint holds those
+    is good. The :class:`FiniteGate` skips every update from a non-finite step on, so at a NaN
+    stop the parameters are those before the bad step. Stopped mid-epoch, the checkpoint holds those
     parameters with ``epoch`` = the epochs completed (the history has no row for the partial one)
     and ``step`` counting every step taken: resuming runs that epoch again from them. A failure of
     this save is logged and does not hide ``exc``."""
