@@ -31,10 +31,15 @@ input dimension), ``period`` (periodic), ``alpha`` (rq), ``variance`` (linear), 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import gpytorch
 import torch
+from gpytorch.kernels.kernel import dist as _gpytorch_dist
+from gpytorch.kernels.kernel import sq_dist as _gpytorch_sq_dist
 
 BASE_TYPES = ("rbf", "matern12", "matern32", "matern52", "rq", "periodic", "linear")
 TYPES = BASE_TYPES + ("sum", "product")
@@ -133,6 +138,60 @@ def _fix(kernel, fixed, path: str) -> None:
         if name not in _HYPERS or not hasattr(kernel, _HYPERS[name][1]):
             raise ValueError(f"{path}: cannot fix {name!r} on a {type(kernel).__name__}")
         getattr(kernel, _HYPERS[name][1]).requires_grad_(False)
+
+
+# ------------------------------------------------------------------ sync-free distances
+# GPyTorch's Kernel.covar_dist starts with ``x1_eq_x2 = torch.equal(x1, x2)``: a read of a bool to
+# the host on every kernel evaluation. On a GPU it stalls the launch queue three times per SVGP
+# step, and it makes CUDA-graph capture fail ("operation not permitted when stream is capturing").
+# The caller usually knows the answer (K_ZZ and diag K_XX: equal; K_XZ: not), so it can say so with
+# ``inputs_equal``; without that hint covar_dist is GPyTorch's own, unchanged.
+_INPUTS_EQUAL: ContextVar[bool | None] = ContextVar("vbzoo_kernel_inputs_equal", default=None)
+_gpytorch_covar_dist = gpytorch.kernels.Kernel.covar_dist
+
+
+@contextlib.contextmanager
+def inputs_equal(equal: bool) -> Iterator[None]:
+    """Inside, every ``Kernel.covar_dist`` takes ``x1 == x2`` to be ``equal`` instead of asking
+    ``torch.equal`` (a host read). Use it around ``kernel(z)`` or ``kernel(x, diag=True)``
+    (``True``) and ``kernel(x, z)`` (``False``). Only kernels whose distances go through
+    ``covar_dist`` (RBF, Matérn, RQ, and sums and output scales of them) are covered: a
+    product or linear kernel compares its inputs in its own ``forward`` (see
+    :func:`host_comparing_kernels`)."""
+    token = _INPUTS_EQUAL.set(bool(equal))
+    try:
+        yield
+    finally:
+        _INPUTS_EQUAL.reset(token)
+
+
+def _covar_dist(self, x1, x2, diag=False, last_dim_is_batch=False, square_dist=False, **params):
+    """GPyTorch 1.15's ``Kernel.covar_dist`` with ``x1_eq_x2`` from :func:`inputs_equal` when a
+    hint is set (the same branches: zeros on an equal diagonal, ``sq_dist``/``dist`` otherwise)."""
+    equal = _INPUTS_EQUAL.get()
+    if equal is None:
+        return _gpytorch_covar_dist(self, x1, x2, diag=diag, last_dim_is_batch=last_dim_is_batch,
+                                    square_dist=square_dist, **params)
+    if last_dim_is_batch:
+        x1 = x1.transpose(-1, -2).unsqueeze(-1)
+        x2 = x2.transpose(-1, -2).unsqueeze(-1)
+    if diag:
+        if equal:
+            return torch.zeros(*x1.shape[:-2], x1.shape[-2], dtype=x1.dtype, device=x1.device)
+        res = torch.linalg.norm(x1 - x2, dim=-1)
+        return res.pow(2) if square_dist else res
+    return (_gpytorch_sq_dist if square_dist else _gpytorch_dist)(x1, x2, equal)
+
+
+gpytorch.kernels.Kernel.covar_dist = _covar_dist  # GPyTorch's own unless a hint is set
+
+
+def host_comparing_kernels(kernel: gpytorch.kernels.Kernel) -> list[str]:
+    """Class names of the parts of ``kernel`` whose ``forward`` calls ``torch.equal`` itself
+    (``ProductKernel``, ``LinearKernel``): their evaluation reads to the host whatever
+    :func:`inputs_equal` says, so their step cannot be captured in a CUDA graph."""
+    comparing = (gpytorch.kernels.ProductKernel, gpytorch.kernels.LinearKernel)
+    return sorted({type(m).__name__ for m in kernel.modules() if isinstance(m, comparing)})
 
 
 def build_mean(name: str) -> gpytorch.means.Mean:

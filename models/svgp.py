@@ -60,7 +60,7 @@ from pyro.poutine.runtime import effectful
 from torch import nn
 
 from .base import ZooModel, is_sync_free, record
-from .kernels import build_kernel, build_mean, hyperparameters
+from .kernels import build_kernel, build_mean, hyperparameters, inputs_equal
 from .likelihoods import (
     BernoulliLikelihood,
     CategoricalLikelihood,
@@ -385,13 +385,16 @@ class SVGP(ZooModel):
     def conditional(self, x: torch.Tensor) -> Conditional:
         """Kernel algebra of one step: chol(K_ZZ), projections and the conditional variance."""
         z = self.inducing_points
-        Kzz = self.kernel(z).to_dense()
+        # inputs_equal: GPyTorch would ask torch.equal(x1, x2), a host read, in every evaluation
+        with inputs_equal(True):
+            Kzz = self.kernel(z).to_dense()
+            kxx = self.kernel(x, diag=True)
         L = stable_cholesky(Kzz, self.jitter)
         # K_ZX as the transpose of a row-major K_XZ: column-major, the layout LAPACK's triangular
         # solve works in, so neither the solve nor its backward copies the (M, N) matrix
-        Kzx = self.kernel(x, z).to_dense().mT
+        with inputs_equal(False):
+            Kzx = self.kernel(x, z).to_dense().mT
         A = torch.linalg.solve_triangular(L, Kzx, upper=False)  # (M, N)
-        kxx = self.kernel(x, diag=True)
         var = (kxx - A.pow(2).sum(-2)).clamp_min(1e-10)
         proj = A if self.whiten else torch.linalg.solve_triangular(L.transpose(-1, -2), A,
                                                                    upper=True)

@@ -3,7 +3,9 @@ the launch queue, and any read inside the step breaks CUDA-graph capture.
 
 On the CPU a read costs nothing, so the test makes one fail: :func:`no_host_reads` patches the
 tensor methods that copy a value to Python (``item``, ``__bool__``, ``__float__``, ``__int__``,
-``__index__``, ``tolist``, ``cpu``, ``numpy``) to raise :class:`HostReadError`, and one
+``__index__``, ``tolist``, ``cpu``, ``numpy``) and the torch functions that return a Python
+bool from tensors (``torch.equal``, which GPyTorch's kernels call, and ``torch.is_nonzero``) to
+raise :class:`HostReadError`, and one
 :func:`~experiments.common.training.train_step` of every registered pair (and the variants of
 ``tests/test_device_guard.py``) runs under it, after one unpatched step (lazy set-up is allowed to
 read). The host reads ``fit`` does make, every ``log_every`` steps, are outside the step.
@@ -23,6 +25,7 @@ from experiments.common.training import check_finite, setup, step_mode, train_st
 from tests.test_device_guard import VARIANTS
 
 HOST_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
+HOST_READ_FUNCTIONS = ("equal", "is_nonzero")  # torch.<name>(tensor, ...) -> a Python bool
 
 
 class HostReadError(AssertionError):
@@ -33,19 +36,24 @@ class HostReadError(AssertionError):
 def no_host_reads():
     """Every tensor-to-host read raises :class:`HostReadError` naming the method."""
     saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+    saved_functions = {name: getattr(torch, name) for name in HOST_READ_FUNCTIONS}
 
     def refuse(name):
-        def method(self, *args, **kwargs):
-            raise HostReadError(f"host read: Tensor.{name}() inside the training step")
+        def method(*args, **kwargs):
+            raise HostReadError(f"host read: {name}() inside the training step")
         return method
 
     try:
         for name in HOST_READS:
-            setattr(torch.Tensor, name, refuse(name))
+            setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
+        for name in HOST_READ_FUNCTIONS:
+            setattr(torch, name, refuse(f"torch.{name}"))
         yield
     finally:
         for name, method in saved.items():
             setattr(torch.Tensor, name, method)
+        for name, function in saved_functions.items():
+            setattr(torch, name, function)
 
 
 def _pair(model_name, guide_name, model_cfg=None, guide_cfg=None, **fit):
@@ -77,7 +85,21 @@ def test_the_patch_catches_a_read():
         torch.ones(()).item()
     with no_host_reads(), pytest.raises(HostReadError, match="__bool__"):
         bool(torch.ones(()) > 0)
+    with no_host_reads(), pytest.raises(HostReadError, match="torch.equal"):
+        torch.equal(torch.ones(2), torch.ones(2))
     assert torch.ones(()).item() == 1.0  # restored
+    assert torch.equal(torch.ones(2), torch.ones(2))
+
+
+def test_a_gpytorch_kernel_without_the_hint_reads_to_the_host():
+    """What the SVGP's inputs_equal hints avoid: GPyTorch's covar_dist asks torch.equal."""
+    from models.kernels import build_kernel, inputs_equal
+
+    kernel, z = build_kernel({"type": "rbf", "outputscale": 1.0}, 2), torch.randn(4, 2)
+    with no_host_reads(), pytest.raises(HostReadError, match="torch.equal"):
+        kernel(z).to_dense()
+    with no_host_reads(), inputs_equal(True):
+        kernel(z).to_dense()
 
 
 @pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())

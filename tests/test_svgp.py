@@ -410,3 +410,44 @@ def test_minibatch_kmeans_finds_well_separated_clusters():
     model = models.create_model("svgp", input_dim=2, num_inducing=4)
     z = model.initialize_inducing(x, max_rows=1000, seed=1, progress=False)  # the mini-batch path
     assert (torch.cdist(z.detach(), truth).min(1).values < 0.1).all()
+
+
+@pytest.mark.parametrize("spec", [{"type": t, "outputscale": 1.5} for t in
+                                  ("rbf", "matern12", "matern32", "matern52", "rq", "periodic")]
+                         + [{"type": "sum", "terms": ["rbf", {"type": "matern52", "ard": True}]}])
+def test_inputs_equal_hint_gives_gpytorch_kernel_values(spec):
+    """inputs_equal (no torch.equal host read) gives GPyTorch's own K_ZZ, diag K_XX and K_XZ,
+    and the same gradients."""
+    from models.kernels import build_kernel, inputs_equal
+
+    kernel = build_kernel(spec, 3).double()
+    g = torch.Generator().manual_seed(0)
+    x, z = torch.randn(7, 3, generator=g).double(), torch.randn(5, 3, generator=g).double()
+    z.requires_grad_(True)
+
+    def matrices():
+        return [kernel(z).to_dense(), kernel(x, diag=True), kernel(x, z).to_dense()]
+
+    reference = matrices()
+    ref_grad = torch.autograd.grad(sum(m.sum() for m in reference), [z, *kernel.parameters()])
+    with inputs_equal(True):
+        kzz, kxx = kernel(z).to_dense(), kernel(x, diag=True)
+    with inputs_equal(False):
+        kxz = kernel(x, z).to_dense()
+    for got, want in zip((kzz, kxx, kxz), reference):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grad = torch.autograd.grad(kzz.sum() + kxx.sum() + kxz.sum(), [z, *kernel.parameters()])
+    for got, want in zip(grad, ref_grad):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
+    from experiments.common.training import check_graph_pair
+
+    for spec in ({"type": "product", "terms": ["rbf", "periodic"]}, {"type": "linear"}):
+        model = models.create_model("svgp", input_dim=2, num_inducing=4, kernel=spec)
+        guide = guides.create_guide("cholesky", model)
+        with pytest.raises(ValueError, match="compare their inputs on the host"):
+            check_graph_pair(model, guide)
+    model = models.create_model("svgp", input_dim=2, num_inducing=4)  # RBF-ARD: accepted
+    check_graph_pair(model, guides.create_guide("cholesky", model))

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gpytorch
 import pyro
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradient_parameters
 from guides.registry import guide_name_of
 from models.base import ZooModel, loss_only, module_device, sync_free
+from models.kernels import host_comparing_kernels
 from models.registry import model_name_of
 
 from . import distributed
@@ -766,6 +768,15 @@ def check_graph_pair(model, guide) -> None:
                          "step is not checked free of host reads and shape changes); pairs with "
                          f"CUDA-graph support: {', '.join(' + '.join(p) for p in GRAPH_PAIRS)}. "
                          "Train it with cuda_graph=false")
+    kernel = getattr(model, "kernel", None)
+    comparing = host_comparing_kernels(kernel) if isinstance(kernel, gpytorch.kernels.Kernel) \
+        else []
+    if comparing:
+        raise ValueError(f"cuda_graph=True: the {pair[0]} model's kernel has parts that compare "
+                         f"their inputs on the host in every evaluation ({', '.join(comparing)}: "
+                         "GPyTorch calls torch.equal in their forward), which cannot be "
+                         "captured. Use sums of rbf/matern/rq/periodic terms, or train with "
+                         "cuda_graph=false")
 
 
 class GraphedStep:
@@ -831,8 +842,19 @@ class GraphedStep:
             optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         step = self.state.step
-        with torch.cuda.graph(graph):
-            self.loss = self._step(self.static, self.kl, self.beta)
+        # Pyro's (and torch's) argument validation reads every check to the host: the eager
+        # warm-up steps ran with it when it is on (FitConfig.validate); the captured step has none
+        try:
+            with pyro.validation_enabled(False), torch.cuda.graph(graph):
+                self.loss = self._step(self.static, self.kl, self.beta)
+        except RuntimeError as e:  # torch.AcceleratorError is a RuntimeError
+            raise RuntimeError(
+                f"cuda_graph=True: capturing the {model_name_of(self.state.model)} + "
+                f"{guide_name_of(self.state.guide)} step in a CUDA graph failed ({e}). An "
+                "operation in the step reads a value to the host or synchronises (the traceback "
+                "above names it; torch.cuda.set_sync_debug_mode('error') finds such reads in an "
+                "eager step). A failed capture can leave this process's CUDA state unusable: "
+                "restart and train with cuda_graph=false") from e
         self.state.step = step  # capture records the step; each replay takes it
         self.graph = graph
 
