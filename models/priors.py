@@ -20,6 +20,13 @@ from torch import nn
 from torch.distributions.utils import broadcast_all
 
 
+def _centred_normal_log_prob(value: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """log N(value | 0, scale²), torch's ``Normal(0, scale).log_prob`` term for term (the same
+    floating-point result) without building a ``Normal``, whose ``loc=0.0`` torch copies from the
+    host in every step (a copy CUDA-graph capture refuses)."""
+    return -(value**2) / (2 * scale**2) - scale.log() - math.log(math.sqrt(2 * math.pi))
+
+
 class ScaleMixtureGaussian(TorchDistribution):
     r"""Blundell's scale-mixture prior, a two-component zero-mean Gaussian mixture per weight:
 
@@ -69,8 +76,8 @@ class ScaleMixtureGaussian(TorchDistribution):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        lp1 = torch.log(self.mixture_weight) + dist.Normal(0.0, self.sigma1).log_prob(value)
-        lp2 = torch.log1p(-self.mixture_weight) + dist.Normal(0.0, self.sigma2).log_prob(value)
+        lp1 = torch.log(self.mixture_weight) + _centred_normal_log_prob(value, self.sigma1)
+        lp2 = torch.log1p(-self.mixture_weight) + _centred_normal_log_prob(value, self.sigma2)
         return torch.logaddexp(lp1, lp2)
 
     def sample(self, sample_shape=()):

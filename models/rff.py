@@ -100,7 +100,9 @@ class RFFGP(ZooModel):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self._check(x, y)
         phi = self.features(x)  # (N, R)
-        prior = dist.Normal(phi.new_zeros(()), 1.0).expand([self.num_features]).to_event(1)
+        # (new_zeros/new_ones: device fills; a plain 1.0 would be a host-to-device copy per step)
+        prior = dist.Normal(phi.new_zeros(()), phi.new_ones(())).expand([self.num_features]
+                                                                      ).to_event(1)
         w = pyro.sample("w", prior)  # (R,), or (P, 1, R) under a particle/sample plate
         if w.dim() >= 3 and w.shape[-2] == 1:
             w = w.squeeze(-2)  # drop the data plate's dim: (P, R)

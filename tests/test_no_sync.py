@@ -3,9 +3,11 @@ the launch queue, and any read inside the step breaks CUDA-graph capture.
 
 On the CPU a read costs nothing, so the test makes one fail: :func:`no_host_reads` patches the
 tensor methods that copy a value to Python (``item``, ``__bool__``, ``__float__``, ``__int__``,
-``__index__``, ``tolist``, ``cpu``, ``numpy``) and the torch functions that return a Python
-bool from tensors (``torch.equal``, which GPyTorch's kernels call, and ``torch.is_nonzero``) to
-raise :class:`HostReadError`, and one
+``__index__``, ``tolist``, ``cpu``, ``numpy``), the torch functions that return a Python bool
+from tensors (``torch.equal``, which GPyTorch's kernels call, and ``torch.is_nonzero``) and
+``torch.tensor(..., device=...)`` (host data copied to the device: torch.distributions does it
+for every plain number given to a distribution, and CUDA-graph capture refuses it) to raise
+:class:`HostReadError`, and one
 :func:`~experiments.common.training.train_step` of every registered pair (and the variants of
 ``tests/test_device_guard.py``) runs under it, after one unpatched step (lazy set-up is allowed to
 read). The host reads ``fit`` does make, every ``log_every`` steps, are outside the step.
@@ -26,6 +28,9 @@ from tests.test_device_guard import VARIANTS
 
 HOST_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
 HOST_READ_FUNCTIONS = ("equal", "is_nonzero")  # torch.<name>(tensor, ...) -> a Python bool
+# torch.tensor(data, ...) copies host data to the device: a copy CUDA-graph capture refuses (and
+# that torch.distributions makes for every plain number given to a distribution, broadcast_all)
+HOST_COPY_FUNCTIONS = ("tensor",)
 
 
 class HostReadError(AssertionError):
@@ -36,18 +41,29 @@ class HostReadError(AssertionError):
 def no_host_reads():
     """Every tensor-to-host read raises :class:`HostReadError` naming the method."""
     saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
-    saved_functions = {name: getattr(torch, name) for name in HOST_READ_FUNCTIONS}
+    saved_functions = {name: getattr(torch, name)
+                       for name in HOST_READ_FUNCTIONS + HOST_COPY_FUNCTIONS}
 
     def refuse(name):
         def method(*args, **kwargs):
             raise HostReadError(f"host read: {name}() inside the training step")
         return method
 
+    def refuse_copy(name, original):
+        def function(*args, **kwargs):
+            if kwargs.get("device") is not None:  # on a GPU run: host data copied to the GPU
+                raise HostReadError(f"host-to-device copy: {name}(..., device=...) inside the "
+                                    "training step")
+            return original(*args, **kwargs)
+        return function
+
     try:
         for name in HOST_READS:
             setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
         for name in HOST_READ_FUNCTIONS:
             setattr(torch, name, refuse(f"torch.{name}"))
+        for name in HOST_COPY_FUNCTIONS:
+            setattr(torch, name, refuse_copy(f"torch.{name}", saved_functions[name]))
         yield
     finally:
         for name, method in saved.items():
@@ -109,8 +125,18 @@ def test_pair_step_has_no_host_read(model_name, guide_name, elbo):
     _step_without_host_reads(state, data)
 
 
-@pytest.mark.parametrize("model_name, model_cfg, guide_name, guide_cfg", VARIANTS,
-                         ids=[f"{m}-{g}-{i}" for i, (m, _, g, _) in enumerate(VARIANTS)])
+def _variant(i, case):
+    model_name, model_cfg, guide_name, _ = case
+    marks = []
+    if model_cfg.get("likelihood") == "student-t":  # cuda_graph refuses it (check_graph_pair)
+        marks = [pytest.mark.xfail(raises=HostReadError, strict=True, reason=(
+            "torch's StudentT builds Chi2(df), i.e. Gamma(0.5 * df, 0.5): the number 0.5 is "
+            "copied from the host each time"))]
+    return pytest.param(*case, marks=marks, id=f"{model_name}-{guide_name}-{i}")
+
+
+@pytest.mark.parametrize("model_name, model_cfg, guide_name, guide_cfg",
+                         [_variant(i, case) for i, case in enumerate(VARIANTS)])
 def test_variant_step_has_no_host_read(model_name, model_cfg, guide_name, guide_cfg):
     state, data = _pair(model_name, guide_name, model_cfg, guide_cfg, elbo="meanfield")
     _step_without_host_reads(state, data)

@@ -451,3 +451,11 @@ def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
             check_graph_pair(model, guide)
     model = models.create_model("svgp", input_dim=2, num_inducing=4)  # RBF-ARD: accepted
     check_graph_pair(model, guides.create_guide("cholesky", model))
+
+
+def test_cuda_graph_refuses_the_student_t_likelihood():
+    from experiments.common.training import check_graph_pair
+
+    model = models.create_model("svgp", input_dim=2, num_inducing=4, likelihood="student-t")
+    with pytest.raises(ValueError, match="student-t likelihood cannot be captured"):
+        check_graph_pair(model, guides.create_guide("cholesky", model))

@@ -39,6 +39,7 @@ from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradien
 from guides.registry import guide_name_of
 from models.base import ZooModel, loss_only, module_device, sync_free
 from models.kernels import host_comparing_kernels
+from models.likelihoods import StudentTLikelihood
 from models.registry import model_name_of
 
 from . import distributed
@@ -768,6 +769,11 @@ def check_graph_pair(model, guide) -> None:
                          "step is not checked free of host reads and shape changes); pairs with "
                          f"CUDA-graph support: {', '.join(' + '.join(p) for p in GRAPH_PAIRS)}. "
                          "Train it with cuda_graph=false")
+    if isinstance(getattr(model, "likelihood", None), StudentTLikelihood):
+        raise ValueError(f"cuda_graph=True: the {pair[0]} model's student-t likelihood cannot be "
+                         "captured (torch's StudentT copies a number from the host each time it "
+                         "is built, in its Chi2). Use another likelihood, or train with "
+                         "cuda_graph=false")
     kernel = getattr(model, "kernel", None)
     comparing = host_comparing_kernels(kernel) if isinstance(kernel, gpytorch.kernels.Kernel) \
         else []
