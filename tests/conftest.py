@@ -77,49 +77,47 @@ def pytest_collection_modifyitems(config, items):
 
 # ------------------------------------------------------------------------------------------------
 # VBZOO_SIMULATE_GPU=1: a CPU rehearsal of the suite on a CUDA machine, where device="auto" moves
-# model and guide away from the test's CPU tensors. Here "auto" moves them to float64 instead, the
-# zoo's data movers (fit's batch transfer, and every caller of models.base.module_device) cast
-# floating data to float64 where they would move it to the GPU, and StrayDtypeMode
-# (tests/stray.py) fails wherever a float32 tensor of a test would have met a GPU tensor. Not part
-# of CI: an audit of test code (helpers that build data on the CPU and call the model after fit)
-# for contributors without a GPU. It cannot see code that moves data by other means.
+# model and guide away from the test's CPU tensors. Here "auto" resolves to tests.stray's
+# SIMULATED_GPU, a CPU device that compares unequal to "cpu"; under SimulatedGPUMode a move to it
+# makes floating tensors float64 (and so does a factory given device=SIMULATED_GPU), and a float32
+# tensor of a test that meets a float64 one fails (StrayTensorError) where it would have met a GPU
+# tensor. models.base.module_device answers SIMULATED_GPU for a float64 module, so that callers'
+# x.to(module_device(model)) is a move there. Not part of CI: an audit of test code (helpers that
+# build data on the CPU and call the model after fit) for contributors without a GPU. It cannot
+# see code that moves data by other means, and CUDA's own behaviour (graphs, nondeterminism).
 if os.environ.get("VBZOO_SIMULATE_GPU") == "1":
     import sys
 
     import models.base as _base  # noqa: E402
     from experiments.common import training as _training  # noqa: E402
-    from tests.stray import WIDE, StrayDtypeMode  # noqa: E402
+    from tests.stray import SIMULATED_GPU, WIDE, SimulatedGPUMode  # noqa: E402
 
-    _real_resolve, _real_to, _real_device = (_training.resolve_device, _training._to,
-                                             _base.module_device)
+    _real_resolve, _real_device = _training.resolve_device, _base.module_device
 
     def _resolve(device):
         if isinstance(device, str) and device == "auto":
-            return WIDE  # Module.to(torch.float64) moves exactly what .to("cuda") moves
+            return SIMULATED_GPU
         return _real_resolve(device)
-
-    def _to(batch, device, dtype=None):
-        if device == WIDE:
-            return tuple(t.to(WIDE) if t.is_floating_point() else t for t in batch)
-        return _real_to(batch, device, dtype)
 
     def _module_device(module):
         t = _base.first_tensor(module)
         if t is not None and t.dtype == WIDE:
-            return WIDE  # callers do x.to(module_device(model)): the cast stands for the move
+            return SIMULATED_GPU
         return _real_device(module)
 
     def _patch_movers():
-        """Point every imported ``module_device`` at the simulation (modules import it by name)."""
+        """Point every imported ``module_device`` and ``resolve_device`` at the simulation
+        (modules import them by name)."""
         for mod in list(sys.modules.values()):
             if getattr(mod, "module_device", None) is _real_device:
                 mod.module_device = _module_device
+            if getattr(mod, "resolve_device", None) is _real_resolve:
+                mod.resolve_device = _resolve
 
-    _training.resolve_device, _training._to = _resolve, _to
     _patch_movers()
 
     @pytest.fixture(autouse=True)
     def _simulate_gpu():
         _patch_movers()  # modules imported since
-        with StrayDtypeMode():
+        with SimulatedGPUMode():
             yield

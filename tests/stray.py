@@ -45,8 +45,8 @@ class StrayDtypeMode(TorchFunctionMode):
             return func(*args, **kwargs)
         leaves, _ = tree_flatten((args, kwargs))
         tensors = [t for t in leaves if isinstance(t, torch.Tensor)]
-        wide = [t for t in tensors if t.dtype == WIDE]
-        narrow = [t for t in tensors if t.dtype == NARROW and t.dim() > 0]
+        wide = [t for t in tensors if t.dtype == WIDE and self._counts(t)]
+        narrow = [t for t in tensors if t.dtype == NARROW and t.dim() > 0 and self._counts(t)]
         if wide and narrow:
             name = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
             raise StrayTensorError(
@@ -55,4 +55,78 @@ class StrayDtypeMode(TorchFunctionMode):
                 ".to(...); on CUDA this is a CPU tensor meeting a GPU one. Keep it in a parameter "
                 "or a registered buffer, or create it from one (x.new_zeros, device=/dtype= of "
                 "an input)")
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        self._after(tensors, out)
+        return out
+
+    def _after(self, inputs: list[torch.Tensor], out) -> None:
+        """A hook on each call's inputs and result (nothing, here)."""
+
+    def _counts(self, t: torch.Tensor) -> bool:
+        """Whether the tensor's dtype says where it is (always, here)."""
+        return True
+
+
+#: the stand-in for a CUDA device in the ``VBZOO_SIMULATE_GPU=1`` rehearsal (tests/conftest.py):
+#: a real CPU device (``.type == "cpu"``: code that asks where it is runs as on the CPU), which
+#: compares unequal to ``torch.device("cpu")``, so a move *to it* can be told from any other
+SIMULATED_GPU = torch.device("cpu", 0)
+
+
+def _is_sim(device) -> bool:
+    return isinstance(device, (torch.device, str)) and torch.device(device) == SIMULATED_GPU
+
+
+class SimulatedGPUMode(StrayDtypeMode):
+    """:class:`StrayDtypeMode` where "on the GPU" is "float64": ``Tensor.to(SIMULATED_GPU)``
+    (and so ``Module.to``) returns floating tensors in float64, and a factory given
+    ``device=SIMULATED_GPU`` without a dtype makes them in float64, as a tensor made on the GPU
+    is on the GPU. A float32 tensor that meets a float64 one is then one that stayed behind.
+    Two kinds of tensor say nothing about where they are and are not counted: one made float64 on
+    purpose (a factory given ``dtype=torch.float64``, such as fit's float64 epoch sums, or a cast
+    by ``.double()`` or ``.to(torch.float64)``), and one moved to another tensor's device (``y.to(pred.device)``: a simulated tensor reports the plain
+    CPU, so the move cannot widen it, but on a GPU it follows)."""
+
+    def _counts(self, t: torch.Tensor) -> bool:
+        return not getattr(t, "_vbzoo_unplaced", False)
+
+    def _after(self, inputs: list[torch.Tensor], out) -> None:
+        # what is computed from unplaced float64 tensors alone is unplaced too
+        wide = [t for t in inputs if t.dtype == WIDE]
+        if wide and all(getattr(t, "_vbzoo_unplaced", False) for t in wide):
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor) and t.dtype == WIDE:
+                    t._vbzoo_unplaced = True
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("dtype") == WIDE and not any(isinstance(a, torch.Tensor) for a in args):
+            out = func(*args, **kwargs)  # a factory asked for float64
+            if isinstance(out, torch.Tensor):
+                out._vbzoo_unplaced = True
+            return out
+        if func is torch.Tensor.double:  # a cast to float64 on purpose
+            out = func(*args, **kwargs)
+            out._vbzoo_unplaced = True
+            return out
+        if func is torch.Tensor.to:
+            out = func(*args, **kwargs)
+            target = kwargs.get("device", args[1] if len(args) > 1 else None)
+            if isinstance(target, torch.Tensor):
+                target = target.device
+            dtypes = [kwargs.get("dtype")] + [a for a in args[1:] if isinstance(a, torch.dtype)]
+            explicit = any(d is not None for d in dtypes)
+            if _is_sim(target) and not explicit and out.dtype == NARROW:
+                out = out.to(WIDE)
+            elif (isinstance(target, (torch.device, str)) and torch.device(target).type == "cpu"
+                  and not _is_sim(target)) or getattr(args[0], "_vbzoo_unplaced", False) \
+                    or (WIDE in dtypes and not _is_sim(target)):
+                # follows another tensor's device, did before, or is a float64 cast on purpose
+                out._vbzoo_unplaced = True
+            return out
+        if _is_sim(kwargs.get("device")) and kwargs.get("dtype") is None:
+            out = super().__torch_function__(func, types, args, kwargs)
+            if isinstance(out, torch.Tensor) and out.dtype == NARROW:
+                out = out.to(WIDE)
+            return out
+        return super().__torch_function__(func, types, args, kwargs)

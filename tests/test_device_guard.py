@@ -116,3 +116,26 @@ def test_naive_pyro_benchmark_peer_follows_to():
     x, y = torch.randn(5, 4, dtype=torch.float64), torch.randint(3, (5,))
     with StrayDtypeMode():
         Trace_ELBO()(model, guide)(x, y).backward()
+
+
+def test_simulated_gpu_mode_flags_a_stray_tensor_and_nothing_else():
+    """The VBZOO_SIMULATE_GPU rehearsal's mode (tests/conftest.py): a move to SIMULATED_GPU is a
+    cast to float64, a CPU float32 tensor meeting the moved module fails, and what is fine on a
+    GPU passes (a tensor made there, a follow move to another tensor's device, float64 on purpose)."""
+    from tests.stray import SIMULATED_GPU, SimulatedGPUMode, StrayTensorError
+
+    with SimulatedGPUMode():
+        layer = torch.nn.Linear(3, 2).to(SIMULATED_GPU)
+        assert layer.weight.dtype == torch.float64
+        x = torch.randn(4, 3)
+        with pytest.raises(StrayTensorError):
+            layer(x)  # x stayed behind
+        out = layer(x.to(SIMULATED_GPU))  # moved: fine
+        y = torch.randn(4, 2)
+        with pytest.raises(StrayTensorError):
+            out - y
+        _ = out - y.to(out.device)  # follows the prediction's device
+        _ = out + torch.ones(4, 2, device=SIMULATED_GPU)  # made there
+        sums = torch.zeros(2, dtype=torch.float64)
+        sums.add_(torch.ones(2))  # float64 on purpose: says nothing about its device
+        _ = torch.randn(4, 2).double().mean(0) - torch.randn(2)
