@@ -84,8 +84,9 @@ class SimulatedGPUMode(StrayDtypeMode):
     is on the GPU. A float32 tensor that meets a float64 one is then one that stayed behind.
     Two kinds of tensor say nothing about where they are and are not counted: one made float64 on
     purpose (a factory given ``dtype=torch.float64``, such as fit's float64 epoch sums, or a cast
-    by ``.double()`` or ``.to(torch.float64)``), and one moved to another tensor's device (``y.to(pred.device)``: a simulated tensor reports the plain
-    CPU, so the move cannot widen it, but on a GPU it follows)."""
+    by ``.double()`` or ``.to(torch.float64)``, and what is computed from those alone), and one
+    moved to another tensor's device (``y.to(pred.device)``: a simulated tensor reports the
+    plain CPU, so the move cannot widen it, but on a GPU it follows)."""
 
     def _counts(self, t: torch.Tensor) -> bool:
         return not getattr(t, "_vbzoo_unplaced", False)
