@@ -36,7 +36,10 @@ the machines are shared, and one thread makes the ratio about the work done). Th
 *interleaved*: in each of ``--repeats`` rounds every method runs ``--warmup`` untimed steps then
 ``--steps`` timed steps, in a rotating round-robin order; the table reports the median over rounds
 of the mean ms/step, and each method's ratio to plain torch. ``--profile`` prints the
-torch-profiler table of the zoo step.
+torch-profiler table of the zoo step. ``--phases`` (CPU) instead times the phases of the zoo's
+meanfield step and of the plain step (foreach Adam), alternating one step of each: the forward
+(:func:`~experiments.common.training.step_loss`), ``zero_grad``, ``backward``, the non-finite gate,
+the optimiser step, and the epoch sums with the one ``loss.item()``; medians in µs.
 
 Run: ``python -m experiments.benchmarks.vae_step [--steps 50 --repeats 9 --batch-size 128
 --hidden 400 --z-dim 50 --threads 1 --device cpu]``
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from collections.abc import Callable
 
 import pyro
@@ -174,7 +178,11 @@ def main(argv=None) -> dict[str, float]:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--profile", action="store_true", help="print the torch profile of the zoo step")
+    p.add_argument("--phases", action="store_true",
+                   help="time the phases of the zoo and plain steps instead (CPU)")
     args = p.parse_args(argv)
+    if args.phases and args.device != "cpu":
+        p.error("--phases times phases with the host clock: CPU only")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -183,10 +191,87 @@ def main(argv=None) -> dict[str, float]:
         torch.set_num_threads(threads)
 
 
+def phase_times(hidden, z_dim, batch_size, batches, steps: int, warmup: int
+                ) -> dict[str, dict[str, float]]:
+    """Median µs of each phase of the zoo's meanfield step and of the plain step (foreach Adam,
+    the zoo's CPU Adam), one step of each in turn, after ``warmup`` steps of each."""
+    from experiments.common.training import _accumulate, step_loss, step_mode
+
+    device = torch.device("cpu")
+    state = zoo_pair(hidden, z_dim, batch_size, "meanfield", device)
+    params = list(state.loss_fn.parameters())
+    sums = torch.zeros(2, dtype=torch.float64)
+    plain = PlainVAE(hidden, z_dim)
+    opt = torch.optim.Adam(plain.parameters(), lr=LR, foreach=True)
+    zoo_t: dict[str, list[float]] = {k: [] for k in ("forward", "zero_grad", "backward", "gate",
+                                                     "optimizer", "sums + item")}
+    plain_t: dict[str, list[float]] = {k: [] for k in ("forward", "zero_grad", "backward",
+                                                       "optimizer", "sums + item")}
+    clock = time.perf_counter
+    for i in range(warmup + steps):
+        x = batches()
+        t = [clock()]
+        with step_mode(state.model, True, True):  # as fit (see timing.zoo_step)
+            loss = step_loss(state, (x,))
+        t.append(clock())
+        for o in state.optimizers:
+            o.zero_grad(set_to_none=True)
+        t.append(clock())
+        loss.backward()
+        t.append(clock())
+        go = state.gate.gate(state.optimizers, loss, params)
+        t.append(clock())
+        if go:
+            for o in state.optimizers:
+                o.step()
+        state.step += 1
+        t.append(clock())
+        _accumulate(sums, state, loss)
+        loss.item()
+        t.append(clock())
+        p = [clock()]
+        ploss = plain.loss(x)
+        p.append(clock())
+        opt.zero_grad(set_to_none=True)
+        p.append(clock())
+        ploss.backward()
+        p.append(clock())
+        opt.step()
+        p.append(clock())
+        ploss.item()
+        p.append(clock())
+        if i >= warmup:
+            for times, marks in ((zoo_t, t), (plain_t, p)):
+                for k, a, b in zip(times, marks, marks[1:]):
+                    times[k].append(1e6 * (b - a))
+    return {name: {k: statistics.median(v) for k, v in times.items()}
+            for name, times in (("zoo (meanfield)", zoo_t), ("plain torch (foreach Adam)", plain_t))}
+
+
+def _print_phases(args, batches) -> dict[str, float]:
+    steps = args.steps * args.repeats
+    with pyro.validation_enabled(False):
+        phases = phase_times(args.hidden, args.z_dim, args.batch_size, batches, steps,
+                             args.warmup)
+    names = list(phases["zoo (meanfield)"])
+    print(f"VAE step phases, {X_DIM}-{args.hidden}-{args.z_dim}, batch {args.batch_size}, cpu, "
+          f"{args.threads} thread(s), median µs over {steps} alternating steps")
+    print("| method | " + " | ".join(names) + " | total |")
+    print("|---|" + "---|" * (len(names) + 1))
+    totals = {}
+    for method, ph in phases.items():
+        totals[method] = sum(ph.values())
+        print(f"| {method} | " + " | ".join(f"{ph[k]:.0f}" if k in ph else "" for k in names)
+              + f" | {totals[method]:.0f} |")
+    return totals
+
+
 def _run(args) -> dict[str, float]:
     device = torch.device(args.device)
     torch.manual_seed(0)
     batches = Batches(args.batch_size, device)
+    if args.phases:
+        return _print_phases(args, batches)
     with pyro.validation_enabled(False):
         methods = {
             "plain torch": plain_step(args.hidden, args.z_dim, batches, device),

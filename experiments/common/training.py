@@ -720,6 +720,16 @@ class _Writers:
             self.tb.close()
 
 
+def step_loss(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.0
+              ) -> torch.Tensor:
+    """The forward half of :func:`train_step`: the loss of ``batch`` under the guide's
+    ``elbo_context``, the KL weight and warm-up factor, and :func:`models.base.loss_only`."""
+    closed_form_kl = state.config.elbo == "meanfield"
+    # loss_only: the ELBO alone reads these traces, and the optimiser holds the parameters
+    with elbo_context(state.guide, closed_form_kl), _kl_scale(kl_scale), _warmup(beta), loss_only():
+        return state.loss_module(*batch)  # DDP's wrapper when data-parallel
+
+
 def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.0,
                params: list | None = None) -> torch.Tensor:
     """One SVI step of :func:`fit` on ``batch`` (a tuple of tensors on the right device): the
@@ -733,10 +743,7 @@ def train_step(state: TrainState, batch, kl_scale: float = 1.0, beta: float = 1.
     train or time is the zoo's step; they call :func:`check_finite` when they read results.
     Returns the (graph-carrying) loss.
     """
-    closed_form_kl = state.config.elbo == "meanfield"
-    # loss_only: the ELBO alone reads these traces, and the optimiser holds the parameters
-    with elbo_context(state.guide, closed_form_kl), _kl_scale(kl_scale), _warmup(beta), loss_only():
-        loss = state.loss_module(*batch)  # DDP's wrapper when data-parallel
+    loss = step_loss(state, batch, kl_scale, beta)
     params = params if params is not None else list(state.loss_fn.parameters())
     for optimizer in state.optimizers:
         optimizer.zero_grad(set_to_none=True)
