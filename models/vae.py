@@ -170,8 +170,10 @@ class VAE(ZooModel):
     :param str gaussian_scale: ``"network"`` (paper), ``"pixel"`` or ``"shared"``.
     :param float min_scale: :math:`s_{\\min}` of the Gaussian likelihood (its density is unbounded
         as the scale goes to 0; the floor keeps the bound finite).
-    :param bool check_data: check the shape and value range of every batch (:meth:`check_data`);
-        one vectorised comparison per batch.
+    :param bool check_data: check the shape and value range of the data (:meth:`check_data`):
+        ``fit`` checks the whole training set once before training (:meth:`validate_data`) and
+        no batch after that; other calls of the model (evaluation, the predictive) check their
+        input, one vectorised comparison each.
     :param int num_data: training-set size (set by ``fit``).
     """
 

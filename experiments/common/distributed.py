@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -247,19 +247,13 @@ def reduce_epoch_sums_(sums: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# launching local workers (tests, benchmarks): torch.multiprocessing.spawn + a free port
+# launching local workers (tests, benchmarks): torch.multiprocessing.spawn + a file rendezvous
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank_: int, world: int, port: int, fn: Callable, args: tuple, threads: int,
+def _worker(rank_: int, world: int, store: str, fn: Callable, args: tuple, threads: int,
             timeout_s: float) -> None:
     torch.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank_,
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank_,
                             world_size=world, timeout=datetime.timedelta(seconds=timeout_s))
     try:
         fn(rank_, world, *args)
@@ -270,6 +264,11 @@ def _worker(rank_: int, world: int, port: int, fn: Callable, args: tuple, thread
 def spawn_gloo(fn: Callable, world: int, *args, threads: int = 1, timeout_s: float = 300) -> None:
     """Run ``fn(rank, world, *args)`` in ``world`` fresh CPU processes joined in a gloo group
     (``torch.multiprocessing.spawn``; ``fn`` must be importable). Raises if any worker fails; a
-    collective that waits longer than ``timeout_s`` (a rank that left) fails instead of hanging."""
-    torch.multiprocessing.spawn(_worker, args=(world, free_port(), fn, args, threads, timeout_s),
-                                nprocs=world, join=True)
+    collective that waits longer than ``timeout_s`` (a rank that left) fails instead of hanging.
+
+    The ranks meet through a file in a fresh temporary folder (``file://`` rendezvous), not a TCP
+    port picked beforehand: a port found free can be taken by another process before rank 0
+    binds it, which under a parallel test run crashed a rank (SIGABRT) once."""
+    with tempfile.TemporaryDirectory(prefix="vbzoo-gloo-") as d:
+        torch.multiprocessing.spawn(_worker, args=(world, os.path.join(d, "store"), fn, args,
+                                                   threads, timeout_s), nprocs=world, join=True)
