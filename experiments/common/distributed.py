@@ -267,8 +267,8 @@ def spawn_gloo(fn: Callable, world: int, *args, threads: int = 1, timeout_s: flo
     collective that waits longer than ``timeout_s`` (a rank that left) fails instead of hanging.
 
     The ranks meet through a file in a fresh temporary folder (``file://`` rendezvous), not a TCP
-    port picked beforehand: a port found free can be taken by another process before rank 0
-    binds it, which under a parallel test run crashed a rank (SIGABRT) once."""
+    port picked beforehand, which another process can take before rank 0 binds it (a parallel
+    CI run once lost a rank with SIGABRT while the group formed; this rules that race out)."""
     with tempfile.TemporaryDirectory(prefix="vbzoo-gloo-") as d:
         torch.multiprocessing.spawn(_worker, args=(world, os.path.join(d, "store"), fn, args,
                                                    threads, timeout_s), nprocs=world, join=True)
