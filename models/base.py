@@ -141,6 +141,11 @@ class ZooModel(PyroModule):
         """Where the model's parameters and buffers live (see :func:`module_device`)."""
         return module_device(self)
 
+    def capture_blockers(self) -> list[str]:
+        """Why this configuration's step cannot be captured in a CUDA graph (parts that read to
+        the host whatever the zoo does), as phrases for ``fit``'s error; none by default."""
+        return []
+
     def data_plate(self, x: torch.Tensor) -> pyro.plate:
         """``pyro.plate("data", num_data, subsample=...)`` over the rows of ``x`` (dim -1)."""
         n = x.shape[0]

@@ -32,7 +32,6 @@ input dimension), ``period`` (periodic), ``alpha`` (rq), ``variance`` (linear), 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -40,6 +39,8 @@ import gpytorch
 import torch
 from gpytorch.kernels.kernel import dist as _gpytorch_dist
 from gpytorch.kernels.kernel import sq_dist as _gpytorch_sq_dist
+
+from .base import _flag
 
 BASE_TYPES = ("rbf", "matern12", "matern32", "matern52", "rq", "periodic", "linear")
 TYPES = BASE_TYPES + ("sum", "product")
@@ -150,19 +151,14 @@ _INPUTS_EQUAL: ContextVar[bool | None] = ContextVar("vbzoo_kernel_inputs_equal",
 _gpytorch_covar_dist = gpytorch.kernels.Kernel.covar_dist
 
 
-@contextlib.contextmanager
-def inputs_equal(equal: bool) -> Iterator[None]:
+def inputs_equal(equal: bool) -> contextlib.AbstractContextManager[None]:
     """Inside, every ``Kernel.covar_dist`` takes ``x1 == x2`` to be ``equal`` instead of asking
     ``torch.equal`` (a host read). Use it around ``kernel(z)`` or ``kernel(x, diag=True)``
     (``True``) and ``kernel(x, z)`` (``False``). Only kernels whose distances go through
     ``covar_dist`` (RBF, Matérn, RQ, and sums and output scales of them) are covered: a
     product or linear kernel compares its inputs in its own ``forward`` (see
     :func:`host_comparing_kernels`)."""
-    token = _INPUTS_EQUAL.set(bool(equal))
-    try:
-        yield
-    finally:
-        _INPUTS_EQUAL.reset(token)
+    return _flag(_INPUTS_EQUAL, bool(equal))
 
 
 def _covar_dist(self, x1, x2, diag=False, last_dim_is_batch=False, square_dist=False, **params):

@@ -60,11 +60,18 @@ from pyro.poutine.runtime import effectful
 from torch import nn
 
 from .base import ZooModel, is_sync_free, record
-from .kernels import build_kernel, build_mean, hyperparameters, inputs_equal
+from .kernels import (
+    build_kernel,
+    build_mean,
+    host_comparing_kernels,
+    hyperparameters,
+    inputs_equal,
+)
 from .likelihoods import (
     BernoulliLikelihood,
     CategoricalLikelihood,
     GaussianLikelihood,
+    StudentTLikelihood,
     likelihood_for,
 )
 from .registry import register_model
@@ -490,6 +497,20 @@ class SVGP(ZooModel):
             loc = self.mean_module(self.inducing_points) + L @ loc
             tril = torch.linalg.cholesky(L @ S @ L.T)
         return loc.unsqueeze(0), tril.unsqueeze(0)
+
+    def capture_blockers(self) -> list[str]:
+        out = []
+        if isinstance(self.likelihood, StudentTLikelihood):
+            out.append("its student-t likelihood cannot be captured (torch's StudentT copies a "
+                       "number from the host each time it is built, in its Chi2): use another "
+                       "likelihood")
+        comparing = host_comparing_kernels(self.kernel)
+        if comparing:
+            out.append(f"its kernel has parts that compare their inputs on the host in every "
+                       f"evaluation ({', '.join(comparing)}: GPyTorch calls torch.equal in their "
+                       "forward), which cannot be captured: use sums of rbf/matern/rq/periodic "
+                       "terms")
+        return out
 
     def hyperparameters(self) -> dict:
         """Kernel hyperparameters, the likelihood's noise and the mean constant, for reports."""

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gpytorch
 import pyro
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
@@ -38,8 +37,6 @@ from tqdm.auto import tqdm
 from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradient_parameters
 from guides.registry import guide_name_of
 from models.base import ZooModel, loss_only, module_device, sync_free
-from models.kernels import host_comparing_kernels
-from models.likelihoods import StudentTLikelihood
 from models.registry import model_name_of
 
 from . import distributed
@@ -769,27 +766,18 @@ def uses_cuda_graph(cfg: FitConfig, device: torch.device) -> bool:
 
 
 def check_graph_pair(model, guide) -> None:
-    """Refuse ``cuda_graph=True`` for a pair outside :data:`GRAPH_PAIRS`, listing them."""
+    """Refuse ``cuda_graph=True`` for a pair outside :data:`GRAPH_PAIRS`, listing them, and for a
+    model configuration that says it cannot be captured (``ZooModel.capture_blockers``)."""
     pair = (model_name_of(model), guide_name_of(guide))
     if pair not in GRAPH_PAIRS:
         raise ValueError(f"cuda_graph=True: the {pair[0]} + {pair[1]} pair is not captured (its "
                          "step is not checked free of host reads and shape changes); pairs with "
                          f"CUDA-graph support: {', '.join(' + '.join(p) for p in GRAPH_PAIRS)}. "
                          "Train it with cuda_graph=false")
-    if isinstance(getattr(model, "likelihood", None), StudentTLikelihood):
-        raise ValueError(f"cuda_graph=True: the {pair[0]} model's student-t likelihood cannot be "
-                         "captured (torch's StudentT copies a number from the host each time it "
-                         "is built, in its Chi2). Use another likelihood, or train with "
-                         "cuda_graph=false")
-    kernel = getattr(model, "kernel", None)
-    comparing = host_comparing_kernels(kernel) if isinstance(kernel, gpytorch.kernels.Kernel) \
-        else []
-    if comparing:
-        raise ValueError(f"cuda_graph=True: the {pair[0]} model's kernel has parts that compare "
-                         f"their inputs on the host in every evaluation ({', '.join(comparing)}: "
-                         "GPyTorch calls torch.equal in their forward), which cannot be "
-                         "captured. Use sums of rbf/matern/rq/periodic terms, or train with "
-                         "cuda_graph=false")
+    blockers = model.capture_blockers() if isinstance(model, ZooModel) else []
+    if blockers:
+        raise ValueError(f"cuda_graph=True for {pair[0]}: {'; '.join(blockers)}. Or train it "
+                         "with cuda_graph=false")
 
 
 class GraphedStep:
