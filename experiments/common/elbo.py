@@ -128,28 +128,47 @@ class _ELBOParts:
     """
 
     last_log_likelihood: torch.Tensor | float = 0.0
+    #: whether the surrogate's value is the loss (no score-function terms): the loss is then
+    #: the surrogate itself, with no ``loss + (surrogate - surrogate.detach())`` on top
+    _surrogate_is_loss = False
 
     def _get_traces(self, model, guide, args, kwargs):
         self.last_log_likelihood = 0.0
+        total = None
         for model_trace, guide_trace in super()._get_traces(model, guide, args, kwargs):
-            ll = 0.0
+            ll = None
             for site in model_trace.nodes.values():
                 if site["type"] == "sample" and site["is_observed"] and not is_subsample(site) \
                         and not is_deterministic(site):
-                    ll = ll + _detached(site["log_prob_sum"])
-            self.last_log_likelihood = self.last_log_likelihood + ll / self.num_particles
+                    ll = _plus(ll, _detached(site["log_prob_sum"]))
+            if ll is not None:
+                total = _plus(total, _per_particle(ll, self.num_particles))
+                self.last_log_likelihood = total
             yield model_trace, guide_trace
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """The surrogate loss whose value is the negative ELBO estimate and whose gradient is the
         ELBO's (Pyro's ``differentiable_loss`` without its host-side NaN check)."""
-        loss, surrogate = 0.0, 0.0
+        loss = surrogate = None
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             loss_p, surrogate_p = self._differentiable_loss_particle(model_trace, guide_trace)
-            loss = loss + loss_p / self.num_particles
-            surrogate = surrogate + surrogate_p / self.num_particles
-        surrogate = torch.as_tensor(surrogate)
+            loss = _plus(loss, _per_particle(loss_p, self.num_particles))
+            surrogate = _plus(surrogate, _per_particle(surrogate_p, self.num_particles))
+        surrogate = torch.as_tensor(0.0 if surrogate is None else surrogate)
+        if self._surrogate_is_loss:
+            return surrogate
         return _detached(loss) + (surrogate - surrogate.detach())
+
+
+def _plus(total, term):
+    """``total + term``, where ``None`` is an empty sum: ``0.0 + term`` would be one more tensor
+    op per term (a kernel launch on a GPU) for the same value."""
+    return term if total is None else total + term
+
+
+def _per_particle(value, num_particles: int):
+    """``value / num_particles``, without the division by 1 (same value, one op fewer)."""
+    return value if num_particles == 1 else value / num_particles
 
 
 def _run_pair(model, guide, args, kwargs):
@@ -184,11 +203,13 @@ class TraceELBO(_ELBOParts, Trace_ELBO):
         return model_trace, guide_trace
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
-        elbo, surrogate, log_r = 0.0, 0.0, None
+        elbo, surrogate, log_r = None, None, None
         for site in model_trace.nodes.values():
             if site["type"] == "sample" and "log_prob_sum" in site:
-                elbo = elbo + _detached(site["log_prob_sum"])
-                surrogate = surrogate + site["log_prob_sum"]
+                elbo = _plus(elbo, _detached(site["log_prob_sum"]))
+                surrogate = _plus(surrogate, site["log_prob_sum"])
+        elbo = 0.0 if elbo is None else elbo
+        surrogate = 0.0 if surrogate is None else surrogate
         for site in guide_trace.nodes.values():
             if site["type"] != "sample":
                 continue
@@ -246,15 +267,17 @@ class MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
             _check_mean_field_requirement(model_trace, guide_trace)
         return model_trace, guide_trace
 
+    _surrogate_is_loss = True  # (closed-form KLs and reparameterised draws only)
+
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         validate = is_validation_enabled()
-        elbo = 0.0
+        elbo = None
         for name, model_site in model_trace.nodes.items():
             if model_site["type"] != "sample":
                 continue
             if model_site["is_observed"]:
                 if not is_deterministic(model_site):
-                    elbo = elbo + model_site["log_prob_sum"]
+                    elbo = _plus(elbo, model_site["log_prob_sum"])
                 continue
             guide_site = guide_trace.nodes[name]
             if validate:
@@ -264,11 +287,11 @@ class MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
                 kl = scale_and_mask(kl, scale=guide_site["scale"], mask=guide_site["mask"])
                 kl_sum = kl.sum() if torch.is_tensor(kl) else \
                     kl * torch.Size(guide_site["fn"].batch_shape).numel()
-                elbo = elbo - kl_sum
+                elbo = -kl_sum if elbo is None else elbo - kl_sum
             else:  # Monte Carlo: log p(z) - log q(z) at the guide's (reparameterised) draw
                 model_trace.compute_log_prob(_named(name))
                 guide_trace.compute_log_prob(_named(name))
-                elbo = elbo + model_site["log_prob_sum"] - guide_site["log_prob_sum"]
+                elbo = _plus(elbo, model_site["log_prob_sum"]) - guide_site["log_prob_sum"]
         for name, guide_site in guide_trace.nodes.items():
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
                 if not guide_site["infer"].get("is_auxiliary"):
@@ -277,9 +300,9 @@ class MeanFieldELBO(_ELBOParts, TraceMeanField_ELBO):
                 if validate:
                     check_fully_reparametrized(guide_site)
                 guide_trace.compute_log_prob(_named(name))
-                elbo = elbo - guide_site["log_prob_sum"]
-        elbo = torch.as_tensor(elbo)
-        return -elbo.detach(), -elbo
+                elbo = -guide_site["log_prob_sum"] if elbo is None else elbo - guide_site["log_prob_sum"]
+        loss = -torch.as_tensor(0.0 if elbo is None else elbo)
+        return loss.detach(), loss
 
 
 ELBOS = ("trace", "meanfield")
