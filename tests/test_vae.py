@@ -346,3 +346,16 @@ def test_benchmark_phases_run_at_toy_size(capsys):
     assert "| zoo (meanfield) |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         vae_step.main(["--phases", "--device", "cuda"])
+
+
+def test_benchmark_counts_ops_at_toy_size(capsys):
+    from experiments.benchmarks import vae_step
+
+    counts = vae_step.main(["--ops", "--hidden", "8", "--z-dim", "2", "--batch-size", "4"])
+    assert set(counts) == {"plain torch", "zoo (meanfield)", "zoo (trace)", "bare pyro (meanfield)",
+                           "bare pyro (trace)"}
+    # the plain loss: four linears, their backward and gradient accumulation at least
+    assert counts["plain torch"] > 40
+    # the zoo's closed-form loss takes fewer ops than its Monte Carlo one (no log-densities of z)
+    assert counts["zoo (meanfield)"] < counts["zoo (trace)"]
+    assert "| zoo (meanfield) |" in capsys.readouterr().out

@@ -39,7 +39,11 @@ of the mean ms/step, and each method's ratio to plain torch. ``--profile`` print
 torch-profiler table of the zoo step. ``--phases`` (CPU) instead times the phases of the zoo's
 meanfield step and of the plain step (foreach Adam), alternating one step of each: the forward
 (:func:`~experiments.common.training.step_loss`), ``zero_grad``, ``backward``, the non-finite gate,
-the optimiser step, and the epoch sums with the one ``loss.item()``; medians in µs.
+the optimiser step, and the epoch sums with the one ``loss.item()``; medians in µs. ``--ops``
+instead counts the torch operations (``torch.profiler`` events: operators, autograd nodes,
+gradient accumulation) of one forward and backward of the zoo's meanfield and trace losses, of
+bare Pyro's and of plain torch's: a number that does not move with the machine's load (on a
+GPU, most of them are kernel launches).
 
 Run: ``python -m experiments.benchmarks.vae_step [--steps 50 --repeats 9 --batch-size 128
 --hidden 400 --z-dim 50 --threads 1 --device cpu]``
@@ -180,6 +184,8 @@ def main(argv=None) -> dict[str, float]:
     p.add_argument("--profile", action="store_true", help="print the torch profile of the zoo step")
     p.add_argument("--phases", action="store_true",
                    help="time the phases of the zoo and plain steps instead (CPU)")
+    p.add_argument("--ops", action="store_true",
+                   help="count the torch ops of one forward and backward of each loss instead")
     args = p.parse_args(argv)
     if args.phases and args.device != "cpu":
         p.error("--phases times phases with the host clock: CPU only")
@@ -248,6 +254,55 @@ def phase_times(hidden, z_dim, batch_size, batches, steps: int, warmup: int
             for name, times in (("zoo (meanfield)", zoo_t), ("plain torch (foreach Adam)", plain_t))}
 
 
+def op_counts(hidden, z_dim, batch_size, batches, device, rounds: int = 5) -> dict[str, float]:
+    """Torch ops (``torch.profiler`` events) per forward and backward of each method's loss,
+    averaged over ``rounds`` after two untimed ones."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from experiments.common.training import step_loss, step_mode
+
+    def zoo(elbo):
+        state = zoo_pair(hidden, z_dim, batch_size, elbo, device)
+
+        def run():
+            with step_mode(state.model, device.type != "cuda", True):
+                loss = step_loss(state, (batches(),))
+            loss.backward()
+        return run
+
+    def bare(elbo):
+        vae = BarePyroVAE(hidden, z_dim).to(device)
+        loss_fn = {"meanfield": pyro.infer.TraceMeanField_ELBO, "trace": pyro.infer.Trace_ELBO}[elbo]()
+        return lambda: loss_fn.differentiable_loss(vae.model, vae.guide, batches()).backward()
+
+    plain = PlainVAE(hidden, z_dim).to(device)
+    methods = {"plain torch": lambda: plain.loss(batches()).backward(),
+               "zoo (meanfield)": zoo("meanfield"), "zoo (trace)": zoo("trace"),
+               "bare pyro (meanfield)": bare("meanfield"), "bare pyro (trace)": bare("trace")}
+    activities = [ProfilerActivity.CPU]
+    counts = {}
+    for name, run in methods.items():
+        for _ in range(2):
+            run()
+        with profile(activities=activities) as prof:
+            for _ in range(rounds):
+                run()
+        counts[name] = sum(e.count for e in prof.key_averages()) / rounds
+    return counts
+
+
+def _print_ops(args, batches) -> dict[str, float]:
+    with pyro.validation_enabled(False):
+        counts = op_counts(args.hidden, args.z_dim, args.batch_size, batches, torch.device(args.device))
+    print(f"VAE loss, {X_DIM}-{args.hidden}-{args.z_dim}, batch {args.batch_size}, {args.device}: "
+          "torch ops (profiler events) per forward + backward")
+    print("| method | ops | ratio to plain torch |")
+    print("|---|---|---|")
+    for name, n in counts.items():
+        print(f"| {name} | {n:.0f} | {n / counts['plain torch']:.2f}x |")
+    return counts
+
+
 def _print_phases(args, batches) -> dict[str, float]:
     steps = args.steps * args.repeats
     with pyro.validation_enabled(False):
@@ -272,6 +327,8 @@ def _run(args) -> dict[str, float]:
     batches = Batches(args.batch_size, device)
     if args.phases:
         return _print_phases(args, batches)
+    if args.ops:
+        return _print_ops(args, batches)
     with pyro.validation_enabled(False):
         methods = {
             "plain torch": plain_step(args.hidden, args.z_dim, batches, device),
