@@ -334,6 +334,7 @@ def test_benchmark_script_runs_at_toy_size(capsys):
     assert ratios["plain torch"] == 1.0 and all(math.isfinite(r) and r > 0 for r in ratios.values())
     out = capsys.readouterr().out
     assert "| zoo (meanfield) |" in out and "plain torch with the same foreach Adam)" in out
+    assert "load average" in out  # beside every timing
 
 
 def test_benchmark_phases_run_at_toy_size(capsys):
@@ -343,7 +344,8 @@ def test_benchmark_phases_run_at_toy_size(capsys):
                             "--hidden", "8", "--z-dim", "2", "--batch-size", "4"])
     assert set(totals) == {"zoo (meanfield)", "plain torch (foreach Adam)"}
     assert all(t > 0 for t in totals.values())
-    assert "| zoo (meanfield) |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| zoo (meanfield) |" in out and "load average" in out
     with pytest.raises(SystemExit):
         vae_step.main(["--phases", "--device", "cuda"])
 

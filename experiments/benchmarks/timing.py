@@ -3,6 +3,7 @@ process, so that machine load hits every method alike; ratios of medians are wha
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 
@@ -75,13 +76,33 @@ def graphed_zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]
     return step
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (``None`` where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_line(before: float | None) -> str:
+    """The line every timing prints beside its numbers: the load average when the timing began
+    (``before``) and now, and the cores, so that a reader can tell a quiet machine from a busy
+    one."""
+    after = load_average()
+    if before is None or after is None:
+        return "load average: not available on this platform"
+    return (f"load average (1 min): {before:.2f} when timing began, {after:.2f} when it ended; "
+            f"{os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)")
+
+
 def interleaved(methods: dict[str, Callable[[], float]], steps: int, repeats: int, warmup: int,
                 device: torch.device) -> dict[str, list[float]]:
     """ms/step of each method in each of ``repeats`` rounds: per round, every method runs
     ``warmup`` untimed then ``steps`` timed steps; the starting method rotates from round to round
-    so that none always runs first."""
+    so that none always runs first. Prints :func:`load_line` when done."""
     names = list(methods)
     times: dict[str, list[float]] = {n: [] for n in names}
+    load = load_average()
     for r in range(repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
@@ -94,4 +115,5 @@ def interleaved(methods: dict[str, Callable[[], float]], steps: int, repeats: in
                 step()
             sync(device)
             times[name].append(1e3 * (time.perf_counter() - t0) / steps)
+    print(load_line(load))
     return times

@@ -63,7 +63,7 @@ from torch import nn
 
 import guides
 import models
-from experiments.benchmarks.timing import graphed_zoo_step, interleaved
+from experiments.benchmarks.timing import graphed_zoo_step, interleaved, load_average, load_line
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -305,6 +305,7 @@ def _print_ops(args, batches) -> dict[str, float]:
 
 def _print_phases(args, batches) -> dict[str, float]:
     steps = args.steps * args.repeats
+    load = load_average()
     with pyro.validation_enabled(False):
         phases = phase_times(args.hidden, args.z_dim, args.batch_size, batches, steps,
                              args.warmup)
@@ -318,6 +319,7 @@ def _print_phases(args, batches) -> dict[str, float]:
         totals[method] = sum(ph.values())
         print(f"| {method} | " + " | ".join(f"{ph[k]:.0f}" if k in ph else "" for k in names)
               + f" | {totals[method]:.0f} |")
+    print(load_line(load))
     return totals
 
 
