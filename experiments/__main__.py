@@ -337,7 +337,7 @@ def cmd_run(args, argv: list[str] | None = None) -> int:
             and args.nproc != int(os.environ["WORLD_SIZE"]):
         raise ValueError(f"--nproc {args.nproc} under torchrun with WORLD_SIZE="
                          f"{os.environ['WORLD_SIZE']}: leave --nproc out under torchrun")
-    main_rank = not distributed.init_from_env() or distributed.is_main()
+    main_rank = not distributed.init_from_env(args.device) or distributed.is_main()
     if not main_rank:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs the run
     try:

@@ -271,3 +271,45 @@ def test_cli_nproc_2_writes_one_run_folder_on_rank_0_and_resumes(tmp_path):
 def test_cli_refuses_an_experiment_that_cannot_run_data_parallel():
     proc = _cli("run", "blundell-bandit", "--smoke", "--nproc", "2")
     assert proc.returncode == 2 and "cannot run data-parallel" in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def one_gpu_node(monkeypatch):
+    """A torchrun worker (local rank given by the test) on a node with one GPU: CUDA reported
+    present, the process group and the current-device call recorded instead of made."""
+    calls = {"init": [], "set_device": []}
+    for k, v in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("VBZOO_DIST_BACKEND", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls["set_device"].append(i))
+    monkeypatch.setattr(distributed.dist, "init_process_group",
+                        lambda **kw: calls["init"].append(kw["backend"]))
+    return calls
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda", None])
+def test_a_cuda_run_with_more_processes_than_gpus_is_refused_before_the_group_forms(
+        one_gpu_node, monkeypatch, device):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match=r"process 1 of this node has no GPU: torchrun started 2 "
+                       r"processes per node on a machine with 1 GPU.*at most 1.*--device cpu"):
+        distributed.init_from_env(device)
+    assert one_gpu_node == {"init": [], "set_device": []}
+
+
+@pytest.mark.parametrize("local_rank", ["0", "1"])
+def test_a_cpu_run_on_a_cuda_machine_uses_gloo_and_touches_no_gpu(one_gpu_node, monkeypatch,
+                                                                  local_rank):
+    """``--nproc 2 --device cpu`` on a one-GPU machine (the CLI test above, on a GPU node): it
+    used to set rank 1's current device to a GPU that does not exist."""
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert distributed.init_from_env("cpu")
+    assert one_gpu_node == {"init": ["gloo"], "set_device": []}
+
+
+def test_a_cuda_run_puts_each_rank_on_its_gpu_over_nccl(one_gpu_node, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert distributed.init_from_env("auto")
+    assert one_gpu_node == {"init": ["cpu:gloo,cuda:nccl"], "set_device": [0]}

@@ -3,8 +3,10 @@ r"""Data-parallel SVI across processes: ``torch.distributed`` and ``DistributedD
 :func:`~experiments.common.training.fit` runs data-parallel when the default process group is
 initialised: by the caller (``torch.distributed.init_process_group``), or by :func:`init_from_env`
 when ``torchrun`` launched the process (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in the
-environment; the CLI calls it). Backends: ``gloo`` on a CPU-only machine, ``cpu:gloo,cuda:nccl``
-where CUDA is present (the tensors' device picks the backend), each rank on ``cuda:LOCAL_RANK``.
+environment; the CLI calls it). Backends: ``gloo`` for a run on the CPU (a CPU-only machine, or
+``--device cpu`` on a CUDA one), ``cpu:gloo,cuda:nccl`` for a run on CUDA (the tensors' device
+picks the backend), each rank on ``cuda:LOCAL_RANK``; a CUDA run with more processes per node than
+GPUs is refused with what to do.
 Communication is torch's: DDP's bucketed gradient all-reduce, and ``all_reduce`` /
 ``all_gather`` / ``broadcast_object_list`` for the few scalars below. Nothing here sends data
 by other means.
@@ -33,6 +35,7 @@ each rank's Monte Carlo noise with ``seed + rank`` (``+ world_size * step`` on a
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import tempfile
 from collections.abc import Callable
@@ -73,13 +76,21 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def default_backend() -> str:
-    """``gloo`` without CUDA; ``cpu:gloo,cuda:nccl`` with it (CUDA tensors over NCCL, CPU ones
-    over gloo). ``$VBZOO_DIST_BACKEND`` overrides."""
+def default_backend(device: str | torch.device | None = None) -> str:
+    """``gloo`` for a run on the CPU (see :func:`runs_on_cuda`); ``cpu:gloo,cuda:nccl`` for one
+    on CUDA (CUDA tensors over NCCL, CPU ones over gloo). ``$VBZOO_DIST_BACKEND`` overrides."""
     env = os.environ.get("VBZOO_DIST_BACKEND")
     if env:
         return env
-    return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    return "cpu:gloo,cuda:nccl" if runs_on_cuda(device) else "gloo"
+
+
+def runs_on_cuda(device: str | torch.device | None) -> bool:
+    """Whether a run asked to go on ``device`` (``None`` or ``"auto"``: CUDA when present, as
+    ``fit`` resolves it) uses CUDA."""
+    if device is None or str(device) == "auto":
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda"
 
 
 def backend() -> str | None:
@@ -87,23 +98,52 @@ def backend() -> str | None:
     return str(dist.get_backend()) if active() else None
 
 
-def init_from_env() -> bool:
+def init_from_env(device: str | torch.device | None = None) -> bool:
     """Initialise the default process group from torchrun's environment (``env://``) unless it
-    already is; on CUDA also make ``cuda:LOCAL_RANK`` the current device, so that ``"cuda"`` and
-    ``"auto"`` mean this rank's GPU. Returns whether the process is now distributed."""
+    already is, for a run on ``device`` (``None``/``"auto"``: CUDA when present). On CUDA it
+    also makes ``cuda:LOCAL_RANK`` the current device, so that ``"cuda"`` and ``"auto"`` mean
+    this rank's GPU; a run on the CPU touches no GPU and uses gloo, whatever the machine has.
+    Returns whether the process is now distributed.
+
+    :raises ValueError: a CUDA run whose rank has no GPU of its own (more processes per node
+        than GPUs), before any process group forms.
+    """
     if active():
         return True
     if not launched_by_torchrun():
         return False
-    if torch.cuda.is_available():
+    cuda = runs_on_cuda(device)
+    if cuda:
+        gpus = torch.cuda.device_count()
+        if local_rank() >= gpus:
+            per_node = os.environ.get("LOCAL_WORLD_SIZE", "more than")
+            raise ValueError(
+                f"process {local_rank()} of this node has no GPU: torchrun started {per_node} "
+                f"processes per node on a machine with {gpus} GPU(s), and a run on CUDA puts "
+                f"one process on each. Start at most {gpus} (--nproc / --nproc_per_node), or "
+                "run on the CPU with --device cpu")
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(backend=default_backend())
+    dist.init_process_group(backend=default_backend("cuda" if cuda else "cpu"))
     return True
 
 
 def shutdown() -> None:
+    """Destroy the default process group and free what still refers to it before the process
+    exits (:func:`_release_group`)."""
     if active():
-        dist.destroy_process_group()
+        _release_group()
+
+
+def _release_group() -> None:
+    """``destroy_process_group``, then a garbage collection. DDP's reducer sits in reference
+    cycles that hold the group; left to the collection at interpreter exit, gloo's worker
+    threads could still be freeing the tensors of a finished collective (``all_gather_object``)
+    when Python is torn down, and the process aborts ("terminate called without an active
+    exception", SIGABRT) after its work is done: about 1 run in 10 of
+    ``tests/test_distributed.py``'s two-process fit. Collected here, the group's destructor
+    joins those threads while the interpreter is alive."""
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -258,7 +298,7 @@ def _worker(rank_: int, world: int, store: str, fn: Callable, args: tuple, threa
     try:
         fn(rank_, world, *args)
     finally:
-        dist.destroy_process_group()
+        _release_group()
 
 
 def spawn_gloo(fn: Callable, world: int, *args, threads: int = 1, timeout_s: float = 300) -> None:
