@@ -108,7 +108,8 @@ class SimulatedGPUMode(StrayDtypeMode):
             return out
         if func is torch.Tensor.double:  # a cast to float64 on purpose
             out = func(*args, **kwargs)
-            out._vbzoo_unplaced = True
+            if out is not args[0]:  # (on a float64 tensor a no-op: it stays where it was)
+                out._vbzoo_unplaced = True
             return out
         if func is torch.Tensor.to:
             out = func(*args, **kwargs)
@@ -119,6 +120,8 @@ class SimulatedGPUMode(StrayDtypeMode):
             explicit = any(d is not None for d in dtypes)
             if _is_sim(target) and not explicit and out.dtype == NARROW:
                 out = out.to(WIDE)
+            elif out is args[0] and not isinstance(target, (torch.device, str)):
+                pass  # a no-op cast (.to(torch.float64) of a float64 tensor) leaves it in place
             elif (isinstance(target, (torch.device, str)) and torch.device(target).type == "cpu"
                   and not _is_sim(target)) or getattr(args[0], "_vbzoo_unplaced", False) \
                     or (WIDE in dtypes and not _is_sim(target)):

@@ -139,3 +139,7 @@ def test_simulated_gpu_mode_flags_a_stray_tensor_and_nothing_else():
         sums = torch.zeros(2, dtype=torch.float64)
         sums.add_(torch.ones(2))  # float64 on purpose: says nothing about its device
         _ = torch.randn(4, 2).double().mean(0) - torch.randn(2)
+        # a no-op cast of a tensor on the device leaves it there: it still counts
+        for same in (out.double(), out.to(torch.float64)):
+            with pytest.raises(StrayTensorError):
+                same - torch.randn(4, 2)
