@@ -136,14 +136,19 @@ class BarePyroVAE(nn.Module):
             pyro.sample("z", pyro.distributions.Normal(loc, scale).to_event(1))
 
 
-def bare_pyro_step(hidden, z_dim, elbo, batches, device) -> Callable[[], float]:
+def bare_pyro_loss(hidden, z_dim, elbo, batches, device):
+    """Bare Pyro's VAE on the same nets and its loss of the next batch: ``(vae, loss())``."""
     vae = BarePyroVAE(hidden, z_dim).to(device)
-    opt = torch.optim.Adam(vae.parameters(), lr=LR)
     loss_fn = {"meanfield": pyro.infer.TraceMeanField_ELBO, "trace": pyro.infer.Trace_ELBO}[elbo]()
-    loss_fn = loss_fn.differentiable_loss
+    return vae, lambda: loss_fn.differentiable_loss(vae.model, vae.guide, batches())
+
+
+def bare_pyro_step(hidden, z_dim, elbo, batches, device) -> Callable[[], float]:
+    vae, loss_of_batch = bare_pyro_loss(hidden, z_dim, elbo, batches, device)
+    opt = torch.optim.Adam(vae.parameters(), lr=LR)
 
     def step() -> float:
-        loss = loss_fn(vae.model, vae.guide, batches())
+        loss = loss_of_batch()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -271,20 +276,18 @@ def op_counts(hidden, z_dim, batch_size, batches, device, rounds: int = 5) -> di
         return run
 
     def bare(elbo):
-        vae = BarePyroVAE(hidden, z_dim).to(device)
-        loss_fn = {"meanfield": pyro.infer.TraceMeanField_ELBO, "trace": pyro.infer.Trace_ELBO}[elbo]()
-        return lambda: loss_fn.differentiable_loss(vae.model, vae.guide, batches()).backward()
+        _, loss_of_batch = bare_pyro_loss(hidden, z_dim, elbo, batches, device)
+        return lambda: loss_of_batch().backward()
 
     plain = PlainVAE(hidden, z_dim).to(device)
     methods = {"plain torch": lambda: plain.loss(batches()).backward(),
                "zoo (meanfield)": zoo("meanfield"), "zoo (trace)": zoo("trace"),
                "bare pyro (meanfield)": bare("meanfield"), "bare pyro (trace)": bare("trace")}
-    activities = [ProfilerActivity.CPU]
     counts = {}
     for name, run in methods.items():
         for _ in range(2):
             run()
-        with profile(activities=activities) as prof:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(rounds):
                 run()
         counts[name] = sum(e.count for e in prof.key_averages()) / rounds

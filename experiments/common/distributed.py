@@ -116,7 +116,7 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
     if cuda:
         gpus = torch.cuda.device_count()
         if local_rank() >= gpus:
-            per_node = os.environ.get("LOCAL_WORLD_SIZE", "more than")
+            per_node = os.environ.get("LOCAL_WORLD_SIZE", f"more than {gpus}")
             raise ValueError(
                 f"process {local_rank()} of this node has no GPU: torchrun started {per_node} "
                 f"processes per node on a machine with {gpus} GPU(s), and a run on CUDA puts "
