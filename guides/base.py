@@ -15,6 +15,12 @@ ZooGuide)``, never by looking for attributes or reading signatures:
   out of the configured optimiser. Default: none; the SVGP guide ``cholesky`` with
   ``natural_gradient=True`` returns its natural parameters of q(u).
 
+- :meth:`ZooGuide.numerical_problems` ``()``: what about the guide's current state no float
+  computation can represent (``fit`` stops with the reasons after an epoch). Default: none; the
+  SVGP's q(u) guides report a Cholesky factor with a condition number beyond float precision.
+- :meth:`ZooGuide.fit_advice` ``(model, config)``: the settings that help this pair when a fit
+  goes non-finite or reports nonsense, as ``--set`` strings (``fit`` puts them in its error).
+
 A plain Pyro guide (any callable) still trains and predicts: it just has no hooks.
 """
 
@@ -57,6 +63,34 @@ class ZooGuide:
         the natural-gradient step on the full-data-scaled loss (no num_data factor); a guide that
         returns a non-empty list must define the float attribute ``ngd_lr``."""
         return []
+
+
+    def numerical_problems(self) -> list[str]:
+        """Why the guide's current state cannot be computed with in its dtype (default: none)."""
+        return []
+
+    def fit_advice(self, model, config) -> list[str]:
+        """Settings that help this pair train when its loss goes non-finite, most effective first,
+        each a ``--set`` string with the value to use (default: :func:`generic_advice`)."""
+        return generic_advice(config)
+
+
+def generic_advice(config) -> list[str]:
+    """An lr of at most a tenth of the current one and at most 1e-3 (Adam's usual range; a tenth
+    of an lr far out of range still diverges), then gradient clipping (``clip_norm``)."""
+    lr = min(float(config.lr) / 10, 1e-3)
+    tips = [f"--set fit.lr={lr:.3g} (now {float(config.lr):.3g})"]
+    if config.clip_norm is None:
+        tips.append("--set fit.clip_norm=10 (clip the gradient norm)")
+    return tips
+
+
+def fit_advice(guide, model, config) -> list[str]:
+    """``guide.fit_advice(model, config)`` for a :class:`ZooGuide`, :func:`generic_advice`
+    otherwise."""
+    if isinstance(guide, ZooGuide):
+        return guide.fit_advice(model, config)
+    return generic_advice(config)
 
 
 class ImplausibleSettingWarning(UserWarning):

@@ -55,6 +55,12 @@ class Likelihood(PyroModule):
     def forward(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return pyro.sample("obs", self.distribution(f), obs=y)
 
+    def max_log_density(self) -> float | None:
+        r"""The supremum over ``f`` and ``y`` of :math:`\log p(y \mid f)` for one observation at
+        the current parameters (``None``: unbounded or unknown). ``fit`` refuses an epoch whose
+        expected log-likelihood (hence ELBO) exceeds ``num_data`` times it: no posterior can."""
+        return None
+
     def check_targets(self, y: torch.Tensor) -> None:
         """Check a whole set of targets once, before training (``fit`` calls it through
         :meth:`models.base.ZooModel.validate_data`); the default accepts any finite reals."""
@@ -93,6 +99,10 @@ class GaussianLikelihood(Likelihood):
     def distribution(self, f):
         # f: (..., N, 1) -> loc (..., N), aligned with the data plate at dim -1
         return dist.Normal(f.squeeze(-1), self.noise_std)
+
+    def max_log_density(self) -> float:
+        r""":math:`-\log\sigma - \tfrac12\log 2\pi`, the density of a residual of 0."""
+        return -math.log(float(self.noise_std.detach())) - 0.5 * math.log(2 * math.pi)
 
     def expected_log_prob(self, loc, var, y):
         r""":math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log\mathcal N(y \mid f, \sigma^2)
@@ -142,9 +152,20 @@ class StudentTLikelihood(Likelihood):
     def distribution(self, f):
         return dist.StudentT(self.df, f.squeeze(-1), self.noise_std)
 
+    def max_log_density(self) -> float:
+        r"""The Student-t density at its mode: :math:`\log\Gamma(\frac{\nu+1}2) -
+        \log\Gamma(\frac\nu2) - \frac12\log\nu\pi - \log\sigma`."""
+        nu = float(self.df)
+        return (math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
+                - math.log(float(self.noise_std.detach())))
+
 
 class BernoulliLikelihood(Likelihood):
     r"""Binary classification :math:`y_n \sim \mathrm{Bernoulli}(\sigma(f_n))`, labels 0/1 as floats."""
+
+    def max_log_density(self) -> float:
+        """0: a probability is at most 1."""
+        return 0.0
 
     def distribution(self, f):
         return dist.Bernoulli(logits=f.squeeze(-1))
@@ -171,6 +192,10 @@ class CategoricalLikelihood(Likelihood):
             raise ValueError(f"the categorical (softmax) likelihood needs num_classes >= 2, got "
                              f"{num_classes!r}")
         self.num_outputs = int(num_classes)
+
+    def max_log_density(self) -> float:
+        """0: a probability is at most 1."""
+        return 0.0
 
     def distribution(self, f):
         return dist.Categorical(logits=f)

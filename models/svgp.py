@@ -481,22 +481,24 @@ class SVGP(ZooModel):
             raise ValueError("optimal_q_u is closed-form for the gaussian likelihood only")
         x = self._check_x(x)
         y = self._check_y(x, y)
-        noise_var = self.likelihood.noise_std ** 2
-        eye = torch.eye(self.num_inducing, dtype=self.dtype, device=x.device)
+        # the sums and the solves in float64: the precision's eigenvalues reach N/sigma^2, which
+        # float32 sums over 10^5 rows round away (the result is cast back to the model's dtype)
+        noise_var = self.likelihood.noise_std.detach().double() ** 2
+        eye = torch.eye(self.num_inducing, dtype=torch.float64, device=x.device)
         prec, rhs = eye.clone(), eye.new_zeros(self.num_inducing)
         for start in range(0, x.shape[0], chunk_size):
             cond = self.conditional(x[start:start + chunk_size])
-            A = cond.A
+            A = cond.A.double()
             prec += A @ A.T / noise_var
-            rhs += A @ (y[start:start + chunk_size] - cond.mean_x) / noise_var
+            rhs += A @ (y[start:start + chunk_size] - cond.mean_x).double() / noise_var
         S = torch.cholesky_inverse(torch.linalg.cholesky(prec))
         loc = S @ rhs
         tril = torch.linalg.cholesky(S)
         if not self.whiten:  # u = m(Z) + L v: mean and covariance through L
-            L = cond.L
-            loc = self.mean_module(self.inducing_points) + L @ loc
+            L = cond.L.double()
+            loc = self.mean_module(self.inducing_points).double() + L @ loc
             tril = torch.linalg.cholesky(L @ S @ L.T)
-        return loc.unsqueeze(0), tril.unsqueeze(0)
+        return loc.unsqueeze(0).to(self.dtype), tril.unsqueeze(0).to(self.dtype)
 
     def capture_blockers(self) -> list[str]:
         out = []

@@ -39,7 +39,7 @@ from guides.registry import guide_name_of
 from models.base import ZooModel, loss_only, module_device, sync_free
 from models.registry import model_name_of
 
-from . import distributed
+from . import distributed, health
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_zoo_file
 from .config import dataclass_from_dict
 from .elbo import ELBOS, make_elbo  # noqa: F401  (make_elbo: re-exported for callers)
@@ -539,9 +539,8 @@ def check_finite(state: TrainState) -> None:
         state.step = gate.start + int(ok)
         raise FloatingPointError(
             f"non-finite loss or gradient at epoch {state.epoch + 1}, step {state.step + 1}; "
-            "parameters were not updated from that step on. Try a smaller lr (now "
-            f"{state.optimizer.param_groups[0]['lr']:.3g}), clip_norm, or a smaller guide "
-            "init_scale")
+            "parameters were not updated from that step on; "
+            f"{health.advice(state.model, state.guide, state.config)}")
     gate.reset(state.step)
 
 
@@ -862,9 +861,15 @@ class GraphedStep:
 
 def _accumulate(sums: torch.Tensor, state: TrainState, loss: torch.Tensor) -> None:
     """Add the step's loss and log-likelihood to the epoch's sums, on the device (a step the gate
-    stopped adds nothing: the sums stay those of the good steps)."""
+    stopped adds nothing: the sums stay those of the good steps). Sums of four entries also take
+    the step's KL estimate (loss + log-likelihood) and its square, for the KL check of
+    :mod:`~experiments.common.health`."""
     ll = state.loss_fn.elbo.last_log_likelihood
-    sums.add_(torch.where(state.gate.found > 0, 0.0, torch.stack((loss.detach(), ll))))
+    values = torch.stack((loss.detach(), ll))
+    if sums.shape[0] == 4:  # (in float64: a broken fit's KL of 1e28 squares past float32's range)
+        kl = values.to(sums.dtype).sum().reshape(1)
+        values = torch.cat((values.to(sums.dtype), kl, kl.square()))
+    sums.add_(torch.where(state.gate.found > 0, 0.0, values))
 
 
 def fit(model, guide, data, config: FitConfig | dict | None = None,
@@ -914,7 +919,9 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     if parallel and state.ddp is None:
         distributed.prepare(state, _to(next(iter(loader)), device, dtype), device)
     state.gate.reset(state.step)
-    sums = torch.zeros(2, dtype=torch.float64, device=device)  # the epoch's loss and log-lik
+    # the epoch's loss, log-likelihood, and per-step KL estimates with their squares
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    kl_pool = health.KLPool(last_sup=health.max_log_density(state.model))
     out_dir = cfg.out_dir if main else None  # [distributed] rank 0 writes
     writers = _Writers(out_dir, cfg.tensorboard)
     ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir and cfg.checkpoint else None
@@ -962,7 +969,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                 nb = i + 1
                 if parallel:  # [distributed] the union batch's estimates: the mean over ranks
                     distributed.reduce_epoch_sums_(sums)
-                tot_loss, tot_ll = sums.tolist()
+                tot_loss, tot_ll, kl_sum, kl_squares = sums.tolist()
                 row = {"epoch": epoch + 1, "loss": tot_loss / nb, "elbo": -tot_loss / nb,
                        "log_likelihood": tot_ll / nb, "kl": (tot_ll - (-tot_loss)) / nb,
                        "lr": float(state.optimizer.param_groups[0]["lr"]),
@@ -975,6 +982,16 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                 state.scheduler.step()
                 state.epoch = epoch + 1
                 state.history.append(row)
+                problem = health.epoch_problem(state, row, kl_pool, nb, (kl_sum, kl_squares)) \
+                    if main else None
+                if parallel:  # [distributed] every rank stops together
+                    problem = distributed.broadcast_object(problem)
+                if problem is not None:  # never a checkpoint of it; the history shows it
+                    guard.last_bad = problem
+                    writers.write(state.history)
+                    raise health.ImplausibleFitError(
+                        f"{cfg.desc}: {problem}; "
+                        f"{health.advice(state.model, state.guide, cfg)}")
                 if eval_fn is not None and main and (state.epoch % cfg.eval_every == 0
                                                      or state.epoch == cfg.epochs):
                     with torch.no_grad():
@@ -1003,6 +1020,12 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                     last_line = now
     except BaseException as exc:
         _save_on_failure(state, writers, ckpt_path, guard, exc)
+        if isinstance(exc, ValueError) and "Expected parameter" in str(exc):
+            # Pyro's argument validation found a parameter gone NaN or out of its support
+            raise FloatingPointError(
+                f"{cfg.desc}: non-finite or invalid parameters at epoch {state.epoch + 1}, step "
+                f"{state.step + 1} ({str(exc).splitlines()[0][:160]}); "
+                f"{health.advice(state.model, state.guide, cfg)}") from exc
         raise
     finally:
         writers.close()
