@@ -1,5 +1,5 @@
 """Command line: ``python -m experiments list | pairs | run NAME | reproduce | report | fit |
-predict``."""
+predict | compare``."""
 
 from __future__ import annotations
 
@@ -78,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--task", choices=("regression", "classification"), default=None,
                      help="default: regression")
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="model_cfg.*, guide_cfg.*, fit.* or num_samples, e.g. "
+                     help="model_cfg.*, guide_cfg.*, fit.*, num_samples or ensemble, e.g. "
                           "--set fit.epochs=50 --set model_cfg.widths=[32] (repeatable)")
+    fit.add_argument("--ensemble", type=int, default=1, metavar="K",
+                     help="train a deep ensemble of K members of the pair (each from its own "
+                          "seeded start) and predict with their mixture (default 1: one fit; "
+                          "same as --set ensemble=K)")
     fit.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:i]")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", default="results", help="results root (default ./results)")
@@ -92,6 +96,36 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", default=None, help="CSV to write (default RUN_DIR/predictions.csv)")
     pred.add_argument("--device", default="cpu", help="cpu (default), auto or cuda[:i]")
     pred.add_argument("--seed", type=int, default=0, help="seed of the predictive draws")
+    cmp_ = sub.add_parser("compare", help="fit a panel of methods on one split of your table "
+                                          "and write a leaderboard")
+    cmp_.add_argument("--data", required=True, help="CSV with a header row, .npz or .pt (x, y, "
+                                                    "optional x_test, y_test)")
+    cmp_.add_argument("--target", default=None, help="the target column of a CSV")
+    held = cmp_.add_mutually_exclusive_group()
+    held.add_argument("--test", default=None, help="a file of test rows (same columns)")
+    held.add_argument("--test-fraction", type=float, default=None,
+                      help="hold out this random fraction of the rows (default 0.1)")
+    cmp_.add_argument("--task", choices=("regression", "classification"), default=None,
+                      help="default: regression")
+    cmp_.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
+                      help="training seconds per method (default 60; a deep ensemble's covers "
+                           "all its members): epochs = min(default, budget / seconds per epoch "
+                           "of a one-epoch pilot), at least 1")
+    cmp_.add_argument("--pairs", default=None, metavar="M/G[,M/G...]",
+                      help="comma-separated methods: model/guide, ensemble:model/guide, or a "
+                           "default-panel name (plain, mc-dropout, bbb, ensemble, svgp; the "
+                           "default is all five)")
+    cmp_.add_argument("--ensemble-size", type=int, default=5, metavar="K",
+                      help="members of each deep ensemble (default 5)")
+    cmp_.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="[METHOD.]KEY=VALUE",
+                      help="for every method (fit.*, model_cfg.*, guide_cfg.*, num_samples), or "
+                           "for one with its name first, e.g. --set svgp.model_cfg.num_inducing=32 "
+                           "(repeatable)")
+    cmp_.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:i]")
+    cmp_.add_argument("--seed", type=int, default=0)
+    cmp_.add_argument("--out", default="results", help="results root (default ./results)")
+    cmp_.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -452,7 +486,8 @@ def cmd_fit(args) -> int:
     run_dir, metrics = run_fit(FitArgs(
         model=args.model, guide=args.guide, data=args.data, target=args.target, test=args.test,
         test_fraction=args.test_fraction, task=args.task, overrides=args.overrides,
-        device=args.device, seed=args.seed, out=args.out, progress=not args.no_progress))
+        device=args.device, seed=args.seed, out=args.out, progress=not args.no_progress,
+        ensemble=args.ensemble))
     print(json.dumps(metrics, indent=2, default=str))
     print(f"wrote {run_dir}")
     return 0
@@ -467,6 +502,24 @@ def cmd_predict(args) -> int:
     if extra:
         print(json.dumps(extra, indent=2))
     print(f"wrote {path} ({summary['rows']} rows)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .common.compare import CompareArgs, run_compare
+
+    run_dir, rows = run_compare(CompareArgs(
+        data=args.data, target=args.target, test=args.test, test_fraction=args.test_fraction,
+        task=args.task, budget=args.budget, pairs=args.pairs, ensemble_size=args.ensemble_size,
+        overrides=args.overrides, device=args.device, seed=args.seed, out=args.out,
+        progress=not args.no_progress))
+    print((run_dir / "leaderboard.md").read_text())
+    failed = [r["method"] for r in rows if r["status"] != "ok"]
+    if failed:
+        print(f"wrote {run_dir}; {len(failed)} of {len(rows)} methods did not finish: "
+              f"{', '.join(failed)} (see leaderboard.md and run.log)")
+        return 1
+    print(f"wrote {run_dir}")
     return 0
 
 
@@ -494,7 +547,7 @@ def main(argv=None) -> int:
             return cmd_run(args, argv)
         from .common.distributed import launched_by_torchrun
 
-        if launched_by_torchrun() and args.command in ("reproduce", "fit"):
+        if launched_by_torchrun() and args.command in ("reproduce", "fit", "compare"):
             raise ValueError(f"`{args.command}` does not run data-parallel; under torchrun use "
                              "`-m experiments run NAME` (or `run NAME --nproc N`)")
         if args.command == "report":
@@ -503,6 +556,8 @@ def main(argv=None) -> int:
             return cmd_fit(args)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_reproduce(args)
     except (KeyError, ValueError, FileNotFoundError, DataError, CheckpointError) as exc:
         # (ConfigError is a ValueError)

@@ -191,6 +191,30 @@ def test_interval_coverage_hand_values():
     assert M.gaussian_interval_coverage(mean, 1.0, torch.tensor([1.95, 1.97])) == 0.5
 
 
+def test_coverage_calibration_error():
+    # a calibrated Gaussian: every central interval covers about its level
+    y = torch.randn(20000, generator=torch.Generator().manual_seed(0))
+    zeros, ones = torch.zeros_like(y), torch.ones_like(y)
+    curve = M.coverage_curve(zeros, ones, y)
+    assert curve.shape == (len(M.CALIBRATION_LEVELS),)
+    assert torch.allclose(curve, torch.tensor(M.CALIBRATION_LEVELS, dtype=torch.float64),
+                          atol=0.015)
+    assert M.coverage_calibration_error(zeros, ones, y) < 0.01
+    # hand values: sd -> 0 covers nothing (mean of the levels 0.05..0.95 = 0.5); sd -> inf
+    # covers everything (mean of 1 - level = 0.5); two levels by hand
+    assert M.coverage_calibration_error(zeros, 1e-9, y) == pytest.approx(0.5)
+    assert M.coverage_calibration_error(zeros, 1e9, y) == pytest.approx(0.5)
+    # z(0.5) = 0.674, z(0.9) = 1.645: |y| = 1 is inside the 0.9 interval only
+    half = torch.tensor([1.0, 0.1])
+    assert M.coverage_curve(torch.zeros(2), 1.0, half, [0.5, 0.9]).tolist() == [0.5, 1.0]
+    assert M.coverage_calibration_error(torch.zeros(2), 1.0, half, [0.5, 0.9]) == \
+        pytest.approx((0.0 + 0.1) / 2)
+    with pytest.raises(ValueError, match="level"):
+        M.coverage_calibration_error(zeros, ones, y, [0.5, 1.0])
+    with pytest.raises(ValueError, match="levels is empty"):
+        M.coverage_curve(zeros, ones, y, [])
+
+
 # ---------------------------------------------------------------------------------------------
 # errors
 # ---------------------------------------------------------------------------------------------

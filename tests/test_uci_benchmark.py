@@ -140,8 +140,9 @@ def test_unknown_dataset_or_method_is_a_clear_error():
     cfg.datasets = ["iris"]
     with pytest.raises(ConfigError, match="datasets: .*'boston'.*got \\['iris'\\]"):
         validate_config(cfg)
-    with pytest.raises(ConfigError, match="ensemble"):
-        apply_overrides(U.get_config(smoke=True), ['methods=["ensemble"]'])
+    # PBP is a published column only (deep ensembles became a method of ours: "ensemble")
+    with pytest.raises(ConfigError, match="pbp"):
+        apply_overrides(U.get_config(smoke=True), ['methods=["pbp"]'])
     with pytest.raises(ConfigError, match="splits_per_dataset: unknown dataset.*iris"):
         validate_config(apply_overrides(U.get_config(smoke=True),
                                         ['splits_per_dataset={"iris": 2}']))
@@ -292,7 +293,7 @@ def test_reuse_methods_refits_the_other_methods(tmp_path):
                                            "n_train": 1, "ll": -1.25, "rmse": 0.5,
                                            "seconds": 1.0}) + "\n" for m in U.METHODS))
     cfg.reuse_rows = [str(earlier)]
-    cfg.reuse_methods = ["bbb", "svgp"]
+    cfg.reuse_methods = ["bbb", "svgp", "ensemble"]
     validate_config(cfg)
     out = tmp_path / "run"
     out.mkdir()

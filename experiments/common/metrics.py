@@ -32,7 +32,10 @@ import torch
 __all__ = [
     "PROB_ATOL",
     "accuracy",
+    "CALIBRATION_LEVELS",
     "confidence_bins",
+    "coverage_calibration_error",
+    "coverage_curve",
     "expected_calibration_error",
     "expected_entropy",
     "gaussian_interval_coverage",
@@ -51,6 +54,9 @@ __all__ = [
 
 #: Tolerance on :math:`|\sum_c p_c - 1|` accepted by the classification metrics.
 PROB_ATOL = 1e-3
+
+#: Nominal levels of :func:`coverage_calibration_error`: 0.05, 0.10, ..., 0.95.
+CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -537,3 +543,54 @@ def gaussian_interval_coverage(mean: Any, std: Any, y: Any, level: float = 0.95)
     )
     z = float(normal.icdf(torch.tensor((1.0 + level) / 2, dtype=torch.float64)))
     return float(((y - mean).abs() <= z * std).double().mean())
+
+
+def coverage_curve(mean: Any, std: Any, y: Any, levels: Any = CALIBRATION_LEVELS) -> torch.Tensor:
+    r"""Observed coverage of the central Gaussian intervals at several nominal levels.
+
+    For each level :math:`\ell` (with :math:`z_\ell = \Phi^{-1}\big(\tfrac{1 + \ell}{2}\big)`),
+
+    .. math:: \hat c(\ell) = \frac1N \sum_n \mathbb 1\big[|y_n - \mu_n| \le z_\ell\,
+        \sigma_n\big],
+
+    i.e. :func:`gaussian_interval_coverage` at every level. For a mixture predictive (MC
+    dropout, Bayes by Backprop, a deep ensemble) ``mean`` / ``std`` are its first two moments,
+    so the curve is that of the moment-matched Gaussian.
+
+    :param torch.Tensor mean: (N,) predictive means.
+    :param torch.Tensor std: (N,) predictive standard deviations (or broadcastable to (N,)).
+    :param torch.Tensor y: (N,) targets.
+    :param levels: nominal levels, each in (0, 1).
+    :returns: (L,) float64 tensor of observed coverages, one per level, on the CPU.
+    :rtype: torch.Tensor
+    """
+    levels = [float(v) for v in torch.as_tensor(levels, dtype=torch.float64).reshape(-1)]
+    if not levels:
+        raise ValueError("levels is empty; pass at least one nominal level in (0, 1)")
+    return torch.tensor([gaussian_interval_coverage(mean, std, y, lv) for lv in levels],
+                        dtype=torch.float64)
+
+
+def coverage_calibration_error(mean: Any, std: Any, y: Any,
+                               levels: Any = CALIBRATION_LEVELS) -> float:
+    r"""Regression calibration error: the mean gap between observed and nominal coverage.
+
+    With :math:`\hat c(\ell)` the observed coverage of the central interval of nominal level
+    :math:`\ell` (:func:`coverage_curve`) and L levels (default :data:`CALIBRATION_LEVELS`,
+    0.05, 0.10, ..., 0.95),
+
+    .. math:: \mathrm{CE} = \frac1L \sum_{l=1}^{L} \big|\hat c(\ell_l) - \ell_l\big|.
+
+    0 for a perfectly calibrated predictive; at most :math:`\max_l \max(\ell_l, 1 - \ell_l)`
+    (0.95 by default). Over- and under-confidence both count: an interval that is too narrow
+    covers too little, one that is too wide too much.
+
+    :param torch.Tensor mean: (N,) predictive means.
+    :param torch.Tensor std: (N,) predictive standard deviations (or broadcastable to (N,)).
+    :param torch.Tensor y: (N,) targets.
+    :param levels: nominal levels, each in (0, 1).
+    :rtype: float
+    """
+    curve = coverage_curve(mean, std, y, levels)
+    nominal = torch.as_tensor(levels, dtype=torch.float64).reshape(-1)
+    return float((curve - nominal).abs().mean())

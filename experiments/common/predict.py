@@ -164,8 +164,11 @@ def predict(model, guide, x: Any, num_samples: int = 100, y: Any = None,
     """The predictive distribution of a trained pair at inputs ``x`` (module docstring).
 
     :param model: a zoo model (``bnn``, ``mlp``, ``rff-gp``, ``svgp``, ``vae``, or any model
-        with a ``likelihood`` of :data:`REGRESSION` / :data:`CLASSIFICATION` and an ``f`` site).
-    :param guide: its trained guide.
+        with a ``likelihood`` of :data:`REGRESSION` / :data:`CLASSIFICATION` and an ``f`` site),
+        or an :class:`~experiments.common.ensemble.Ensemble` (with ``guide=None``: the mixture of
+        its members, :func:`~experiments.common.ensemble.predict_ensemble`; ``num_samples`` per
+        member).
+    :param guide: its trained guide (``None`` for an ensemble).
     :param x: (N, D) inputs (VAE: images (N, H, W) or (N, D)); a tensor on any device or an
         array-like.
     :param int num_samples: S, draws of the latents (SVGP: of f, for non-Gaussian likelihoods;
@@ -181,6 +184,17 @@ def predict(model, guide, x: Any, num_samples: int = 100, y: Any = None,
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    from .ensemble import Ensemble, predict_ensemble  # (lazily: ensemble imports this module)
+
+    if isinstance(model, Ensemble):
+        if guide is not None:
+            raise ValueError("an Ensemble carries its members' guides: call predict(ensemble, "
+                             f"None, x, ...), got guide={type(guide).__name__}")
+        return predict_ensemble(model, x, num_samples, y, return_samples, train_data=train_data,
+                                seed=seed, sample_chunk=sample_chunk, data_chunk=data_chunk)
+    if guide is None:
+        raise ValueError(f"guide is None: pass the trained guide of this {type(model).__name__} "
+                         "(guide=None is only for an Ensemble, which holds its members' guides)")
     from models.svgp import SVGP
     from models.vae import VAE
 

@@ -23,6 +23,13 @@ The run folder (``<out>/fit/<time>-seed<S>/``) holds ``config.json`` (the comman
 ``model.pt`` (model and guide state; the training rows too for a guide that predicts from them,
 the ``laplace``), ``standardization.json``, ``test_predictions.csv`` and one figure (predicted
 against true with 95% intervals, or a reliability diagram).
+
+``--ensemble K`` (or ``--set ensemble=K``) trains a deep ensemble of K members of the pair
+(:func:`~experiments.common.ensemble.train_ensemble`: ``train/member0`` ..
+``train/member<K-1>``, each with its own seeded initialisation and minibatch order) and predicts
+with their mixture :math:`\frac1K\sum_k p_k(y \mid x)`
+(:func:`~experiments.common.ensemble.predict_ensemble`); ``model.pt`` then holds the list of
+the members' states and ``metrics.json`` records ``ensemble_size``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from . import metrics as M
 from .checkpoint import load_zoo_file, save_zoo_file
 from .data.tabular import Table, load_table
 from .data.uci import _mean_std
+from .ensemble import Ensemble, train_ensemble
 from .predict import Prediction, needs_train_data, predict
 from .spec import ConfigError, PairSpec, RunContext, apply_overrides, config_dict, train_pair
 from .training import FitConfig
@@ -89,13 +97,20 @@ DATA_SUPPLIES: dict[str, Supplied] = {
 @dataclass
 class FitJob(PairSpec):
     """The pair ``fit`` trains (``--set model_cfg.widths=[32]``, ``--set fit.epochs=50``,
-    ``--set guide_cfg.init_scale=1e-3``) and ``num_samples``, the draws of its predictive."""
+    ``--set guide_cfg.init_scale=1e-3``), ``num_samples``, the draws of its predictive (per
+    member), and ``ensemble``, the number K of members of a deep ensemble (``--ensemble K`` or
+    ``--set ensemble=K``; 1: a single fit)."""
 
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=100, lr=1e-2))
     num_samples: int = 100
+    ensemble: int = 1
 
     def validate(self, where: str = "", provided: Sequence[str] = ()) -> None:
         super().validate(where, provided)
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) \
+                or self.ensemble < 1:
+            raise ConfigError(f"ensemble={self.ensemble!r} is invalid: expected an integer >= 1 "
+                              "(the number of ensemble members; 1 is a single fit)")
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) \
                 or self.num_samples < 1:
             raise ConfigError(f"num_samples={self.num_samples!r} is invalid: expected an "
@@ -277,6 +292,8 @@ class FitArgs:
     seed: int = 0
     out: str = "results"
     progress: bool = True
+    #: ``--ensemble K``: train K members and predict with their mixture (1: a single fit)
+    ensemble: int = 1
 
     def command(self) -> str:
         parts = ["python -m experiments fit", f"--model {self.model}", f"--guide {self.guide}",
@@ -285,6 +302,7 @@ class FitArgs:
         parts += [f"--test {shlex.quote(self.test)}"] if self.test else []
         parts += [f"--test-fraction {self.test_fraction}"] if self.test_fraction is not None else []
         parts += [f"--task {self.task}"] if self.task else []
+        parts += [f"--ensemble {self.ensemble}"] if self.ensemble != 1 else []
         parts += [f"--device {self.device}", f"--seed {self.seed}"]
         parts += [] if self.progress else ["--no-progress"]
         return " ".join(parts + [f"--set {shlex.quote(o)}" for o in self.overrides])
@@ -328,6 +346,7 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
 
     task = args.task or "regression"
     check_pair(args.model, args.guide, task, args.overrides)  # before reading the data
+    _check_members(args.ensemble, "--ensemble")
     table = load_table(args.data, args.target)
     x_tr, y_tr, x_te, y_te, how = split_rows(table, args)
     if args.task is None and _looks_like_labels(y_tr):
@@ -349,6 +368,7 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
     job, supplied = build_job(args.model, args.guide, args.overrides, task,
                               num_features=x_tr.shape[1], num_classes=num_classes,
                               n_train=len(x_tr))
+    job = with_ensemble(job, args)
     likelihood = supplied.get("likelihood", job.model_cfg.get("likelihood"))
     xs_tr, ys_tr = std.x(x_tr), std.y(y_tr, likelihood)
     xs_te, ys_te = std.x(x_te), std.y(y_te, likelihood)
@@ -370,9 +390,15 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
             ctx.seed_everything()
             prepare = _prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
                                     args.seed) if job.model == "svgp" else None
-            model, guide, _ = train_pair(job, (xs_tr, ys_tr), ctx, "train", model_args=supplied,
-                                         prepare=prepare)
-            train_data = (xs_tr, ys_tr) if needs_train_data(guide) else None
+            if job.ensemble > 1:  # members in train/member0 .. train/member<K-1>
+                model, _ = train_ensemble(job, (xs_tr, ys_tr), ctx, "train", job.ensemble,
+                                          model_args=supplied, prepare=prepare)
+                guide = None  # predict(ensemble, None, ...): the mixture of the members
+                train_data = (xs_tr, ys_tr) if needs_train_data(model[0][1]) else None
+            else:
+                model, guide, _ = train_pair(job, (xs_tr, ys_tr), ctx, "train",
+                                             model_args=supplied, prepare=prepare)
+                train_data = (xs_tr, ys_tr) if needs_train_data(guide) else None
             pred = std.prediction(predict(model, guide, xs_te, job.num_samples, y=ys_te,
                                           train_data=train_data, seed=args.seed))
             metrics = score(pred, y_te, std)
@@ -384,11 +410,12 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
             log.exception("fit failed after %.1f s", time.perf_counter() - t0)
             write_json(run_dir / "metrics.json", {
                 "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "ensemble_size": job.ensemble,
                 "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()})
             raise
     metrics = {"status": "ok", "task": task, "n_train": len(x_tr), "n_test": len(x_te),
-               **metrics, "wall_time_s": round(time.perf_counter() - t0, 2),
-               "hardware": hardware()}
+               "ensemble_size": job.ensemble, **metrics,
+               "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()}
     write_json(run_dir / "metrics.json", metrics)
     return run_dir, metrics
 
@@ -397,11 +424,40 @@ def _looks_like_labels(y: np.ndarray) -> bool:
     return bool(np.all(y == np.round(y))) and len(np.unique(y)) <= 10
 
 
+def _check_members(k, where: str) -> int:
+    """``k`` as a number of ensemble members, else a one-line error naming ``where``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{where} {k!r} is invalid: expected an integer >= 1 (the number of "
+                         "ensemble members; 1 is a single fit)")
+    return k
+
+
+def with_ensemble(job: FitJob, args: FitArgs) -> FitJob:
+    """The job with its number of members from ``--ensemble K`` or ``--set ensemble=K``; both
+    given with different values is an error (give it once)."""
+    k = _check_members(args.ensemble, "--ensemble")
+    by_set = any(o.split("=", 1)[0].strip() == "ensemble" for o in args.overrides)
+    if k != 1 and by_set and job.ensemble != k:
+        raise ConfigError(f"--ensemble {k} and --set ensemble={job.ensemble} disagree; give the "
+                          "number of members once (either one)")
+    return dataclasses.replace(job, ensemble=k) if k != 1 else job
+
+
 def _save_state(path: Path, model, guide, train_data) -> None:
-    state = {"model": model.state_dict(), "guide": guide.state_dict()}
+    """model.pt: ``{"model", "guide"}`` state dicts of a single fit, or for an
+    :class:`~experiments.common.ensemble.Ensemble` (``guide`` None) ``{"members": [{"model",
+    "guide"}, ...]}``; the training rows too (``train_x``, ``train_y``) for a guide that predicts
+    from them."""
+    if isinstance(model, Ensemble):
+        state = {"members": [{"model": m.state_dict(), "guide": g.state_dict()}
+                             for m, g in model]}
+        meta = {"command": "fit", "ensemble": len(model)}
+    else:
+        state = {"model": model.state_dict(), "guide": guide.state_dict()}
+        meta = {"command": "fit"}
     if train_data is not None:
         state["train_x"], state["train_y"] = train_data
-    save_zoo_file(path, "fit-model", state, {"command": "fit"})
+    save_zoo_file(path, "fit-model", state, meta)
 
 
 def score(pred: Prediction, y: np.ndarray, std: Standardization) -> dict:
@@ -484,7 +540,9 @@ def plot_test(pred: Prediction, y: np.ndarray, std: Standardization, metrics: di
 
 def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | None]:
     """Rebuild a ``fit`` run's pair from its folder: ``(model, guide, job, standardization,
-    train_data)``, the state loaded on the CPU (``weights_only=True``)."""
+    train_data)``, the state loaded on the CPU (``weights_only=True``). A run of ``--ensemble K``
+    (K > 1) gives the :class:`~experiments.common.ensemble.Ensemble` of its K members as
+    ``model`` and ``None`` as ``guide`` (``predict(model, None, x)`` is the mixture)."""
     run_dir = Path(run_dir)
     for name in ("config.json", "standardization.json", "model.pt"):
         if not (run_dir / name).is_file():
@@ -495,14 +553,21 @@ def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | 
     pair = dict(config["pair"])
     job = FitJob(**{**pair, "fit": FitConfig.from_dict(pair["fit"])})
     state, _ = load_zoo_file(run_dir / "model.pt", "fit-model")
-    model = models.create_model(job.model, **{**job.model_cfg, **config["model_args"]})
-    guide = guides.create_guide(job.guide, model, **job.guide_cfg)
-    model.load_state_dict(state["model"])
-    with torch.no_grad():  # lazily built guide parameters come into being at the first call
-        guide(*model.example_data(2, torch.Generator().manual_seed(0)))
-    guide.load_state_dict(state["guide"])
-    model.num_data = int(config["n_train"])
+
+    def rebuild(member: dict):
+        model = models.create_model(job.model, **{**job.model_cfg, **config["model_args"]})
+        guide = guides.create_guide(job.guide, model, **job.guide_cfg)
+        model.load_state_dict(member["model"])
+        with torch.no_grad():  # lazily built guide parameters come into being at the first call
+            guide(*model.example_data(2, torch.Generator().manual_seed(0)))
+        guide.load_state_dict(member["guide"])
+        model.num_data = int(config["n_train"])
+        return model, guide
+
     train = (state["train_x"], state["train_y"]) if "train_x" in state else None
+    if "members" in state:  # an ensemble (K > 1)
+        return Ensemble([rebuild(m) for m in state["members"]]), None, job, std, train
+    model, guide = rebuild(state)
     return model, guide, job, std, train
 
 
@@ -516,8 +581,10 @@ def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
     model, guide, job, std, train = load_run(run_dir)
     table = load_table(data, std.target, need_target=False, columns=std.columns)
     model.to(resolve_device(device))
-    guide.to(resolve_device(device))
-    bernoulli = isinstance(getattr(model, "likelihood", None), BernoulliLikelihood)
+    if guide is not None:  # (an Ensemble moves its members' guides itself)
+        guide.to(resolve_device(device))
+    first = model[0][0] if isinstance(model, Ensemble) else model
+    bernoulli = isinstance(getattr(first, "likelihood", None), BernoulliLikelihood)
     y = None if table.y is None else std.y(table.y, "bernoulli" if bernoulli else None)
     pred = std.prediction(predict(model, guide, std.x(table.x), job.num_samples, y=y,
                                   train_data=train, seed=seed))
@@ -530,4 +597,5 @@ def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
 
 
 __all__ = ["DATA_SUPPLIES", "FitArgs", "FitJob", "Standardization", "TASK_LIKELIHOODS",
-           "build_job", "check_pair", "load_run", "pairs_for", "run_fit", "run_predict"]
+           "build_job", "check_pair", "load_run", "pairs_for", "run_fit", "run_predict",
+           "with_ensemble"]

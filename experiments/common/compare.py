@@ -1,0 +1,655 @@
+r"""``python -m experiments compare``: a panel of methods on one table, the same split and the same
+standardisation, and a leaderboard.
+
+The table is read, split and standardised once, exactly as ``fit`` does
+(:mod:`experiments.common.userfit`: :func:`~experiments.common.userfit.split_rows`,
+:class:`~experiments.common.userfit.Standardization` fitted on the training rows); every method
+then trains its pair's default :class:`~experiments.common.userfit.FitJob`
+(:func:`~experiments.common.userfit.build_job`, with the ``--set`` overrides) on those rows and is
+scored on the same test rows in the user's units (:func:`~experiments.common.userfit.score`).
+
+**Panel.** By default (:data:`DEFAULT_PANEL`), for regression and classification alike:
+
+* ``plain``: the plain net, ``mlp/deterministic`` (a point estimate; its predictive spread is the
+  likelihood's noise alone);
+* ``mc-dropout``: MC dropout, ``mlp/deterministic`` with ``model_cfg.dropout=``
+  :data:`MC_DROPOUT_RATE`, the masks kept on at prediction (Gal & Ghahramani 2016);
+* ``bbb``: Bayes by Backprop, ``bnn/mean-field`` (Blundell et al. 2015);
+* ``ensemble``: a deep ensemble of K (``--ensemble-size``, default 5) ``mlp/deterministic`` nets
+  from independent initialisations, predicting with the equal-weight mixture
+  :math:`p(y \mid x) = \frac1K \sum_k p(y \mid x, \theta_k)` (Lakshminarayanan et al. 2017;
+  :mod:`experiments.common.ensemble`);
+* ``svgp``: the sparse variational GP, ``svgp/cholesky`` (k-means inducing inputs; for the
+  Gaussian likelihood a Titsias start of q(u), as in ``fit``).
+
+Deep kernel learning is not in the panel: ``dkl`` does not fit a table through the user-fit path
+(it has no entry in :data:`~experiments.common.userfit.DATA_SUPPLIES`, so ``fit`` refuses it too).
+``--pairs`` chooses another panel: comma-separated entries, each a panel name above, a
+``model/guide`` pair that fits a table (``python -m experiments pairs``), or
+``ensemble:model/guide`` for a deep ensemble of that pair.
+
+**Budget.** ``--budget B`` seconds per method. Each method first trains a one-epoch pilot of its
+job and takes that epoch's time :math:`t` (seconds of the epoch itself, without setup), then trains
+
+.. math:: E = \mathrm{clamp}\big(\lfloor B / (K t) \rfloor,\ 1,\ E_{\max}\big)
+
+epochs, where :math:`E_{\max}` is the job's own ``fit.epochs`` (its default, or ``--set``) and
+K the ensemble's size (1 for a single fit: the ensemble's budget covers all its members). The
+pilot's time comes on top of the budget; when :math:`E = 1` the pilot *is* the fit (same seed,
+same job) and is not trained again. The leaderboard records :math:`E`, :math:`t` and the
+method's wall time (pilot, training and prediction).
+
+**Overrides.** ``--set KEY=VALUE`` (``model_cfg.*``, ``guide_cfg.*``, ``fit.*``, ``num_samples``)
+applies to every method; ``--set METHOD.KEY=VALUE`` to one (``--set svgp.model_cfg.num_inducing=32``,
+``--set mc-dropout.model_cfg.dropout=0.2``, ``--set ensemble:bnn/mean-field.fit.lr=3e-3``). A
+method whose overrides do not fit its pair, or whose training fails, is a ``failed`` row with its
+error; the other methods still run.
+
+**Metrics** (original units): regression RMSE, MAE, test LL (mean log predictive density per test
+row, nats), the coverage of the central 95 % interval and the calibration error
+:func:`~experiments.common.metrics.coverage_calibration_error`
+:math:`\frac1L \sum_l |\hat c(\ell_l) - \ell_l|` over the levels 0.05, ..., 0.95 of the
+moment-matched Gaussian predictive; classification accuracy, NLL and ECE. Rows are sorted by test
+LL (descending) or NLL (ascending); failed rows last.
+
+**Run folder** ``<out>/compare/<time>-seed<S>/``: ``leaderboard.md`` (command, data, split, row
+counts, hardware, date, then the table), ``leaderboard.csv``, ``metrics.json`` (every row with its
+chosen epochs, seconds per epoch and error), ``config.json`` (the exact command), ``run.log``,
+``calibration.png/.pdf`` (regression: observed against nominal coverage of the central intervals,
+one line per method, the diagonal for reference; classification: a reliability diagram, one line
+per method), regression ``intervals.png/.pdf`` (mean ± 1.96 sd against the truth on a random
+sample of at most :data:`INTERVAL_ROWS` test rows, one panel per method, shared axes), and
+``methods/<method>/`` (the pilot's and the fit's history and checkpoint,
+``test_predictions.csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .data.tabular import load_table
+from .predict import Prediction, needs_train_data, predict
+from .spec import ConfigError, RunContext, config_dict, train_pair
+from .userfit import (
+    TASKS,
+    Standardization,
+    _looks_like_labels,
+    _prepare_svgp,
+    build_job,
+    check_pair,
+    score,
+    split_rows,
+    write_predictions,
+)
+
+log = logging.getLogger("experiments")
+
+#: dropout rate of the default panel's MC dropout (the UCI benchmark's default rate)
+MC_DROPOUT_RATE = 0.1
+DEFAULT_BUDGET_S = 60.0
+DEFAULT_ENSEMBLE_SIZE = 5
+#: at most this many test rows in the intervals figure
+INTERVAL_ROWS = 200
+ENSEMBLE_PREFIX = "ensemble:"
+#: the heads of a ``--set`` key that applies to every method
+GLOBAL_HEADS = ("model_cfg", "guide_cfg", "fit", "num_samples")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the leaderboard.
+
+    :ivar name: the row's name, also the ``--set NAME.KEY=VALUE`` prefix.
+    :ivar label: what it is, for people (``"MC dropout"``).
+    :ivar overrides: the method's own ``--set`` entries, applied before the user's.
+    :ivar ensemble: K members of a deep ensemble of the pair; 0 for a single fit.
+    """
+
+    name: str
+    model: str
+    guide: str
+    label: str
+    overrides: tuple[str, ...] = ()
+    ensemble: int = 0
+
+    @property
+    def pair(self) -> str:
+        return f"{self.model}/{self.guide}"
+
+    @property
+    def slug(self) -> str:
+        """The method's folder name under ``methods/``."""
+        return self.name.replace(":", "-").replace("/", "-")
+
+
+def default_panel(ensemble_size: int = DEFAULT_ENSEMBLE_SIZE) -> list[Method]:
+    """The default panel (module docstring), the deep ensemble with ``ensemble_size`` members."""
+    return [
+        Method("plain", "mlp", "deterministic", "plain net"),
+        Method("mc-dropout", "mlp", "deterministic", "MC dropout",
+               (f"model_cfg.dropout={MC_DROPOUT_RATE}",)),
+        Method("bbb", "bnn", "mean-field", "Bayes by Backprop"),
+        Method("ensemble", "mlp", "deterministic", f"deep ensemble of {ensemble_size}",
+               ensemble=ensemble_size),
+        Method("svgp", "svgp", "cholesky", "sparse variational GP"),
+    ]
+
+
+#: names of the default panel's methods (also accepted by ``--pairs``)
+DEFAULT_PANEL = tuple(m.name for m in default_panel())
+
+
+def parse_pairs(spec: str | None, task: str, ensemble_size: int) -> list[Method]:
+    """The panel of ``--pairs`` (module docstring); ``None``: the default panel. Every pair is
+    checked to fit a ``task`` table (a one-line error otherwise)."""
+    panel = {m.name: m for m in default_panel(ensemble_size)}
+    if spec is None:
+        methods = list(panel.values())
+    else:
+        entries = [e.strip() for e in spec.split(",")]
+        if not entries or any(not e for e in entries):
+            raise ConfigError(f"--pairs {spec!r}: expected comma-separated entries, each "
+                              f"model/guide, ensemble:model/guide or one of "
+                              f"{', '.join(DEFAULT_PANEL)}")
+        methods = []
+        for entry in entries:
+            if entry in panel:
+                methods.append(panel[entry])
+                continue
+            ensemble = entry.startswith(ENSEMBLE_PREFIX)
+            pair = entry[len(ENSEMBLE_PREFIX):] if ensemble else entry
+            if pair.count("/") != 1 or not all(pair.split("/")):
+                raise ConfigError(f"--pairs entry {entry!r}: expected model/guide (e.g. "
+                                  "bnn/mean-field), ensemble:model/guide or one of "
+                                  f"{', '.join(DEFAULT_PANEL)}")
+            model, guide = pair.split("/")
+            label = f"deep ensemble of {ensemble_size} {pair}" if ensemble else pair
+            methods.append(Method(entry, model, guide, label,
+                                  ensemble=ensemble_size if ensemble else 0))
+        names = [m.name for m in methods]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"--pairs names {', '.join(twice)} more than once; list each "
+                              "method once")
+    for m in methods:
+        check_pair(m.model, m.guide, task)
+    return methods
+
+
+def split_overrides(overrides: Sequence[str], methods: Sequence[Method]) -> dict[str, list[str]]:
+    """Each method's ``--set`` entries: its own (``METHOD.KEY=VALUE``, prefix removed) after the
+    ones for every method (``KEY=VALUE``), in the order given. An entry neither for every method
+    nor for a method of the panel is a one-line error."""
+    names = sorted((m.name for m in methods), key=len, reverse=True)  # longest prefix first
+    out: dict[str, list[str]] = {m.name: [] for m in methods}
+    own: dict[str, list[str]] = {m.name: [] for m in methods}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE or METHOD.KEY=VALUE")
+        key = item.split("=", 1)[0].strip()
+        owner = next((n for n in names if key.startswith(n + ".")), None)
+        if owner is not None:
+            own[owner].append(item.strip()[len(owner) + 1:])
+        elif key.split(".")[0] in GLOBAL_HEADS:
+            for lst in out.values():
+                lst.append(item)
+        elif key == "ensemble":
+            raise ConfigError(f"--set {item}: the deep ensembles' size is --ensemble-size K; "
+                              "--set METHOD.ensemble=K makes one method an ensemble of K")
+        else:
+            raise ConfigError(f"--set {item}: {key.split('.')[0]!r} is neither a key of every "
+                              f"method ({', '.join(h + '.*' for h in GLOBAL_HEADS[:3])}, "
+                              f"num_samples) nor a method of the panel "
+                              f"({', '.join(m.name for m in methods)}); use METHOD.KEY=VALUE for "
+                              "one method")
+    return {n: out[n] + own[n] for n in out}
+
+
+def budget_epochs(budget_s: float, epoch_s: float, max_epochs: int, members: int = 1) -> int:
+    r""":math:`\mathrm{clamp}(\lfloor B / (K t) \rfloor, 1, E_{\max})` for a budget of B seconds,
+    t seconds per epoch and K members trained one after another."""
+    if not epoch_s > 0 or not math.isfinite(epoch_s):
+        return max_epochs  # an epoch too short to time
+    return int(min(max(math.floor(budget_s / (members * epoch_s)), 1), max_epochs))
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+
+
+@dataclass
+class CompareArgs:
+    """The ``compare`` command's arguments."""
+
+    data: str
+    target: str | None = None
+    test: str | None = None
+    test_fraction: float | None = None
+    task: str | None = None
+    budget: float = DEFAULT_BUDGET_S
+    pairs: str | None = None
+    ensemble_size: int = DEFAULT_ENSEMBLE_SIZE
+    overrides: list[str] = field(default_factory=list)
+    device: str = "auto"
+    seed: int = 0
+    out: str = "results"
+    progress: bool = True
+
+    def command(self) -> str:
+        parts = ["python -m experiments compare", f"--data {shlex.quote(self.data)}"]
+        parts += [f"--target {shlex.quote(self.target)}"] if self.target else []
+        parts += [f"--test {shlex.quote(self.test)}"] if self.test else []
+        parts += [f"--test-fraction {self.test_fraction}"] if self.test_fraction is not None else []
+        parts += [f"--task {self.task}"] if self.task else []
+        parts += [f"--budget {self.budget:g}"]
+        parts += [f"--pairs {shlex.quote(self.pairs)}"] if self.pairs else []
+        parts += [f"--ensemble-size {self.ensemble_size}", f"--device {self.device}",
+                  f"--seed {self.seed}"]
+        parts += [] if self.progress else ["--no-progress"]
+        return " ".join(parts + [f"--set {shlex.quote(o)}" for o in self.overrides])
+
+
+def check_args(args: CompareArgs) -> tuple[str, list[Method], dict[str, list[str]]]:
+    """``(task, methods, overrides per method)``, or a one-line error; nothing is read yet."""
+    task = args.task or "regression"
+    if task not in TASKS:
+        raise ConfigError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    if not (isinstance(args.budget, (int, float)) and math.isfinite(args.budget)
+            and args.budget > 0):
+        raise ConfigError(f"--budget {args.budget}: expected a positive number of seconds per "
+                          "method")
+    if isinstance(args.ensemble_size, bool) or not isinstance(args.ensemble_size, int) \
+            or args.ensemble_size < 2:
+        raise ConfigError(f"--ensemble-size {args.ensemble_size}: a deep ensemble needs at least "
+                          "2 members")
+    methods = parse_pairs(args.pairs, task, args.ensemble_size)
+    return task, methods, split_overrides(args.overrides, methods)
+
+
+@dataclass
+class _Data:
+    """The split and standardised table every method sees."""
+
+    task: str
+    std: Standardization
+    x_tr: np.ndarray
+    y_tr: np.ndarray
+    x_te: np.ndarray
+    y_te: np.ndarray
+    how: str
+    num_classes: int | None
+
+
+def _load(args: CompareArgs, task: str) -> _Data:
+    """Read, split and standardise the table as ``fit`` does (same checks of the labels)."""
+    table = load_table(args.data, args.target)
+    x_tr, y_tr, x_te, y_te, how = split_rows(table, args)
+    if args.task is None and _looks_like_labels(y_tr):
+        log.warning("the target %r holds %d distinct integers: for class labels pass --task "
+                    "classification (comparing regressions)", table.target, len(np.unique(y_tr)))
+    if task == "classification":
+        labels = np.concatenate([y_tr, y_te])
+        bad = np.unique(labels[labels != np.round(labels)])
+        if bad.size:
+            raise ValueError(f"{table.source}: the classification target {table.target!r} holds "
+                             f"non-integer values ({', '.join(f'{v:g}' for v in bad[:3])}"
+                             f"{', ...' if bad.size > 3 else ''}); class labels must be integers: "
+                             "encode the classes as 0, 1, ... or use --task regression")
+    std = Standardization.from_training(task, table, x_tr, y_tr)
+    num_classes = len(std.classes) if std.classes is not None else None
+    if num_classes is not None and num_classes < 2:
+        raise ValueError(f"{table.source}: the target {table.target!r} has a single class in the "
+                         "training rows; classification needs at least 2")
+    if task == "classification":
+        std.labels(y_te)  # a test label unseen in training: an error before anything trains
+    return _Data(task, std, x_tr, y_tr, x_te, y_te, how, num_classes)
+
+
+def run_compare(args: CompareArgs) -> tuple[Path, list[dict]]:
+    """The ``compare`` command (module docstring): ``(run folder, leaderboard rows)``. The
+    arguments, the pairs and the table are checked before the run folder is made; from then on a
+    method that fails is a ``failed`` row and the others still run. The leaderboard is written
+    even when the run is interrupted (the method then running is an ``interrupted`` row, those
+    not reached ``not run`` rows)."""
+    from .runner import RunLog, hardware, make_run_dir, write_json
+
+    task, methods, overrides = check_args(args)
+    data = _load(args, task)
+    run_dir = make_run_dir(args.out, "compare", args.seed)
+    ctx = RunContext(seed=args.seed, device=args.device, out_dir=run_dir, progress=args.progress,
+                     logger=log)
+    info = {"command": args.command(), "task": task, "data": str(Path(args.data).resolve()),
+            "target": data.std.target, "test": data.how, "n_train": len(data.x_tr),
+            "n_test": len(data.x_te), "seed": args.seed, "device": args.device,
+            "budget_s": args.budget, "ensemble_size": args.ensemble_size,
+            "overrides": list(args.overrides), "hardware": hardware(),
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+    write_json(run_dir / "config.json", {
+        **info, "methods": [{"name": m.name, "pair": m.pair, "label": m.label,
+                             "ensemble": m.ensemble, "overrides": overrides[m.name]}
+                            for m in methods]})
+    rows = [_row(m, "not run") for m in methods]
+    preds: dict[str, Prediction] = {}
+    t_all = time.perf_counter()
+    with RunLog(run_dir):
+        log.info("compare %d methods on %s (%s, %d train / %d test rows, %s), budget %g s per "
+                 "method, into %s", len(methods), args.data, task, len(data.x_tr), len(data.x_te),
+                 data.how, args.budget, run_dir)
+        try:
+            for i, method in enumerate(methods):
+                what = method.pair if method.label == method.pair else \
+                    f"{method.label}, {method.pair}"
+                tag = f"[{i + 1}/{len(methods)}] {method.name} ({what})"
+                log.info("compare %s: start at %s", tag, time.strftime("%H:%M:%S"))
+                t0 = time.perf_counter()
+                try:
+                    row, pred = _run_method(method, overrides[method.name], data, ctx, args)
+                except (KeyboardInterrupt, SystemExit) as exc:  # stop: the leaderboard so far
+                    rows[i] = _row(method, "interrupted", error=type(exc).__name__,
+                                   seconds=time.perf_counter() - t0)
+                    log.error("compare %s: interrupted after %.1f s; writing the leaderboard of "
+                              "the methods so far", tag, time.perf_counter() - t0)
+                    raise
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    log.exception("compare %s: failed after %.1f s", tag,
+                                  time.perf_counter() - t0)
+                    rows[i] = _row(method, "failed", error=error,
+                                   seconds=time.perf_counter() - t0)
+                    log.info("compare %s: end at %s, failed after %.1f s: %s", tag,
+                             time.strftime("%H:%M:%S"), time.perf_counter() - t0, error)
+                    continue
+                row["seconds"] = time.perf_counter() - t0
+                rows[i], preds[method.name] = row, pred
+                main_metric = ("test LL", row["test_ll"]) if task == "regression" \
+                    else ("NLL", row["nll"])
+                log.info("compare %s: end at %s, done in %.1f s (%d epoch(s), %.3g s per epoch), "
+                         "%s %.4g", tag, time.strftime("%H:%M:%S"), row["seconds"],
+                         row["epochs"], row["epoch_seconds"], *main_metric)
+        finally:
+            rows = sort_rows(rows, task)
+            write_leaderboard(run_dir, rows, info)
+            write_json(run_dir / "metrics.json", {
+                "status": "ok" if all(r["status"] == "ok" for r in rows) else "failed",
+                "failed_methods": [r["method"] for r in rows if r["status"] != "ok"],
+                **{k: info[k] for k in ("task", "n_train", "n_test", "budget_s", "hardware")},
+                "wall_time_s": round(time.perf_counter() - t_all, 2), "rows": rows})
+            if preds:
+                try:
+                    for p in plot_comparison(preds, data, rows, run_dir, args.seed):
+                        log.info("wrote %s", p)
+                except Exception:  # a figure must not cost the leaderboard
+                    log.exception("compare: the figures failed")
+        log.info("compare finished in %.1f s: %d of %d methods ok; leaderboard.md written",
+                 time.perf_counter() - t_all, sum(r["status"] == "ok" for r in rows), len(rows))
+    return run_dir, rows
+
+
+def _row(method: Method, status: str, **values) -> dict:
+    return {"method": method.name, "pair": (ENSEMBLE_PREFIX if method.ensemble else "")
+            + method.pair, "label": method.label, "status": status, "epochs": None,
+            "max_epochs": None, "epoch_seconds": None, "train_seconds": None, "seconds": None,
+            "error": "", **values}
+
+
+def _run_method(method: Method, overrides: list[str], data: _Data, ctx: RunContext,
+                args: CompareArgs) -> tuple[dict, Prediction]:
+    """Pilot, budgeted training and scoring of one method: ``(row, prediction in user units)``."""
+    job, supplied = build_job(method.model, method.guide, list(method.overrides) + overrides,
+                              data.task, num_features=data.x_tr.shape[1],
+                              num_classes=data.num_classes, n_train=len(data.x_tr))
+    likelihood = supplied.get("likelihood", job.model_cfg.get("likelihood"))
+    xs_tr, ys_tr = data.std.x(data.x_tr), data.std.y(data.y_tr, likelihood)
+    xs_te, ys_te = data.std.x(data.x_te), data.std.y(data.y_te, likelihood)
+    prepare = _prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
+                            args.seed) if job.model == "svgp" else None
+    folder = f"methods/{method.slug}"
+    max_epochs = job.fit.epochs
+    pilot_job = dataclasses.replace(job, fit=dataclasses.replace(job.fit, epochs=1))
+    t0 = time.perf_counter()
+    model, guide, state = train_pair(pilot_job, (xs_tr, ys_tr), ctx, f"{folder}/pilot",
+                                     model_args=supplied, prepare=prepare)
+    epoch_s = float(state.history[-1]["seconds"])
+    # K members: the panel's ensemble size, or a method's own --set METHOD.ensemble=K
+    members = getattr(job, "ensemble", 1) if getattr(job, "ensemble", 1) > 1 else \
+        max(method.ensemble, 1)
+    epochs = budget_epochs(args.budget, epoch_s, max_epochs, members)
+    train_job = dataclasses.replace(job, fit=dataclasses.replace(job.fit, epochs=epochs))
+    log.info("compare %s: %.3g s per epoch in the pilot: %d epoch(s)%s (budget %g s, at most %d)",
+             method.name, epoch_s, epochs, f" x {members} members" if members > 1 else "",
+             args.budget, max_epochs)
+    if members > 1:
+        from .ensemble import train_ensemble  # (experiments.common.ensemble)
+
+        t0 = time.perf_counter()
+        ensemble, _ = train_ensemble(train_job, (xs_tr, ys_tr), ctx, f"{folder}/train",
+                                     members, model_args=supplied, prepare=prepare)
+        train_s = time.perf_counter() - t0
+        train_data = (xs_tr, ys_tr) if needs_train_data(ensemble[0][1]) else None
+        raw = predict(ensemble, None, xs_te, job.num_samples, y=ys_te, train_data=train_data,
+                      seed=args.seed)
+    else:
+        if epochs > 1:  # else the one-epoch pilot is this very fit
+            t0 = time.perf_counter()
+            model, guide, state = train_pair(train_job, (xs_tr, ys_tr), ctx, f"{folder}/train",
+                                             model_args=supplied, prepare=prepare)
+        train_s = time.perf_counter() - t0
+        train_data = (xs_tr, ys_tr) if needs_train_data(guide) else None
+        raw = predict(model, guide, xs_te, job.num_samples, y=ys_te, train_data=train_data,
+                      seed=args.seed)
+    pred = data.std.prediction(raw)
+    metrics = score(pred, data.y_te, data.std)
+    if data.task == "regression":
+        yt = torch.as_tensor(data.y_te, dtype=pred.mean.dtype)
+        metrics["calibration_error"] = M.coverage_calibration_error(pred.mean, pred.sd, yt)
+    write_predictions(ctx.path(folder) / "test_predictions.csv", pred, data.std, data.x_te,
+                      data.y_te)
+    row = _row(method, "ok", epochs=epochs, max_epochs=max_epochs, epoch_seconds=epoch_s,
+               train_seconds=train_s, members=members, **metrics)
+    row["config"] = config_dict(train_job)
+    row["model_args"] = supplied
+    return row, pred
+
+
+# ------------------------------------------------------------------------------------------------
+# leaderboard
+
+#: (key, markdown header, csv header, format) per task
+COLUMNS = {
+    "regression": [("rmse", "RMSE", "rmse", ".4g"), ("mae", "MAE", "mae", ".4g"),
+                   ("test_ll", "test LL", "test_ll", ".4g"),
+                   ("coverage95", "95 % coverage", "coverage95", ".3f"),
+                   ("calibration_error", "calibration error", "calibration_error", ".3f")],
+    "classification": [("accuracy", "accuracy", "accuracy", ".4f"), ("nll", "NLL", "nll", ".4g"),
+                       ("ece", "ECE", "ece", ".3f")],
+}
+
+
+def sort_rows(rows: list[dict], task: str) -> list[dict]:
+    """Finished rows by test LL (descending, regression) or NLL (ascending, classification);
+    a non-finite value after the finite ones; failed and not-run rows last, in panel order."""
+    key, sign = ("test_ll", -1.0) if task == "regression" else ("nll", 1.0)
+
+    def order(r):
+        v = r.get(key)
+        ok = r["status"] == "ok"
+        finite = ok and v is not None and math.isfinite(v)
+        return (not ok, not finite, sign * v if finite else 0.0)
+
+    return sorted(rows, key=order)  # stable: ties and failures keep the panel's order
+
+
+def _fmt(v, spec: str) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return format(v, spec)
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def write_leaderboard(run_dir: Path, rows: list[dict], info: dict) -> tuple[Path, Path]:
+    """``leaderboard.md`` (the run's facts, then the table) and ``leaderboard.csv``."""
+    cols = COLUMNS[info["task"]]
+    better = "higher test LL is better" if info["task"] == "regression" else "lower NLL is better"
+    lines = [f"# Method comparison: {Path(info['data']).name}", "",
+             f"Command: `{info['command']}`  ",
+             f"Data: {info['data']} (target `{info['target']}`, {info['task']})  ",
+             f"Split: {info['test']}: {info['n_train']} train / {info['n_test']} test rows  ",
+             f"Budget: {info['budget_s']:g} s of training per method (a deep ensemble's covers "
+             f"all {info['ensemble_size']} members), after a one-epoch pilot that times an "
+             "epoch  ",
+             f"Hardware: {info['hardware']}  ", f"Date: {info['date']}", "",
+             f"Sorted by {'test LL' if info['task'] == 'regression' else 'NLL'} ({better}); "
+             "metrics on the test rows in the target's units. seconds: the method's wall time "
+             "(pilot, training, prediction); epochs: trained / the job's maximum.", "",
+             "| method | pair | " + " | ".join(c[1] for c in cols) + " | seconds | epochs |",
+             "|---|---|" + "---:|" * (len(cols) + 2)]
+    for r in rows:
+        if r["status"] == "ok":
+            cells = [_fmt(r.get(c[0]), c[3]) for c in cols]
+            epochs = f"{r['epochs']} / {r['max_epochs']}"
+        else:
+            cells = [r["status"].upper()] + [""] * (len(cols) - 1)
+            epochs = ""
+        lines.append(f"| {_md_cell(r['method'])} | {_md_cell(r['pair'])} | " + " | ".join(cells)
+                     + f" | {_fmt(r['seconds'], '.1f')} | {epochs} |")
+    bad = [r for r in rows if r["status"] != "ok"]
+    if bad:
+        lines += ["", "Methods that did not finish (see run.log):", ""]
+        lines += [f"- {r['method']}: {r['status']}" + (f": {_md_cell(r['error'])}"
+                                                       if r["error"] else "") for r in bad]
+    if info["task"] == "regression":
+        lines += ["", "test LL: mean log predictive density per test row (nats, the target's "
+                  "units). 95 % coverage: fraction of test rows inside mean ± 1.96 sd. "
+                  "calibration error: mean |observed - nominal| coverage of the central "
+                  "Gaussian intervals at the levels 0.05, 0.10, ..., 0.95."]
+    else:
+        lines += ["", "NLL: mean negative log predictive probability of the true class (nats). "
+                  "ECE: expected calibration error over 15 equal-width confidence bins."]
+    md = run_dir / "leaderboard.md"
+    md.write_text("\n".join(lines) + "\n")
+    path = run_dir / "leaderboard.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "pair", "status"] + [c[2] for c in cols]
+                   + ["seconds", "epochs", "max_epochs", "epoch_seconds", "train_seconds",
+                      "error"])
+        for r in rows:
+            w.writerow([r["method"], r["pair"], r["status"]]
+                       + [_fmt(r.get(c[0]), ".8g") for c in cols]
+                       + [_fmt(r["seconds"], ".3f"), r["epochs"] if r["epochs"] is not None
+                          else "", r["max_epochs"] if r["max_epochs"] is not None else "",
+                          _fmt(r["epoch_seconds"], ".4g"), _fmt(r["train_seconds"], ".3f"),
+                          r["error"]])
+    return md, path
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+
+
+def plot_comparison(preds: dict[str, Prediction], data: _Data, rows: list[dict], run_dir: Path,
+                    seed: int) -> list[Path]:
+    """The calibration figure (every task) and, for regression, the intervals figure; methods in
+    leaderboard order."""
+    order = [r["method"] for r in rows if r["method"] in preds]
+    preds = {name: preds[name] for name in order}
+    paths = plot_calibration(preds, data, run_dir / "calibration")
+    if data.task == "regression":
+        paths += plot_intervals(preds, data, run_dir / "intervals", seed)
+    return paths
+
+
+def plot_calibration(preds: dict[str, Prediction], data: _Data, path: Path) -> list[Path]:
+    """Regression: observed coverage of the central Gaussian intervals against the nominal level
+    (0..1, :func:`~experiments.common.metrics.coverage_curve`). Classification: accuracy
+    against mean confidence in 10 equal-width confidence bins (empty bins left out). One line
+    per method; the diagonal is perfect calibration."""
+    from .plotting import new_figure, save_figure
+
+    fig, ax = new_figure(width=4.6, height=4.0)
+    if data.task == "regression":
+        levels = np.linspace(0.01, 0.99, 50)
+        y = torch.as_tensor(data.y_te, dtype=torch.float64)
+        for name, p in preds.items():
+            cov = M.coverage_curve(p.mean.double(), p.sd.double(), y, levels).numpy()
+            ax.plot(np.r_[0.0, levels, 1.0], np.r_[0.0, cov, 1.0], lw=1.4, label=name)
+        ax.set_xlabel("nominal level of the central interval")
+        ax.set_ylabel("observed coverage on the test rows")
+        ax.set_title("interval calibration (above the diagonal: too wide)", fontsize=9)
+    else:
+        labels = torch.as_tensor(data.std.labels(data.y_te))
+        for name, p in preds.items():
+            probs = p.probs.double()
+            idx, conf, correct = M.confidence_bins(probs, labels, 10)
+            xs, ys = [], []
+            for b in range(10):
+                sel = idx == b
+                if sel.any():
+                    xs.append(float(conf[sel].mean()))
+                    ys.append(float(correct[sel].mean()))
+            ax.plot(xs, ys, "o-", ms=3, lw=1.4, label=name)
+        ax.set_xlabel("confidence (max class probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title("reliability diagram (below the diagonal: overconfident)", fontsize=9)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_intervals(preds: dict[str, Prediction], data: _Data, path: Path,
+                   seed: int) -> list[Path]:
+    """Predicted mean ± 1.96 sd against the true target, on the same random
+    :data:`INTERVAL_ROWS` (or fewer) test rows for every method; one panel per method, shared
+    axes, the diagonal for reference."""
+    from .plotting import new_figure, save_figure
+
+    n = len(data.y_te)
+    rows = np.sort(np.random.default_rng(seed).permutation(n)[:min(INTERVAL_ROWS, n)])
+    y = data.y_te[rows]
+    ncols = min(3, len(preds))
+    nrows = math.ceil(len(preds) / ncols)
+    fig, axes = new_figure(ncols, nrows, width=3.2, height=3.0, squeeze=False, sharex=True,
+                           sharey=True)
+    lo, hi = float(y.min()), float(y.max())
+    for ax, (name, p) in zip(axes.flat, preds.items()):
+        mean, sd = p.mean.numpy()[rows], p.sd.numpy()[rows]
+        inside = np.abs(y - mean) <= 1.96 * sd
+        ax.errorbar(y, mean, yerr=1.96 * sd, fmt="o", ms=2.5, alpha=0.6, elinewidth=0.7)
+        lo, hi = min(lo, float(mean.min())), max(hi, float(mean.max()))
+        ax.set_title(f"{name}: {inside.mean():.0%} inside", fontsize=9)
+    for ax in axes.flat[:len(preds)]:
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    for ax in axes.flat[len(preds):]:
+        ax.set_visible(False)
+    for c in range(ncols):  # the lowest panel of each column carries its x axis
+        ax = axes[(len(preds) - 1 - c) // ncols, c]
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel(f"true {data.std.target}")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean ± 1.96 sd")
+    fig.suptitle(f"{len(rows)} random test rows", fontsize=9)
+    return save_figure(fig, path)
+
+
+__all__ = ["CompareArgs", "DEFAULT_PANEL", "MC_DROPOUT_RATE", "Method", "budget_epochs",
+           "default_panel", "parse_pairs", "plot_calibration", "plot_intervals", "run_compare",
+           "sort_rows", "split_overrides", "write_leaderboard"]

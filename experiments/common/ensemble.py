@@ -1,0 +1,297 @@
+r"""Deep ensembles (Lakshminarayanan et al. 2017) as a first-class method: K pairs trained from
+different seeded initialisations and minibatch orders, predicting as the equal-weight mixture.
+
+Member :math:`k` of :math:`K` is any trained (model, guide) pair; its predictive
+:math:`p_k(y \mid x)` is what :func:`~experiments.common.predict.predict` reports (a plain net
+with the ``deterministic`` guide, a BNN, an SVGP, ...). The ensemble's predictive is the mixture
+
+.. math:: p(y \mid x) = \frac1K \sum_{k=1}^K p_k(y \mid x).
+
+Its moments follow from the members' by the law of total variance (over the member index, a
+uniform draw of :math:`k`), with :math:`\mu_k, v_k` member k's mean and total variance:
+
+.. math::
+    \mathbb E[y] = \bar\mu = \frac1K\sum_k \mu_k, \qquad
+    \mathrm{Var}[y] = \frac1K\sum_k (v_k + \mu_k^2) - \bar\mu^2
+                    = \frac1K\sum_k v_k + \mathrm{Var}_k[\mu_k],
+
+with the population variance :math:`\mathrm{Var}_k[\mu_k] = \frac1K\sum_k(\mu_k - \bar\mu)^2`
+(the second form is the one computed: it does not cancel large means). The split into
+epistemic and aleatoric parts keeps ``epistemic + aleatoric = variance``:
+
+.. math::
+    \text{epistemic} = \frac1K\sum_k \text{epistemic}_k + \mathrm{Var}_k[\mu_k], \qquad
+    \text{aleatoric} = \frac1K\sum_k \text{aleatoric}_k
+
+(the disagreement between members is epistemic). For classification the predictive class
+probabilities are the average :math:`\bar p_c = \frac1K\sum_k p_{kc}`, and the same formulas,
+applied to the one-hot :math:`y_c` (mean :math:`p_{kc}`, variance :math:`p_{kc}(1 - p_{kc})`),
+give :math:`\mathrm{Var}[y_c] = \bar p_c (1 - \bar p_c)`. Given targets, the per-point log
+predictive density is
+
+.. math:: \log p(y_n \mid x_n) = \operatorname{logsumexp}_k \log p_k(y_n \mid x_n) - \log K,
+
+so the members' Monte Carlo draws (S per member) pool into one mixture of :math:`K S` equally
+weighted components. The VAE has no predictive of this kind and is refused.
+
+Three entry points:
+
+* :func:`train_ensemble` for experiments: K calls of :func:`~experiments.common.spec.train_pair`,
+  member i in ``<name>/member<i>`` (its history and checkpoint) with seed offset
+  ``seed_offset + 1000 i``; a resumed run (``ctx.resume``) restores each member from its own
+  checkpoint (a finished member is not trained again).
+* :func:`ensemble` for plain Python, the counterpart of :func:`~experiments.common.training.fit`:
+  ``make_pair()`` builds each member, trained with ``seed = config.seed + i``.
+* :func:`predict_ensemble` (also reached through ``predict(ensemble, None, x, ...)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from .predict import Prediction, predict
+from .seeding import seed_everything
+from .spec import train_pair
+from .training import FitConfig, fit
+
+__all__ = ["Ensemble", "MEMBER_SEED_STRIDE", "ensemble", "mixture", "predict_ensemble",
+           "train_ensemble"]
+
+log = logging.getLogger("experiments")
+
+#: member i of :func:`train_ensemble` trains with seed offset ``seed_offset + i * stride``
+#: (member 0 is seeded exactly as a single fit would be)
+MEMBER_SEED_STRIDE = 1000
+
+
+class Ensemble:
+    """K trained (model, guide) pairs that predict as their equal-weight mixture.
+
+    ``len(ens)`` is K; iterating yields the ``(model, guide)`` pairs; ``ens[i]`` is member i.
+    Pass it to :func:`predict_ensemble`, or to :func:`~experiments.common.predict.predict` as
+    the model with ``guide=None``.
+    """
+
+    def __init__(self, members: Sequence[tuple]):
+        members = list(members)
+        if not members:
+            raise ValueError("an Ensemble needs at least one member, got an empty list; pass "
+                             "[(model, guide), ...]")
+        for i, pair in enumerate(members):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise ValueError(f"Ensemble member {i} must be a (model, guide) pair, got "
+                                 f"{type(pair).__name__}")
+        self.members: list[tuple] = [tuple(p) for p in members]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.members)
+
+    def __getitem__(self, i: int) -> tuple:
+        return self.members[i]
+
+    def to(self, device) -> Ensemble:
+        """Move every member's model and guide to ``device``; returns ``self``."""
+        for model, guide in self.members:
+            model.to(device)
+            if guide is not None:
+                guide.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        names = sorted({f"{type(m).__name__}/{type(g).__name__}" for m, g in self.members})
+        return f"Ensemble({len(self)} members: {', '.join(names)})"
+
+
+def _check_k(k, what: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{what}={k!r} is invalid: an ensemble needs an integer number of "
+                         "members >= 1 (1 is a single fit)")
+    return k
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+
+
+def train_ensemble(spec, data, ctx, name: str, k: int, *, model_args: dict | None = None,
+                   prepare: Callable | None = None, eval_fn: Callable | None = None,
+                   seed_offset: int = 0) -> tuple[Ensemble, list]:
+    """Train K members of the pair ``spec`` (a :class:`~experiments.common.spec.PairSpec`) on
+    ``data``: ``(Ensemble, [TrainState, ...])``.
+
+    Member i is ``train_pair(spec, data, ctx, f"{name}/member{i}", seed_offset=seed_offset +
+    1000 i, ...)``: its own seeded initialisation and minibatch order, its own subfolder of the
+    run (history, checkpoint). With ``ctx.resume`` each member resumes from its own checkpoint as
+    :func:`~experiments.common.spec.train_pair` does: a finished member is restored, not trained
+    again; one without a checkpoint is trained from scratch. Members train one after the other;
+    a failing member raises (the finished members' checkpoints stay on disk).
+
+    :param int k: the number of members K >= 1.
+    :param int seed_offset: added to every member's offset (e.g. the split index).
+    """
+    k = _check_k(k)
+    members, states = [], []
+    for i in range(k):
+        member = f"{name}/member{i}"
+        t0 = time.perf_counter()
+        try:
+            model, guide, state = train_pair(spec, data, ctx, member, eval_fn=eval_fn,
+                                             model_args=model_args, prepare=prepare,
+                                             seed_offset=seed_offset + MEMBER_SEED_STRIDE * i)
+        except BaseException:
+            kept = [f"{name}/member{j}" for j in range(i)]
+            ctx.logger.error("%s: member %d of %d failed%s", name, i + 1, k,
+                             f" (finished members kept: {', '.join(kept)})" if kept else "")
+            raise
+        last = state.history[-1] if state.history else {}
+        ctx.logger.info("%s: member %d of %d done (%s): %d epochs, final loss %s, %.1f s", name,
+                        i + 1, k, member, state.epoch,
+                        f"{last['loss']:.4g}" if "loss" in last else "n/a",
+                        time.perf_counter() - t0)
+        members.append((model, guide))
+        states.append(state)
+    return Ensemble(members), states
+
+
+def ensemble(make_pair: Callable[[], tuple], data, k: int,
+             config: FitConfig | dict | None = None, *, eval_fn: Callable | None = None
+             ) -> Ensemble:
+    """Train a deep ensemble of K fresh pairs: the plain-Python counterpart of
+    :func:`~experiments.common.training.fit`.
+
+    Member i: the random streams are seeded with ``config.seed + i``, ``make_pair()`` builds a
+    fresh ``(model, guide)`` (so its initialisation differs from the other members'), and
+    ``fit`` trains it with ``seed = config.seed + i`` (its minibatch order), ``desc`` suffixed
+    with ``member<i>`` and, when ``config.out_dir`` is set, ``out_dir/member<i>`` for its
+    history and checkpoint.
+
+    :param make_pair: ``make_pair() -> (model, guide)``, called once per member; it must build
+        new modules each call.
+    :param data: the training set, as for ``fit``.
+    :param int k: the number of members K >= 1.
+    :param config: a :class:`~experiments.common.training.FitConfig` or a dict of its fields,
+        shared by every member.
+    """
+    k = _check_k(k)
+    if not callable(make_pair):
+        raise TypeError(f"make_pair must be a callable returning a fresh (model, guide), got "
+                        f"{type(make_pair).__name__}")
+    cfg = config if isinstance(config, FitConfig) else FitConfig.from_dict(config)
+    members, seen = [], set()
+    for i in range(k):
+        seed_everything(cfg.seed + i)  # the member's initialisation
+        pair = make_pair()
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError(f"make_pair() must return a (model, guide) pair, got "
+                             f"{type(pair).__name__}")
+        model, guide = pair
+        if id(model) in seen or id(guide) in seen:
+            raise ValueError(f"make_pair() returned the model or guide of an earlier member for "
+                             f"member {i}: it must build new modules on every call (e.g. "
+                             "lambda: (m := create_model(...), create_guide(g, m)))")
+        seen.update((id(model), id(guide)))
+        member_cfg = dataclasses.replace(
+            cfg, seed=cfg.seed + i, desc=f"{cfg.desc} member{i}",
+            out_dir=None if cfg.out_dir is None else str(Path(cfg.out_dir) / f"member{i}"))
+        t0 = time.perf_counter()
+        state = fit(model, guide, data, member_cfg, eval_fn=eval_fn)
+        last = state.history[-1] if state.history else {}
+        log.info("ensemble member %d of %d: %d epochs, final loss %s, %.1f s", i + 1, k,
+                 state.epoch, f"{last['loss']:.4g}" if "loss" in last else "n/a",
+                 time.perf_counter() - t0)
+        members.append((model, guide))
+    return Ensemble(members)
+
+
+# ------------------------------------------------------------------------------------------------
+# prediction
+
+
+def mixture(predictions: Sequence[Prediction]) -> Prediction:
+    """The equal-weight mixture of the members' predictions (module docstring): means averaged,
+    variance ``mean(v_k) + Var_k(mu_k)``, epistemic ``mean(epistemic_k) + Var_k(mu_k)``,
+    aleatoric averaged, class probabilities averaged, per-point log density
+    ``logsumexp_k(ll_k) - log K``; ``samples`` concatenated (K S draws) when every member has
+    them; ``num_samples`` the sum."""
+    preds = list(predictions)
+    if not preds:
+        raise ValueError("mixture needs the predictions of at least one member, got none")
+    kinds = sorted({p.kind for p in preds})
+    if len(kinds) > 1:
+        raise ValueError(f"the members predict different kinds ({', '.join(kinds)}); an "
+                         "ensemble's members must share one task")
+    kind = kinds[0]
+    if kind == "reconstruction":
+        raise ValueError("a VAE ensemble has no mixture predictive here (predict gives a "
+                         "reconstruction and an IWAE bound, not p(y|x)); ensemble regression or "
+                         "classification pairs")
+    shapes = sorted({tuple(p.mean.shape) for p in preds})
+    if len(shapes) > 1:
+        raise ValueError(f"the members' predictive means have different shapes {shapes}; the "
+                         "members must predict the same outputs (same classes) at the same x")
+    k = len(preds)
+
+    def stack(attr: str) -> torch.Tensor | None:
+        values = [getattr(p, attr) for p in preds]
+        return None if any(v is None for v in values) else torch.stack(values)
+
+    means = stack("mean")
+    mean = means.mean(0)
+    spread = means.var(0, unbiased=False) if k > 1 else torch.zeros_like(mean)  # Var_k[mu_k]
+    var, epi, ale = stack("variance"), stack("epistemic"), stack("aleatoric")
+    probs = stack("probs")
+    ll_pp = stack("log_likelihood_per_point")
+    if ll_pp is None and any(p.log_likelihood_per_point is not None for p in preds):
+        raise ValueError("some members were scored against targets and some not; pass y to "
+                         "every member's prediction or to none")
+    if ll_pp is not None:
+        ll_pp = torch.logsumexp(ll_pp, 0) - math.log(k)
+    samples = [p.samples for p in preds]
+    return Prediction(
+        kind, mean=mean,
+        variance=None if var is None else var.mean(0) + spread,
+        epistemic=None if epi is None else epi.mean(0) + spread,
+        aleatoric=None if ale is None else ale.mean(0),
+        probs=None if probs is None else probs.mean(0),
+        samples=None if any(s is None for s in samples) else torch.cat(samples, 0),
+        log_likelihood=None if ll_pp is None else float(ll_pp.mean()),
+        log_likelihood_per_point=ll_pp,
+        num_samples=sum(p.num_samples for p in preds))
+
+
+def predict_ensemble(ens, x, num_samples: int = 100, y=None, return_samples: bool = False, *,
+                     train_data: tuple | None = None, seed: int | None = None,
+                     sample_chunk: int = 100, data_chunk: int | None = None) -> Prediction:
+    """The mixture predictive of an :class:`Ensemble` at ``x`` (module docstring).
+
+    Each member goes through :func:`~experiments.common.predict.predict` with ``num_samples``
+    draws (so the :class:`~experiments.common.predict.Prediction` has ``num_samples`` = K times
+    that, 0 for closed-form members) and, with ``seed``, its draws seeded by ``seed + k``; the
+    results are combined by :func:`mixture`. ``train_data`` goes to every member (the
+    ``laplace`` guide's Hessian). Regression and classification; a VAE member is refused.
+    """
+    from models.vae import VAE
+
+    if not isinstance(ens, Ensemble):
+        raise TypeError(f"predict_ensemble needs an Ensemble (train_ensemble, ensemble or "
+                        f"Ensemble([(model, guide), ...])), got {type(ens).__name__}")
+    for i, (model, _) in enumerate(ens):
+        if isinstance(model, VAE):
+            raise ValueError(f"ensemble member {i} is a VAE: an ensemble predicts p(y|x) for "
+                             "regression or classification; predict a VAE on its own with "
+                             "predict(model, guide, x)")
+    preds = [predict(model, guide, x, num_samples, y, return_samples, train_data=train_data,
+                     seed=None if seed is None else seed + i, sample_chunk=sample_chunk,
+                     data_chunk=data_chunk)
+             for i, (model, guide) in enumerate(ens)]
+    return mixture(preds)
