@@ -351,6 +351,21 @@ class SVGP(ZooModel):
         self.inducing_points.data.copy_(z.to(self.inducing_points))
         return self.inducing_points
 
+    def start(self, x: torch.Tensor, y: torch.Tensor, guide=None, seed: int = 0,
+              progress: bool = True) -> None:
+        """The start ``fit`` gives an SVGP on a table (GPyTorch's examples do the first half):
+        inducing inputs at the k-means centres of ``x`` (:meth:`initialize_inducing`), then, for
+        the Gaussian likelihood and a q(u) guide (``cholesky``, ``mean-field-u``, ``delta``), q(u)
+        at Titsias' optimum for the current hyperparameters (:meth:`optimal_q_u`): the
+        collapsed bound's q(u), from which SVI refines kernel, noise and Z. Call it before
+        :func:`~experiments.common.training.fit`."""
+        self.initialize_inducing(x, method="kmeans", seed=seed, progress=progress)
+        if isinstance(self.likelihood, GaussianLikelihood) and callable(getattr(guide, "set_q_u",
+                                                                                None)):
+            x = self._check_x(x)
+            guide(x[:2], self._check_y(x, y)[:2])
+            guide.set_q_u(*self.optimal_q_u(x, y))
+
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[-1] != self.input_dim:
             raise ValueError(f"x must have shape (N, {self.input_dim}), got {tuple(x.shape)}")

@@ -57,7 +57,7 @@ def _rows(path: Path) -> list[dict]:
 def test_regression_fit_then_predict_in_original_units(linear, tmp_path):
     d, new = linear
     proc = _cli("fit", "--model", "bnn", "--guide", "mean-field", "--data", str(d / "data.csv"),
-                "--target", "y", "--set", "model_cfg.widths=[]", "--set", "fit.epochs=150",
+                "--target", "y", "--set", "model_cfg.widths=[]", "--set", "fit.epochs=600",
                 "--device", "cpu", "--no-progress", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (tmp_path / "fit").iterdir()

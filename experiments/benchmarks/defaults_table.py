@@ -1,0 +1,375 @@
+"""The defaults of ``python -m experiments fit`` on tables no setting was chosen for.
+
+Every staged regression set (the nine UCI sets at split 0, elevators, kin40k, pol and bike at fold
+0) and synthetic stress tables with the traits real tables have (:func:`stress_tables`) are fitted
+with the zoo's defaults by ``svgp/cholesky``, ``bnn/mean-field`` and the plain net
+``mlp/deterministic``, and by native GPyTorch (an ``ApproximateGP`` with k-means inducing points,
+``CholeskyVariationalDistribution``, ``VariationalELBO``, Adam) at the SVGP's budget: the same
+inducing points, batch size, epochs and lr. The goals (issue 23):
+
+* no pair crashes or reports nonsense (``fit`` stops a run that does: ``status`` failed);
+* the SVGP within 5 % RMSE and 0.05 test LL of native GPyTorch;
+* BbB's test LL at least the plain net's on two thirds of the tables, with 95 % coverage in
+  [0.90, 0.99].
+
+Usage::
+
+    python -m experiments.benchmarks.defaults_table [--quick] [--out docs/results/defaults.json]
+    python -m experiments.benchmarks.defaults_table --render docs/results/defaults.json \\
+        --md docs/defaults.md
+
+The result file holds the metrics with the command, commit, hardware and date; ``--render``
+writes the page from it, so a re-run updates the page. Needs the staged data
+(``$VBZOO_DATA_DIR``); a missing set is a row marked so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PAIRS = (("svgp", "cholesky"), ("bnn", "mean-field"), ("mlp", "deterministic"))
+UCI = ("boston", "concrete", "energy", "kin8nm", "naval", "power", "protein", "wine", "yacht")
+UCI_LARGE = ("elevators", "kin40k", "pol", "bike")
+SVGP_RMSE_RATIO, SVGP_LL_GAP = 1.05, 0.05
+COVERAGE = (0.90, 0.99)
+
+log = logging.getLogger("experiments")
+
+
+# ------------------------------------------------------------------------------------------------
+# tables
+
+
+def _target(x: np.ndarray, rng) -> np.ndarray:
+    return np.sin(x[:, 0]) + 0.5 * x[:, 1] + 0.2 * x[:, 2] * x[:, 3]
+
+
+def stress_tables(rng_seed: int = 0, quick: bool = False) -> dict[str, tuple[np.ndarray, ...]]:
+    """Synthetic ``(x_train, y_train, x_test, y_test)`` with one trait each, five informative
+    Gaussian features and noise sd 0.1 unless the trait says otherwise:
+
+    ``dups`` two thirds of the rows repeat earlier rows; ``collinear`` an extra column that is an
+    exact linear function of another; ``const`` an extra constant column; ``skew`` an extra
+    lognormal(0, 3) column; ``heavy-tail`` Student-t (2 degrees of freedom) noise on the target;
+    ``scale-1e6`` every feature times 1e6 and the target times 1e6 plus 1e7; ``dup-columns``
+    every feature twice; ``n20`` and ``n500k``: 20 and 500 000 rows (``quick``: 50 000)."""
+    out = {}
+    specs = {"dups": 20000, "collinear": 20000, "const": 20000, "skew": 20000,
+             "heavy-tail": 20000, "scale-1e6": 20000, "dup-columns": 20000, "n20": 20,
+             "n500k": 50000 if quick else 500000}
+    for trait, rows in specs.items():
+        rng = np.random.default_rng(rng_seed)
+        n_test = max(rows // 10, 10)
+        unique = (rows + n_test) // 3 if trait == "dups" else rows + n_test
+        x = rng.normal(size=(unique, 5))
+        noise = rng.standard_t(2, size=unique) if trait == "heavy-tail" else rng.normal(size=unique)
+        y = _target(x, rng) + 0.1 * noise
+        if trait == "collinear":
+            x = np.c_[x, 2.0 * x[:, 0] + 1.0]
+        elif trait == "const":
+            x = np.c_[x, np.full(len(x), 7.0)]
+        elif trait == "skew":
+            x = np.c_[x, rng.lognormal(0.0, 3.0, len(x))]
+        elif trait == "scale-1e6":
+            x, y = x * 1e6, y * 1e6 + 1e7
+        elif trait == "dup-columns":
+            x = np.c_[x, x]
+        if trait == "dups":
+            idx = rng.integers(0, unique, rows + n_test)
+            x, y = x[idx], y[idx]
+        out[trait] = (x[:rows], y[:rows], x[rows:], y[rows:])
+    return out
+
+
+def staged_tables(quick: bool = False) -> dict[str, tuple[np.ndarray, ...] | str]:
+    """The staged regression sets (split / fold 0, raw units), or why one is missing."""
+    from experiments.common.data import DataError
+    from experiments.common.data.uci import load_uci
+    from experiments.common.data.uci_large import load_uci_large
+
+    out: dict = {}
+    names = [(n, load_uci) for n in UCI] + [(n, load_uci_large) for n in UCI_LARGE]
+    if quick:
+        names = names[:2]
+    for name, loader in names:
+        try:
+            d = loader(name, 0, standardize=False, download=False)
+        except (DataError, FileNotFoundError, ValueError) as exc:
+            out[name] = f"missing: {exc}"
+            continue
+        out[name] = tuple(t.double().numpy() for t in (d.x_train, d.y_train, d.x_test, d.y_test))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# fits
+
+
+def _write(folder: Path, name: str, x: np.ndarray, y: np.ndarray) -> str:
+    path = folder / f"{name}.csv"
+    header = ",".join([f"x{i}" for i in range(x.shape[1])] + ["y"])
+    np.savetxt(path, np.c_[x, y], delimiter=",", header=header, comments="", fmt="%.10g")
+    return str(path)
+
+
+def zoo_fit(model: str, guide: str, train: str, test: str, out: str, seed: int) -> dict:
+    """``python -m experiments fit`` with its defaults, in this process; a failure is a row."""
+    from experiments.common.userfit import FitArgs, run_fit
+
+    t0 = time.perf_counter()
+    try:
+        run_dir, metrics = run_fit(FitArgs(model=model, guide=guide, data=train, test=test,
+                                           target="y", device="cpu", seed=seed, out=out,
+                                           progress=False))
+    except Exception as exc:  # noqa: BLE001 - the table records every failure
+        return {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                "seconds": round(time.perf_counter() - t0, 1)}
+    config = json.loads((Path(run_dir) / "config.json").read_text())
+    pair = config["pair"]
+    return {"status": metrics["status"], "rmse": metrics["rmse"], "test_ll": metrics["test_ll"],
+            "coverage95": metrics["coverage95"], "seconds": round(time.perf_counter() - t0, 1),
+            "epochs": pair["fit"]["epochs"], "batch_size": pair["fit"]["batch_size"],
+            "lr": pair["fit"]["lr"], "num_inducing": config["model_args"].get("num_inducing")}
+
+
+def gpytorch_fit(xs: tuple[np.ndarray, ...], budget: dict, seed: int) -> dict:
+    """Native GPyTorch at the zoo SVGP's budget: k-means Z (the zoo's k-means), ScaleKernel(RBF
+    with ARD), constant mean, Gaussian likelihood, ``VariationalELBO``, Adam on everything."""
+    import gpytorch
+
+    import models
+
+    t0 = time.perf_counter()
+    x_tr, y_tr, x_te, y_te = xs
+    mx, sx = x_tr.mean(0), x_tr.std(0)
+    sx[sx == 0] = 1.0
+    my, sy = float(y_tr.mean()), float(y_tr.std()) or 1.0
+    x = torch.as_tensor((x_tr - mx) / sx, dtype=torch.float32)
+    y = torch.as_tensor((y_tr - my) / sy, dtype=torch.float32)
+    xt = torch.as_tensor((x_te - mx) / sx, dtype=torch.float32)
+    torch.manual_seed(seed)
+    m = budget["num_inducing"]
+    z = models.create_model("svgp", input_dim=x.shape[1], num_inducing=m).initialize_inducing(
+        x, seed=seed, progress=False).detach().clone()
+
+    class GP(gpytorch.models.ApproximateGP):
+        def __init__(self, z):
+            q = gpytorch.variational.CholeskyVariationalDistribution(len(z))
+            super().__init__(gpytorch.variational.VariationalStrategy(
+                self, z, q, learn_inducing_locations=True))
+            self.mean_module = gpytorch.means.ConstantMean()
+            self.covar_module = gpytorch.kernels.ScaleKernel(
+                gpytorch.kernels.RBFKernel(ard_num_dims=x.shape[1]))
+
+        def forward(self, a):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(a),
+                                                             self.covar_module(a))
+
+    gp, lik = GP(z), gpytorch.likelihoods.GaussianLikelihood()
+    opt = torch.optim.Adam([*gp.parameters(), *lik.parameters()], lr=budget["lr"])
+    mll = gpytorch.mlls.VariationalELBO(lik, gp, num_data=len(y))
+    gp.train()
+    lik.train()
+    g = torch.Generator().manual_seed(seed)
+    try:
+        for _ in range(budget["epochs"]):
+            for idx in torch.randperm(len(y), generator=g).split(budget["batch_size"]):
+                opt.zero_grad()
+                loss = -mll(gp(x[idx]), y[idx])
+                loss.backward()
+                opt.step()
+        gp.eval()
+        lik.eval()
+        with torch.no_grad():
+            means, variances = [], []
+            for chunk in xt.split(4096):
+                pred = lik(gp(chunk))
+                means.append(pred.mean)
+                variances.append(pred.variance)
+        mean = torch.cat(means).double() * sy + my
+        sd = torch.cat(variances).double().sqrt() * sy
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                "seconds": round(time.perf_counter() - t0, 1)}
+    yt = torch.as_tensor(y_te, dtype=torch.float64)
+    ll = torch.distributions.Normal(mean, sd).log_prob(yt).mean()
+    inside = ((yt - mean).abs() <= 1.959964 * sd).double().mean()
+    return {"status": "ok", "rmse": float((mean - yt).pow(2).mean().sqrt()), "test_ll": float(ll),
+            "coverage95": float(inside), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+# ------------------------------------------------------------------------------------------------
+# goals and page
+
+
+def _ok(row: dict | None) -> bool:
+    return bool(row) and row.get("status") == "ok" and all(
+        math.isfinite(row[k]) for k in ("rmse", "test_ll", "coverage95"))
+
+
+def judge(rows: dict) -> dict:
+    """Per table: whether each goal holds (``None`` where it cannot be judged)."""
+    out = {}
+    for name, r in rows.items():
+        if isinstance(r, str):
+            continue
+        sv, gp, bbb, net = (r.get(k) for k in ("svgp", "gpytorch", "bnn", "mlp"))
+        out[name] = {
+            "no_crash": all(_ok(r.get(k)) for k in ("svgp", "bnn", "mlp")),
+            "svgp_vs_gpytorch": (sv["rmse"] <= SVGP_RMSE_RATIO * gp["rmse"] and
+                                 sv["test_ll"] >= gp["test_ll"] - SVGP_LL_GAP)
+            if _ok(sv) and _ok(gp) else None,
+            "bbb_ll_vs_plain": bbb["test_ll"] >= net["test_ll"] if _ok(bbb) and _ok(net) else None,
+            "bbb_coverage": COVERAGE[0] <= bbb["coverage95"] <= COVERAGE[1] if _ok(bbb) else None,
+        }
+    return out
+
+
+def _fmt(row: dict | None, key: str) -> str:
+    if not row:
+        return ""
+    if row.get("status") != "ok":
+        return "failed"
+    v = row.get(key)
+    return "" if v is None else (f"{v:.4g}" if key != "coverage95" else f"{v:.2f}")
+
+
+def render(result: dict) -> str:
+    """The docs page (Markdown) from a result file of this script."""
+    rows, goals = result["rows"], result["goals"]
+    lines = ["# The defaults of `fit` on unseen tables", "",
+             "Rendered by `python -m experiments.benchmarks.defaults_table --render "
+             f"{result['result_file']}` from the result file written by", "",
+             f"    {result['command']}", "",
+             f"commit {result['commit']}, {result['hardware']}, {result['date']}, "
+             f"{result['minutes']:.1f} min.", "",
+             "Each table is fitted with the zoo's defaults (`python -m experiments fit --model M "
+             "--guide G --data TRAIN --test TEST --target y`) and by native GPyTorch at the "
+             "SVGP's budget (same inducing points, batch, epochs and lr). Test metrics in the "
+             "target's units: RMSE, test log-likelihood per point (LL) and the coverage of the "
+             "central 95 % interval.", "",
+             "| table | rows | SVGP RMSE | GPyTorch RMSE | SVGP LL | GPyTorch LL | BbB LL | "
+             "plain net LL | BbB cov. | SVGP | BbB | plain | GPyTorch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        if isinstance(r, str):
+            lines.append(f"| {name} | {r} |" + " |" * 11)
+            continue
+        sv, gp, bbb, net = (r.get(k) for k in ("svgp", "gpytorch", "bnn", "mlp"))
+        secs = [f"{x['seconds']:.0f} s" if x else "" for x in (sv, bbb, net, gp)]
+        lines.append(f"| {name} | {r['rows']} | {_fmt(sv, 'rmse')} | {_fmt(gp, 'rmse')} | "
+                     f"{_fmt(sv, 'test_ll')} | {_fmt(gp, 'test_ll')} | {_fmt(bbb, 'test_ll')} | "
+                     f"{_fmt(net, 'test_ll')} | {_fmt(bbb, 'coverage95')} | "
+                     + " | ".join(secs) + " |")
+    judged = [g for g in goals.values()]
+
+    def count(key):
+        vals = [g[key] for g in judged if g[key] is not None]
+        return sum(vals), len(vals)
+
+    crash = count("no_crash")
+    svgp = count("svgp_vs_gpytorch")
+    bbb = count("bbb_ll_vs_plain")
+    cov = count("bbb_coverage")
+    lines += ["", "Goals:", "",
+              f"- no pair crashes or reports nonsense: {crash[0]} of {crash[1]} tables;",
+              f"- SVGP within {100 * (SVGP_RMSE_RATIO - 1):.0f} % RMSE and {SVGP_LL_GAP} LL of "
+              f"GPyTorch: {svgp[0]} of {svgp[1]};",
+              f"- BbB's LL at least the plain net's: {bbb[0]} of {bbb[1]} (goal: two thirds);",
+              f"- BbB's 95 % coverage in [{COVERAGE[0]}, {COVERAGE[1]}]: {cov[0]} of {cov[1]}."]
+    misses = [f"`{n}`: " + ", ".join(k for k, v in g.items() if v is False)
+              for n, g in goals.items() if any(v is False for v in g.values())]
+    if misses:
+        lines += ["", "Tables that miss a goal: " + "; ".join(misses) + "."]
+    failures = [f"`{n}` {k}: {r[k]['error']}" for n, r in rows.items() if not isinstance(r, str)
+                for k in ("svgp", "bnn", "mlp", "gpytorch")
+                if r.get(k) and r[k].get("status") != "ok"]
+    if failures:
+        lines += ["", "Failures: " + "; ".join(failures) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="docs/results/defaults.json", help="result file to write")
+    ap.add_argument("--quick", action="store_true", help="two staged sets and a 50 000-row "
+                                                         "table instead of 500 000 (a check)")
+    ap.add_argument("--only", default=None, help="comma-separated table names")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", metavar="RESULT", default=None,
+                    help="write the page from this result file and exit")
+    ap.add_argument("--md", default="docs/defaults.md", help="the page --render writes")
+    args = ap.parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+        result["result_file"] = args.render
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.md).write_text(render(result))
+        print(f"wrote {args.md}")
+        return 0
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    tables = {**staged_tables(args.quick), **stress_tables(args.seed, args.quick)}
+    if args.only:
+        keep = set(args.only.split(","))
+        tables = {k: v for k, v in tables.items() if k in keep}
+    rows: dict = {}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from experiments.common.runner import hardware
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, xs in tables.items():
+            if isinstance(xs, str):
+                rows[name] = xs
+                print(f"{name}: {xs}", flush=True)
+                continue
+            folder = Path(tmp) / name
+            folder.mkdir()
+            train, test = _write(folder, "train", xs[0], xs[1]), _write(folder, "test", xs[2], xs[3])
+            row: dict = {"rows": len(xs[0]) + len(xs[2]), "features": xs[0].shape[1]}
+            for model, guide in PAIRS:
+                row[model] = zoo_fit(model, guide, train, test, str(folder / "runs"), args.seed)
+                print(f"{name} {model}/{guide}: {row[model]}", flush=True)
+            if row["svgp"].get("status") == "ok":
+                row["gpytorch"] = gpytorch_fit(xs, row["svgp"], args.seed)
+                print(f"{name} gpytorch: {row['gpytorch']}", flush=True)
+            rows[name] = row
+            result = {
+                "command": "python -m experiments.benchmarks.defaults_table "
+                           + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+                "commit": _commit(), "hardware": hardware(),
+                "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+                "load_average": list(os.getloadavg()),
+                "minutes": (time.perf_counter() - started) / 60, "rows": rows,
+                "goals": judge(rows)}
+            out.write_text(json.dumps(result, indent=1))  # after every table: nothing lost
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
