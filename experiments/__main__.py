@@ -30,6 +30,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "torch's default; $OMP_NUM_THREADS, when set, is the default instead)")
 
 
+def _fit_defaults_text() -> str:
+    """The per-family defaults of ``fit`` (:func:`experiments.common.userfit.describe_defaults`)."""
+    from .common.userfit import describe_defaults
+
+    return describe_defaults()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report file (default: <out>/REPORT-runs.md)")
     report.add_argument("--include-smoke", action="store_true",
                         help="let smoke runs count as the newest run")
-    fit = sub.add_parser("fit", help="train a registered pair on your own table (CSV, .npz, .pt)")
+    fit = sub.add_parser("fit", help="train a registered pair on your own table (CSV, .npz, .pt)",
+                         epilog=_fit_defaults_text(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("--model", required=True, help="registered model (bnn, mlp, rff-gp, svgp)")
     fit.add_argument("--guide", required=True, help="one of the model's guides "
                                                     "(python -m experiments pairs)")
@@ -559,7 +568,8 @@ def main(argv=None) -> int:
         if args.command == "compare":
             return cmd_compare(args)
         return cmd_reproduce(args)
-    except (KeyError, ValueError, FileNotFoundError, DataError, CheckpointError) as exc:
+    except (KeyError, ValueError, FileNotFoundError, DataError, CheckpointError,
+            ArithmeticError) as exc:  # (ArithmeticError: a non-finite or implausible fit)
         # (ConfigError is a ValueError)
         # configuration and data errors: one clear line instead of a traceback (other errors,
         # e.g. a torch shape error in an experiment, keep their traceback)

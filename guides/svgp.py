@@ -106,8 +106,8 @@ class DrawnMultivariateNormal(dist.MultivariateNormal):
 
     _draw: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def rsample(self, sample_shape=torch.Size()):
-        shape = self._extended_shape(sample_shape)
+    def rsample(self, sample_shape=()):
+        shape = self._extended_shape(torch.Size(sample_shape))
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         value = self.loc + (self._unbroadcasted_scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
         self._draw = (value, eps)

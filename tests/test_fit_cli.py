@@ -82,7 +82,9 @@ def test_regression_fit_then_predict_in_original_units(linear, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"wrote {out} (6 rows)" in proc.stdout
     rows = _rows(out)
-    assert list(rows[0]) == ["mean", "sd", "epistemic_sd", "aleatoric_sd"]
+    # the row ids in new.csv, no target column (new.csv has none), then the predictions
+    assert list(rows[0]) == ["row", "mean", "sd", "epistemic_sd", "aleatoric_sd"]
+    assert [r["row"] for r in rows] == [str(i) for i in range(6)]
     mean = np.array([float(r["mean"]) for r in rows])
     sd = np.array([float(r["sd"]) for r in rows])
     np.testing.assert_allclose(mean, _truth(new[:, 0], new[:, 1]), atol=3.0)
@@ -112,12 +114,14 @@ def test_classification_fit_then_predict(tmp_path):
     assert metrics["accuracy"] > 0.8
     assert (run / "test_predictions.png").is_file()
     test_rows = _rows(run / "test_predictions.csv")
-    assert list(test_rows[0]) == ["u", "v", "label", "predicted", "p_1", "p_3"]
+    assert list(test_rows[0]) == ["row", "u", "v", "label", "predicted", "p_1", "p_3"]
     assert json.loads((run / "standardization.json").read_text())["classes"] == [1.0, 3.0]
     proc = _cli("predict", str(run), "--data", str(data), "--out", str(tmp_path / "p.csv"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(tmp_path / "p.csv")
-    assert list(rows[0]) == ["predicted", "p_1", "p_3"] and len(rows) == 160
+    assert list(rows[0]) == ["row", "label", "predicted", "p_1", "p_3"] and len(rows) == 160
+    assert [int(r["row"]) for r in rows] == list(range(160))
+    assert [int(r["label"]) for r in rows] == labels.tolist()  # the file's labels, as they are
     p = np.array([[float(r["p_1"]), float(r["p_3"])] for r in rows])
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
     predicted = np.array([int(r["predicted"]) for r in rows])
@@ -232,3 +236,79 @@ def test_staged_kin40k_as_csv_fit_then_predict(model, guide, data_dir, tmp_path)
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1500 and {"mean", "sd"} <= set(rows[0])
     assert abs(np.mean([float(r["mean"]) for r in rows]) - float(np.mean(y))) < 0.5 * np.std(y)
+
+
+def test_prediction_csvs_carry_row_ids_and_the_target(tmp_path):
+    """fit's test_predictions.csv: ``row`` (the test row's index in the data file), then the
+    features and the target; predict's CSV: ``row`` (the index in its file), the target when the
+    file has it, then the predictions."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2, 2, (60, 2))
+    y = _truth(x[:, 0], x[:, 1]) + rng.normal(0, 0.5, 60)
+    data = _write_csv(tmp_path / "data.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
+    test = _write_csv(tmp_path / "test.csv", ["a", "b", "y"],
+                      np.column_stack([x[:5], y[:5]]).tolist())
+    new = _write_csv(tmp_path / "new.csv", ["b", "a"], x[:4, ::-1].tolist())
+    common = ["--model", "bnn", "--guide", "mean-field", "--target", "y", "--set",
+              "model_cfg.widths=[]", "--set", "fit.epochs=2", "--set", "num_samples=4",
+              "--device", "cpu", "--no-progress"]
+    assert main(["fit", "--data", str(data), "--test-fraction", "0.25", "--out",
+                 str(tmp_path / "a"), *common]) == 0
+    (run,) = (tmp_path / "a" / "fit").iterdir()
+    rows = _rows(run / "test_predictions.csv")
+    assert list(rows[0])[:4] == ["row", "a", "b", "y"] and len(rows) == 15
+    ids = [int(r["row"]) for r in rows]
+    assert ids == sorted(set(ids)) and 0 <= ids[0] and ids[-1] < 60
+    got = np.array([[float(r["a"]), float(r["b"]), float(r["y"])] for r in rows])
+    np.testing.assert_allclose(got, np.column_stack([x, y])[ids], rtol=1e-7)
+
+    assert main(["predict", str(run), "--data", str(data)]) == 0
+    rows = _rows(run / "predictions.csv")
+    assert list(rows[0]) == ["row", "y", "mean", "sd", "epistemic_sd", "aleatoric_sd"]
+    assert [int(r["row"]) for r in rows] == list(range(60))
+    np.testing.assert_allclose([float(r["y"]) for r in rows], y, rtol=1e-7)
+    assert main(["predict", str(run), "--data", str(new), "--out", str(tmp_path / "n.csv")]) == 0
+    rows = _rows(tmp_path / "n.csv")
+    assert list(rows[0])[:2] == ["row", "mean"] and [r["row"] for r in rows] == list("0123")
+
+    # with --test FILE, the ids are the rows of that file
+    assert main(["fit", "--data", str(data), "--test", str(test), "--out", str(tmp_path / "b"),
+                 *common]) == 0
+    (run,) = (tmp_path / "b" / "fit").iterdir()
+    assert [r["row"] for r in _rows(run / "test_predictions.csv")] == list("01234")
+
+
+@pytest.mark.parametrize("ensemble", [1, 5])
+def test_fit_figure_names_the_run_and_samples_intervals(tmp_path, monkeypatch, ensemble):
+    """5000 test rows: 500 random rows get intervals over a dot per row, the figure says so, and
+    its title names the pair (the ensemble) and the data file; written in well under 5 s."""
+    import time
+
+    from experiments.common import plotting, userfit
+    from experiments.common.predict import Prediction
+
+    texts = []
+    save = plotting.save_figure
+
+    def keep_texts(fig, path):
+        texts.extend(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+        return save(fig, path)
+
+    monkeypatch.setattr(plotting, "save_figure", keep_texts)
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=5000)
+    var = torch.full((5000,), 0.25, dtype=torch.float64)
+    pred = Prediction("regression", torch.as_tensor(y + rng.normal(0, 0.5, 5000)), var,
+                      0.2 * var, 0.8 * var)
+    std = userfit.Standardization(task="regression", columns=["a"], target="y", x_mean=[0.0],
+                                  x_std=[1.0])
+    job = userfit.FitJob("mlp", "deterministic", ensemble=ensemble)
+    t0 = time.perf_counter()
+    paths = userfit.plot_test(pred, y, std, {"rmse": 0.5, "coverage95": 0.95},
+                              tmp_path / "test_predictions", job=job, data="/some/where/big.csv")
+    assert time.perf_counter() - t0 < 5.0
+    assert all(p.is_file() for p in paths)
+    text = "\n".join(texts)
+    assert "500 of 5000 rows shown" in text
+    assert "mlp/deterministic on big.csv" in text
+    assert ("ensemble of 5" in text) == (ensemble == 5)

@@ -25,4 +25,7 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch, capsys):
     assert pred.mean.shape == (50,) and pred.log_likelihood > -1.0
     # what the section claims: uncertainty grows away from the training inputs [-3, 3]
     assert pred.epistemic[-1] > pred.epistemic[25]
+    # the SVGP part: its start and fit give a sensible predictive too
+    gp_pred = namespace["gp_pred"]
+    assert "SVGP" in out and gp_pred.log_likelihood > -1.0
     assert not list(tmp_path.iterdir())

@@ -111,7 +111,8 @@ def test_fit_names_itself_and_logs_lines_when_stderr_is_not_a_terminal(tmp_path,
                                                   progress=False), "quiet",
                    model_args={"in_features": 1})
     assert [r.getMessage().split(",")[0] for r in caplog.records] == [
-        "quiet #1: done after epoch 3/3"]  # --no-progress: the last line only
+        "quiet #1: epoch 1/3", "quiet #1: epoch 2/3",
+        "quiet #1: done after epoch 3/3"]  # --no-progress: no bar, the same lines
 
 
 def test_failed_run_log_ends_with_the_failure(tmp_path):

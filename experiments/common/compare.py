@@ -91,6 +91,7 @@ from .userfit import (
     check_pair,
     score,
     split_rows,
+    train_chosen_epoch,
     write_predictions,
 )
 
@@ -430,25 +431,17 @@ def _run_method(method: Method, overrides: list[str], data: _Data, ctx: RunConte
     log.info("compare %s: %.3g s per epoch in the pilot: %d epoch(s)%s (budget %g s, at most %d)",
              method.name, epoch_s, epochs, f" x {members} members" if members > 1 else "",
              args.budget, max_epochs)
-    if members > 1:
-        from .ensemble import train_ensemble  # (experiments.common.ensemble)
-
+    info: dict = {}
+    if members > 1 or epochs > 1:  # else the one-epoch pilot is this very fit
         t0 = time.perf_counter()
-        ensemble, _ = train_ensemble(train_job, (xs_tr, ys_tr), ctx, f"{folder}/train",
-                                     members, model_args=supplied, prepare=prepare)
-        train_s = time.perf_counter() - t0
-        train_data = (xs_tr, ys_tr) if needs_train_data(ensemble[0][1]) else None
-        raw = predict(ensemble, None, xs_te, job.num_samples, y=ys_te, train_data=train_data,
-                      seed=args.seed)
-    else:
-        if epochs > 1:  # else the one-epoch pilot is this very fit
-            t0 = time.perf_counter()
-            model, guide, state = train_pair(train_job, (xs_tr, ys_tr), ctx, f"{folder}/train",
-                                             model_args=supplied, prepare=prepare)
-        train_s = time.perf_counter() - t0
-        train_data = (xs_tr, ys_tr) if needs_train_data(guide) else None
-        raw = predict(model, guide, xs_te, job.num_samples, y=ys_te, train_data=train_data,
-                      seed=args.seed)
+        model, guide, info = train_chosen_epoch(train_job, xs_tr, ys_tr, ctx, supplied, prepare,
+                                                args.seed, name=f"{folder}/train",
+                                                members=members)
+    train_s = time.perf_counter() - t0
+    first_guide = model[0][1] if members > 1 else guide
+    train_data = (xs_tr, ys_tr) if needs_train_data(first_guide) else None
+    raw = predict(model, None if members > 1 else guide, xs_te, job.num_samples, y=ys_te,
+                  train_data=train_data, seed=args.seed)
     pred = data.std.prediction(raw)
     metrics = score(pred, data.y_te, data.std)
     if data.task == "regression":
@@ -457,7 +450,7 @@ def _run_method(method: Method, overrides: list[str], data: _Data, ctx: RunConte
     write_predictions(ctx.path(folder) / "test_predictions.csv", pred, data.std, data.x_te,
                       data.y_te)
     row = _row(method, "ok", epochs=epochs, max_epochs=max_epochs, epoch_seconds=epoch_s,
-               train_seconds=train_s, members=members, **metrics)
+               train_seconds=train_s, members=members, **info, **metrics)
     row["config"] = config_dict(train_job)
     row["model_args"] = supplied
     return row, pred

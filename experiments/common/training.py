@@ -52,8 +52,12 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
-#: with progress on and stderr not a terminal: one log line per this many seconds of training
+#: when no progress bar is shown (``progress=False``, or stderr not a terminal): at most one
+#: progress log line per this many seconds of training (besides the first epoch's and the last)
 PROGRESS_LOG_EVERY_S = 60.0
+#: when no bar is shown, the step loop reads the clock (``time.perf_counter``, never a tensor)
+#: every this many steps, to log a line within a long epoch
+PROGRESS_CHECK_STEPS = 16
 
 
 @dataclass
@@ -73,9 +77,12 @@ class FitConfig:
     :ivar validate: Pyro's distribution-argument validation during training. ``None`` (default):
         off for speed unless the environment variable ``VBZOO_PYRO_VALIDATION=1`` is set, which
         the test suite does so that tests keep it on.
-    :ivar progress: show a progress bar (tqdm) on a terminal or in a notebook; when stderr is
-        not a terminal (a redirected run) the bar is off and ``fit`` logs a line after the first
-        epoch and then every :data:`PROGRESS_LOG_EVERY_S` seconds instead.
+    :ivar progress: show a progress bar (tqdm) on a terminal or in a notebook. Whenever no bar is
+        shown (``progress=False``, or stderr not a terminal: a redirected run), ``fit`` logs
+        lines instead: one after the first epoch, then at most one every
+        :data:`PROGRESS_LOG_EVERY_S` seconds (at an epoch's end, or ``epoch E: step s/S`` within
+        an epoch that has run that long), and one at the end. A bar or not, the last line
+        (``done after epoch ...``) is always logged.
     :ivar desc: the name of this fit in its progress bar and log lines; ``train_pair`` sets it
         to the arm's name and the fit's index in the run, e.g. ``"bbb #1"``.
     :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
@@ -937,11 +944,17 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     last_save = started = time.perf_counter()
     save_cost = 0.0  # seconds the last save took (the policy's measure)
     # disable=None: no bar when stderr is not a terminal (a notebook still gets its widget);
-    # a redirected run logs a line now and then instead of thousands of carriage returns
+    # without a bar (progress off, or a redirected run) the main rank logs a line now and then
+    # instead of thousands of carriage returns: after the first epoch, then at most one per
+    # PROGRESS_LOG_EVERY_S seconds (within a long epoch too), and at the end
     bar = tqdm(range(state.epoch, cfg.epochs), desc=cfg.desc, unit="epoch",
                disable=None if cfg.progress and main else True, initial=state.epoch,
                total=cfg.epochs, dynamic_ncols=True)
-    last_line = None if cfg.progress and main and bar.disable else math.inf
+    lines = bool(main and bar.disable)
+    first_epoch = state.epoch  # the first epoch of this call (of a resumed fit too)
+    last_line = None  # when the last progress line was logged (None: none yet)
+    check_steps = max(1, int(PROGRESS_CHECK_STEPS))
+    num_steps = len(loader)
     try:
         validate = cfg.validate
         if validate is None:
@@ -965,6 +978,13 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                     guard.beta = beta
                     if state.step - state.gate.start >= cfg.log_every:
                         check_finite(state)
+                    if lines and (i + 1) % check_steps == 0:  # the clock only: no host read
+                        now = time.perf_counter()
+                        since = t0 if last_line is None else max(t0, last_line)
+                        if now - since >= PROGRESS_LOG_EVERY_S:
+                            log.info("%s: epoch %d: step %d/%d (%.1f s)", cfg.desc, epoch + 1,
+                                     i + 1, num_steps, now - started)
+                            last_line = now
                 check_finite(state)
                 nb = i + 1
                 if parallel:  # [distributed] the union batch's estimates: the mean over ranks
@@ -1015,7 +1035,8 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
                     state.save_seconds += save_cost
                 bar.set_postfix(loss=f"{row['loss']:.4g}", kl=f"{row['kl']:.3g}", refresh=False)
                 now = time.perf_counter()
-                if not last and (last_line is None or now - last_line >= PROGRESS_LOG_EVERY_S):
+                if lines and not last and (epoch == first_epoch or last_line is None
+                                           or now - last_line >= PROGRESS_LOG_EVERY_S):
                     _log_epoch(cfg, row, "epoch", now - started)
                     last_line = now
     except BaseException as exc:

@@ -105,6 +105,9 @@ class FitJob(PairSpec):
     fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=100, lr=1e-2))
     num_samples: int = 100
     ensemble: int = 1
+    #: fraction of the training rows held out to choose the epoch by their log-likelihood
+    #: (:class:`EpochChooser`; 0: none, train on every row for all epochs)
+    validation: float = 0.0
 
     def validate(self, where: str = "", provided: Sequence[str] = ()) -> None:
         super().validate(where, provided)
@@ -116,6 +119,10 @@ class FitJob(PairSpec):
                 or self.num_samples < 1:
             raise ConfigError(f"num_samples={self.num_samples!r} is invalid: expected an "
                               "integer >= 1")
+        if isinstance(self.validation, bool) or not isinstance(self.validation, (int, float)) \
+                or not 0 <= self.validation < 0.5:
+            raise ConfigError(f"validation={self.validation!r} is invalid: expected a fraction in "
+                              "[0, 0.5) of the training rows to choose the epoch on (0: none)")
 
 
 def pairs_for(task: str) -> list[str]:
@@ -239,7 +246,9 @@ def default_job(job: FitJob, n_train: int) -> FitJob:
     * **BNN** (``bnn``): a cosine lr schedule to 0 (the Monte Carlo gradient's noise shrinks with
       the step), local reparameterisation for the ``mean-field`` guide (one draw of the
       pre-activations per row: lower-variance gradients), batches of 128.
-    * **plain net** (``mlp``): the cosine schedule, batches of 128.
+    * **plain net** (``mlp``): the cosine schedule, batches of 128, and 10 % of the training
+      rows held out to choose the epoch (``validation``, :class:`EpochChooser`): trained for a
+      fixed 1000 epochs on boston, it reached a test LL of -6.1 against BbB's -2.4.
     """
     fit, model, guide = job.fit, job.model_cfg, job.guide_cfg
     changes: dict = {"lr": 1e-2}
@@ -254,6 +263,8 @@ def default_job(job: FitJob, n_train: int) -> FitJob:
         changes.update(lr_schedule="cosine", batch_size=128)
         if job.guide == "mean-field":
             guide.setdefault("local_reparam", True)
+        if job.model == "mlp":  # a point estimate overfits small tables: choose its epoch
+            job.validation = 0.1
     job.fit = dataclasses.replace(fit, **changes)
     return job
 
@@ -263,6 +274,31 @@ def default_epochs(model: str, n_train: int, batch_size: int) -> int:
     steps_per_epoch = math.ceil(n_train / batch_size)
     lo, hi = DEFAULT_EPOCH_RANGE
     return int(min(hi, max(lo, math.ceil(DEFAULT_STEPS.get(model, 6000) / steps_per_epoch))))
+
+
+def describe_defaults(n_train: int = 10000) -> str:
+    """The defaults of :func:`default_job` per family, as ``--set`` settings (``fit --help``)."""
+    lines = ["defaults (each one a --set KEY=VALUE away from another value):"]
+    for model, guide in (("svgp", "cholesky"), ("bnn", "mean-field"), ("mlp", "deterministic")):
+        job = default_job(FitJob(model, guide), n_train)
+        base = FitJob(model, guide).fit
+        fit = {k: v for k, v in dataclasses.asdict(job.fit).items()
+               if k in ("lr", "lr_schedule", "batch_size", "elbo", "optimizer")
+               and (v != getattr(base, k) or k in ("lr", "batch_size"))}
+        parts = [f"fit.{k}={v}" for k, v in fit.items()]
+        parts += [f"model_cfg.{k}={v}" for k, v in job.model_cfg.items()]
+        parts += [f"guide_cfg.{k}={v}" for k, v in job.guide_cfg.items()]
+        if model == "svgp":
+            parts.append(f"model_cfg.num_inducing=min({DEFAULT_INDUCING}, N)")
+        if job.validation:
+            parts.append(f"validation={job.validation} (the epoch chosen on held-out rows)")
+        lines.append(f"  {model}/{guide}: " + ", ".join(parts))
+    lo, hi = DEFAULT_EPOCH_RANGE
+    lines.append(f"  fit.epochs: about {DEFAULT_STEPS['svgp']} steps (svgp) or "
+                 f"{DEFAULT_STEPS['bnn']} steps (nets) of batch_size rows, {lo} to {hi} epochs")
+    lines.append("  svgp: inducing inputs at k-means centres, q(u) at Titsias' optimum "
+                 "(gaussian likelihood)")
+    return "\n".join(lines)
 
 
 def _set_keys(overrides: Sequence[str]) -> set[str]:
@@ -332,6 +368,104 @@ def _prepare_svgp(x: torch.Tensor, y: torch.Tensor, seed: int):
     return prepare
 
 
+class EpochChooser:
+    r"""``fit``'s ``eval_fn`` that chooses the epoch by held-out data (``FitJob.validation``).
+
+    At each evaluation it scores the validation rows, :math:`\frac1{N_v}\sum_n \log
+    p(y_n \mid x_n, \mathcal D)` (:func:`~experiments.common.predict.predict`), and keeps a copy
+    of the model's and guide's state when that is the best so far; :meth:`restore` loads the
+    best. Early stopping without the stopping: the whole schedule runs, the best epoch is kept.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, num_samples: int, eval_every: int,
+                 epochs: int):
+        self.x, self.y, self.num_samples = x, y, num_samples
+        self.eval_every, self.epochs = eval_every, epochs
+        self.calls = 0
+        self.best_ll = -math.inf
+        self.best_epoch: int | None = None
+        self.best: tuple[dict, dict] | None = None
+
+    def __call__(self, model, guide) -> dict[str, float]:
+        self.calls += 1
+        ll = predict(model, guide, self.x, self.num_samples, y=self.y).log_likelihood
+        if ll is not None and math.isfinite(ll) and ll > self.best_ll:
+            self.best_ll = ll
+            self.best_epoch = min(self.calls * self.eval_every, self.epochs)
+            self.best = tuple({k: v.detach().clone() for k, v in m.state_dict().items()}
+                              for m in (model, guide))
+        return {"ll": ll}
+
+    def restore(self, model, guide) -> None:
+        """Load the best state seen (nothing when no evaluation was finite)."""
+        if self.best is not None:
+            model.load_state_dict(self.best[0])
+            guide.load_state_dict(self.best[1])
+
+
+#: fewest validation rows worth choosing an epoch on
+MIN_VALIDATION_ROWS = 10
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(train, validation)`` row indices, a seeded random ``fraction`` of ``n`` held out; None
+    when that is fewer than :data:`MIN_VALIDATION_ROWS` rows or leaves fewer than
+    :data:`MIN_TRAIN_ROWS` to train on."""
+    n_val = int(round(fraction * n))
+    if fraction <= 0 or n_val < MIN_VALIDATION_ROWS or n - n_val < MIN_TRAIN_ROWS:
+        return None
+    perm = np.random.default_rng(seed + 7919).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def train_chosen_epoch(job: FitJob, xs: torch.Tensor, ys: torch.Tensor, ctx: RunContext,
+                       supplied: dict, prepare, seed: int, name: str = "train",
+                       members: int | None = None):
+    """Train ``job`` as ``fit`` does: one pair (:func:`~experiments.common.spec.train_pair`) or,
+    with ``members`` (default ``job.ensemble``) K > 1, a deep ensemble
+    (:func:`~experiments.common.ensemble.train_ensemble`, members in ``name/member<i>``). With
+    ``job.validation`` that fraction of the rows is held out and each fit keeps its best epoch on
+    them (:class:`EpochChooser`). Returns ``(model, guide, info)``: an ensemble's ``model`` is the
+    :class:`~experiments.common.ensemble.Ensemble` and its ``guide`` ``None``; ``info`` holds the
+    chosen epoch(s) and the validation rows (``{}`` without a validation split)."""
+    k = job.ensemble if members is None else members
+    split = split_validation(len(xs), job.validation, seed)
+    every = max(1, job.fit.epochs // 50)
+    if split is not None:
+        tr, va = (torch.as_tensor(i) for i in split)
+        xs, ys, x_val, y_val = xs[tr], ys[tr], xs[va], ys[va]
+        job = dataclasses.replace(job, fit=dataclasses.replace(job.fit, eval_every=every))
+    choosers: dict[int, EpochChooser] = {}
+
+    def chooser(model, guide):  # one per member (keyed by the model object)
+        if id(model) not in choosers:
+            choosers[id(model)] = EpochChooser(x_val, y_val, min(job.num_samples, 20), every,
+                                               job.fit.epochs)
+        return choosers[id(model)](model, guide)
+
+    eval_fn = chooser if split is not None else None
+    if k > 1:
+        model, _ = train_ensemble(job, (xs, ys), ctx, name, k, model_args=supplied,
+                                  prepare=prepare, eval_fn=eval_fn)
+        pairs, guide = list(model), None
+    else:
+        model, guide, _ = train_pair(job, (xs, ys), ctx, name, model_args=supplied,
+                                     prepare=prepare, eval_fn=eval_fn)
+        pairs = [(model, guide)]
+    if split is None:
+        return model, guide, {}
+    chosen = []
+    for m, g in pairs:
+        best = choosers.get(id(m))
+        if best is not None:
+            best.restore(m, g)
+            chosen.append(best.best_epoch)
+    log.info("validation: epoch(s) %s of %d chosen on %d held-out rows", chosen,
+             job.fit.epochs, len(split[1]))
+    return model, guide, {"chosen_epoch": chosen[0] if len(chosen) == 1 else chosen,
+                          "validation_rows": len(split[1])}
+
+
 # ------------------------------------------------------------------------------------------------
 # fit
 
@@ -368,12 +502,13 @@ class FitArgs:
         return " ".join(parts + [f"--set {shlex.quote(o)}" for o in self.overrides])
 
 
-def split_rows(table: Table, args: FitArgs) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                      np.ndarray, str]:
+def split_rows(table: Table, args: FitArgs, *, with_rows: bool = False) -> tuple:
     """``(x_train, y_train, x_test, y_test, how)``: the test rows from ``--test``, the file's
-    ``x_test``/``y_test``, or a seeded random ``--test-fraction`` of the rows."""
+    ``x_test``/``y_test``, or a seeded random ``--test-fraction`` of the rows. ``with_rows``
+    appends the test rows' 0-based indices in the file (or array) they came from."""
     if args.test is not None and args.test_fraction is not None:
         raise ValueError("give --test FILE or --test-fraction, not both")
+    te = None  # the test rows' indices in their file: 0, 1, ... unless a random split's
     if args.test is not None:
         test = load_table(args.test, table.target, columns=table.columns)
         if test.y is None:
@@ -396,6 +531,8 @@ def split_rows(table: Table, args: FitArgs) -> tuple[np.ndarray, np.ndarray, np.
         raise ValueError(f"{table.source}: {len(x_tr)} training and {len(x_te)} test row(s) are "
                          f"too few; fit needs at least {MIN_TRAIN_ROWS} training rows and 1 test "
                          "row")
+    if with_rows:
+        return x_tr, y_tr, x_te, y_te, how, np.arange(len(x_te)) if te is None else te
     return x_tr, y_tr, x_te, y_te, how
 
 
@@ -408,7 +545,7 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
     check_pair(args.model, args.guide, task, args.overrides)  # before reading the data
     _check_members(args.ensemble, "--ensemble")
     table = load_table(args.data, args.target)
-    x_tr, y_tr, x_te, y_te, how = split_rows(table, args)
+    x_tr, y_tr, x_te, y_te, how, test_rows = split_rows(table, args, with_rows=True)
     if args.task is None and _looks_like_labels(y_tr):
         log.warning("the target %r holds %d distinct integers: for class labels pass --task "
                     "classification (fitting a regression)", table.target, len(np.unique(y_tr)))
@@ -450,22 +587,22 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
             ctx.seed_everything()
             prepare = _prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
                                     args.seed) if job.model == "svgp" else None
-            if job.ensemble > 1:  # members in train/member0 .. train/member<K-1>
-                model, _ = train_ensemble(job, (xs_tr, ys_tr), ctx, "train", job.ensemble,
-                                          model_args=supplied, prepare=prepare)
-                guide = None  # predict(ensemble, None, ...): the mixture of the members
-                train_data = (xs_tr, ys_tr) if needs_train_data(model[0][1]) else None
-            else:
-                model, guide, _ = train_pair(job, (xs_tr, ys_tr), ctx, "train",
-                                             model_args=supplied, prepare=prepare)
-                train_data = (xs_tr, ys_tr) if needs_train_data(guide) else None
+            # K > 1: members in train/member0 .. train/member<K-1>, predicted as their mixture
+            # (predict(ensemble, None, ...)); with job.validation, epochs chosen on held-out rows
+            model, guide, chosen = train_chosen_epoch(job, xs_tr, ys_tr, ctx, supplied,
+                                                      prepare, args.seed)
+            first_guide = model[0][1] if job.ensemble > 1 else guide
+            train_data = (xs_tr, ys_tr) if needs_train_data(first_guide) else None
             pred = std.prediction(predict(model, guide, xs_te, job.num_samples, y=ys_te,
                                           train_data=train_data, seed=args.seed))
             metrics = score(pred, y_te, std)
+            metrics.update(chosen)
             _save_state(run_dir / "model.pt", model, guide, train_data)
-            write_predictions(run_dir / "test_predictions.csv", pred, std, x_te, y_te)
-            metrics["figure"] = [str(p) for p in plot_test(pred, y_te, std, metrics,
-                                                           run_dir / "test_predictions")]
+            write_predictions(run_dir / "test_predictions.csv", pred, std, x_te, y_te,
+                              rows=test_rows)
+            metrics["figure"] = [str(p) for p in plot_test(
+                pred, y_te, std, metrics, run_dir / "test_predictions", job=job,
+                data=args.data, seed=args.seed)]
         except BaseException as exc:
             log.exception("fit failed after %.1f s", time.perf_counter() - t0)
             write_json(run_dir / "metrics.json", {
@@ -533,27 +670,33 @@ def score(pred: Prediction, y: np.ndarray, std: Standardization) -> dict:
 
 
 def write_predictions(path: Path, pred: Prediction, std: Standardization,
-                      x: np.ndarray | None = None, y: np.ndarray | None = None) -> Path:
+                      x: np.ndarray | None = None, y: np.ndarray | None = None,
+                      rows: np.ndarray | None = None) -> Path:
     """One row per input: regression ``mean, sd, epistemic_sd, aleatoric_sd`` (original units);
-    classification the ``predicted`` label and ``p_<label>`` per class. With ``x`` (and ``y``),
-    the feature columns (and the true target) come first."""
+    classification the ``predicted`` label and ``p_<label>`` per class. Before them, in this
+    order: with ``rows`` a ``row`` column (each input's 0-based row index in its file), with
+    ``x`` the feature columns, with ``y`` the true target (named as in training)."""
     given = [a for a in (x, None if y is None else y[:, None]) if a is not None]
     given = np.concatenate(given, axis=1) if given else None
     cols = ([] if x is None else list(std.columns)) + ([] if y is None else [std.target or "y"])
+    ids = None if rows is None else [str(int(r)) for r in rows]
+    cols = ([] if ids is None else ["row"]) + cols
     if std.task == "regression":
         head = ["mean", "sd", "epistemic_sd", "aleatoric_sd"]
         body = torch.stack([pred.mean, pred.sd, pred.epistemic.sqrt(), pred.aleatoric.sqrt()], 1)
-        rows = [[_num(v) for v in r] for r in body.tolist()]
+        body_rows = [[_num(v) for v in r] for r in body.tolist()]
     else:
         names = [label_name(c) for c in std.classes]
         head = ["predicted"] + [f"p_{n}" for n in names]
         top = pred.probs.argmax(-1).tolist()
-        rows = [[names[k]] + [_num(v) for v in p] for k, p in zip(top, pred.probs.tolist())]
+        body_rows = [[names[k]] + [_num(v) for v in p]
+                     for k, p in zip(top, pred.probs.tolist())]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols + head)
-        for i, r in enumerate(rows):
-            w.writerow(([_num(v) for v in given[i]] if given is not None else []) + r)
+        for i, r in enumerate(body_rows):
+            w.writerow(([ids[i]] if ids is not None else [])
+                       + ([_num(v) for v in given[i]] if given is not None else []) + r)
     return path
 
 
@@ -562,15 +705,36 @@ def _num(v: float) -> str:
 
 
 def plot_test(pred: Prediction, y: np.ndarray, std: Standardization, metrics: dict,
-              path: Path) -> list[Path]:
+              path: Path, *, job: FitJob | None = None, data: str | None = None,
+              seed: int = 0, max_intervals: int = 500) -> list[Path]:
     """Regression: predicted mean with 95% intervals against the true value. Classification:
-    a reliability diagram (accuracy against confidence in 10 bins)."""
+    a reliability diagram (accuracy against confidence in 10 bins). The title names the pair of
+    ``job`` (``ensemble of K x model/guide`` for an ensemble) and the ``data`` file's name. Of
+    more than ``max_intervals`` test rows, a random (``seed``) ``max_intervals`` get intervals,
+    over a light dot of every row, and the figure says how many are shown."""
+    import textwrap
+
     from .plotting import new_figure, save_figure
 
     fig, ax = new_figure(width=4.2, height=3.6)
+    if job is not None or data is not None:
+        what = "" if job is None else f"{job.model}/{job.guide}"
+        if job is not None and job.ensemble > 1:
+            what = f"ensemble of {job.ensemble} × {what}"
+        where = "" if data is None else Path(data).name
+        fig.suptitle(textwrap.fill(" on ".join(w for w in (what, where) if w), 60), fontsize=9)
     if std.task == "regression":
         mean, sd = pred.mean.numpy(), pred.sd.numpy()
-        ax.errorbar(y, mean, yerr=1.96 * sd, fmt="o", ms=3, alpha=0.6, elinewidth=0.8)
+        n = len(y)
+        shown = np.arange(n)
+        if n > max_intervals:  # thousands of error bars are a smear: a sample of them
+            shown = np.sort(np.random.default_rng(seed).choice(n, max_intervals, replace=False))
+            ax.scatter(y, mean, s=3, c="0.65", alpha=0.35, linewidths=0, rasterized=True,
+                       zorder=1)
+            ax.text(0.02, 0.98, f"{max_intervals} of {n} rows shown with intervals (random)\n"
+                    f"grey dots: all {n} rows", transform=ax.transAxes, va="top", fontsize=7)
+        ax.errorbar(y[shown], mean[shown], yerr=1.96 * sd[shown], fmt="o", ms=3, alpha=0.6,
+                    elinewidth=0.8, zorder=2)
         lo, hi = float(min(y.min(), mean.min())), float(max(y.max(), mean.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel(f"true {std.target}")
@@ -634,8 +798,9 @@ def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | 
 def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
                 seed: int = 0) -> tuple[Path, dict]:
     """The ``predict`` command: predictions at the rows of ``data`` in original units, written
-    to ``out`` (default ``<run_dir>/predictions.csv``); with the target column present, also
-    its metrics."""
+    to ``out`` (default ``<run_dir>/predictions.csv``) after a ``row`` column (the 0-based row
+    index in ``data``) and, when ``data`` has the target column, that column (named as in
+    training); with the target column present, also its metrics."""
     from .training import resolve_device
 
     model, guide, job, std, train = load_run(run_dir)
@@ -649,7 +814,7 @@ def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
     pred = std.prediction(predict(model, guide, std.x(table.x), job.num_samples, y=y,
                                   train_data=train, seed=seed))
     path = Path(out) if out else Path(run_dir) / "predictions.csv"
-    write_predictions(path, pred, std)
+    write_predictions(path, pred, std, y=table.y, rows=np.arange(table.num_rows))
     summary = {"rows": table.num_rows, "out": str(path)}
     if table.y is not None:
         summary.update(score(pred, table.y, std))
