@@ -37,6 +37,7 @@ from pyro import poutine
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 from pyro.poutine.messenger import Messenger
+from torch.distributions.utils import _standard_normal
 
 from models.svgp import CholeskyError, marginal_moments, stable_cholesky
 
@@ -108,7 +109,7 @@ class DrawnMultivariateNormal(dist.MultivariateNormal):
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(torch.Size(sample_shape))
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = _standard_normal(shape, dtype=self.loc.dtype, device=self.loc.device)  # (torch's)
         value = self.loc + (self._unbroadcasted_scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
         self._draw = (value, eps)
         return value

@@ -183,7 +183,7 @@ def test_short_fit_improves_the_elbo(cfg, guide_name):
 
     guide(x, y)  # set-up (the weight guide's needs y the first time)
     before = rmse()
-    state = fit(model, guide, (x, y), {"epochs": 40, "batch_size": 32, "lr": 0.02,
+    state = fit(model, guide, (x, y), {"epochs": 80, "batch_size": 32, "lr": 0.02,
                                        "elbo": "meanfield", "progress": False, "device": "cpu",
                                        "checkpoint": False, "tensorboard": False})
     first, last = state.history[0]["elbo"], state.history[-1]["elbo"]

@@ -95,6 +95,17 @@ def stress_tables(rng_seed: int = 0, quick: bool = False) -> dict[str, tuple[np.
     return out
 
 
+def moons(seed: int = 0, rows: int = 2000) -> tuple[np.ndarray, ...]:
+    """Two interleaved half circles with Gaussian noise 0.2, labels 0 and 1, 10 % test rows."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, np.pi, rows)
+    label = rng.integers(0, 2, rows)
+    x = np.where(label[:, None] == 0, np.c_[np.cos(t), np.sin(t)],
+                 np.c_[1 - np.cos(t), 0.5 - np.sin(t)]) + 0.2 * rng.normal(size=(rows, 2))
+    n_test = rows // 10
+    return x[n_test:], label[n_test:].astype(float), x[:n_test], label[:n_test].astype(float)
+
+
 def staged_tables(quick: bool = False) -> dict[str, tuple[np.ndarray, ...] | str]:
     """The staged regression sets (split / fold 0, raw units), or why one is missing."""
     from experiments.common.data import DataError
@@ -321,7 +332,23 @@ def main(argv=None) -> int:
     ap.add_argument("--render", metavar="RESULT", default=None,
                     help="write the page from this result file and exit")
     ap.add_argument("--md", default="docs/defaults.md", help="the page --render writes")
+    ap.add_argument("--write-tables", metavar="DIR", default=None,
+                    help="write every table as DIR/<name>_train.csv and _test.csv (header "
+                         "x0..xK,y), and a two-moons classification table DIR/moons_{train,"
+                         "test}.csv, for `fit` and `compare` by hand; then exit")
     args = ap.parse_args(argv)
+    if args.write_tables:
+        folder = Path(args.write_tables)
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = {**staged_tables(), **stress_tables(args.seed), "moons": moons(args.seed)}
+        for name, xs in tables.items():
+            if isinstance(xs, str):
+                print(f"{name}: {xs}")
+                continue
+            for part, (x, y) in (("train", xs[:2]), ("test", xs[2:])):
+                _write(folder, f"{name}_{part}", x, y)
+            print(f"{name}: {len(xs[0])} + {len(xs[2])} rows -> {folder}/{name}_{{train,test}}.csv")
+        return 0
     if args.render:
         result = json.loads(Path(args.render).read_text())
         result["result_file"] = args.render

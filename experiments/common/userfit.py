@@ -89,7 +89,7 @@ DATA_SUPPLIES: dict[str, Supplied] = {
     "mlp": Supplied(TASKS, ("in_features", "out_features", "task", "likelihood")),
     # Gaussian regression only
     "rff-gp": Supplied(("regression",), ("in_features",), overridable=()),
-    # input_dim = D; num_classes for the categorical; num_inducing = min(64, N_train) by default
+    # input_dim = D; num_classes for the categorical; num_inducing = min(DEFAULT_INDUCING, N_train) by default
     "svgp": Supplied(TASKS, ("input_dim", "likelihood", "num_classes", "num_inducing"),
                      overridable=("likelihood", "num_inducing")),
 }
