@@ -359,6 +359,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     torch.set_num_threads(1)
     started = time.perf_counter()
+    commit = _commit()  # the code this process runs (read once: later commits are not it)
     tables = {**staged_tables(args.quick), **stress_tables(args.seed, args.quick)}
     if args.only:
         keep = set(args.only.split(","))
@@ -388,7 +389,7 @@ def main(argv=None) -> int:
             result = {
                 "command": "python -m experiments.benchmarks.defaults_table "
                            + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-                "commit": _commit(), "hardware": hardware(),
+                "commit": commit, "hardware": hardware(),
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                 "load_average": list(os.getloadavg()),
                 "minutes": (time.perf_counter() - started) / 60, "rows": rows,
