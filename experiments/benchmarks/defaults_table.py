@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -314,14 +313,6 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/results/defaults.json", help="result file to write")
@@ -358,8 +349,10 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     torch.set_num_threads(1)
+    from experiments.common.runner import code_version, hardware
+
     started = time.perf_counter()
-    commit = _commit()  # the code this process runs (read once: later commits are not it)
+    commit = code_version()  # the code this process runs (read once: later commits are not it)
     tables = {**staged_tables(args.quick), **stress_tables(args.seed, args.quick)}
     if args.only:
         keep = set(args.only.split(","))
@@ -367,8 +360,6 @@ def main(argv=None) -> int:
     rows: dict = {}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from experiments.common.runner import hardware
-
     with tempfile.TemporaryDirectory() as tmp:
         for name, xs in tables.items():
             if isinstance(xs, str):

@@ -324,7 +324,7 @@ def run_compare(args: CompareArgs) -> tuple[Path, list[dict]]:
     method that fails is a ``failed`` row and the others still run. The leaderboard is written
     even when the run is interrupted (the method then running is an ``interrupted`` row, those
     not reached ``not run`` rows)."""
-    from .runner import RunLog, hardware, make_run_dir, write_json
+    from .runner import RunLog, code_version, hardware, make_run_dir, write_json
 
     task, methods, overrides = check_args(args)
     data = _load(args, task)
@@ -336,6 +336,7 @@ def run_compare(args: CompareArgs) -> tuple[Path, list[dict]]:
             "n_test": len(data.x_te), "seed": args.seed, "device": args.device,
             "budget_s": args.budget, "ensemble_size": args.ensemble_size,
             "overrides": list(args.overrides), "hardware": hardware(),
+            "commit": code_version(),
             "date": time.strftime("%Y-%m-%d %H:%M")}
     write_json(run_dir / "config.json", {
         **info, "methods": [{"name": m.name, "pair": m.pair, "label": m.label,
@@ -507,7 +508,8 @@ def write_leaderboard(run_dir: Path, rows: list[dict], info: dict) -> tuple[Path
              f"Budget: {info['budget_s']:g} s of training per method (a deep ensemble's covers "
              f"all {info['ensemble_size']} members), after a one-epoch pilot that times an "
              "epoch  ",
-             f"Hardware: {info['hardware']}  ", f"Date: {info['date']}", "",
+             f"Hardware: {info['hardware']}  ", f"Commit: {info.get('commit', 'unknown')}  ",
+             f"Date: {info['date']}", "",
              f"Sorted by {'test LL' if info['task'] == 'regression' else 'NLL'} ({better}); "
              "metrics on the test rows in the target's units. seconds: the method's wall time "
              "(pilot, training, prediction); epochs: trained / the job's maximum.", "",

@@ -25,6 +25,19 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {cores} cores, torch {torch.__version__}"
 
 
+def code_version() -> str:
+    """``git describe --always --dirty`` of the zoo's checkout (``-dirty``: with uncommitted
+    changes), or ``"unknown"`` outside a git checkout."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, check=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def make_run_dir(root: str | os.PathLike, name: str, seed: int) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / name / f"{stamp}-seed{seed}"
