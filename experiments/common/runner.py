@@ -86,3 +86,11 @@ class RunLog:
     def __exit__(self, *exc):
         logging.getLogger().removeHandler(self.handler)
         self.handler.close()
+
+    def traceback(self, logger: logging.Logger, message: str, exc: BaseException) -> None:
+        """Log ``message`` everywhere and ``exc``'s traceback to ``run.log`` only: for a failure
+        whose own message says what to do (the command line prints it as one line)."""
+        logger.error("%s (the traceback is in %s)", message, self.handler.baseFilename)
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (message,),
+                                   (type(exc), exc, exc.__traceback__))
+        self.handler.handle(record)

@@ -1149,7 +1149,8 @@ def _save_on_failure(state: TrainState, writers: _Writers, ckpt_path: Path | Non
     this save is logged and does not hide ``exc``."""
     if writers.out is None:
         return
-    what = f"{type(exc).__name__} during epoch {state.epoch + 1}"
+    what = f"{type(exc).__name__} during epoch {state.epoch + 1}" if guard.n else \
+        f"{type(exc).__name__} after epoch {state.epoch}"
     try:
         writers.write(state.history)
         if ckpt_path is None or state.step == guard.start_step:

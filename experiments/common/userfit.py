@@ -594,7 +594,7 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
         "overrides": list(args.overrides), "model_args": supplied, "pair": config_dict(job)})
     write_json(run_dir / "standardization.json", dataclasses.asdict(std))
     t0 = time.perf_counter()
-    with RunLog(run_dir):
+    with RunLog(run_dir) as run_log:
         log.info("fit %s/%s on %s (%s, %d train / %d test rows) into %s", job.model, job.guide,
                  args.data, task, len(x_tr), len(x_te), run_dir)
         try:
@@ -618,7 +618,11 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
                 pred, y_te, std, metrics, run_dir / "test_predictions", job=job,
                 data=args.data, seed=args.seed)]
         except BaseException as exc:
-            log.exception("fit failed after %.1f s", time.perf_counter() - t0)
+            if isinstance(exc, ArithmeticError):  # a non-finite or implausible fit: its message
+                run_log.traceback(log, f"fit failed after {time.perf_counter() - t0:.1f} s",
+                                  exc)  # says what to try
+            else:
+                log.exception("fit failed after %.1f s", time.perf_counter() - t0)
             write_json(run_dir / "metrics.json", {
                 "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "ensemble_size": job.ensemble,
