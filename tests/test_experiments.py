@@ -12,6 +12,9 @@ import pytest
 import torch
 
 from experiments.registry import list_experiments
+from tests.conftest import require_data
+
+EXPERIMENTS = {e.name: e for e in list_experiments()}
 
 REPO = Path(__file__).resolve().parents[1]
 NOT_EXPERIMENTS = {"__init__.py", "__main__.py", "registry.py"}
@@ -25,6 +28,7 @@ def _cli(*args, cwd=REPO, timeout=300):
 @pytest.mark.experiments
 @pytest.mark.parametrize("name", [e.name for e in list_experiments()])
 def test_smoke_run_from_cli(name, tmp_path):
+    require_data(*EXPERIMENTS[name].data)
     proc = _cli("run", name, "--smoke", "--no-progress", "--device", "cpu", "--out",
                 str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -155,6 +159,7 @@ def test_same_command_twice_gives_the_same_metrics(name, tmp_path):
     metrics, module initialisation included, in a folder named after the seed."""
     from experiments.__main__ import main
 
+    require_data(*EXPERIMENTS[name].data)
     runs = []
     for out in ("a", "b"):  # in this process (the CLI's own path, minus an interpreter start-up)
         torch.manual_seed(int(out == "b"))  # different leftovers in the global stream each time

@@ -14,6 +14,7 @@ import torch
 from experiments import uci_benchmark as U
 from experiments.common import data as D
 from experiments.common.spec import ConfigError, RunContext, apply_overrides, validate_config
+from tests.conftest import require_data
 
 NO_NET = {"download": False}
 
@@ -168,6 +169,7 @@ def test_config_keys_and_docstring_overrides():
 
 def test_reuse_rows_completes_a_protocol_without_refitting(tmp_path):
     """Fits found in an earlier run's rows.jsonl are reused, failed ones are not."""
+    require_data("uci")
     cfg = U.get_config(smoke=True)
     earlier = tmp_path / "rows.jsonl"
     lines = []
@@ -286,6 +288,7 @@ def test_fit_dropout_selects_on_validation_and_refits_on_the_whole_training_spli
 
 
 def test_reuse_methods_refits_the_other_methods(tmp_path):
+    require_data("uci")
     cfg = U.get_config(smoke=True)
     cfg.datasets = ["yacht"]
     earlier = tmp_path / "rows.jsonl"
