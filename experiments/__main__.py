@@ -212,21 +212,26 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
                                           "overrides": list(overrides),
                                           "config": config_dict(config)})
     t0 = time.perf_counter()
-    with RunLog(run_dir):
+    with RunLog(run_dir) as run_log:
         log.info("running %s (smoke=%s, seed=%d) into %s", name, smoke, seed, run_dir)
         try:
             ctx.seed_everything()
             metrics = exp.run(config, ctx)
         except BaseException as exc:
-            log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
+            if _expected(exc):  # its message says what to do: the traceback in run.log only
+                run_log.traceback(log, f"{name} failed after {time.perf_counter() - t0:.1f} s",
+                                  exc)
+            else:
+                log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
             error = f"{type(exc).__name__}: {exc}"
             write_json(run_dir / "metrics.json", {
                 "status": "failed", "error": error,
                 "wall_time_s": round(time.perf_counter() - t0, 2),
                 "hardware": _hardware(hardware(), parallel), **_parallel_metrics(parallel)})
             # the last line of run.log says how the run ended (the traceback is above it)
-            log.error("%s failed after %.1f s: %s (traceback above; metrics.json has status "
-                      "failed)", name, time.perf_counter() - t0, error.splitlines()[0])
+            log.error("%s failed after %.1f s: %s (traceback %s; metrics.json has status "
+                      "failed)", name, time.perf_counter() - t0, error.splitlines()[0],
+                      "in run.log" if _expected(exc) else "above")
             raise
         wall = time.perf_counter() - t0
         metrics = {"status": "ok", **dict(metrics)}
@@ -236,6 +241,15 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
         write_json(run_dir / "metrics.json", metrics)
         log.info("finished %s in %.1f s: metrics.json written", name, wall)
     return run_dir, metrics, wall
+
+
+def _expected(exc: BaseException) -> bool:
+    """A failure whose message names the problem and what to do (a checksum or missing data
+    file, a non-finite or implausible fit): the terminal gets one line, run.log the traceback."""
+    from .common.checkpoint import CheckpointError
+    from .common.data import DataError
+
+    return isinstance(exc, (CheckpointError, DataError, ArithmeticError))
 
 
 def _hardware(text: str, parallel: dict) -> str:
