@@ -41,3 +41,50 @@ def _zoo_first() -> None:
 
 
 _zoo_first()
+
+
+# ------------------------------------------------------------------------------------------------
+# the public API: what a user calls, importable as ``from experiments import fit, predict, ...``
+# (loaded on first use, PEP 562, so that ``python -m experiments list`` stays light and no
+# module of the engine is imported before the zoo's path is set above)
+
+_PUBLIC = {
+    # training
+    "fit": ("experiments.common.training", "fit"),
+    "FitConfig": ("experiments.common.training", "FitConfig"),
+    "TrainState": ("experiments.common.training", "TrainState"),
+    "ImplausibleFitError": ("experiments.common.health", "ImplausibleFitError"),
+    # prediction and scores
+    "predict": ("experiments.common.predict", "predict"),
+    "Prediction": ("experiments.common.predict", "Prediction"),
+    "metrics": ("experiments.common.metrics", None),
+    # deep ensembles
+    "Ensemble": ("experiments.common.ensemble", "Ensemble"),
+    "ensemble": ("experiments.common.ensemble", "ensemble"),
+    # your own table, and runs written by `python -m experiments fit`
+    "load_run": ("experiments.common.userfit", "load_run"),
+    "load_table": ("experiments.common.data.tabular", "load_table"),
+    # registries
+    "create_model": ("models", "create_model"),
+    "create_guide": ("guides", "create_guide"),
+    "list_pairs": ("guides", "list_pairs"),
+    "list_experiments": ("experiments.registry", "list_experiments"),
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'experiments' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _PUBLIC[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))
