@@ -261,10 +261,9 @@ def prepare(state, first_batch, device: torch.device) -> None:
     Monte Carlo noise per rank. ``first_batch`` (on ``device``) is used to find unused parameters.
     Every rank must call it at the same point."""
     from .seeding import seed_everything
-    from .training import uses_cuda_graph
 
     cfg = state.config
-    if uses_cuda_graph(cfg, device):
+    if cfg.cuda_graph is True and device.type == "cuda":  # ("auto" runs data-parallel eagerly)
         raise ValueError(f"{cfg.desc}: cuda_graph=True under torch.distributed is not supported "
                          "(a captured step with DDP's gradient all-reduce is not verified here); "
                          "train data-parallel with cuda_graph=false, or one process with it")

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyro
 import torch
@@ -115,8 +115,10 @@ class FitConfig:
         shape of the first full batch, after warm-up steps on a side stream, and replay it
         (:class:`GraphedStep`). A batch of another shape (the last, short batch of an epoch)
         runs eagerly. Supported: the pairs of :data:`GRAPH_PAIRS` with ``optimizer`` adam or
-        adamw; others are refused with the list. On the CPU the flag is ignored with one
-        warning.
+        adamw, in one process. ``"auto"`` (default): on CUDA, graphed wherever that holds
+        (:func:`graph_blockers` is empty), otherwise eager with one log line saying why; on the
+        CPU nothing changes and nothing is logged. ``True``: graphed, and a pair that cannot be
+        is refused with the list; on the CPU ignored with one warning. ``False``: eager.
     :ivar fused: the fused implementation of adam, adamw or adagrad, which the non-finite gate
         stops on the device (:class:`FiniteGate`). ``None`` (default): on CUDA only. On the CPU a
         host read costs nothing, and Adam/AdamW take torch's ``foreach`` implementation, which
@@ -151,7 +153,7 @@ class FitConfig:
     kl_warmup_epochs: float = 0
     divergence_factor: float = 1e3
     log_every: int = 50
-    cuda_graph: bool = False
+    cuda_graph: bool | Literal["auto"] = "auto"
     fused: bool | None = None
 
     @classmethod
@@ -176,9 +178,10 @@ class FitConfig:
             (self.checkpoint_every_s is None or self.checkpoint_every_s >= 0,
              "checkpoint_every_s", "None (the overhead policy) or a number of seconds >= 0"),
             (0 < self.checkpoint_overhead <= 1, "checkpoint_overhead", "a fraction in (0, 1]"),
-            (not self.cuda_graph or self.optimizer in ("adam", "adamw"), "optimizer",
+            (self.cuda_graph in (True, False, "auto"), "cuda_graph", "true, false or 'auto'"),
+            (self.cuda_graph is not True or self.optimizer in ("adam", "adamw"), "optimizer",
              "'adam' or 'adamw' with cuda_graph=True (the capturable fused optimisers)"),
-            (not self.cuda_graph or self.fused is not False, "fused",
+            (self.cuda_graph is not True or self.fused is not False, "fused",
              "None or True with cuda_graph=True (the graph needs the fused optimiser)"),
         ]
         for ok, name, expected in checks:
@@ -452,14 +455,15 @@ def _same_implementation(saved: dict[str, Any], optimizer) -> dict[str, Any]:
 DEVICE_GATED = ("adam", "adamw", "adagrad")
 
 
-def make_optimizer(cfg: FitConfig, params, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(cfg: FitConfig, params, device: torch.device, model=None, guide=None
+                   ) -> torch.optim.Optimizer:
     """The optimiser of ``cfg`` over ``params``: the fused implementation for
     :data:`DEVICE_GATED` optimisers (one kernel per step, gated on the device) on CUDA, or
     wherever ``cfg.fused``; for a CUDA graph also capturable, with the lr a device tensor that
     the scheduler updates in place. Adam and AdamW otherwise take torch's multi-tensor
     (``foreach``) implementation, which on the CPU computes what torch's default there does."""
     kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if uses_cuda_graph(cfg, device):
+    if uses_cuda_graph(cfg, device, model, guide):
         kwargs.update(lr=torch.tensor(cfg.lr, dtype=torch.float32, device=device),
                       capturable=True)
     if cfg.optimizer in ("sgd", "rmsprop"):
@@ -639,7 +643,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
     natural_params = natural_gradient_parameters(guide)
     natural_ids = {id(p) for p in natural_params}
     optimizer = make_optimizer(cfg, [p for p in loss_fn.parameters() if id(p) not in natural_ids],
-                               device)
+                               device, model, guide)
     natural = None
     if natural_params:
         # plain SGD on the natural parameters is natural-gradient descent (guides.svgp); fused,
@@ -767,8 +771,34 @@ GRAPH_PAIRS = (("bnn", "mean-field"), ("vae", "encoder"), ("svgp", "cholesky"),
                ("mlp", "deterministic"))
 
 
-def uses_cuda_graph(cfg: FitConfig, device: torch.device) -> bool:
-    return bool(cfg.cuda_graph) and device.type == "cuda"
+def graph_blockers(cfg: FitConfig, model, guide) -> list[str]:
+    """Why the step of this pair under ``cfg`` is not captured in a CUDA graph (empty: it is,
+    on CUDA): a pair outside :data:`GRAPH_PAIRS`, a model configuration that says it cannot be
+    (``ZooModel.capture_blockers``), an optimiser without a capturable fused kernel, or a
+    data-parallel run."""
+    out = []
+    if model is None or guide is None:
+        return ["the pair is not known"]
+    pair = (model_name_of(model), guide_name_of(guide))
+    if pair not in GRAPH_PAIRS:
+        out.append(f"the {pair[0]} + {pair[1]} pair is not captured")
+    if isinstance(model, ZooModel):
+        out += model.capture_blockers()
+    if cfg.optimizer not in ("adam", "adamw"):
+        out.append(f"optimizer {cfg.optimizer!r} has no capturable fused kernel (adam, adamw)")
+    if cfg.fused is False:
+        out.append("fused=False")
+    if distributed.active():
+        out.append("data-parallel steps are not captured")
+    return out
+
+
+def uses_cuda_graph(cfg: FitConfig, device: torch.device, model=None, guide=None) -> bool:
+    """Whether the step is captured: on CUDA, with ``cuda_graph=True``, or ``"auto"`` and no
+    :func:`graph_blockers`."""
+    if device.type != "cuda" or cfg.cuda_graph is False:
+        return False
+    return cfg.cuda_graph is True or not graph_blockers(cfg, model, guide)
 
 
 def check_graph_pair(model, guide) -> None:
@@ -935,12 +965,15 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     params = list(state.loss_fn.parameters())
     guard = _Guard(cfg, state, params, sums)
     graphed = None
-    if cfg.cuda_graph and device.type != "cuda":
+    if cfg.cuda_graph is True and device.type != "cuda":
         warnings.warn(f"{cfg.desc}: cuda_graph=True is ignored on {device} (CUDA graphs need a "
                       "CUDA device); the steps run eagerly", stacklevel=2)
-    elif uses_cuda_graph(cfg, device):
+    elif uses_cuda_graph(cfg, device, state.model, state.guide):
         check_graph_pair(state.model, state.guide)
         graphed = GraphedStep(state, params, sums, device)
+    elif device.type == "cuda" and cfg.cuda_graph == "auto" and main:
+        log.info("%s: the step runs eagerly, not captured in a CUDA graph: %s", cfg.desc,
+                 "; ".join(graph_blockers(cfg, state.model, state.guide)))
     last_save = started = time.perf_counter()
     save_cost = 0.0  # seconds the last save took (the policy's measure)
     # disable=None: no bar when stderr is not a terminal (a notebook still gets its widget);
