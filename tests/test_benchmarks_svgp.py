@@ -12,9 +12,20 @@ def test_svgp_step_benchmark_runs_at_toy_size(capsys):
                           "--batch-size", "32", "--synthetic", "200"])
     printed = capsys.readouterr().out
     for name in ("zoo (cholesky, meanfield)", "zoo (cholesky, trace)", "gpytorch (native)",
-                 "pyro.contrib.gp"):
+                 "pyro.contrib.gp", "plain torch"):
         assert f"| {name} |" in out and f"| {name} |" in printed
     assert "| gpytorch (native) |" in out and "1.00×" in out
+
+
+def test_the_hand_written_svgp_trains_and_its_graphed_row_needs_cuda():
+    import torch
+
+    x, y = svgp_step.load_data(600, None)
+    step = svgp_step.torch_step(x, y, x[:16].clone(), 64, torch.device("cpu"))
+    losses = [step() for _ in range(150)]
+    assert losses[-1] < 0.5 * losses[0]
+    with pytest.raises(SystemExit):  # the graphed floor is a CUDA row
+        svgp_step.main(["--methods", "torch-graphed", "--synthetic", "50"])
 
 
 def test_svgp_step_benchmark_rejects_bad_arguments():

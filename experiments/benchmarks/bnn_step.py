@@ -75,7 +75,7 @@ from torch import nn
 
 import guides
 import models
-from experiments.benchmarks.timing import adam_step, graphed_zoo_step, interleaved
+from experiments.benchmarks.timing import adam_step, graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -103,12 +103,22 @@ def _sizes(hidden: int, depth: int) -> list[int]:
     return [X_DIM] + [hidden] * depth + [CLASSES]
 
 
-def torch_mlp_step(sizes, num_data, batches, device) -> Callable[[], float]:
+def torch_mlp_net(sizes, device) -> nn.Module:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
-    net = nn.Sequential(*layers).to(device)
+    return nn.Sequential(*layers).to(device)
+
+
+def torch_mlp_step(sizes, num_data, batches, device) -> Callable[[], float]:
+    net = torch_mlp_net(sizes, device)
     return adam_step(net.parameters(), lambda x, y: _nll(net(x), y, num_data), batches, LR)
+
+
+def torch_graphed_step(net: nn.Module, loss_of, batches, device) -> Callable[[], float]:
+    """``loss_of(x, y, net)`` stepped by Adam inside a CUDA graph (:func:`graphed_adam_step`)."""
+    return graphed_adam_step(net.parameters(), lambda x, y: loss_of(x, y, net), batches, LR,
+                             device)
 
 
 def _nll(logits, y, num_data: int) -> torch.Tensor:
@@ -314,6 +324,13 @@ def _run(args) -> dict[str, float]:
             sizes, n, args.batch_size, batches, device, {"kind": "gaussian", "sigma": 1.0},
             local_reparam=False)
         if device.type == "cuda":  # FitConfig.cuda_graph: the step captured and replayed
+            # the floor: the hand-written steps captured in a CUDA graph (same kernels, no
+            # launch overhead); the zoo's graphed rows are read against "torch BbB graphed"
+            methods["torch MLP graphed"] = torch_graphed_step(
+                torch_mlp_net(sizes, device), lambda x, y, net: _nll(net(x), y, n), batches,
+                device)
+            methods["torch BbB graphed"] = torch_graphed_step(
+                TorchBbB(sizes).to(device), lambda x, y, net: net.loss(x, y, n), batches, device)
             for name, local in (("local reparam", True), ("weight sampling", False)):
                 methods[f"zoo graphed ({name})"] = graphed_zoo_step(
                     zoo_state(sizes, n, args.batch_size, device, {"kind": "gaussian", "sigma": 1.0},

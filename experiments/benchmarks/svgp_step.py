@@ -40,6 +40,7 @@ random rows (used by the test suite, which runs it at toy sizes so that it canno
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from collections.abc import Callable
 
@@ -50,7 +51,7 @@ import torch
 
 import guides
 import models
-from experiments.benchmarks.timing import graphed_zoo_step, interleaved
+from experiments.benchmarks.timing import adam_step, graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -101,6 +102,60 @@ def zoo_step(x, y, z, batch_size: int, elbo: str, device, cuda_graph: bool = Fal
     if cuda_graph:
         return graphed_zoo_step(state, batches)
     return timed_zoo_step(state, batches)
+
+
+class TorchSVGP(torch.nn.Module):
+    r"""The same whitened SVGP written in plain PyTorch, the floor of the zoo's step: an ARD RBF
+    kernel, :math:`q(v) = \mathcal N(m, RR^\top)`, :math:`A = L_{ZZ}^{-1}K_{ZX}`, and the
+    negative ELBO with the Gaussian expected log-likelihood and the KL in closed form,
+
+    .. math:: \frac NB\sum_n \Bigl[\tfrac12\log 2\pi\sigma^2 + \frac{(y_n - a_n^\top m)^2
+              + k_{nn} - \|a_n\|^2 + \|R^\top a_n\|^2}{2\sigma^2}\Bigr]
+              + \tfrac12\bigl(\|R\|_F^2 + \|m\|^2 - M - 2\textstyle\sum_i\log R_{ii}\bigr).
+    """
+
+    def __init__(self, z: torch.Tensor, noise_std: float):
+        super().__init__()
+        m, d = z.shape
+        self.z = torch.nn.Parameter(z.clone())
+        self.log_lengthscale = torch.nn.Parameter(torch.zeros(d, device=z.device))
+        self.log_outputscale = torch.nn.Parameter(torch.zeros((), device=z.device))
+        self.log_noise = torch.nn.Parameter(torch.tensor(math.log(noise_std), device=z.device))
+        self.loc = torch.nn.Parameter(torch.zeros(m, device=z.device))
+        self.tril = torch.nn.Parameter(torch.eye(m, device=z.device))
+        self.jitter = 1e-6
+
+    def _k(self, a, b):
+        ls = self.log_lengthscale.exp()
+        return self.log_outputscale.exp() * torch.exp(-0.5 * torch.cdist(a / ls, b / ls).pow(2))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, num_data: int) -> torch.Tensor:
+        m = self.z.shape[0]
+        eye = torch.eye(m, device=x.device, dtype=x.dtype)
+        chol = torch.linalg.cholesky(self._k(self.z, self.z) + self.jitter * eye)
+        a = torch.linalg.solve_triangular(chol, self._k(self.z, x), upper=False)  # (M, B)
+        r = self.tril.tril(-1) + torch.diag_embed(torch.nn.functional.softplus(
+            self.tril.diagonal()))
+        mean = a.T @ self.loc
+        var = (self.log_outputscale.exp() - a.pow(2).sum(0) + (r.T @ a).pow(2).sum(0)).clamp_min(0)
+        noise = (2 * self.log_noise).exp()
+        nll = 0.5 * (torch.log(2 * math.pi * noise) + ((y - mean).pow(2) + var) / noise)
+        kl = 0.5 * (r.pow(2).sum() + self.loc.pow(2).sum() - m) - r.diagonal().log().sum()
+        return nll.sum() * (num_data / len(y)) + kl
+
+
+def torch_step(x, y, z, batch_size: int, device, graphed: bool = False) -> Callable[[], float]:
+    """:class:`TorchSVGP` stepped by Adam (:func:`adam_step`), or captured in a CUDA graph and
+    replayed (:func:`graphed_adam_step`)."""
+    model = TorchSVGP(z.clone(), NOISE_STD).to(device)
+    batches = Batches(x.to(device), y.to(device), batch_size, seed=1)
+
+    def loss_of(xb, yb):
+        return model.loss(xb, yb, len(x))
+
+    if graphed:
+        return graphed_adam_step(model.parameters(), loss_of, batches, LR, device)
+    return adam_step(model.parameters(), loss_of, batches, LR)
 
 
 class _GPyTorchSVGP(gpytorch.models.ApproximateGP):
@@ -189,8 +244,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--synthetic", type=int, default=None,
                         help="use this many random rows instead of kin40k")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--methods", default="zoo-meanfield,zoo-trace,gpytorch,pyro-gp",
-                        help="comma-separated subset of zoo-meanfield, zoo-trace, gpytorch, pyro-gp")
+    parser.add_argument("--methods", default="zoo-meanfield,zoo-trace,gpytorch,pyro-gp,torch",
+                        help="comma-separated subset of zoo-meanfield, zoo-trace, gpytorch, "
+                             "pyro-gp, torch (on CUDA also zoo-graphed, torch-graphed)")
     args = parser.parse_args(argv)
     for name in ("steps", "repeats", "num_inducing", "batch_size", "threads"):
         if getattr(args, name) < 1:
@@ -217,6 +273,9 @@ def main(argv: list[str] | None = None) -> str:
                         lambda: zoo_step(x, y, z, args.batch_size, "meanfield", device, True)),
         "gpytorch": ("gpytorch (native)", lambda: gpytorch_step(x, y, z, args.batch_size, device)),
         "pyro-gp": ("pyro.contrib.gp", lambda: pyro_gp_step(x, y, z, args.batch_size, device)),
+        "torch": ("plain torch", lambda: torch_step(x, y, z, args.batch_size, device)),
+        "torch-graphed": ("plain torch graphed",
+                          lambda: torch_step(x, y, z, args.batch_size, device, graphed=True)),
     }
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(chosen) - set(builders))
@@ -224,10 +283,14 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"unknown --methods {unknown}; choose from {sorted(builders)}")
     if "gpytorch" not in chosen:
         chosen.append("gpytorch")  # the reference of the ratios
-    if device.type == "cuda" and "zoo-graphed" not in chosen:
-        chosen.append("zoo-graphed")  # FitConfig.cuda_graph: the step captured and replayed
-    elif device.type != "cuda" and "zoo-graphed" in chosen:
-        parser.error("--methods zoo-graphed needs --device cuda (a CUDA graph)")
+    if device.type == "cuda":
+        for graphed in ("zoo-graphed", "torch-graphed"):  # FitConfig.cuda_graph, and its floor:
+            if graphed not in chosen:  # the hand-written step captured and replayed
+                chosen.append(graphed)
+    else:
+        for graphed in ("zoo-graphed", "torch-graphed"):
+            if graphed in chosen:
+                parser.error(f"--methods {graphed} needs --device cuda (a CUDA graph)")
     with pyro.validation_enabled(False):
         methods = {builders[m][0]: builders[m][1]() for m in chosen}
         times = interleaved(methods, args.steps, args.repeats, args.warmup, device)

@@ -34,6 +34,47 @@ def adam_step(params: Iterable[torch.nn.Parameter], loss_of: Callable[..., torch
     return step
 
 
+def graphed_adam_step(params: Iterable[torch.nn.Parameter], loss_of: Callable[..., torch.Tensor],
+                      batches: Callable[[], tuple], lr: float,
+                      device: torch.device) -> Callable[[], float]:
+    """The hand-written step of :func:`adam_step` captured in a CUDA graph: the floor the zoo's
+    graphed step is measured against (the same kernels with no launch overhead).
+
+    PyTorch's whole-network capture recipe (``torch.cuda.graphs``): static copies of a batch,
+    three warm-up steps on a side stream (Adam's state and cuBLAS workspaces come into being),
+    ``zero_grad(set_to_none=True)``, then forward, backward and a fused, capturable Adam step
+    captured once; each call copies the next batch into the static inputs, replays, and reads
+    ``loss.item()`` like every other row. Random draws in ``loss_of`` advance with each replay
+    (the graph registers the default CUDA generator). CUDA only."""
+    if device.type != "cuda":
+        raise ValueError(f"graphed_adam_step needs a CUDA device, got {device}")
+    params = list(params)
+    opt = torch.optim.Adam(params, lr=torch.tensor(lr, device=device), capturable=True, fused=True)
+    static = tuple(t.clone() for t in batches())
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            loss_of(*static).backward()
+            opt.step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        loss = loss_of(*static)
+        loss.backward()
+        opt.step()
+
+    def step() -> float:
+        for dst, src in zip(static, batches()):
+            dst.copy_(src, non_blocking=True)
+        graph.replay()
+        return loss.item()
+
+    return step
+
+
 def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
     """The zoo's step on a set-up :class:`~experiments.common.training.TrainState`, exactly as
     ``fit`` takes it (:func:`~experiments.common.training.train_step` in fit's

@@ -63,7 +63,13 @@ from torch import nn
 
 import guides
 import models
-from experiments.benchmarks.timing import graphed_zoo_step, interleaved, load_average, load_line
+from experiments.benchmarks.timing import (
+    graphed_adam_step,
+    graphed_zoo_step,
+    interleaved,
+    load_average,
+    load_line,
+)
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -353,6 +359,11 @@ def _run(args) -> dict[str, float]:
             methods["zoo (meanfield, fused Adam)"] = zoo_step(
                 args.hidden, args.z_dim, args.batch_size, "meanfield", batches, device, fused=True)
         if device.type == "cuda":  # FitConfig.cuda_graph: the step captured and replayed
+            # the floor: the hand-written step captured in a CUDA graph (same kernels, no launch
+            # overhead); the zoo's graphed rows are read against it
+            plain = PlainVAE(args.hidden, args.z_dim).to(device)
+            methods["plain torch graphed"] = graphed_adam_step(
+                plain.parameters(), plain.loss, lambda: (batches(),), LR, device)
             for elbo in ("meanfield", "trace"):
                 methods[f"zoo graphed ({elbo})"] = graphed_zoo_step(
                     zoo_pair(args.hidden, args.z_dim, args.batch_size, elbo, device, True),
