@@ -39,6 +39,9 @@ def _fit_defaults_text() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error on the terminal too (it is always "
+                             "in the run's run.log)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="experiments with paper, figure and data needed")
     sub.add_parser("pairs", help="registered (model, guide) pairs")
@@ -588,6 +591,10 @@ def main(argv=None) -> int:
         # configuration and data errors: one clear line instead of a traceback (other errors,
         # e.g. a torch shape error in an experiment, keep their traceback)
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"error: {msg}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that stopped (| head): not an error

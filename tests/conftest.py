@@ -4,6 +4,7 @@ the data layer at the staged offline data, and skip ``gpu`` tests without CUDA."
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pyro
@@ -82,7 +83,9 @@ def _seed_and_clean():
 
 def pytest_collection_modifyitems(config, items):
     """``slow`` tests run only when selected (``-m slow``); ``gpu`` tests only with CUDA."""
-    run_slow = "slow" in (config.getoption("-m") or "")
+    # the word "slow" in the -m expression (not a substring of another marker name): pytest's
+    # own -m filter then decides, e.g. "-m slow" runs them and "-m 'not slow'" deselects them
+    run_slow = re.search(r"(?<![\w-])slow(?![\w-])", config.getoption("-m") or "") is not None
     skip_slow = pytest.mark.skip(reason="long convergence run: select it with -m slow")
     skip_gpu = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
     for item in items:

@@ -312,3 +312,14 @@ def test_fit_figure_names_the_run_and_samples_intervals(tmp_path, monkeypatch, e
     assert "500 of 5000 rows shown" in text
     assert "mlp/deterministic on big.csv" in text
     assert ("ensemble of 5" in text) == (ensemble == 5)
+
+
+def test_errors_are_one_line_and_debug_adds_the_traceback(tmp_path, capsys):
+    data = _write_csv(tmp_path / "d.csv", ["a", "y"], [[float(i), float(i)] for i in range(20)])
+    args = ["fit", "--model", "bnn", "--guide", "mean-field", "--data", str(data), "--target",
+            "y", "--set", "fit.epochs=abc", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: --set fit.epochs=abc" in err and "Traceback" not in err
+    assert main(["--debug", *args]) == 2
+    assert "Traceback" in capsys.readouterr().err
