@@ -185,7 +185,7 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     last line ``NAME failed after ...``; a run that finishes ends run.log with ``finished NAME in
     ... s: metrics.json written``."""
     from .common import distributed
-    from .common.runner import RunLog, hardware, make_run_dir, write_json
+    from .common.runner import RunLog, code_version, hardware, make_run_dir, write_json
     from .common.spec import RunContext, config_dict
 
     exp, config = prepare_config(name, smoke=smoke, overrides=overrides)
@@ -211,6 +211,7 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
         command += f" --nproc {parallel['processes']}"
     write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
                                           "seed": ctx.seed, "data_dir": data_dir, "command": command,
+                                          "commit": code_version(),
                                           "threads": _torch_threads(), **parallel,
                                           "overrides": list(overrides),
                                           "config": config_dict(config)})

@@ -553,7 +553,7 @@ def split_rows(table: Table, args: FitArgs, *, with_rows: bool = False) -> tuple
 def run_fit(args: FitArgs) -> tuple[Path, dict]:
     """The ``fit`` command: everything is checked before the run folder is made; a failure in
     training is recorded there (``run.log``, ``metrics.json`` with ``status: failed``)."""
-    from .runner import RunLog, hardware, make_run_dir, write_json
+    from .runner import RunLog, code_version, hardware, make_run_dir, write_json
 
     task = args.task or "regression"
     check_pair(args.model, args.guide, task, args.overrides)  # before reading the data
@@ -588,7 +588,8 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
     ctx = RunContext(seed=args.seed, device=args.device, out_dir=run_dir, progress=args.progress,
                      logger=log)
     write_json(run_dir / "config.json", {
-        "command": args.command(), "model": job.model, "guide": job.guide, "task": task,
+        "command": args.command(), "commit": code_version(), "model": job.model,
+        "guide": job.guide, "task": task,
         "data": str(Path(args.data).resolve()), "target": table.target, "test": how,
         "n_train": len(x_tr), "n_test": len(x_te), "seed": args.seed, "device": args.device,
         "overrides": list(args.overrides), "model_args": supplied, "pair": config_dict(job)})
