@@ -95,7 +95,7 @@ class FitConfig:
     :ivar checkpoint_overhead: the fraction of training time the default policy may spend saving
         (0.02; measured by ``experiments.benchmarks.checkpoint_overhead``).
     :ivar divergence_factor: an epoch whose mean loss exceeds the best epoch loss so far by more
-        than ``divergence_factor`` x max(|best|, 1) has *diverged* (as has one with non-finite
+        than ``divergence_factor x max(|best|, 1)`` has *diverged* (as has one with non-finite
         parameters): it stays in the history but is never written over ``checkpoint.pt``, which
         keeps the last good state (``math.inf``: only non-finite values count as bad).
     :ivar kl_warmup_epochs: KL warm-up (annealing): the log-densities of *every* latent site, local
