@@ -61,9 +61,7 @@ the CPU. Bad inputs (wrong shape, NaN or inf, labels outside the classes) are a
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -79,77 +77,15 @@ from models.likelihoods import (
 )
 
 from . import metrics as M
+from .mixture import Ensemble, mixture
+from .prediction import Prediction  # (re-exported: Prediction's home until now)
 from .predictive import posterior_guide, posterior_predictive
 
-__all__ = ["Prediction", "needs_train_data", "predict"]
+__all__ = ["Prediction", "needs_train_data", "predict", "predict_ensemble"]
 
 #: likelihood classes :func:`predict` knows the moments of
 REGRESSION = (GaussianLikelihood, HeteroscedasticGaussianLikelihood, StudentTLikelihood)
 CLASSIFICATION = (BernoulliLikelihood, CategoricalLikelihood)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What :func:`predict` returns (every tensor on the CPU; see the module docstring for the math).
-
-    :ivar kind: ``"regression"``, ``"classification"`` or ``"reconstruction"`` (the VAE).
-    :ivar mean: predictive mean :math:`\\mathbb E[y_n]`: (N,) for regression and the Bernoulli
-        (:math:`P(y_n = 1)`), (N, C) class probabilities for the categorical, the
-        reconstruction (shaped like ``x``) for the VAE.
-    :ivar variance: total predictive variance, shaped like ``mean`` (``None`` for the VAE).
-    :ivar epistemic: :math:`\\mathrm{Var}_q[\\mu(f)]`, the part a better posterior could remove.
-    :ivar aleatoric: :math:`\\mathbb E_q[\\sigma^2(f)]`, the noise; ``epistemic + aleatoric =
-        variance``.
-    :ivar probs: (N, C) predictive class probabilities (C = 2 for the Bernoulli: columns
-        :math:`P(y=0), P(y=1)`); ``None`` for regression.
-    :ivar samples: with ``return_samples=True``, (S, N, ...) per-draw conditional means
-        :math:`\\mu(f_s)`: function values (regression), class probabilities (classification,
-        (S, N, C)), decoder means (VAE).
-    :ivar log_likelihood: mean log predictive density of the given targets (nats per point),
-        ``None`` without targets.
-    :ivar log_likelihood_per_point: (N,) the same per point.
-    :ivar num_samples: S, the draws behind the Monte Carlo parts (0: all closed form).
-    """
-
-    kind: str
-    mean: torch.Tensor
-    variance: torch.Tensor | None = None
-    epistemic: torch.Tensor | None = None
-    aleatoric: torch.Tensor | None = None
-    probs: torch.Tensor | None = None
-    samples: torch.Tensor | None = None
-    log_likelihood: float | None = None
-    log_likelihood_per_point: torch.Tensor | None = None
-    num_samples: int = 0
-
-    @property
-    def sd(self) -> torch.Tensor | None:
-        """Predictive standard deviation, ``variance.sqrt()``."""
-        return None if self.variance is None else self.variance.sqrt()
-
-    def to_original_units(self, y_mean: float, y_std: float) -> Prediction:
-        """The regression prediction for targets standardised as :math:`\\tilde y = (y - m) / s`,
-        mapped back to original units: means :math:`m + s\\,\\mu`, variances times
-        :math:`s^2`, samples :math:`m + s f`, and log densities minus :math:`\\log s` (the
-        Jacobian of the map)."""
-        if self.kind != "regression":
-            raise ValueError(f"to_original_units is for regression predictions, this one is "
-                             f"{self.kind!r}")
-        y_std = float(y_std)
-        if not (y_std > 0 and math.isfinite(y_std)):
-            raise ValueError(f"y_std must be a positive finite number, got {y_std!r}")
-
-        def scale_var(v):
-            return None if v is None else v * y_std ** 2
-
-        ll_pp = None if self.log_likelihood_per_point is None else \
-            self.log_likelihood_per_point - math.log(y_std)
-        return dataclasses.replace(
-            self, mean=self.mean * y_std + y_mean, variance=scale_var(self.variance),
-            epistemic=scale_var(self.epistemic), aleatoric=scale_var(self.aleatoric),
-            samples=None if self.samples is None else self.samples * y_std + y_mean,
-            log_likelihood_per_point=ll_pp,
-            log_likelihood=None if ll_pp is None else float(ll_pp.mean()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,8 +120,6 @@ def predict(model, guide, x: Any, num_samples: int = 100, y: Any = None,
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-    from .ensemble import Ensemble, predict_ensemble  # (lazily: ensemble imports this module)
-
     if isinstance(model, Ensemble):
         if guide is not None:
             raise ValueError("an Ensemble carries its members' guides: call predict(ensemble, "
@@ -419,3 +353,35 @@ def _predict_vae(model, guide, x, num_samples, return_samples, seed, sample_chun
                       samples=f.reshape(shape) if return_samples else None,
                       log_likelihood=_mean(ll), log_likelihood_per_point=ll,
                       num_samples=num_samples)
+
+
+# ------------------------------------------------------------------------------------------------
+# ensembles
+
+
+def predict_ensemble(ens, x, num_samples: int = 100, y=None, return_samples: bool = False, *,
+                     train_data: tuple | None = None, seed: int | None = None,
+                     sample_chunk: int = 100, data_chunk: int | None = None) -> Prediction:
+    """The mixture predictive of an :class:`Ensemble` at ``x`` (module docstring).
+
+    Each member goes through :func:`~experiments.common.predict.predict` with ``num_samples``
+    draws (so the :class:`~experiments.common.predict.Prediction` has ``num_samples`` = K times
+    that, 0 for closed-form members) and, with ``seed``, its draws seeded by ``seed + k``; the
+    results are combined by :func:`mixture`. ``train_data`` goes to every member (the
+    ``laplace`` guide's Hessian). Regression and classification; a VAE member is refused.
+    """
+    from models.vae import VAE
+
+    if not isinstance(ens, Ensemble):
+        raise TypeError(f"predict_ensemble needs an Ensemble (train_ensemble, ensemble or "
+                        f"Ensemble([(model, guide), ...])), got {type(ens).__name__}")
+    for i, (model, _) in enumerate(ens):
+        if isinstance(model, VAE):
+            raise ValueError(f"ensemble member {i} is a VAE: an ensemble predicts p(y|x) for "
+                             "regression or classification; predict a VAE on its own with "
+                             "predict(model, guide, x)")
+    preds = [predict(model, guide, x, num_samples, y, return_samples, train_data=train_data,
+                     seed=None if seed is None else seed + i, sample_chunk=sample_chunk,
+                     data_chunk=data_chunk)
+             for i, (model, guide) in enumerate(ens)]
+    return mixture(preds)
