@@ -228,14 +228,19 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
             else:
                 log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
             error = f"{type(exc).__name__}: {exc}"
-            write_json(run_dir / "metrics.json", {
-                "status": "failed", "error": error,
-                "wall_time_s": round(time.perf_counter() - t0, 2),
-                "hardware": _hardware(hardware(), parallel), **_parallel_metrics(parallel)})
+            kept = _succeeded(run_dir)  # a failed --resume of a finished run keeps its result
+            if not kept:
+                write_json(run_dir / "metrics.json", {
+                    "status": "failed", "error": error,
+                    "wall_time_s": round(time.perf_counter() - t0, 2),
+                    "hardware": _hardware(hardware(), parallel), **_parallel_metrics(parallel)})
+            _record_attempt(run_dir, command, "failed", time.perf_counter() - t0, error)
             # the last line of run.log says how the run ended (the traceback is above it)
-            log.error("%s failed after %.1f s: %s (traceback %s; metrics.json has status "
-                      "failed)", name, time.perf_counter() - t0, error.splitlines()[0],
-                      "in run.log" if _expected(exc) else "above")
+            log.error("%s failed after %.1f s: %s (traceback %s; %s; attempts.jsonl records "
+                      "it)", name, time.perf_counter() - t0, error.splitlines()[0],
+                      "in run.log" if _expected(exc) else "above",
+                      "metrics.json keeps the earlier successful result" if kept
+                      else "metrics.json has status failed")
             raise
         wall = time.perf_counter() - t0
         metrics = {"status": "ok", **dict(metrics)}
@@ -243,8 +248,31 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
         metrics["hardware"] = _hardware(hardware(), parallel)
         metrics.update(_parallel_metrics(parallel))
         write_json(run_dir / "metrics.json", metrics)
+        _record_attempt(run_dir, command, "ok", wall)
         log.info("finished %s in %.1f s: metrics.json written", name, wall)
     return run_dir, metrics, wall
+
+
+def _succeeded(run_dir: Path) -> bool:
+    """Whether ``run_dir/metrics.json`` holds a finished run's result (status ok)."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _record_attempt(run_dir: Path, command: str, status: str, seconds: float,
+                    error: str | None = None) -> None:
+    """Append one line to ``run_dir/attempts.jsonl``: every run and resume of the folder, its
+    outcome and error, so that a failed attempt never has to overwrite a good ``metrics.json``."""
+    from datetime import datetime, timezone
+
+    line = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command, "status": status, "wall_time_s": round(seconds, 2)}
+    if error is not None:
+        line["error"] = error
+    with open(run_dir / "attempts.jsonl", "a") as fh:
+        fh.write(json.dumps(line) + "\n")
 
 
 def _expected(exc: BaseException) -> bool:
