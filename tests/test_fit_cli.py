@@ -323,3 +323,36 @@ def test_errors_are_one_line_and_debug_adds_the_traceback(tmp_path, capsys):
     assert "error: --set fit.epochs=abc" in err and "Traceback" not in err
     assert main(["--debug", *args]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_text_files_as_people_have_them(tmp_path, caplog):
+    """A UTF-8 byte-order mark is not part of the first column's name; latin-1 is read with a
+    note naming the byte (issue 25, item 7)."""
+    from experiments.common.data import load_table
+
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffa,y\n1,2\n3,4\n".encode("utf-8"))
+    table = load_table(bom, "y")
+    assert table.columns == ["a"] and table.y.tolist() == [2.0, 4.0]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("größe,y\n1,2\n3,4\n".encode("latin-1"))
+    with caplog.at_level("WARNING"):
+        table = load_table(latin, "y")
+    assert table.columns == ["größe"] and "not UTF-8" in caplog.text and "latin.csv" in caplog.text
+
+
+def test_predict_refuses_to_overwrite_its_input(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (40, 2))
+    data = _write_csv(tmp_path / "d.csv", ["a", "b", "y"],
+                      np.column_stack([x, x[:, 0]]).tolist())
+    assert main(["fit", "--model", "bnn", "--guide", "mean-field", "--data", str(data),
+                 "--target", "y", "--set", "fit.epochs=1", "--set", "model_cfg.widths=[]",
+                 "--device", "cpu", "--no-progress", "--out", str(tmp_path)]) == 0
+    (run,) = (tmp_path / "fit").iterdir()
+    before = data.read_text()
+    assert main(["predict", str(run), "--data", str(data), "--out", str(data)]) == 2
+    assert "would overwrite it" in capsys.readouterr().err and data.read_text() == before
+    assert main(["predict", str(run), "--data", str(data), "--out",
+                 str(tmp_path / "no" / "such" / "p.csv")]) == 2
+    assert "not writable" in capsys.readouterr().err

@@ -814,6 +814,19 @@ def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | 
     return model, guide, job, std, train
 
 
+def _check_out(path: Path, data: str) -> None:
+    """Refuse, before any work, an output that is the input file or cannot be written."""
+    import os
+
+    if path.exists() and path.resolve() == Path(data).resolve():
+        raise ValueError(f"--out {path} is the input file --data {data}: writing the predictions "
+                         "would overwrite it; choose another --out")
+    folder = path.resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {path}: the folder {folder} does not exist or is not writable; "
+                         "choose another --out")
+
+
 def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
                 seed: int = 0) -> tuple[Path, dict]:
     """The ``predict`` command: predictions at the rows of ``data`` in original units, written
@@ -822,6 +835,7 @@ def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
     training); with the target column present, also its metrics."""
     from .training import resolve_device
 
+    _check_out(Path(out) if out else Path(run_dir) / "predictions.csv", data)
     model, guide, job, std, train = load_run(run_dir)
     table = load_table(data, std.target, need_target=False, columns=std.columns)
     model.to(resolve_device(device))

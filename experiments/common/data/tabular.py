@@ -16,6 +16,8 @@ non-numeric cell, NaN / inf / empty cells (naming the rows), ragged rows, too fe
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +78,22 @@ def load_table(path, target: str | None = None, *, need_target: bool = True,
 # CSV
 
 
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 (a byte-order mark, as spreadsheet programs write, is dropped, not
+    read into the first column's name), else latin-1 with a logged note naming the first byte
+    UTF-8 could not decode (every byte is a latin-1 character, so that never fails)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        logging.getLogger("experiments").warning(
+            "%s is not UTF-8 (byte %d is 0x%02x): read as latin-1; save it as UTF-8 if names "
+            "or cells look wrong", path, exc.start, raw[exc.start])
+        return raw.decode("latin-1")
+
+
 def _read_csv(path: Path, target, need_target: bool, wanted) -> Table:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))
     while rows and not any(c.strip() for c in rows[-1]):
         rows.pop()  # trailing blank lines
     if not rows:
