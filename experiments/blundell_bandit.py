@@ -70,7 +70,7 @@ repository playing one agent on ``Episode.draw(steps, 8124, seed)``), not on the
   distribution with half the posterior variance. With the σ = 1 likelihood (overconfident for
   the ±20 poison coin, below) a few unlucky early meals make q confident that eating is bad
   everywhere; with S = 2 the agent then passed on (nearly) every mushroom for the rest of the run
-  in 2 of 5 seeds (regret 7155 at 3000 steps on seed 8, 5160 at 2000 on seed 9; the README's
+  in 2 of 5 seeds (regret 7155 at 3000 steps on seed 8, 5160 at 2000 on seed 9; CHANGELOG.md's
   quick run, seed 0, 7665). With one draw (standard Thompson sampling) no seed collapsed (seed 8:
   2880 at 3000 steps; seeds 7, 9, 10: 2200, 1315, 2330 at 2000).
 * *σ = 1 on raw rewards is kept although it is misspecified.* Eating a poisonous mushroom pays

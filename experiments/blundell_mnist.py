@@ -42,7 +42,7 @@ mixture 85 s, measured with ``--set 'widths=[1200]' --set bbb_mixture.fit.epochs
 --set 'arms=["bbb-mixture"]'``):
 
 * quick (default): widths 2x400 only, 30 epochs for every arm, all five arms: about 27 min of one
-  core. Results, with the number of epochs, are in the README.
+  core. Results, with the number of epochs, are in CHANGELOG.md.
 * full (GPU): ``--set widths=[400,800,1200]`` and ``--set ARM.fit.epochs=600`` for each of the five
   arms (``bbb_mixture``, ``bbb_mixture_blundell``, ``bbb_gaussian``, ``dropout``, ``sgd``) — every
   arm at every width, 600 epochs, as in the paper; not run here. On a current GPU an epoch of the

@@ -14,7 +14,7 @@ Prior: Gaussian N(0, 1). The paper's scale mixture (π=1/2, σ1=1, σ2=e^-6) is 
 (``--set bbb.model_cfg.prior.kind=scale-mixture``) but is not tuned here: in development runs its Monte
 Carlo KL dominated the loss and the band widened much less than with the Gaussian prior.
 
-Expected: BbB ratio above 5, plain net 1.0, MC dropout in between (numbers in the README).
+Expected: BbB ratio above 5, plain net 1.0, MC dropout in between (numbers in CHANGELOG.md).
 Hardware/time: about a minute on 2 CPU cores (``--smoke``: a few seconds).
 
 Run: ``python -m experiments run blundell-regression [--smoke] [--set bbb.fit.epochs=500]``

@@ -34,11 +34,11 @@ accuracy ≥ 99.0 % for ``dkl`` with ECE below the deterministic net's. The defa
 configuration of the comparison (5 epochs for every arm, batch 128, Adam 2e-3 with cosine decay,
 M = 64; 627 s on a shared 2-core CPU): DKL 98.79 % there. The accuracy target took
 ``--set 'arms=["dkl"]' --set dkl.fit.epochs=10 --set dkl.model_cfg.num_inducing=256``
-(99.14 %, 461 s); the ECE target was not met (README). The GPU configuration adds epochs:
+(99.14 %, 461 s); the ECE target was not met (CHANGELOG.md). The GPU configuration adds epochs:
 ``--device cuda --set dkl.fit.epochs=20 --set dkl.model_cfg.num_inducing=256 --set
 net.fit.epochs=20 --set bbb.fit.epochs=20 --set dkl_bayes.fit.epochs=50 --set
 bbb_mlp.fit.epochs=50`` (not run: no GPU in this session). Measured numbers, commands and
-machine load are in the README.
+machine load are in CHANGELOG.md.
 
 Run: ``python -m experiments run dkl-mnist [--smoke] [--set 'arms=["dkl","net"]']``
 """

@@ -26,7 +26,7 @@ points over that on training-region grid points (1 = no widening in the gap);
 :func:`experiments.common.predict.predict` (closed form for the SVGP, ``num_samples`` Monte Carlo
 draws for the others).
 
-Measured (seed 0, README): gap sd ratio SVGP 2.50, DKL 1.01 (and the worst gap LL, −1.16: the
+Measured (seed 0, CHANGELOG.md): gap sd ratio SVGP 2.50, DKL 1.01 (and the worst gap LL, −1.16: the
 learned features put the gap next to the data), Bayesian-trunk DKL 1.17 (best gap LL, 0.53),
 BNN 1.03. Hardware/time: about 2 min on a shared 2-core CPU (``--smoke``: a few seconds).
 

@@ -48,7 +48,7 @@ hidden units, in chunks of at most ``chunk_elements`` pre-activations (memory bo
 Expected: KS distance falls roughly as 1/H (like the excess kurtosis) from ≈0.05 at H = 1 to the
 Monte Carlo floor (≈1e-3 with 10⁶ samples) by H ≈ 100; covariance errors within a few Monte Carlo
 standard errors for every H. Hardware/time: under a minute on 2 CPU cores (``--smoke``: a
-couple of seconds). Numbers in the README.
+couple of seconds). Numbers in CHANGELOG.md.
 
 Run: ``python -m experiments run nngp-limit [--smoke]``
 

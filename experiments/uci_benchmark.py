@@ -87,7 +87,7 @@ other jobs). One split of all three methods takes roughly 10-30 s (small sets) t
 (protein) with dropout's fixed values; its validation grid adds about 15-25 s per split, so the
 full 20-split protocol (165 splits) is about 2 CPU-hours (dropout alone, reusing the other
 methods' rows with ``reuse_methods``, about 1). The deep ensemble adds its K x 1000 plain-net
-steps per split (not in those figures). The README gives the measured numbers and which splits
+steps per split (not in those figures). CHANGELOG.md gives the measured numbers and which splits
 ran. A GPU does not help these tiny nets: the step time is
 Pyro's per-step overhead, not arithmetic. ``--smoke`` takes seconds.
 

@@ -32,7 +32,7 @@ feature seeds; ``<guide>_mean_rms_R<R>``, ``<guide>_var_rms_R<R>`` (+ ``_maxabs`
 GP; ``<guide>_vs_blr_mean_rms_R<R>``, ``<guide>_vs_blr_var_rms_R<R>``: VI vs the closed form
 of the same features.
 
-Expected (seed 0, README): closed-form errors fall roughly as R^-1/2 (variance RMS 0.38, 0.12,
+Expected (seed 0, CHANGELOG.md): closed-form errors fall roughly as R^-1/2 (variance RMS 0.38, 0.12,
 0.058, 0.020 and mean RMS 1.0, 0.48, 0.27, 0.14 for R = 10, 50, 200, 1000). The variational fits
 do *not* reach the closed form within the default 1500 full-batch steps: their mean is close
 (RMS 0.04-0.13 from the closed form) but their predictive variance stays too small away from the
