@@ -63,13 +63,8 @@ from torch import nn
 
 import guides
 import models
-from experiments.benchmarks.timing import (
-    graphed_adam_step,
-    graphed_zoo_step,
-    interleaved,
-    load_average,
-    load_line,
-)
+from experiments.benchmarks import timing
+from experiments.benchmarks.timing import graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
 from experiments.common.training import setup
 
@@ -314,7 +309,7 @@ def _print_ops(args, batches) -> dict[str, float]:
 
 def _print_phases(args, batches) -> dict[str, float]:
     steps = args.steps * args.repeats
-    load = load_average()
+    load = timing.load_average()
     with pyro.validation_enabled(False):
         phases = phase_times(args.hidden, args.z_dim, args.batch_size, batches, steps,
                              args.warmup)
@@ -328,7 +323,7 @@ def _print_phases(args, batches) -> dict[str, float]:
         totals[method] = sum(ph.values())
         print(f"| {method} | " + " | ".join(f"{ph[k]:.0f}" if k in ph else "" for k in names)
               + f" | {totals[method]:.0f} |")
-    print(load_line(load))
+    print(timing.load_line(load))
     return totals
 
 
@@ -359,11 +354,9 @@ def _run(args) -> dict[str, float]:
             methods["zoo (meanfield, fused Adam)"] = zoo_step(
                 args.hidden, args.z_dim, args.batch_size, "meanfield", batches, device, fused=True)
         if device.type == "cuda":  # FitConfig.cuda_graph: the step captured and replayed
-            # the floor: the hand-written step captured in a CUDA graph (same kernels, no launch
-            # overhead); the zoo's graphed rows are read against it
-            plain = PlainVAE(args.hidden, args.z_dim).to(device)
-            methods["plain torch graphed"] = graphed_adam_step(
-                plain.parameters(), plain.loss, lambda: (batches(),), LR, device)
+            plain = PlainVAE(args.hidden, args.z_dim).to(device)  # the floor: the same, graphed
+            methods["plain torch graphed"] = graphed_adam_step(plain.parameters(), plain.loss,
+                                                               lambda: (batches(),), LR, device)
             for elbo in ("meanfield", "trace"):
                 methods[f"zoo graphed ({elbo})"] = graphed_zoo_step(
                     zoo_pair(args.hidden, args.z_dim, args.batch_size, elbo, device, True),
