@@ -78,19 +78,17 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .data.tabular import load_table
 from .leaderboard import plot_comparison, sort_rows, write_leaderboard
 from .predict import Prediction, needs_train_data, predict
 from .spec import ConfigError, RunContext, config_dict, train_pair
 from .userfit import (
     TASKS,
     Standardization,
-    _looks_like_labels,
-    _prepare_svgp,
     build_job,
     check_pair,
+    prepare_svgp,
+    read_split,
     score,
-    split_rows,
     train_chosen_epoch,
     write_predictions,
 )
@@ -294,24 +292,8 @@ class _Data:
 
 def _load(args: CompareArgs, task: str) -> _Data:
     """Read, split and standardise the table as ``fit`` does (same checks of the labels)."""
-    table = load_table(args.data, args.target)
-    x_tr, y_tr, x_te, y_te, how = split_rows(table, args)
-    if args.task is None and _looks_like_labels(y_tr):
-        log.warning("the target %r holds %d distinct integers: for class labels pass --task "
-                    "classification (comparing regressions)", table.target, len(np.unique(y_tr)))
-    if task == "classification":
-        labels = np.concatenate([y_tr, y_te])
-        bad = np.unique(labels[labels != np.round(labels)])
-        if bad.size:
-            raise ValueError(f"{table.source}: the classification target {table.target!r} holds "
-                             f"non-integer values ({', '.join(f'{v:g}' for v in bad[:3])}"
-                             f"{', ...' if bad.size > 3 else ''}); class labels must be integers: "
-                             "encode the classes as 0, 1, ... or use --task regression")
-    std = Standardization.from_training(task, table, x_tr, y_tr)
+    _, (x_tr, y_tr, x_te, y_te, how, _), std = read_split(args, task, "comparing")
     num_classes = len(std.classes) if std.classes is not None else None
-    if num_classes is not None and num_classes < 2:
-        raise ValueError(f"{table.source}: the target {table.target!r} has a single class in the "
-                         "training rows; classification needs at least 2")
     if task == "classification":
         std.labels(y_te)  # a test label unseen in training: an error before anything trains
     return _Data(task, std, x_tr, y_tr, x_te, y_te, how, num_classes)
@@ -414,7 +396,7 @@ def _run_method(method: Method, overrides: list[str], data: _Data, ctx: RunConte
     likelihood = supplied.get("likelihood", job.model_cfg.get("likelihood"))
     xs_tr, ys_tr = data.std.x(data.x_tr), data.std.y(data.y_tr, likelihood)
     xs_te, ys_te = data.std.x(data.x_te), data.std.y(data.y_te, likelihood)
-    prepare = _prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
+    prepare = prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
                             args.seed) if job.model == "svgp" else None
     folder = f"methods/{method.slug}"
     max_epochs = job.fit.epochs

@@ -372,7 +372,7 @@ def data_model_args(job: FitJob, task: str, num_features: int, num_classes: int 
     return out
 
 
-def _prepare_svgp(x: torch.Tensor, y: torch.Tensor, seed: int):
+def prepare_svgp(x: torch.Tensor, y: torch.Tensor, seed: int):
     """SVGP start: k-means inducing inputs; for the Gaussian, Titsias' optimal q(u) too."""
 
     def prepare(model, guide):
@@ -550,19 +550,16 @@ def split_rows(table: Table, args: FitArgs, *, with_rows: bool = False) -> tuple
     return x_tr, y_tr, x_te, y_te, how
 
 
-def run_fit(args: FitArgs) -> tuple[Path, dict]:
-    """The ``fit`` command: everything is checked before the run folder is made; a failure in
-    training is recorded there (``run.log``, ``metrics.json`` with ``status: failed``)."""
-    from .runner import RunLog, code_version, hardware, make_run_dir, write_json
-
-    task = args.task or "regression"
-    check_pair(args.model, args.guide, task, args.overrides)  # before reading the data
-    _check_members(args.ensemble, "--ensemble")
+def read_split(args, task: str, doing: str = "fitting"):
+    """The table of ``args.data`` (target ``args.target``) read, split (:func:`split_rows`) and
+    standardised on its training rows, with the label checks of a classification task:
+    ``(table, (x_tr, y_tr, x_te, y_te, how, test_rows), standardization)``. ``doing`` names the
+    command in the warning for integer targets of a regression ("fitting", "comparing")."""
     table = load_table(args.data, args.target)
     x_tr, y_tr, x_te, y_te, how, test_rows = split_rows(table, args, with_rows=True)
     if args.task is None and _looks_like_labels(y_tr):
         log.warning("the target %r holds %d distinct integers: for class labels pass --task "
-                    "classification (fitting a regression)", table.target, len(np.unique(y_tr)))
+                    "classification (%s a regression)", table.target, len(np.unique(y_tr)), doing)
     if task == "classification":
         labels = np.concatenate([y_tr, y_te]) if y_te is not None else y_tr
         bad = np.unique(labels[labels != np.round(labels)])
@@ -572,10 +569,22 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
                              f"{', ...' if bad.size > 3 else ''}); class labels must be integers: "
                              "encode the classes as 0, 1, ... or use --task regression")
     std = Standardization.from_training(task, table, x_tr, y_tr)
-    num_classes = len(std.classes) if std.classes is not None else None
-    if num_classes is not None and num_classes < 2:
+    if std.classes is not None and len(std.classes) < 2:
         raise ValueError(f"{table.source}: the target {table.target!r} has a single class in the "
                          "training rows; classification needs at least 2")
+    return table, (x_tr, y_tr, x_te, y_te, how, test_rows), std
+
+
+def run_fit(args: FitArgs) -> tuple[Path, dict]:
+    """The ``fit`` command: everything is checked before the run folder is made; a failure in
+    training is recorded there (``run.log``, ``metrics.json`` with ``status: failed``)."""
+    from .runner import RunLog, code_version, hardware, make_run_dir, write_json
+
+    task = args.task or "regression"
+    check_pair(args.model, args.guide, task, args.overrides)  # before reading the data
+    _check_members(args.ensemble, "--ensemble")
+    table, (x_tr, y_tr, x_te, y_te, how, test_rows), std = read_split(args, task, "fitting")
+    num_classes = len(std.classes) if std.classes is not None else None
     job, supplied = build_job(args.model, args.guide, args.overrides, task,
                               num_features=x_tr.shape[1], num_classes=num_classes,
                               n_train=len(x_tr))
@@ -600,7 +609,7 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
                  args.data, task, len(x_tr), len(x_te), run_dir)
         try:
             ctx.seed_everything()
-            prepare = _prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
+            prepare = prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
                                     args.seed) if job.model == "svgp" else None
             # K > 1: members in train/member0 .. train/member<K-1>, predicted as their mixture
             # (predict(ensemble, None, ...)); with job.validation, epochs chosen on held-out rows
