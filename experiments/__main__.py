@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from .table_cli import TABLE_COMMANDS, add_table_commands
+
 log = logging.getLogger("experiments")
 
 
@@ -28,13 +30,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads (default: 1 on machines with up to 4 cores, where "
                         "more threads fight other jobs and small models gain little; else "
                         "torch's default; $OMP_NUM_THREADS, when set, is the default instead)")
-
-
-def _fit_defaults_text() -> str:
-    """The per-family defaults of ``fit`` (:func:`experiments.common.userfit.describe_defaults`)."""
-    from .common.userfit import describe_defaults
-
-    return describe_defaults()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,70 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report file (default: <out>/REPORT-runs.md)")
     report.add_argument("--include-smoke", action="store_true",
                         help="let smoke runs count as the newest run")
-    fit = sub.add_parser("fit", help="train a registered pair on your own table (CSV, .npz, .pt)",
-                         epilog=_fit_defaults_text(),
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    fit.add_argument("--model", required=True, help="registered model (bnn, mlp, rff-gp, svgp)")
-    fit.add_argument("--guide", required=True, help="one of the model's guides "
-                                                    "(python -m experiments pairs)")
-    fit.add_argument("--data", required=True, help="CSV with a header row, .npz or .pt (x, y, "
-                                                   "optional x_test, y_test)")
-    fit.add_argument("--target", default=None, help="the target column of a CSV")
-    held = fit.add_mutually_exclusive_group()
-    held.add_argument("--test", default=None, help="a file of test rows (same columns)")
-    held.add_argument("--test-fraction", type=float, default=None,
-                      help="hold out this random fraction of the rows (default 0.1)")
-    fit.add_argument("--task", choices=("regression", "classification"), default=None,
-                     help="default: regression")
-    fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="model_cfg.*, guide_cfg.*, fit.*, num_samples or ensemble, e.g. "
-                          "--set fit.epochs=50 --set model_cfg.widths=[32] (repeatable)")
-    fit.add_argument("--ensemble", type=int, default=1, metavar="K",
-                     help="train a deep ensemble of K members of the pair (each from its own "
-                          "seeded start) and predict with their mixture (default 1: one fit; "
-                          "same as --set ensemble=K)")
-    fit.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:i]")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--out", default="results", help="results root (default ./results)")
-    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    pred = sub.add_parser("predict", help="predict with a fit run at new inputs, in original "
-                                          "units, to CSV")
-    pred.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by fit")
-    pred.add_argument("--data", required=True, help="CSV with the training feature columns, "
-                                                   ".npz or .pt with x")
-    pred.add_argument("--out", default=None, help="CSV to write (default RUN_DIR/predictions.csv)")
-    pred.add_argument("--device", default="cpu", help="cpu (default), auto or cuda[:i]")
-    pred.add_argument("--seed", type=int, default=0, help="seed of the predictive draws")
-    cmp_ = sub.add_parser("compare", help="fit a panel of methods on one split of your table "
-                                          "and write a leaderboard")
-    cmp_.add_argument("--data", required=True, help="CSV with a header row, .npz or .pt (x, y, "
-                                                    "optional x_test, y_test)")
-    cmp_.add_argument("--target", default=None, help="the target column of a CSV")
-    held = cmp_.add_mutually_exclusive_group()
-    held.add_argument("--test", default=None, help="a file of test rows (same columns)")
-    held.add_argument("--test-fraction", type=float, default=None,
-                      help="hold out this random fraction of the rows (default 0.1)")
-    cmp_.add_argument("--task", choices=("regression", "classification"), default=None,
-                      help="default: regression")
-    cmp_.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
-                      help="training seconds per method (default 60; a deep ensemble's covers "
-                           "all its members): epochs = min(default, budget / seconds per epoch "
-                           "of a one-epoch pilot), at least 1")
-    cmp_.add_argument("--pairs", default=None, metavar="M/G[,M/G...]",
-                      help="comma-separated methods: model/guide, ensemble:model/guide, or a "
-                           "default-panel name (plain, mc-dropout, bbb, ensemble, svgp; the "
-                           "default is all five)")
-    cmp_.add_argument("--ensemble-size", type=int, default=5, metavar="K",
-                      help="members of each deep ensemble (default 5)")
-    cmp_.add_argument("--set", dest="overrides", action="append", default=[],
-                      metavar="[METHOD.]KEY=VALUE",
-                      help="for every method (fit.*, model_cfg.*, guide_cfg.*, num_samples), or "
-                           "for one with its name first, e.g. --set svgp.model_cfg.num_inducing=32 "
-                           "(repeatable)")
-    cmp_.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:i]")
-    cmp_.add_argument("--seed", type=int, default=0)
-    cmp_.add_argument("--out", default="results", help="results root (default ./results)")
-    cmp_.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_table_commands(sub)
     return parser
 
 
@@ -535,49 +467,6 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def cmd_fit(args) -> int:
-    from .common.userfit import FitArgs, run_fit
-
-    run_dir, metrics = run_fit(FitArgs(
-        model=args.model, guide=args.guide, data=args.data, target=args.target, test=args.test,
-        test_fraction=args.test_fraction, task=args.task, overrides=args.overrides,
-        device=args.device, seed=args.seed, out=args.out, progress=not args.no_progress,
-        ensemble=args.ensemble))
-    print(json.dumps(metrics, indent=2, default=str))
-    print(f"wrote {run_dir}")
-    return 0
-
-
-def cmd_predict(args) -> int:
-    from .common.userfit import run_predict
-
-    path, summary = run_predict(args.run_dir, args.data, out=args.out, device=args.device,
-                                seed=args.seed)
-    extra = {k: v for k, v in summary.items() if k not in ("rows", "out")}
-    if extra:
-        print(json.dumps(extra, indent=2))
-    print(f"wrote {path} ({summary['rows']} rows)")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from .common.compare import CompareArgs, run_compare
-
-    run_dir, rows = run_compare(CompareArgs(
-        data=args.data, target=args.target, test=args.test, test_fraction=args.test_fraction,
-        task=args.task, budget=args.budget, pairs=args.pairs, ensemble_size=args.ensemble_size,
-        overrides=args.overrides, device=args.device, seed=args.seed, out=args.out,
-        progress=not args.no_progress))
-    print((run_dir / "leaderboard.md").read_text())
-    failed = [r["method"] for r in rows if r["status"] != "ok"]
-    if failed:
-        print(f"wrote {run_dir}; {len(failed)} of {len(rows)} methods did not finish: "
-              f"{', '.join(failed)} (see leaderboard.md and run.log)")
-        return 1
-    print(f"wrote {run_dir}")
-    return 0
-
-
 def main(argv=None) -> int:
     from .common.checkpoint import CheckpointError
     from .common.data import DataError
@@ -607,12 +496,8 @@ def main(argv=None) -> int:
                              "`-m experiments run NAME` (or `run NAME --nproc N`)")
         if args.command == "report":
             return cmd_report(args)
-        if args.command == "fit":
-            return cmd_fit(args)
-        if args.command == "predict":
-            return cmd_predict(args)
-        if args.command == "compare":
-            return cmd_compare(args)
+        if args.command in TABLE_COMMANDS:
+            return TABLE_COMMANDS[args.command](args)
         return cmd_reproduce(args)
     except (KeyError, ValueError, FileNotFoundError, DataError, CheckpointError,
             ArithmeticError) as exc:  # (ArithmeticError: a non-finite or implausible fit)
