@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .table_cli import TABLE_COMMANDS, add_table_commands
+from .common.table_cli import TABLE_COMMANDS, add_table_commands
 
 log = logging.getLogger("experiments")
 

@@ -9,7 +9,7 @@ import json
 
 def _fit_defaults_text() -> str:
     """The per-family defaults of ``fit`` (:func:`experiments.common.userfit.describe_defaults`)."""
-    from .common.userfit import describe_defaults
+    from .userfit import describe_defaults
 
     return describe_defaults()
 
@@ -81,7 +81,7 @@ def add_table_commands(sub) -> None:
 
 
 def cmd_fit(args) -> int:
-    from .common.userfit import FitArgs, run_fit
+    from .userfit import FitArgs, run_fit
 
     run_dir, metrics = run_fit(FitArgs(
         model=args.model, guide=args.guide, data=args.data, target=args.target, test=args.test,
@@ -94,7 +94,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .common.userfit import run_predict
+    from .userfit import run_predict
 
     path, summary = run_predict(args.run_dir, args.data, out=args.out, device=args.device,
                                 seed=args.seed)
@@ -106,7 +106,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .common.compare import CompareArgs, run_compare
+    from .compare import CompareArgs, run_compare
 
     run_dir, rows = run_compare(CompareArgs(
         data=args.data, target=args.target, test=args.test, test_fraction=args.test_fraction,
