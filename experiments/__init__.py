@@ -50,20 +50,20 @@ _zoo_first()
 
 _PUBLIC = {
     # training
-    "fit": ("experiments.common.training", "fit"),
-    "FitConfig": ("experiments.common.training", "FitConfig"),
-    "TrainState": ("experiments.common.training", "TrainState"),
-    "ImplausibleFitError": ("experiments.common.health", "ImplausibleFitError"),
+    "fit": ("experiments.engine.training", "fit"),
+    "FitConfig": ("experiments.engine.training", "FitConfig"),
+    "TrainState": ("experiments.engine.training", "TrainState"),
+    "ImplausibleFitError": ("experiments.engine.health", "ImplausibleFitError"),
     # prediction and scores
-    "predict": ("experiments.common.predict", "predict"),
-    "Prediction": ("experiments.common.predict", "Prediction"),
-    "metrics": ("experiments.common.metrics", None),
+    "predict": ("experiments.engine.predict", "predict"),
+    "Prediction": ("experiments.engine.predict", "Prediction"),
+    "metrics": ("experiments.engine.metrics", None),
     # deep ensembles
-    "Ensemble": ("experiments.common.ensemble", "Ensemble"),
-    "ensemble": ("experiments.common.ensemble", "ensemble"),
+    "Ensemble": ("experiments.engine.ensemble", "Ensemble"),
+    "ensemble": ("experiments.engine.ensemble", "ensemble"),
     # your own table, and runs written by `python -m experiments fit`
-    "load_run": ("experiments.common.userfit", "load_run"),
-    "load_table": ("experiments.common.data.tabular", "load_table"),
+    "load_run": ("experiments.harness.userfit", "load_run"),
+    "load_table": ("experiments.data.tabular", "load_table"),
     # registries
     "create_model": ("models", "create_model"),
     "create_guide": ("guides", "create_guide"),

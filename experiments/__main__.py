@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common.table_cli import TABLE_COMMANDS, add_table_commands
+from experiments.harness.table_cli import TABLE_COMMANDS, add_table_commands
 
 log = logging.getLogger("experiments")
 
@@ -99,7 +99,8 @@ def _print_table(header, rows) -> None:
 def prepare_config(name: str, *, smoke: bool, overrides: list[str]):
     """The experiment's config with ``--set`` overrides applied and the whole of it validated,
     before any run folder exists or anything trains."""
-    from .common.spec import apply_overrides, validate_config
+    from experiments.harness.spec import apply_overrides, validate_config
+
     from .registry import get_experiment
 
     exp = get_experiment(name)
@@ -116,9 +117,9 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     re-raised: metrics.json holds ``status: failed`` and run.log ends with the traceback and a
     last line ``NAME failed after ...``; a run that finishes ends run.log with ``finished NAME in
     ... s: metrics.json written``."""
-    from .common import distributed
-    from .common.runner import RunLog, code_version, hardware, make_run_dir, write_json
-    from .common.spec import RunContext, config_dict
+    from experiments.engine import distributed
+    from experiments.harness.runner import RunLog, code_version, hardware, make_run_dir, write_json
+    from experiments.harness.spec import RunContext, config_dict
 
     exp, config = prepare_config(name, smoke=smoke, overrides=overrides)
     parallel = distributed.describe()
@@ -210,8 +211,8 @@ def _record_attempt(run_dir: Path, command: str, status: str, seconds: float,
 def _expected(exc: BaseException) -> bool:
     """A failure whose message names the problem and what to do (a checksum or missing data
     file, a non-finite or implausible fit): the terminal gets one line, run.log the traceback."""
-    from .common.checkpoint import CheckpointError
-    from .common.data import DataError
+    from experiments.data import DataError
+    from experiments.engine.checkpoint import CheckpointError
 
     return isinstance(exc, (CheckpointError, DataError, ArithmeticError))
 
@@ -236,8 +237,8 @@ def _run_other_rank(exp, config, *, seed, device, data_dir, resume, resume_allow
     import shutil
     import tempfile
 
-    from .common import distributed
-    from .common.spec import RunContext
+    from experiments.engine import distributed
+    from experiments.harness.spec import RunContext
 
     scratch = Path(tempfile.mkdtemp(prefix=f"vbzoo-{exp.name}-rank{distributed.rank()}-"))
     try:
@@ -259,10 +260,10 @@ def _override_key(override: str) -> str:
 def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
     """The recorded (smoke, seed, overrides) of the run folder ``args.resume``, plus the fit keys
     this command changes on purpose. ``--set`` on a resume may change, in a fit section, a key of
-    :data:`~experiments.common.training.RESUME_OVERRIDABLE` (``lr``, ``clip_norm``, ``epochs``)
+    :data:`~experiments.engine.training.RESUME_OVERRIDABLE` (``lr``, ``clip_norm``, ``epochs``)
     or one that does not change the optimisation (``progress``, ``log_every``, ...); any other
     difference from the recorded settings is an error listing the differences."""
-    from .common.training import RESUME_KEYS, RESUME_OVERRIDABLE
+    from experiments.engine.training import RESUME_KEYS, RESUME_OVERRIDABLE
 
     path = Path(args.resume)
     if not (path / "config.json").is_file():
@@ -306,7 +307,7 @@ def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
 
 def _processes(args) -> int:
     """Processes of this run: torchrun's WORLD_SIZE, else ``--nproc``, else 1."""
-    from .common import distributed
+    from experiments.engine import distributed
 
     if distributed.launched_by_torchrun():
         return int(os.environ["WORLD_SIZE"])
@@ -350,7 +351,7 @@ def _launch(args, argv: list[str]) -> int:
 
 
 def cmd_run(args, argv: list[str] | None = None) -> int:
-    from .common import distributed
+    from experiments.engine import distributed
 
     if args.nproc and not distributed.launched_by_torchrun() and args.nproc > 1:
         return _launch(args, argv if argv is not None else sys.argv[1:])
@@ -377,8 +378,9 @@ def cmd_run(args, argv: list[str] | None = None) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .common.report import SMOKE_MARK, SUMMARY_HEADER, run_section, summary_rows, write_report
-    from .common.runner import hardware
+    from experiments.harness.report import SMOKE_MARK, SUMMARY_HEADER, run_section, summary_rows, write_report
+    from experiments.harness.runner import hardware
+
     from .registry import list_experiments
 
     lines = ["# Reproduction report", "",
@@ -416,8 +418,9 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .common.report import latest_runs, read_run, run_section, write_report
-    from .common.runner import hardware
+    from experiments.harness.report import latest_runs, read_run, run_section, write_report
+    from experiments.harness.runner import hardware
+
     from .registry import get_experiment, list_experiments
 
     if args.runs:
@@ -468,8 +471,8 @@ def _set_threads(threads: int | None) -> None:
 
 
 def main(argv=None) -> int:
-    from .common.checkpoint import CheckpointError
-    from .common.data import DataError
+    from experiments.data import DataError
+    from experiments.engine.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
@@ -480,7 +483,7 @@ def main(argv=None) -> int:
         _set_threads(args.threads)
     try:
         if getattr(args, "device", None) is not None:
-            from .common.training import resolve_device
+            from experiments.engine.training import resolve_device
 
             resolve_device(args.device)  # a bad --device fails here, before any run folder
         if args.command == "list":
@@ -489,7 +492,7 @@ def main(argv=None) -> int:
             return cmd_pairs()
         if args.command == "run":
             return cmd_run(args, argv)
-        from .common.distributed import launched_by_torchrun
+        from experiments.engine.distributed import launched_by_torchrun
 
         if launched_by_torchrun() and args.command in ("reproduce", "fit", "compare"):
             raise ValueError(f"`{args.command}` does not run data-parallel; under torchrun use "

@@ -51,10 +51,10 @@ on the buffer is small, the prior dominates and q stays wide (exploration); as t
 fills the likelihood takes over. For the deterministic nets the ELBO is the (scaled)
 log-likelihood. Prior: N(0, 1) on every weight (as in the zoo's Fig. 5 experiment; the paper's
 scale mixture is available through ``bbb.model_cfg.prior``). The optimiser, ELBO and guide handler
-come from :func:`experiments.common.training.setup` with the pair's ``fit`` (lr, optimizer,
+come from :func:`experiments.engine.training.setup` with the pair's ``fit`` (lr, optimizer,
 weight_decay, elbo, num_particles, clip_norm, batch_size; its epochs and schedules do not apply);
 the bandit's own inner loop (buffer minibatches) steps with
-:func:`~experiments.common.training.train_step`, the step ``fit`` takes.
+:func:`~experiments.engine.training.train_step`, the step ``fit`` takes.
 
 **Seeds.** Run i uses ``seed + 1000 i``: the environment (mushroom order and poison coins) from
 its own generator, and agent j from ``seed + 1000 i + 10 (j + 1)``: its module initialisation
@@ -150,12 +150,12 @@ from pyro import poutine
 
 import guides
 import models
+from experiments import data as zoo_data
+from experiments.engine.seeding import seed_everything
+from experiments.engine.training import FitConfig, check_finite, setup, train_step
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext
 
-from .common import data as zoo_data
-from .common.plotting import new_figure, save_figure
-from .common.seeding import seed_everything
-from .common.spec import ConfigError, PairSpec, RunContext
-from .common.training import FitConfig, check_finite, setup, train_step
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class BanditAgent:
 
     :param model: ``bnn`` or ``mlp`` regression model on ``D + 2`` inputs.
     :param guide: its guide (``mean-field`` or ``deterministic``).
-    :param FitConfig fit_config: for :func:`~experiments.common.training.setup` (lr, optimizer,
+    :param FitConfig fit_config: for :func:`~experiments.engine.training.setup` (lr, optimizer,
         elbo, seed, device, ...); its ``batch_size`` is B, the tuples per SVI step.
     :param int buffer_size: K, the buffer keeps the last K tuples.
     :param int num_minibatches: SVI steps after each interaction.
@@ -468,7 +468,7 @@ def _label(key: str) -> str:
 def make_agent(agent: Agent, in_features: int, bandit: Bandit, seed: int,
                device: str) -> BanditAgent:
     """Build the agent's model and guide (module initialisation seeded by ``seed``, as
-    :func:`~experiments.common.spec.train_pair` does) and its optimiser state: the one place the
+    :func:`~experiments.harness.spec.train_pair` does) and its optimiser state: the one place the
     bandit's :class:`FitConfig` is completed with the run's seed and device."""
     seed_everything(seed)
     pair = agent.pair

@@ -80,13 +80,13 @@ import torch
 
 import guides
 import models
+from experiments import data as zoo_data
+from experiments.engine.checkpoint import save_zoo_file
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import log_ticks, new_figure, plot_curve, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, config_dict, train_pair
 from models.base import module_device
 
-from .common import data as zoo_data
-from .common.checkpoint import save_zoo_file
-from .common.plotting import log_ticks, new_figure, plot_curve, save_figure
-from .common.spec import ConfigError, PairSpec, RunContext, config_dict, train_pair
-from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

@@ -40,10 +40,11 @@ from typing import Literal
 import numpy as np
 import torch
 
+from experiments.engine.checkpoint import load_zoo_file, save_zoo_file
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext
+
 from . import blundell_mnist as bm
-from .common.checkpoint import load_zoo_file, save_zoo_file
-from .common.plotting import new_figure, save_figure
-from .common.spec import ConfigError, PairSpec, RunContext
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .common import data as zoo_data
-from .common import metrics as M
-from .common.plotting import new_figure, plot_predictive_band, save_figure
-from .common.predict import predict
-from .common.predictive import posterior_predictive
-from .common.spec import PairSpec, RunContext, train_pair
-from .common.training import FitConfig
+from experiments import data as zoo_data
+from experiments.engine import metrics as M
+from experiments.engine.predict import predict
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, plot_predictive_band, save_figure
+from experiments.harness.spec import PairSpec, RunContext, train_pair
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

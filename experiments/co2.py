@@ -42,15 +42,15 @@ from typing import Literal
 
 import torch
 
+from experiments import data as zoo_data
+from experiments.engine import metrics as M
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
 from models.exact_gp import ExactGPRegression
 from models.kernels import build_kernel
 
-from .common import data as zoo_data
-from .common import metrics as M
-from .common.plotting import new_figure, save_figure
-from .common.predictive import posterior_predictive
-from .common.spec import ConfigError, PairSpec, RunContext, train_pair
-from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

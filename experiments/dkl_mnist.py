@@ -20,7 +20,7 @@ the 60k training images, pixels standardised with the training mean and standard
 
 Metrics per arm on the 10k test images (predictive :math:`\bar p = \frac1S\sum_s p_s`,
 ``num_samples`` = S draws; one for the deterministic net): ``acc_<arm>``, ``nll_<arm>`` and
-``ece_<arm>`` (15 bins, :mod:`experiments.common.metrics`), ``auroc_rot90_<arm>`` and
+``ece_<arm>`` (15 bins, :mod:`experiments.engine.metrics`), ``auroc_rot90_<arm>`` and
 ``auroc_noise_<arm>``: the area under the ROC curve separating MNIST test images from
 out-of-distribution images by the predictive entropy :math:`\mathbb H[\bar p]` (higher = OOD).
 FashionMNIST is not staged (``shared/data``), so the OOD sets are the test images rotated by 90°
@@ -54,12 +54,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .common import data as zoo_data
-from .common import metrics as M
-from .common.plotting import new_figure, save_figure
-from .common.predict import predict
-from .common.spec import ConfigError, PairSpec, RunContext, train_pair
-from .common.training import FitConfig
+from experiments import data as zoo_data
+from experiments.engine import metrics as M
+from experiments.engine.predict import predict
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def auroc(score_in: torch.Tensor, score_out: torch.Tensor) -> float:
 
 
 def reliability(probs: torch.Tensor, y: torch.Tensor, n_bins: int):
-    """Per equal-width confidence bin (the bins of :func:`~experiments.common.metrics.
+    """Per equal-width confidence bin (the bins of :func:`~experiments.engine.metrics.
     expected_calibration_error`): mean confidence, accuracy and count (empty bins: NaN, 0)."""
     idx, conf, correct = M.confidence_bins(probs, y, n_bins)
     correct = correct.double()

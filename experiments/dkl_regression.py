@@ -23,7 +23,7 @@ and ``std_ratio_<arm>``: the mean predictive standard deviation of y (noise incl
 points over that on training-region grid points (1 = no widening in the gap);
 ``std_ratio_out_<arm>`` the same beyond the data (grid points farther than half-way from
 ``extent`` to ``grid_extent``). Predictions by
-:func:`experiments.common.predict.predict` (closed form for the SVGP, ``num_samples`` Monte Carlo
+:func:`experiments.engine.predict.predict` (closed form for the SVGP, ``num_samples`` Monte Carlo
 draws for the others).
 
 Measured (seed 0, CHANGELOG.md): gap sd ratio SVGP 2.50, DKL 1.01 (and the worst gap LL, −1.16: the
@@ -41,11 +41,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .common import metrics as M
-from .common.plotting import new_figure, save_figure
-from .common.predict import predict
-from .common.spec import ConfigError, PairSpec, RunContext, train_pair
-from .common.training import FitConfig
+from experiments.engine import metrics as M
+from experiments.engine.predict import predict
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

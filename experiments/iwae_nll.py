@@ -2,7 +2,7 @@
 
 A VAE with one stochastic layer (``vae`` model, Bernoulli decoder, ``encoder`` guide) trained with
 the ordinary ELBO (one sample per datapoint, closed-form KL), then evaluated with the importance-
-weighted bound :math:`\\mathcal L_k` (:mod:`experiments.common.iwae`): the test NLL is
+weighted bound :math:`\\mathcal L_k` (:mod:`experiments.engine.iwae`): the test NLL is
 :math:`-\\mathcal L_{5000}`; :math:`\\mathcal L_1` (the ELBO), :math:`\\mathcal L_5` and
 :math:`\\mathcal L_{50}` are reported too (as ``nll_1``, ``nll_5``, ``nll_50``). Paper (VAE, one
 stochastic layer, 784-200-200-50 tanh networks, 3280 epochs): NLL 86.76; our CPU budget gets
@@ -39,13 +39,13 @@ from typing import Literal
 
 import guides
 import models
+from experiments.engine.checkpoint import save_zoo_file
+from experiments.engine.iwae import iwae_bound
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, plot_curve, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, config_dict
+from experiments.harness.vae import ImageOptions, load_images, train_vae
 
-from .common.checkpoint import save_zoo_file
-from .common.iwae import iwae_bound
-from .common.plotting import new_figure, plot_curve, save_figure
-from .common.spec import ConfigError, PairSpec, RunContext, config_dict
-from .common.training import FitConfig
-from .common.vae import ImageOptions, load_images, train_vae
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -198,8 +198,8 @@ def _load(load: str, data, device: str):
     """Model and guide from a ``vae.pt`` written by an earlier run of this experiment (its saved
     config is used for the networks; the test set is binarised with this run's seed, so use the
     same ``--seed`` as the training run)."""
-    from .common.checkpoint import CheckpointError, load_zoo_file
-    from .common.training import resolve_device
+    from experiments.engine.checkpoint import CheckpointError, load_zoo_file
+    from experiments.engine.training import resolve_device
 
     path = Path(load)
     if not path.is_file():

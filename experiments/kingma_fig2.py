@@ -38,9 +38,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .common import vae as V
-from .common.plotting import log_ticks, new_figure, plot_curve, save_figure
-from .common.spec import ConfigError, RunContext
+from experiments.harness import vae as V
+from experiments.harness.plotting import log_ticks, new_figure, plot_curve, save_figure
+from experiments.harness.spec import ConfigError, RunContext
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .common.plotting import new_figure, save_figure
-from .common.spec import ConfigError, RunContext
-from .common.vae import (
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, RunContext
+from experiments.harness.vae import (
     KingmaDataset,
     KingmaSet,
     image_grid,
@@ -39,6 +39,7 @@ from .common.vae import (
     latent_grid,
     train_vae,
 )
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

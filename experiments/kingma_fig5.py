@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .common.plotting import new_figure, save_figure
-from .common.spec import ConfigError, RunContext
-from .common.vae import (
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, RunContext
+from experiments.harness.vae import (
     KingmaDataset,
     KingmaSet,
     image_grid,
@@ -37,6 +37,7 @@ from .common.vae import (
     kingma_pair,
     train_vae,
 )
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

@@ -70,8 +70,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .common.plotting import new_figure, save_figure
-from .common.spec import ConfigError, RunContext
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, RunContext
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

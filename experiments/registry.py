@@ -19,13 +19,13 @@ class Experiment:
     :ivar name: CLI name (``python -m experiments run NAME``).
     :ivar paper: the publication it reproduces.
     :ivar figure: figure/table it reproduces.
-    :ivar data: datasets it needs (keys of :data:`experiments.common.data.DATASETS`, or
+    :ivar data: datasets it needs (keys of :data:`experiments.data.DATASETS`, or
         ``"synthetic"``).
     :ivar get_config: ``get_config(smoke: bool) -> config``, a dataclass whose arms are
-        :class:`~experiments.common.spec.PairSpec` s (``--set`` overrides are parsed against its
+        :class:`~experiments.harness.spec.PairSpec` s (``--set`` overrides are parsed against its
         declared types, and the whole of it is validated before the run starts).
     :ivar run: ``run(config, ctx: RunContext) -> metrics``; the
-        :class:`~experiments.common.spec.RunContext` holds the seed, device, run folder, data
+        :class:`~experiments.harness.spec.RunContext` holds the seed, device, run folder, data
         folder and progress flag.
     :ivar paper_numbers: the published values its metrics are compared with (metric -> value or
         text), shown beside ours by ``reproduce``.

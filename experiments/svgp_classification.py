@@ -23,7 +23,7 @@ likelihoods), the KL is closed-form (``elbo="meanfield"``).
   one hidden layer) on the same features, trained by the same loop.
 
 Metrics: test accuracy, NLL (mean negative log predictive probability, nats) and ECE (15 bins)
-from :mod:`experiments.common.metrics`, plus training wall time.
+from :mod:`experiments.engine.metrics`, plus training wall time.
 
 Measured (seed 0, 2 shared CPU cores, 189 s wall time for the default config): two moons test
 accuracy 0.971, NLL 0.087, ECE 0.026 (M = 16); MNIST (10k train / 5k test, 30-D PCA) softmax
@@ -44,12 +44,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .common import data as zoo_data
-from .common import metrics as M
-from .common.plotting import new_figure, plot_curve, save_figure
-from .common.predictive import posterior_predictive
-from .common.spec import ConfigError, PairSpec, RunContext, train_pair
-from .common.training import FitConfig
+from experiments import data as zoo_data
+from experiments.engine import metrics as M
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, plot_curve, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

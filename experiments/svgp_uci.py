@@ -38,11 +38,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .common import data as zoo_data
-from .common import metrics as M
-from .common.plotting import new_figure, save_figure
-from .common.spec import ConfigError, PairSpec, RunContext, train_pair
-from .common.training import FitConfig
+from experiments import data as zoo_data
+from experiments.engine import metrics as M
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

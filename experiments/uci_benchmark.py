@@ -16,7 +16,7 @@ with :math:`\tilde y` the standardised target and :math:`\sigma_y` the training 
 :math:`\mathrm{se} = \mathrm{sd}/\sqrt K` (``sd`` with :math:`K-1` in the denominator), as the
 papers do.
 
-Methods (all fitted with the zoo's one SVI loop :func:`~experiments.common.training.fit`):
+Methods (all fitted with the zoo's one SVI loop :func:`~experiments.engine.training.fit`):
 
 * ``bbb``: ``bnn`` (prior :math:`\mathcal N(0, 1)` on every weight and bias, learned homoscedastic
   noise :math:`\sigma` as a point estimate, initialised at 0.5 in standardised units) with the
@@ -49,11 +49,11 @@ Methods (all fitted with the zoo's one SVI loop :func:`~experiments.common.train
   the ``mlp`` (the same network as the other arms, no dropout) with the Gaussian likelihood and
   learned homoscedastic noise, the ``deterministic`` guide (maximum likelihood), Adam with a
   cosine decay, each member from its own seeded initialisation and minibatch order
-  (:func:`~experiments.common.ensemble.train_ensemble`: seed offset split + 1000 i). Its
+  (:func:`~experiments.engine.ensemble.train_ensemble`: seed offset split + 1000 i). Its
   predictive is the equal-weight mixture :math:`\frac1K\sum_k \mathcal N(\tilde y \mid
   f_k(x), \sigma_k^2)`: mean :math:`\frac1K\sum_k f_k`, variance :math:`\frac1K\sum_k
   \sigma_k^2 + \mathrm{Var}_k[f_k]`, LL the log of the mixture density
-  (:mod:`experiments.common.ensemble`). The published column trained each member with a
+  (:mod:`experiments.engine.ensemble`). The published column trained each member with a
   mean-and-variance output and adversarial examples; ours is the plain ensemble of the other
   arms' network.
 
@@ -120,13 +120,14 @@ from typing import Literal
 
 import numpy as np
 
-from .common import data as zoo_data
-from .common import metrics as M
-from .common.ensemble import Ensemble, train_ensemble
-from .common.plotting import new_figure, save_figure
-from .common.predict import predict
-from .common.spec import ConfigError, PairSpec, RunContext, train_pair
-from .common.training import FitConfig
+from experiments import data as zoo_data
+from experiments.engine import metrics as M
+from experiments.engine.ensemble import Ensemble, train_ensemble
+from experiments.engine.predict import predict
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import new_figure, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
+
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -395,8 +396,8 @@ def sized(spec: StepsPair, num_data: int, **fit_changes) -> StepsPair:
 
 def _test_metrics(model, guide, data: zoo_data.RegressionData, **predict_args) -> dict:
     """RMSE and LL on the test split in original units, and the learned noise, from
-    :func:`~experiments.common.predict.predict` (Monte Carlo for the nets, closed form for the
-    SVGP, the members' mixture for an :class:`~experiments.common.ensemble.Ensemble`)."""
+    :func:`~experiments.engine.predict.predict` (Monte Carlo for the nets, closed form for the
+    SVGP, the members' mixture for an :class:`~experiments.engine.ensemble.Ensemble`)."""
     pred = predict(model, guide, data.x_test, y=data.y_test, **predict_args)
     pred = pred.to_original_units(data.y_mean, data.y_std)
     return {"rmse": M.rmse(pred.mean, data.unstandardize_y(data.y_test)),
@@ -478,7 +479,7 @@ def validation_split(data: zoo_data.RegressionData, fraction: float,
     ``x_test``/``y_test`` the held-out ones; it is standardised on the remaining rows (as the full
     fit is on the full training split). The test split is not touched.
 
-    :param data: a split from :func:`experiments.common.data.load_uci`.
+    :param data: a split from :func:`experiments.data.load_uci`.
     :param fraction: in (0, 1); ``round(fraction * N)`` rows (at least 1, leaving at least 2)
         are held out.
     :param seed: seeds the permutation (numpy ``default_rng``).

@@ -24,7 +24,7 @@ variational ones for R ∈ ``vi_features``):
 Predictive means and variances of the VI guides are computed from the guide's Gaussian
 :math:`q(w) = \mathcal N(\mu_q, \Sigma_q)` in closed form, :math:`\phi^\top\mu_q` and
 :math:`\phi^\top\Sigma_q\phi`, so no Monte Carlo noise enters the errors; the figure's bands are
-drawn from the shared :func:`~experiments.common.predictive.posterior_predictive`.
+drawn from the shared :func:`~experiments.engine.predictive.posterior_predictive`.
 
 Metrics (RMS and max abs over the grid; ``<R>`` each feature count):
 ``blr_mean_rms_R<R>``, ``blr_var_rms_R<R>`` (+ ``_maxabs``): closed form vs exact GP, mean over
@@ -61,11 +61,11 @@ import torch
 from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
 import models
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import FitConfig
+from experiments.harness.plotting import log_ticks, plot_predictive_band, save_figure
+from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
 
-from .common.plotting import log_ticks, plot_predictive_band, save_figure
-from .common.predictive import posterior_predictive
-from .common.spec import ConfigError, PairSpec, RunContext, train_pair
-from .common.training import FitConfig
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ Notes
   ``mean-field`` for that).
 - ``laplace`` trains a MAP point (like ``map``); call ``guide.laplace_approximation(x, y)`` after
   training for the Gaussian at the mode (its Hessian costs O(P^2) memory in P parameters: small
-  nets only). :func:`experiments.common.predictive.posterior_guide` does this for you.
+  nets only). :func:`experiments.engine.predictive.posterior_guide` does this for you.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def init_at_model_values(model):
 
     The values are drawn now (so that building the guide consumes the random stream as before), but
     handed over *when the guide is first run*, on the device and in the dtype of the model at that
-    moment: :func:`~experiments.common.training.fit` moves the model to CUDA between building the
+    moment: :func:`~experiments.engine.training.fit` moves the model to CUDA between building the
     guide and running it, and a value kept on the CPU would meet GPU activations."""
     values = model.initial_values()
 

@@ -5,7 +5,7 @@ ZooGuide)``, never by looking for attributes or reading signatures:
 
 - :meth:`ZooGuide.elbo_context` ``(closed_form_kl: bool = False)``: a context manager (a Pyro effect
   handler) that ``fit`` enters around every loss evaluation. ``closed_form_kl`` is ``True`` when the
-  ELBO is :class:`~experiments.common.elbo.MeanFieldELBO` (KL in closed form where torch registers
+  ELBO is :class:`~experiments.engine.elbo.MeanFieldELBO` (KL in closed form where torch registers
   it, latent values read nowhere else), so that a guide may skip work only a Monte Carlo KL needs
   (the mean-field guide skips the weight draw under local reparameterisation). Default: none.
 - :meth:`ZooGuide.predictive_guide` ``(*data)``: the guide to draw predictions from after training.

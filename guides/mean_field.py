@@ -215,7 +215,7 @@ class MeanFieldGuide(ZooGuide, PyroModule):
 
         :param bool closed_form_kl: the ELBO takes :math:`\mathrm{KL}[q \| p]` in closed form
             wherever torch registers it and reads a latent's value nowhere else
-            (:class:`~experiments.common.elbo.MeanFieldELBO`; ``fit`` passes ``True`` for
+            (:class:`~experiments.engine.elbo.MeanFieldELBO`; ``fit`` passes ``True`` for
             ``elbo="meanfield"``). With local reparameterisation the guide then skips drawing
             those weights: the pre-activations are sampled from :math:`(\mu, \sigma)` and the
             KL reads only :math:`(\mu, \sigma)`, so the draw :math:`\mu + \sigma\epsilon`

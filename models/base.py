@@ -51,7 +51,7 @@ _LOSS_ONLY = contextvars.ContextVar("vbzoo_loss_only", default=False)
 
 def loss_only():
     """Inside it, a model or guide evaluation is read only by the ELBO
-    (:func:`experiments.common.training.train_step` enters it around the loss; its torch
+    (:func:`experiments.engine.training.train_step` enters it around the loss; its torch
     optimiser holds ``loss_fn.parameters()``). Zoo modules then skip two
     kinds of trace record that change no loss and no gradient:
 
@@ -124,7 +124,7 @@ class ZooModel(PyroModule):
     """Base class of the zoo's models.
 
     :param int num_data: size of the full training set, used to scale minibatches. ``None`` means
-        "the batch is the whole data set"; :func:`experiments.common.training.fit` sets it from the
+        "the batch is the whole data set"; :func:`experiments.engine.training.fit` sets it from the
         training data.
     """
 

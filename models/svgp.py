@@ -358,7 +358,7 @@ class SVGP(ZooModel):
         the Gaussian likelihood and a q(u) guide (``cholesky``, ``mean-field-u``, ``delta``), q(u)
         at Titsias' optimum for the current hyperparameters (:meth:`optimal_q_u`): the
         collapsed bound's q(u), from which SVI refines kernel, noise and Z. Call it before
-        :func:`~experiments.common.training.fit`."""
+        :func:`~experiments.engine.training.fit`."""
         self.initialize_inducing(x, method="kmeans", seed=seed, progress=progress)
         if isinstance(self.likelihood, GaussianLikelihood) and callable(getattr(guide, "set_q_u",
                                                                                 None)):

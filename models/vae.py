@@ -27,7 +27,7 @@ are in :mod:`guides.vae`; both are trained by maximising
 .. math:: \mathcal L(x) = \mathbb E_{q_\phi(z\mid x)}[\log p_\theta(x\mid z)]
           - \mathrm{KL}[q_\phi(z\mid x)\,\|\,p(z)] \;\le\; \log p_\theta(x)
 
-with the zoo's one SVI loop (:func:`experiments.common.training.fit`, data ``(x,)``).
+with the zoo's one SVI loop (:func:`experiments.engine.training.fit`, data ``(x,)``).
 
 The model is unsupervised: ``forward(x, y=None)`` observes ``x``; ``y`` must be ``None``.
 :meth:`VAE.decode` and :meth:`VAE.sample` give decoder means for latent codes / prior draws.
@@ -233,7 +233,7 @@ class VAE(ZooModel):
 
         Bernoulli needs exactly 0/1 (binarise grey images first: dynamically, a fresh
         :math:`x \\sim \\mathrm{Bernoulli}(\\text{intensity})` per epoch, as
-        :class:`experiments.common.vae.DynamicBinarization` does, or use the continuous Bernoulli);
+        :class:`experiments.harness.vae.DynamicBinarization` does, or use the continuous Bernoulli);
         the continuous Bernoulli and the sigmoid-mean Gaussian need [0, 1]. Without this check
         (and with Pyro's validation off, as in training) a Bernoulli log-density of grey values is
         finite but meaningless, and out-of-range values give NaN.
@@ -253,7 +253,7 @@ class VAE(ZooModel):
                 raise ValueError(
                     "the Bernoulli likelihood needs binary images (values exactly 0 or 1), got values "
                     f"in [{lo:.3g}, {hi:.3g}] that are not all 0/1; binarise them (dynamic "
-                    "binarisation: experiments.common.vae.DynamicBinarization) or use "
+                    "binarisation: experiments.harness.vae.DynamicBinarization) or use "
                     "likelihood='continuous-bernoulli' for grey levels")
         elif (self.likelihood_name == "continuous-bernoulli" or self.gaussian_mean == "sigmoid") and (
                 lo < 0 or hi > 1):

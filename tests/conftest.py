@@ -40,9 +40,9 @@ def data_dir() -> Path:
 
 def require_data(*datasets: str) -> None:
     """Skip, naming the first missing file, unless every file of ``datasets`` (keys of
-    :data:`experiments.common.data.DATASETS`, or a prefix such as ``"uci-large"``) is on disk
+    :data:`experiments.data.DATASETS`, or a prefix such as ``"uci-large"``) is on disk
     ($VBZOO_DATA_DIR, ../shared/data or the cache): the suite never downloads."""
-    from experiments.common.data import DATASETS, DataError, fetch
+    from experiments.data import DATASETS, DataError, fetch
 
     for name in datasets:
         keys = [name] if name in DATASETS else sorted(k for k in DATASETS
@@ -109,7 +109,7 @@ if os.environ.get("VBZOO_SIMULATE_GPU") == "1":
     import sys
 
     import models.base as _base  # noqa: E402
-    from experiments.common import training as _training  # noqa: E402
+    from experiments.engine import training as _training  # noqa: E402
     from tests.stray import SIMULATED_GPU, WIDE, SimulatedGPUMode  # noqa: E402
 
     _real_resolve, _real_device = _training.resolve_device, _base.module_device

@@ -18,8 +18,8 @@ from pyro import poutine
 
 import guides
 import models
-from experiments.common.predictive import _guide_samples, posterior_predictive
-from experiments.common.training import fit, make_elbo, restore, save_checkpoint, setup
+from experiments.engine.predictive import _guide_samples, posterior_predictive
+from experiments.engine.training import fit, make_elbo, restore, save_checkpoint, setup
 from guides.base import elbo_context
 from models.base import is_subsample
 

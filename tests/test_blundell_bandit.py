@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from experiments import blundell_bandit as B
-from experiments.common.spec import ConfigError, apply_overrides, validate_config
-from experiments.common.training import FitConfig
+from experiments.engine.training import FitConfig
+from experiments.harness.spec import ConfigError, apply_overrides, validate_config
 
 
 def _agent(key: str, in_features: int = 7, **bandit):
@@ -145,7 +145,7 @@ def test_training_moves_the_predicted_reward_towards_the_data():
 def test_thompson_scores_match_the_posterior_predictive():
     """The agent's direct guide-draw-and-replay scoring has the law of ``posterior_predictive``
     (and equals it for a deterministic net); averaging S draws divides the variance by S."""
-    from experiments.common.predictive import posterior_predictive
+    from experiments.engine.predictive import posterior_predictive
 
     x = torch.zeros(5)
     x[[1, 4]] = 1.0

@@ -10,8 +10,8 @@ import models
 from experiments import blundell_mnist as bm
 from experiments import blundell_pruning as bp
 from experiments.blundell_pruning import prune_masks, pruned_means
-from experiments.common.checkpoint import save_zoo_file
-from experiments.common.spec import ConfigError, apply_overrides, config_dict, validate_config
+from experiments.engine.checkpoint import save_zoo_file
+from experiments.harness.spec import ConfigError, apply_overrides, config_dict, validate_config
 
 
 def _guide(widths=(5,)):

@@ -93,7 +93,7 @@ class TestMCDropoutPair(PairTestBase):
     model_config = dict(in_features=2, widths=(8,), dropout=0.5)
 
     def test_masks_differ_across_predictive_samples(self):
-        from experiments.common.predictive import posterior_predictive
+        from experiments.engine.predictive import posterior_predictive
 
         model, guide = self.make_pair()
         x, _ = self.make_data(model, 3)
@@ -102,7 +102,7 @@ class TestMCDropoutPair(PairTestBase):
 
 
 def test_plain_mlp_predictive_is_deterministic():
-    from experiments.common.predictive import posterior_predictive
+    from experiments.engine.predictive import posterior_predictive
 
     model = models.create_model("mlp", in_features=2, widths=(8,), dropout=0.0)
     guide = guides.create_guide("deterministic", model)

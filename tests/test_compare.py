@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from experiments.__main__ import main
-from experiments.common import compare as C
+from experiments.harness import compare as C
 
 SMOKE = ["--device", "cpu", "--no-progress", "--ensemble-size", "2", "--set", "num_samples=8"]
 REGRESSION_COLUMNS = ("rmse", "mae", "test_ll", "coverage95", "calibration_error")

@@ -1,4 +1,4 @@
-"""Tests of the data layer (experiments/common/data/) against the staged shared/data folder.
+"""Tests of the data layer (experiments/data/) against the staged shared/data folder.
 
 Every loader is called with ``download=False`` so nothing touches the network; the download path
 is exercised with a ``file://`` URL and a monkeypatched ``urlopen``. Large sets (protein, kin40k)
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.common import data as D
+from experiments import data as D
 
 NO_NET = {"download": False}
 

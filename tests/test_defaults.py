@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.common import userfit
+from experiments.harness import userfit
 
 
 def _job(model, guide, task="regression", n=10000, overrides=(), classes=None):

@@ -14,8 +14,8 @@ import torch
 
 import guides
 import models
-from experiments.common.predictive import posterior_predictive
-from experiments.common.training import setup, train_step
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import setup, train_step
 from tests.stray import StrayDtypeMode, StrayTensorError
 
 

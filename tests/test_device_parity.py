@@ -27,7 +27,7 @@ from pyro.poutine.messenger import Messenger
 
 import guides
 import models
-from experiments.common.training import make_elbo, setup
+from experiments.engine.training import make_elbo, setup
 from guides.base import elbo_context
 from models.base import is_subsample
 

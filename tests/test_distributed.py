@@ -1,4 +1,4 @@
-"""Data-parallel SVI (``experiments.common.distributed``): 2 gloo processes on the CPU.
+"""Data-parallel SVI (``experiments.engine.distributed``): 2 gloo processes on the CPU.
 
 1. **Scaling.** The gradient of the DDP-averaged loss on R = 2 ranks, each with b rows of its
    ``DistributedSampler`` shard, equals the gradient of the single-process loss on the union
@@ -25,10 +25,10 @@ from torch.utils.data import TensorDataset
 
 import guides
 import models
-from experiments.common import distributed
-from experiments.common.checkpoint import load_checkpoint
-from experiments.common.kl_schedule import KLScale
-from experiments.common.training import FitConfig, fit, make_loader, restore, setup
+from experiments.engine import distributed
+from experiments.engine.checkpoint import load_checkpoint
+from experiments.engine.kl_schedule import KLScale
+from experiments.engine.training import FitConfig, fit, make_loader, restore, setup
 from guides.base import elbo_context
 from tests.test_device_parity import CASES, FixedNoise
 

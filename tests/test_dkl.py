@@ -15,9 +15,9 @@ from pyro import poutine
 
 import guides
 import models
-from experiments.common.elbo import make_elbo
-from experiments.common.predict import predict
-from experiments.common.training import fit, setup, train_step
+from experiments.engine.elbo import make_elbo
+from experiments.engine.predict import predict
+from experiments.engine.training import fit, setup, train_step
 from guides.base import elbo_context
 from tests.pair_base import PairTestBase, _latents
 from tests.stray import StrayDtypeMode
@@ -205,8 +205,8 @@ def test_initialize_inducing_uses_the_features():
 def test_mnist_reliability_bins_give_the_ece_and_auroc_ranks():
     """dkl-mnist's reliability diagram uses the bins of metrics.expected_calibration_error: its
     count-weighted |accuracy - confidence| is the ECE; its AUROC is the rank statistic."""
-    from experiments.common import metrics as M
     from experiments.dkl_mnist import auroc, reliability
+    from experiments.engine import metrics as M
 
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(3 * torch.randn(500, 4, generator=g), -1)

@@ -14,8 +14,8 @@ from torch.distributions import kl_divergence
 
 import guides
 import models
-from experiments.common.elbo import MeanFieldELBO, closed_form_kl, has_closed_form_kl, normal_kl
-from experiments.common.kl_schedule import KLScale
+from experiments.engine.elbo import MeanFieldELBO, closed_form_kl, has_closed_form_kl, normal_kl
+from experiments.engine.kl_schedule import KLScale
 
 MIXTURE = {"kind": "scale-mixture", "mixture_weight": 0.5, "sigma1": 1.0, "sigma2": 0.1}
 

@@ -17,13 +17,13 @@ import torch
 import guides
 import models
 from experiments.__main__ import main
-from experiments.common import ensemble as E
-from experiments.common import spec as S
-from experiments.common import userfit
-from experiments.common.checkpoint import load_zoo_file
-from experiments.common.predict import Prediction, predict
-from experiments.common.spec import PairSpec, RunContext
-from experiments.common.training import FitConfig
+from experiments.engine import ensemble as E
+from experiments.engine.checkpoint import load_zoo_file
+from experiments.engine.predict import Prediction, predict
+from experiments.engine.training import FitConfig
+from experiments.harness import spec as S
+from experiments.harness import userfit
+from experiments.harness.spec import PairSpec, RunContext
 
 QUIET = {"progress": False, "tensorboard": False}
 
@@ -319,9 +319,9 @@ def test_a_failing_member_fails_the_run_and_keeps_the_finished_members(table, tm
 
 
 def test_uci_ensemble_arm(tmp_path):
+    from experiments import data as D
     from experiments import uci_benchmark as U
-    from experiments.common import data as D
-    from experiments.common.spec import ConfigError, apply_overrides, validate_config
+    from experiments.harness.spec import ConfigError, apply_overrides, validate_config
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3))

@@ -20,11 +20,11 @@ from experiments import blundell_mnist as bm
 from experiments import blundell_pruning as bp
 from experiments import iwae_nll
 from experiments.__main__ import main
-from experiments.common import checkpoint as ck
-from experiments.common import userfit
-from experiments.common.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
-from experiments.common.spec import config_dict
-from experiments.common.training import fit, restore, setup
+from experiments.engine import checkpoint as ck
+from experiments.engine.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
+from experiments.engine.training import fit, restore, setup
+from experiments.harness import userfit
+from experiments.harness.spec import config_dict
 
 
 def _pair():
@@ -223,7 +223,7 @@ def test_temps_of_a_crashed_save_are_removed_by_the_next(tmp_path):
 
 
 def test_history_json_is_strict_json_with_non_finite_values(tmp_path):
-    from experiments.common.training import _Writers
+    from experiments.engine.training import _Writers
 
     history = [{"epoch": 1, "elbo": float("nan"), "kl": float("inf"), "ll": -float("inf"),
                 "loss": 1.5}]
@@ -254,7 +254,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     import time
     from pathlib import Path
 
-    from experiments.common.checkpoint import load_checkpoint
+    from experiments.engine.checkpoint import load_checkpoint
 
     repo = Path(__file__).resolve().parents[1]
     args = ["run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
@@ -332,8 +332,8 @@ _KILL_MID_WRITE = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
 import torch
-from experiments.common import checkpoint as ck
-from experiments.common.training import _Writers
+from experiments.engine import checkpoint as ck
+from experiments.engine.training import _Writers
 
 def killed(fd):  # the new bytes are in the temp file, not yet renamed: die here, as kill -9 would
     os.kill(os.getpid(), signal.SIGKILL)
@@ -354,7 +354,7 @@ def test_sigkill_while_writing_leaves_the_previous_file_and_the_next_save_cleans
     import subprocess
     import sys
 
-    from experiments.common.training import _Writers
+    from experiments.engine.training import _Writers
 
     repo = str(Path(__file__).resolve().parents[1])
     ckpt = tmp_path / "checkpoint.pt"
@@ -389,8 +389,8 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
     checkpoint.pt holds the finite state before it (written on the way out). The same lr is
     refused nowhere, a changed lr is refused unless allowed; allowed, a tenth of the lr resumes
     (rescaling the schedule) and finishes with finite parameters."""
-    from experiments.common import training
-    from experiments.common.checkpoint import load_checkpoint
+    from experiments.engine import training
+    from experiments.engine.checkpoint import load_checkpoint
 
     cfg = {**QUIET, "epochs": 5, "out_dir": str(tmp_path), "checkpoint_every_s": 0.0,
            "lr": 0.01, "validate": False}  # (validation would refuse the NaN input itself)

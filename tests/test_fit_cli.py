@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from experiments.__main__ import main
-from experiments.common.data import load_table
+from experiments.data import load_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,7 +213,7 @@ def test_staged_kin40k_as_csv_fit_then_predict(model, guide, data_dir, tmp_path)
     """The issue's acceptance: the staged kin40k (its first 1500 training rows) written as a CSV,
     fitted with --test-fraction 0.1; metrics in the target's own units; predict writes means and
     sds."""
-    from experiments.common import data as D
+    from experiments import data as D
 
     d = D.load_uci_large("kin40k", data_dir=str(data_dir))
     x, y = d.x_train[:1500].numpy(), d.y_train[:1500].numpy()
@@ -284,8 +284,8 @@ def test_fit_figure_names_the_run_and_samples_intervals(tmp_path, monkeypatch, e
     its title names the pair (the ensemble) and the data file; written in well under 5 s."""
     import time
 
-    from experiments.common import plotting, userfit
-    from experiments.common.predict import Prediction
+    from experiments.engine.predict import Prediction
+    from experiments.harness import plotting, userfit
 
     texts = []
     save = plotting.save_figure
@@ -328,7 +328,7 @@ def test_errors_are_one_line_and_debug_adds_the_traceback(tmp_path, capsys):
 def test_text_files_as_people_have_them(tmp_path, caplog):
     """A UTF-8 byte-order mark is not part of the first column's name; latin-1 is read with a
     note naming the byte (issue 25, item 7)."""
-    from experiments.common.data import load_table
+    from experiments.data import load_table
 
     bom = tmp_path / "bom.csv"
     bom.write_bytes("\ufeffa,y\n1,2\n3,4\n".encode("utf-8"))

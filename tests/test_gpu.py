@@ -5,8 +5,8 @@ import torch
 
 import guides
 import models
-from experiments.common.predictive import posterior_predictive
-from experiments.common.training import fit
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import fit
 
 
 @pytest.mark.gpu
@@ -54,7 +54,7 @@ def test_svgp_cuda_matches_cpu():
 def test_metrics_take_targets_on_another_device():
     """Predictions on the GPU, targets on the CPU (as loaders give them): the metrics move the
     targets and give the same numbers as on the CPU."""
-    from experiments.common import metrics as M
+    from experiments.engine import metrics as M
 
     g = torch.Generator().manual_seed(0)
     loc, y = torch.randn(5, 20, generator=g), torch.randn(20, generator=g)
@@ -71,7 +71,7 @@ def test_metrics_take_targets_on_another_device():
 @pytest.mark.gpu
 def test_checkpoint_from_gpu_restores_on_cpu(tmp_path):
     """A checkpoint written on a GPU machine (CUDA random state included) restores on the CPU."""
-    from experiments.common.training import restore, save_checkpoint, setup
+    from experiments.engine.training import restore, save_checkpoint, setup
 
     model = models.create_model("bnn", in_features=2, widths=(4,))
     guide = guides.create_guide("mean-field", model)

@@ -9,8 +9,8 @@ import torch
 
 import guides
 import models
-from experiments.common.spec import PairSpec, apply_overrides
-from experiments.common.training import FitConfig, fit, graph_blockers, uses_cuda_graph
+from experiments.engine.training import FitConfig, fit, graph_blockers, uses_cuda_graph
+from experiments.harness.spec import PairSpec, apply_overrides
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 

@@ -13,8 +13,8 @@ import torch
 import guides
 import guides.svgp as gsvgp
 import models
-from experiments.common import health
-from experiments.common.training import FitConfig, fit
+from experiments.engine import health
+from experiments.engine.training import FitConfig, fit
 
 
 def _table(n=2000, d=5, seed=0):

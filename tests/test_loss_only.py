@@ -15,7 +15,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 import guides
 import models
-from experiments.common.elbo import MeanFieldELBO, TraceELBO, _broadcast_shape
+from experiments.engine.elbo import MeanFieldELBO, TraceELBO, _broadcast_shape
 from models.base import is_loss_only, loss_only, record
 
 

@@ -1,11 +1,11 @@
-"""Analytic checks of experiments.common.metrics."""
+"""Analytic checks of experiments.engine.metrics."""
 
 import math
 
 import pytest
 import torch
 
-from experiments.common import metrics as M
+from experiments.engine import metrics as M
 
 # ---------------------------------------------------------------------------------------------
 # regression

@@ -102,7 +102,7 @@ def test_bad_width_is_a_clear_error():
 
 # ---------------------------------------------------------------------------- config and run
 def _config(*overrides):
-    from experiments.common.spec import apply_overrides, validate_config
+    from experiments.harness.spec import apply_overrides, validate_config
     from experiments.nngp_limit import get_config
 
     config = apply_overrides(get_config(smoke=True), list(overrides))
@@ -126,7 +126,7 @@ def test_overrides_are_typed():
     ("seed=3", "use --seed"),
 ])
 def test_bad_config_is_one_line_naming_the_key(override, message):
-    from experiments.common.spec import ConfigError
+    from experiments.harness.spec import ConfigError
 
     with pytest.raises(ConfigError) as info:
         _config(override)
@@ -136,7 +136,7 @@ def test_bad_config_is_one_line_naming_the_key(override, message):
 def test_run_with_a_run_context(tmp_path):
     """``run(config, ctx)``: the seed is the context's (same seed, same numbers), the figure goes
     to the context's folder."""
-    from experiments.common.spec import RunContext
+    from experiments.harness.spec import RunContext
     from experiments.nngp_limit import run
 
     config = _config("widths=[1, 3]", "ks.num_samples=2000", "cov.num_samples=200",

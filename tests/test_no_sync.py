@@ -8,7 +8,7 @@ from tensors (``torch.equal``, which GPyTorch's kernels call, and ``torch.is_non
 ``torch.tensor(..., device=...)`` (host data copied to the device: torch.distributions does it
 for every plain number given to a distribution, and CUDA-graph capture refuses it) to raise
 :class:`HostReadError`, and one
-:func:`~experiments.common.training.train_step` of every registered pair (and the variants of
+:func:`~experiments.engine.training.train_step` of every registered pair (and the variants of
 ``tests/test_device_guard.py``) runs under it, after one unpatched step (lazy set-up is allowed to
 read). The host reads ``fit`` does make, every ``log_every`` steps, are outside the step.
 """
@@ -23,7 +23,7 @@ import torch
 
 import guides
 import models
-from experiments.common.training import check_finite, setup, step_mode, train_step
+from experiments.engine.training import check_finite, setup, step_mode, train_step
 from tests.test_device_guard import VARIANTS
 
 HOST_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")

@@ -45,7 +45,7 @@ from scipy import stats
 
 import guides
 import models
-from experiments.common.training import fit, make_elbo
+from experiments.engine.training import fit, make_elbo
 
 N, D, NOISE, PRIOR_SIGMA = 50, 2, 0.5, 1.0
 

@@ -1,11 +1,11 @@
-"""Smoke tests of experiments.common.plotting (headless, writes only under tmp_path)."""
+"""Smoke tests of experiments.harness.plotting (headless, writes only under tmp_path)."""
 
 import matplotlib
 import numpy as np
 import pytest
 import torch
 
-from experiments.common import plotting as P
+from experiments.harness import plotting as P
 
 plt = P.plt
 

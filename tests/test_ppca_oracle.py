@@ -28,8 +28,8 @@ from pyro import poutine
 
 import guides
 import models
-from experiments.common.iwae import iwae_bound, log_weights
-from experiments.common.training import fit
+from experiments.engine.iwae import iwae_bound, log_weights
+from experiments.engine.training import fit
 
 D, K = 6, 2
 

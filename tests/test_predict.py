@@ -1,4 +1,4 @@
-"""The one prediction API (experiments.common.predict): oracles per family, the variance split,
+"""The one prediction API (experiments.engine.predict): oracles per family, the variance split,
 units, devices and the errors for bad input."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import torch
 
 import guides
 import models
-from experiments.common import metrics as M
-from experiments.common.predict import Prediction, predict
-from experiments.common.predictive import posterior_predictive
-from experiments.common.training import FitConfig, fit
+from experiments.engine import metrics as M
+from experiments.engine.predict import Prediction, predict
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import FitConfig, fit
 
 QUIET = dict(progress=False, checkpoint=False, tensorboard=False, device="cpu")
 

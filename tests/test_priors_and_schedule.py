@@ -17,9 +17,9 @@ from scipy.special import logsumexp
 
 import guides
 import models
-from experiments.common import training
-from experiments.common.kl_schedule import KLScale, kl_weights
-from experiments.common.training import fit, make_elbo
+from experiments.engine import training
+from experiments.engine.kl_schedule import KLScale, kl_weights
+from experiments.engine.training import fit, make_elbo
 from models.priors import ScaleMixtureGaussian, WeightPrior
 
 # ---------------------------------------------------------------------------------------------

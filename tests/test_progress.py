@@ -12,9 +12,9 @@ import torch
 
 import guides
 import models
-from experiments.common import training as T
+from experiments.engine import training as T
 
-LOGGER = "experiments.common.training"
+LOGGER = "experiments.engine.training"
 
 
 def _pair():

@@ -9,7 +9,7 @@ import torch
 
 import guides
 import models
-from experiments.common.training import fit
+from experiments.engine.training import fit
 from experiments.weight_space_gp import exact_gp_predict, gaussian_q, make_data, rbf_kernel
 from tests.pair_base import PairTestBase
 
@@ -105,7 +105,7 @@ def test_wrong_input_shape_is_a_clear_error():
 
 # ---------------------------------------------------------------------------- experiment config
 def _config(*overrides):
-    from experiments.common.spec import apply_overrides, validate_config
+    from experiments.harness.spec import apply_overrides, validate_config
     from experiments.weight_space_gp import get_config
 
     config = apply_overrides(get_config(smoke=True), list(overrides))
@@ -131,7 +131,7 @@ def test_weight_space_config_is_typed():
     ("mvn.guide_cfg.init_scal=1", "unknown key 'init_scal'"),
 ])
 def test_weight_space_bad_config_is_one_line(override, message):
-    from experiments.common.spec import ConfigError
+    from experiments.harness.spec import ConfigError
 
     with pytest.raises(ConfigError) as info:
         _config(override)
@@ -141,7 +141,7 @@ def test_weight_space_bad_config_is_one_line(override, message):
 def test_weight_space_run_with_a_run_context(tmp_path):
     """A tiny run through ``train_pair``: both arms' metrics (named by guide) and their fit
     folders under the context's run folder."""
-    from experiments.common.spec import RunContext
+    from experiments.harness.spec import RunContext
     from experiments.weight_space_gp import run
 
     config = _config("num_features=[5]", "vi_features=[5]", "band_features=[5]",

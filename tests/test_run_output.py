@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from experiments.common import plotting as P
-from experiments.common import report as R
-from experiments.common import training as T
-from experiments.common.spec import PairSpec, RunContext, train_pair
+from experiments.engine import training as T
+from experiments.harness import plotting as P
+from experiments.harness import report as R
+from experiments.harness.spec import PairSpec, RunContext, train_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,7 +97,7 @@ def test_fit_names_itself_and_logs_lines_when_stderr_is_not_a_terminal(tmp_path,
                     fit=T.FitConfig(epochs=3, batch_size=16, checkpoint=False, tensorboard=False))
     ctx = RunContext(seed=0, device="cpu", out_dir=tmp_path, progress=True)
     monkeypatch.setattr(T, "PROGRESS_LOG_EVERY_S", 0.0)  # a line after every epoch
-    with caplog.at_level(logging.INFO, logger="experiments.common.training"):
+    with caplog.at_level(logging.INFO, logger="experiments.engine.training"):
         states = [train_pair(spec, (x, x[:, 0]), ctx, name, model_args={"in_features": 1})[2]
                   for name in ("one", "two")]
     assert [s.config.desc for s in states] == ["one #1", "two #2"]
@@ -106,7 +106,7 @@ def test_fit_names_itself_and_logs_lines_when_stderr_is_not_a_terminal(tmp_path,
         "one #1: epoch 1/3", "one #1: epoch 2/3", "one #1: done after epoch 3/3",
         "two #2: epoch 1/3", "two #2: epoch 2/3", "two #2: done after epoch 3/3"]
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="experiments.common.training"):
+    with caplog.at_level(logging.INFO, logger="experiments.engine.training"):
         train_pair(spec, (x, x[:, 0]), RunContext(seed=0, device="cpu", out_dir=tmp_path,
                                                   progress=False), "quiet",
                    model_args={"in_features": 1})
@@ -164,7 +164,7 @@ def test_log_ticks_label_short_ranges(lo, hi, expected):
 
 
 def test_desc_is_the_runs_not_an_override():
-    from experiments.common.spec import ConfigError, apply_overrides
+    from experiments.harness.spec import ConfigError, apply_overrides
     from experiments.registry import get_experiment
 
     config = get_experiment("blundell-regression").get_config(smoke=True)

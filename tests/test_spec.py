@@ -1,5 +1,5 @@
 """The typed path from the command line to fit: RunContext, PairSpec, train_pair, and --set
-values parsed against declared types (experiments/common/spec.py)."""
+values parsed against declared types (experiments/harness/spec.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.common.spec import (
+from experiments.engine.training import FitConfig
+from experiments.harness.spec import (
     ConfigError,
     PairSpec,
     RunContext,
@@ -20,7 +21,6 @@ from experiments.common.spec import (
     train_pair,
     validate_config,
 )
-from experiments.common.training import FitConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import torch
 
 import guides
 import models
-from experiments.common.training import fit, make_elbo, setup
+from experiments.engine.training import fit, make_elbo, setup
 from guides.svgp import MarginalizeInducing
 from models.exact_gp import ExactGPRegression
 from models.kernels import build_kernel
@@ -200,7 +200,7 @@ def test_q_u_used_at_each_step_is_the_current_one(monkeypatch):
 
 def test_prediction_samples_match_closed_form_moments():
     """posterior_predictive (u ~ q, f ~ p(f | u), Monte Carlo) agrees with predict (closed form)."""
-    from experiments.common.predictive import posterior_predictive
+    from experiments.engine.predictive import posterior_predictive
 
     x, y = _data(n=30)
     model, guide = _svgp(x, 8, method="kmeans")
@@ -284,7 +284,7 @@ class TestSVGPBernoulliDelta(PairTestBase):
 
 # ---------------------------------------------------------------------------- experiment configs
 def _experiment_config(module, *overrides):
-    from experiments.common.spec import apply_overrides, validate_config
+    from experiments.harness.spec import apply_overrides, validate_config
 
     config = apply_overrides(module.get_config(smoke=True), list(overrides))
     validate_config(config)
@@ -322,7 +322,7 @@ def test_co2_and_svgp_uci_configs_are_typed():
 def test_co2_and_svgp_uci_bad_config_is_one_line(name, override, message):
     import importlib
 
-    from experiments.common.spec import ConfigError
+    from experiments.harness.spec import ConfigError
 
     with pytest.raises(ConfigError) as info:
         _experiment_config(importlib.import_module(f"experiments.{name}"), override)
@@ -332,7 +332,7 @@ def test_co2_and_svgp_uci_bad_config_is_one_line(name, override, message):
 def test_svgp_uci_run_with_a_run_context(tmp_path, data_dir):
     """The data folder and the run folder come from the RunContext; one fit folder per fit."""
     from experiments import svgp_uci
-    from experiments.common.spec import RunContext
+    from experiments.harness.spec import RunContext
 
     config = _experiment_config(svgp_uci, "max_train=200")
     ctx = RunContext(seed=0, device="cpu", out_dir=tmp_path, data_dir=str(data_dir),
@@ -442,7 +442,7 @@ def test_inputs_equal_hint_gives_gpytorch_kernel_values(spec):
 
 
 def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
-    from experiments.common.training import check_graph_pair
+    from experiments.engine.training import check_graph_pair
 
     for spec in ({"type": "product", "terms": ["rbf", "periodic"]}, {"type": "linear"}):
         model = models.create_model("svgp", input_dim=2, num_inducing=4, kernel=spec)
@@ -454,7 +454,7 @@ def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
 
 
 def test_cuda_graph_refuses_the_student_t_likelihood():
-    from experiments.common.training import check_graph_pair
+    from experiments.engine.training import check_graph_pair
 
     model = models.create_model("svgp", input_dim=2, num_inducing=4, likelihood="student-t")
     with pytest.raises(ValueError, match="student-t likelihood cannot be captured"):

@@ -48,7 +48,7 @@ def test_softmax_predictive_is_a_distribution():
 
 # ---------------------------------------------------------------------------- config and run
 def _config(*overrides):
-    from experiments.common.spec import apply_overrides, validate_config
+    from experiments.harness.spec import apply_overrides, validate_config
     from experiments.svgp_classification import get_config
 
     config = apply_overrides(get_config(smoke=True), list(overrides))
@@ -74,7 +74,7 @@ def test_config_is_typed():
     ("mnist.svgp.guide=deterministic", "'deterministic' is not a guide of 'svgp'"),
 ])
 def test_bad_config_is_one_line(override, message):
-    from experiments.common.spec import ConfigError
+    from experiments.harness.spec import ConfigError
 
     with pytest.raises(ConfigError) as info:
         _config(override)
@@ -82,7 +82,7 @@ def test_bad_config_is_one_line(override, message):
 
 
 def test_moons_run_with_a_run_context(tmp_path):
-    from experiments.common.spec import RunContext
+    from experiments.harness.spec import RunContext
     from experiments.svgp_classification import run
 
     config = _config("mnist.run=false", "moons.svgp.fit.epochs=2", "moons.grid=5")

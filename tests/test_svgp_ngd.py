@@ -12,9 +12,9 @@ import torch
 
 import guides
 import models
-from experiments.common.elbo import make_elbo
-from experiments.common.predictive import posterior_predictive
-from experiments.common.training import fit, restore, setup
+from experiments.engine.elbo import make_elbo
+from experiments.engine.predictive import posterior_predictive
+from experiments.engine.training import fit, restore, setup
 from guides.svgp import CholeskyGuide, NaturalCholeskyGuide, _NaturalToMeanCholesky
 from models.svgp import CholeskyError
 from tests.pair_base import PairTestBase
@@ -378,7 +378,7 @@ def test_svgp_uci_ngd_config_is_typed():
 ])
 def test_svgp_uci_bad_ngd_config_is_one_line(override, message):
     from experiments import svgp_uci
-    from experiments.common.spec import ConfigError
+    from experiments.harness.spec import ConfigError
     from tests.test_svgp import _experiment_config
 
     with pytest.raises(ConfigError) as info:

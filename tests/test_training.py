@@ -12,8 +12,8 @@ import torch
 
 import guides
 import models
-from experiments.common.checkpoint import CheckpointError, load_checkpoint
-from experiments.common.training import FitConfig, fit, restore, save_checkpoint, setup
+from experiments.engine.checkpoint import CheckpointError, load_checkpoint
+from experiments.engine.training import FitConfig, fit, restore, save_checkpoint, setup
 
 
 def _pair(**guide_cfg):
@@ -152,7 +152,7 @@ def test_lr_schedules_follow_their_formula(schedule):
 def test_clip_norm_bounds_the_gradient_norm_of_the_step(monkeypatch):
     """With clip_norm the optimiser sees gradients of global norm <= clip_norm (and the unclipped
     norm here is larger, so the check can fail)."""
-    import experiments.common.training as training
+    import experiments.engine.training as training
 
     norms = {}
     real_step = torch.optim.Adam.step
@@ -229,7 +229,7 @@ def test_svgp_bernoulli_labels_in_minus_one_one_are_refused():
 def _failing_step(monkeypatch, at_step: int, fail):
     """Patch fit's train_step so that ``fail(state, batch, kwargs)`` runs the step numbered
     ``at_step + 1``; the parameters just before it are returned (filled in when it runs)."""
-    import experiments.common.training as training
+    import experiments.engine.training as training
 
     real, before = training.train_step, {}
 
@@ -251,7 +251,7 @@ def _params_after_restore(path, cfg):
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_a_nan_stop_saves_the_state_before_the_bad_step(tmp_path, monkeypatch):
-    from experiments.common.checkpoint import load_zoo_file
+    from experiments.engine.checkpoint import load_zoo_file
 
     # 40 rows / batch 8: 5 steps an epoch; step 8 (epoch 2) sees NaN targets -> a NaN loss
     cfg = {"epochs": 3, "batch_size": 8, "progress": False, "tensorboard": False,
@@ -294,7 +294,7 @@ def test_a_keyboard_interrupt_mid_training_writes_a_checkpoint(tmp_path, monkeyp
 
 def test_a_diverged_epoch_does_not_overwrite_the_last_good_checkpoint(tmp_path, monkeypatch,
                                                                       caplog):
-    import experiments.common.training as training
+    import experiments.engine.training as training
 
     real = training.train_step
 
@@ -388,7 +388,7 @@ def test_float64_data_trains_a_float32_model_with_a_note(caplog):
 
     model, guide = _pair()
     x, y = _data()
-    with caplog.at_level(logging.INFO, logger="experiments.common.training"):
+    with caplog.at_level(logging.INFO, logger="experiments.engine.training"):
         state = fit(model, guide, (x.double(), y.double()),
                     {"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"})
     assert math.isfinite(state.history[0]["loss"])
@@ -415,7 +415,7 @@ def test_finite_nonsense_warns():
     with pytest.warns(ImplausibleSettingWarning, match="lr=10000 is above the plausible range"):
         setup(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False,
                                       "lr": 1e4, "device": "cpu"})  # the warning comes first
-    from experiments.common.training import _Guard
+    from experiments.engine.training import _Guard
 
     model, guide = _pair()
     state = setup(model, guide, _data(), {"progress": False, "device": "cpu"})
@@ -447,7 +447,7 @@ def test_the_gate_stops_updates_on_the_device_and_names_the_step(fused):
     """A non-finite step among log_every steps without a host read: every update from it on is
     skipped (parameters and Adam state), and the read names it. Fused (the CUDA default): on
     the device; plain (the CPU default): by a host read of the flag every step."""
-    from experiments.common.training import check_finite, setup, train_step
+    from experiments.engine.training import check_finite, setup, train_step
 
     model, guide = _pair()
     x, y = _data(16)
@@ -486,7 +486,7 @@ def test_cpu_adam_takes_the_multi_tensor_path_with_the_default_paths_numbers(nam
     per-step cost; it must give the numbers of torch's CPU default (the single-tensor loop) bit
     for bit, so that runs recorded before the change reproduce. Large and small gradients, and
     an lr change half way as a scheduler makes."""
-    from experiments.common.training import make_optimizer
+    from experiments.engine.training import make_optimizer
 
     shapes = [(40, 78), (40,), (10, 40), (7,), ()]
     init = [torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(shapes)]

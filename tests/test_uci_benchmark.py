@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from experiments import data as D
 from experiments import uci_benchmark as U
-from experiments.common import data as D
-from experiments.common.spec import ConfigError, RunContext, apply_overrides, validate_config
+from experiments.harness.spec import ConfigError, RunContext, apply_overrides, validate_config
 from tests.conftest import require_data
 
 NO_NET = {"download": False}

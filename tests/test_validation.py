@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from experiments.__main__ import main
-from experiments.common import userfit
+from experiments.harness import userfit
 
 
 def test_split_validation_holds_out_a_seeded_fraction_or_nothing():

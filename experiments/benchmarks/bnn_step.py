@@ -16,9 +16,9 @@ minibatch estimate of the loss, ``backward``, ``optimizer.step`` and ``loss.item
   :math:`\mathcal N(0, 1)` priors on weight and bias, :class:`~pyro.infer.autoguide.AutoNormal`,
   :class:`~pyro.infer.Trace_ELBO` (weights sampled, Monte Carlo KL), a subsampled data plate.
 * ``zoo``: ``bnn`` (Gaussian prior N(0, 1)) + ``mean-field`` (``local_reparam=True``) after
-  :func:`experiments.common.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
-  estimator as the hand-written step), stepped exactly as :func:`~experiments.common.training.fit`
-  steps it (:func:`~experiments.common.training.train_step`: ``guide.elbo_context()`` and
+  :func:`experiments.engine.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
+  estimator as the hand-written step), stepped exactly as :func:`~experiments.engine.training.fit`
+  steps it (:func:`~experiments.engine.training.train_step`: ``guide.elbo_context()`` and
   ``KLScale`` around ``state.loss_fn(x, y)``, the device-side non-finite gate, ``zero_grad``, ``backward``,
   ``optimizer.step``; then ``loss.item()``).
 * ``zoo (weight sampling)``: the same pair with ``local_reparam=False``: one weight draw per
@@ -44,8 +44,8 @@ Where the zoo's step lost time, and what fixed it (profiled with ``--profile`` a
 profiler grouped by input shape; first measured at 1.94x the hand-written step): (1) Pyro's
 ``TraceMeanField_ELBO`` computes :math:`\log p(w)` and :math:`\log q(w)` of every latent site
 before it knows the KL is closed-form: four unused log-densities over the 478k weights;
-:class:`experiments.common.elbo.MeanFieldELBO` computes them only where read. (2) torch's
-``kl_normal_normal`` spends two full-size divisions and a ``pow``; :func:`~experiments.common.elbo.
+:class:`experiments.engine.elbo.MeanFieldELBO` computes them only where read. (2) torch's
+``kl_normal_normal`` spends two full-size divisions and a ``pow``; :func:`~experiments.engine.elbo.
 closed_form_kl` sums a scalar prior's KL over the event with three per-weight operations. (3) The
 guide drew every weight although local reparameterisation with a closed-form KL never reads the
 draw; ``fit`` now tells the guide's ``elbo_context`` (``closed_form_kl=True``) and the draw is
@@ -77,7 +77,7 @@ import guides
 import models
 from experiments.benchmarks.timing import adam_step, graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
-from experiments.common.training import setup
+from experiments.engine.training import setup
 
 LR = 1e-3
 X_DIM, CLASSES = 784, 10

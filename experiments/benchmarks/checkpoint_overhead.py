@@ -20,7 +20,7 @@ import torch
 
 import guides
 import models
-from experiments.common.training import fit
+from experiments.engine.training import fit
 
 
 def run(policy: float | None, epochs: int, num_data: int, out: Path) -> dict[str, float]:

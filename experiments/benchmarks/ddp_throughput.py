@@ -1,6 +1,6 @@
 r"""Data-parallel throughput: training samples per second of ``fit`` against the number of processes.
 
-Two workloads, each an epoch of the same N rows trained by :func:`experiments.common.training.fit`
+Two workloads, each an epoch of the same N rows trained by :func:`experiments.engine.training.fit`
 (the zoo's loop, unchanged), in 1 process (no ``torch.distributed``) and in R processes joined by
 ``torch.distributed`` (DDP, each rank ``batch_size`` rows per step, so the global batch is
 R x ``batch_size`` and an epoch has 1/R of the steps):
@@ -13,7 +13,7 @@ R x ``batch_size`` and an epoch has 1/R of the steps):
 Throughput = N / (wall seconds of an epoch), the median over the epochs after the first (the
 first pays for allocations and warm-up); efficiency(R) = throughput(R) / (R x throughput(1)).
 Each process uses ``--threads`` torch threads (default 1). Workers are started by
-:func:`experiments.common.distributed.spawn_gloo` (``torch.multiprocessing.spawn``, gloo), on the
+:func:`experiments.engine.distributed.spawn_gloo` (``torch.multiprocessing.spawn``, gloo), on the
 CPU only: on GPUs, time ``torchrun --nproc_per_node=R -m experiments run ...`` instead.
 
 What limits it on one CPU box: R processes share the same cores, so at best the throughput stays
@@ -38,8 +38,8 @@ import torch
 
 import guides
 import models
-from experiments.common import distributed
-from experiments.common.training import fit
+from experiments.engine import distributed
+from experiments.engine.training import fit
 
 WORKLOADS = ("bnn-mnist", "svgp-kin40k")
 

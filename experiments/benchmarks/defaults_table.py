@@ -106,9 +106,9 @@ def moons(seed: int = 0, rows: int = 2000) -> tuple[np.ndarray, ...]:
 
 def staged_tables(quick: bool = False) -> dict[str, tuple[np.ndarray, ...] | str]:
     """The staged regression sets (split / fold 0, raw units), or why one is missing."""
-    from experiments.common.data import DataError
-    from experiments.common.data.uci import load_uci
-    from experiments.common.data.uci_large import load_uci_large
+    from experiments.data import DataError
+    from experiments.data.uci import load_uci
+    from experiments.data.uci_large import load_uci_large
 
     out: dict = {}
     names = [(n, load_uci) for n in UCI] + [(n, load_uci_large) for n in UCI_LARGE]
@@ -137,7 +137,7 @@ def _write(folder: Path, name: str, x: np.ndarray, y: np.ndarray) -> str:
 
 def zoo_fit(model: str, guide: str, train: str, test: str, out: str, seed: int) -> dict:
     """``python -m experiments fit`` with its defaults, in this process; a failure is a row."""
-    from experiments.common.userfit import FitArgs, run_fit
+    from experiments.harness.userfit import FitArgs, run_fit
 
     t0 = time.perf_counter()
     try:
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     torch.set_num_threads(1)
-    from experiments.common.runner import code_version, hardware
+    from experiments.harness.runner import code_version, hardware
 
     started = time.perf_counter()
     commit = code_version()  # the code this process runs (read once: later commits are not it)

@@ -6,9 +6,9 @@ target :math:`y = \sin(x_1) + \tfrac12 x_2 x_3 + \varepsilon`, :math:`\varepsilo
 Gaussian likelihood with learned noise) with the ``deterministic`` guide, trained for
 ``--epochs`` epochs in batches of ``--batch-size`` by Adam:
 
-* ``one net``: :func:`experiments.common.training.fit` on one freshly built pair;
-* ``ensemble of K``: :func:`experiments.common.ensemble.ensemble` with the same
-  :class:`~experiments.common.training.FitConfig` (member i: seed + i, a fresh pair).
+* ``one net``: :func:`experiments.engine.training.fit` on one freshly built pair;
+* ``ensemble of K``: :func:`experiments.engine.ensemble.ensemble` with the same
+  :class:`~experiments.engine.training.FitConfig` (member i: seed + i, a fresh pair).
 
 Both include building the modules and ``fit``'s set-up (the same for each member as for the one
 net). They are timed *interleaved*: in each of ``--repeats`` rounds both run once, the one that
@@ -33,8 +33,8 @@ import torch
 import guides
 import models
 from experiments.benchmarks.timing import load_average, load_line
-from experiments.common.ensemble import ensemble
-from experiments.common.training import FitConfig, fit
+from experiments.engine.ensemble import ensemble
+from experiments.engine.training import FitConfig, fit
 
 
 def synthetic_table(rows: int, features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ import torch
 def main(argv=None) -> dict:
     from scipy.cluster.vq import kmeans2, vq
 
-    from experiments.common import data as D
+    from experiments import data as D
     from models.svgp import minibatch_kmeans
 
     p = argparse.ArgumentParser(prog="python -m experiments.benchmarks.inducing_init")

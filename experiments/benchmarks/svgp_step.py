@@ -1,7 +1,7 @@
 r"""Time one SVGP training step: the zoo's pair against native GPyTorch and ``pyro.contrib.gp``.
 
 Every method trains the same whitened sparse variational GP on kin40k (fold 0 of
-:func:`experiments.common.data.load_uci_large`, 36 000 training rows, D = 8, x and y
+:func:`experiments.data.load_uci_large`, 36 000 training rows, D = 8, x and y
 standardised): :math:`M` inducing inputs (learned, all starting at the same random subset of the
 training inputs), a full-covariance :math:`q(u) = \mathcal N(\mu, RR^\top)`, an RBF-ARD kernel with
 an output scale, a zero mean, a Gaussian likelihood with learned noise, minibatches of B rows,
@@ -9,8 +9,8 @@ float32, and Adam (lr 0.01) over every parameter. One *step* is: the minibatch e
 negative ELBO, ``backward``, ``optimizer.step``, and ``loss.item()``.
 
 * ``zoo (cholesky, meanfield)`` / ``zoo (cholesky, trace)``: the ``svgp`` model and ``cholesky``
-  guide after :func:`experiments.common.training.setup`, stepped exactly as
-  :func:`experiments.common.training.fit` steps them (``guide.elbo_context()`` and ``KLScale``
+  guide after :func:`experiments.engine.training.setup`, stepped exactly as
+  :func:`experiments.engine.training.fit` steps them (``guide.elbo_context()`` and ``KLScale``
   around ``state.loss_fn(x, y)``, the device-side non-finite gate, ``zero_grad``, ``backward``,
   ``optimizer.step``, ``loss.item()``, the ELBO's recorded log-likelihood). ``meanfield`` has the
   closed-form KL; ``trace`` the one-sample Monte Carlo KL (the data term is closed-form in both).
@@ -53,7 +53,7 @@ import guides
 import models
 from experiments.benchmarks.timing import adam_step, graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
-from experiments.common.training import setup
+from experiments.engine.training import setup
 
 LR = 0.01
 NOISE_STD = 0.3
@@ -66,7 +66,7 @@ def load_data(synthetic: int | None, data_dir: str | None = None) -> tuple[torch
         x = torch.randn(synthetic, 8, generator=g)
         y = x.sin().sum(-1) / 2 + 0.1 * torch.randn(synthetic, generator=g)
         return x, y
-    from experiments.common.data import load_uci_large
+    from experiments.data import load_uci_large
 
     data = load_uci_large("kin40k", fold=0, data_dir=data_dir)
     return data.x_train.float(), data.y_train.float()

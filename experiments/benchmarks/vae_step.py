@@ -10,8 +10,8 @@ with Adam (lr 1e-3), float32. One *step* is the minibatch estimate of the negati
   \mathrm{KL}(q(z_n\mid x_n)\,\|\,\mathcal N(0, I))]` with the closed-form KL and one
   reparameterised sample.
 * ``zoo (meanfield)``: the ``vae`` model and ``encoder`` guide after
-  :func:`experiments.common.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
-  estimator as plain torch), stepped exactly as :func:`experiments.common.training.fit` steps them
+  :func:`experiments.engine.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
+  estimator as plain torch), stepped exactly as :func:`experiments.engine.training.fit` steps them
   (``guide.elbo_context()`` and ``KLScale`` around ``state.loss_fn(x)``, the device-side non-finite gate,
   ``zero_grad``, ``backward``, ``optimizer.step``, ``loss.item()``, the recorded log-likelihood),
   the data checked whole before training as ``fit`` does (no per-batch check), and on
@@ -38,7 +38,7 @@ the machines are shared, and one thread makes the ratio about the work done). Th
 of the mean ms/step, and each method's ratio to plain torch. ``--profile`` prints the
 torch-profiler table of the zoo step. ``--phases`` (CPU) instead times the phases of the zoo's
 meanfield step and of the plain step (foreach Adam), alternating one step of each: the forward
-(:func:`~experiments.common.training.step_loss`), ``zero_grad``, ``backward``, the non-finite gate,
+(:func:`~experiments.engine.training.step_loss`), ``zero_grad``, ``backward``, the non-finite gate,
 the optimiser step, and the epoch sums with the one ``loss.item()``; medians in µs. ``--ops``
 instead counts the torch operations (``torch.profiler`` events: operators, autograd nodes,
 gradient accumulation) of one forward and backward of the zoo's meanfield and trace losses, of
@@ -66,7 +66,7 @@ import models
 from experiments.benchmarks import timing
 from experiments.benchmarks.timing import graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
-from experiments.common.training import setup
+from experiments.engine.training import setup
 
 LR = 1e-3
 X_DIM = 784
@@ -207,7 +207,7 @@ def phase_times(hidden, z_dim, batch_size, batches, steps: int, warmup: int
                 ) -> dict[str, dict[str, float]]:
     """Median µs of each phase of the zoo's meanfield step and of the plain step (foreach Adam,
     the zoo's CPU Adam), one step of each in turn, after ``warmup`` steps of each."""
-    from experiments.common.training import _accumulate, step_loss, step_mode
+    from experiments.engine.training import _accumulate, step_loss, step_mode
 
     device = torch.device("cpu")
     state = zoo_pair(hidden, z_dim, batch_size, "meanfield", device)
@@ -265,7 +265,7 @@ def op_counts(hidden, z_dim, batch_size, batches, device, rounds: int = 5) -> di
     averaged over ``rounds`` after two untimed ones."""
     from torch.profiler import ProfilerActivity, profile
 
-    from experiments.common.training import step_loss, step_mode
+    from experiments.engine.training import step_loss, step_mode
 
     def zoo(elbo):
         state = zoo_pair(hidden, z_dim, batch_size, elbo, device)

@@ -27,7 +27,7 @@ checked against a pinned sha256; see :mod:`.files` for the details and :mod:`.er
   (``python -m experiments fit``).
 
 :mod:`.catalogue` holds :data:`DATASETS` and :func:`fetch`. Import everything from this package
-(``from experiments.common import data``); the submodules are an implementation detail.
+(``from experiments import data``); the submodules are an implementation detail.
 """
 
 from .catalogue import DATASETS, DatasetInfo, fetch

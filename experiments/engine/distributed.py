@@ -1,6 +1,6 @@
 r"""Data-parallel SVI across processes: ``torch.distributed`` and ``DistributedDataParallel``.
 
-:func:`~experiments.common.training.fit` runs data-parallel when the default process group is
+:func:`~experiments.engine.training.fit` runs data-parallel when the default process group is
 initialised: by the caller (``torch.distributed.init_process_group``), or by :func:`init_from_env`
 when ``torchrun`` launched the process (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in the
 environment; the CLI calls it). Backends: ``gloo`` for a run on the CPU (a CPU-only machine, or
@@ -24,10 +24,10 @@ gradients over ranks, so every rank steps along the gradient of that union-batch
 (``tests/test_distributed.py`` checks it to float tolerance for a BNN, an SVGP and a VAE).
 Local latents (a VAE's z) sit inside the plate and are scaled like the log-likelihood.
 
-What :func:`prepare` does to a set-up :class:`~experiments.common.training.TrainState`: checks
+What :func:`prepare` does to a set-up :class:`~experiments.engine.training.TrainState`: checks
 that every rank holds the same parameters (a seeding bug otherwise), finds parameters that one
 step leaves without a gradient (DDP must be told), wraps the ELBO module in DDP (``state.ddp``),
-makes the :class:`~experiments.common.training.FiniteGate` all-reduce its flag every step (one
+makes the :class:`~experiments.engine.training.FiniteGate` all-reduce its flag every step (one
 rank's non-finite step stops every rank at the same step, parameters identical), and reseeds
 each rank's Monte Carlo noise with ``seed + rank`` (``+ world_size * step`` on a resume).
 """

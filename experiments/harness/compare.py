@@ -2,11 +2,11 @@ r"""``python -m experiments compare``: a panel of methods on one table, the same
 standardisation, and a leaderboard.
 
 The table is read, split and standardised once, exactly as ``fit`` does
-(:mod:`experiments.common.userfit`: :func:`~experiments.common.userfit.split_rows`,
-:class:`~experiments.common.userfit.Standardization` fitted on the training rows); every method
-then trains its pair's default :class:`~experiments.common.userfit.FitJob`
-(:func:`~experiments.common.userfit.build_job`, with the ``--set`` overrides) on those rows and is
-scored on the same test rows in the user's units (:func:`~experiments.common.userfit.score`).
+(:mod:`experiments.harness.userfit`: :func:`~experiments.harness.userfit.split_rows`,
+:class:`~experiments.harness.userfit.Standardization` fitted on the training rows); every method
+then trains its pair's default :class:`~experiments.harness.userfit.FitJob`
+(:func:`~experiments.harness.userfit.build_job`, with the ``--set`` overrides) on those rows and is
+scored on the same test rows in the user's units (:func:`~experiments.harness.userfit.score`).
 
 **Panel.** By default (:data:`DEFAULT_PANEL`), for regression and classification alike:
 
@@ -18,12 +18,12 @@ scored on the same test rows in the user's units (:func:`~experiments.common.use
 * ``ensemble``: a deep ensemble of K (``--ensemble-size``, default 5) ``mlp/deterministic`` nets
   from independent initialisations, predicting with the equal-weight mixture
   :math:`p(y \mid x) = \frac1K \sum_k p(y \mid x, \theta_k)` (Lakshminarayanan et al. 2017;
-  :mod:`experiments.common.ensemble`);
+  :mod:`experiments.engine.ensemble`);
 * ``svgp``: the sparse variational GP, ``svgp/cholesky`` (k-means inducing inputs; for the
   Gaussian likelihood a Titsias start of q(u), as in ``fit``).
 
 Deep kernel learning is not in the panel: ``dkl`` does not fit a table through the user-fit path
-(it has no entry in :data:`~experiments.common.userfit.DATA_SUPPLIES`, so ``fit`` refuses it too).
+(it has no entry in :data:`~experiments.harness.userfit.DATA_SUPPLIES`, so ``fit`` refuses it too).
 ``--pairs`` chooses another panel: comma-separated entries, each a panel name above, a
 ``model/guide`` pair that fits a table (``python -m experiments pairs``), or
 ``ensemble:model/guide`` for a deep ensemble of that pair.
@@ -47,7 +47,7 @@ error; the other methods still run.
 
 **Metrics** (original units): regression RMSE, MAE, test LL (mean log predictive density per test
 row, nats), the coverage of the central 95 % interval and the calibration error
-:func:`~experiments.common.metrics.coverage_calibration_error`
+:func:`~experiments.engine.metrics.coverage_calibration_error`
 :math:`\frac1L \sum_l |\hat c(\ell_l) - \ell_l|` over the levels 0.05, ..., 0.95 of the
 moment-matched Gaussian predictive; classification accuracy, NLL and ECE. Rows are sorted by test
 LL (descending) or NLL (ascending); failed rows last.
@@ -77,9 +77,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics as M
+from experiments.engine import metrics as M
+from experiments.engine.predict import Prediction, needs_train_data, predict
+
 from .leaderboard import plot_comparison, sort_rows, write_leaderboard
-from .predict import Prediction, needs_train_data, predict
 from .spec import ConfigError, RunContext, config_dict, train_pair
 from .userfit import (
     TASKS,

@@ -1,7 +1,7 @@
 r"""Your own data: ``python -m experiments fit`` trains a registered pair on a table and
 ``python -m experiments predict`` reloads the run to predict at new inputs.
 
-``fit`` reads a CSV / ``.npz`` / ``.pt`` table (:func:`~experiments.common.data.load_table`),
+``fit`` reads a CSV / ``.npz`` / ``.pt`` table (:func:`~experiments.data.load_table`),
 holds out a test set (``--test FILE``, the file's own ``x_test``/``y_test``, or a random
 ``--test-fraction``, default 0.1), standardises the features (and a regression target) with the
 statistics of the *training rows only*,
@@ -9,10 +9,10 @@ statistics of the *training rows only*,
 .. math:: \tilde x_{nd} = (x_{nd} - m_d) / s_d, \qquad \tilde y_n = (y_n - m_y) / s_y
 
 (population std; a column constant on the training rows gets :math:`s = 1`), builds a
-:class:`FitJob` (a :class:`~experiments.common.spec.PairSpec` whose data-dependent model
+:class:`FitJob` (a :class:`~experiments.harness.spec.PairSpec` whose data-dependent model
 arguments come from :data:`DATA_SUPPLIES`), trains it with
-:func:`~experiments.common.spec.train_pair` and scores the test rows with
-:func:`~experiments.common.predict.predict` in original units: a regression mean
+:func:`~experiments.harness.spec.train_pair` and scores the test rows with
+:func:`~experiments.engine.predict.predict` in original units: a regression mean
 :math:`m_y + s_y \tilde\mu`, standard deviation :math:`s_y \tilde\sigma`, log density
 :math:`\log \tilde p - \log s_y`. Class labels (any numbers) are mapped to indices 0..C-1 in
 sorted order.
@@ -25,10 +25,10 @@ the ``laplace``), ``standardization.json``, ``test_predictions.csv`` and one fig
 against true with 95% intervals, or a reliability diagram).
 
 ``--ensemble K`` (or ``--set ensemble=K``) trains a deep ensemble of K members of the pair
-(:func:`~experiments.common.ensemble.train_ensemble`: ``train/member0`` ..
+(:func:`~experiments.engine.ensemble.train_ensemble`: ``train/member0`` ..
 ``train/member<K-1>``, each with its own seeded initialisation and minibatch order) and predicts
 with their mixture :math:`\frac1K\sum_k p_k(y \mid x)`
-(:func:`~experiments.common.ensemble.predict_ensemble`); ``model.pt`` then holds the list of
+(:func:`~experiments.engine.ensemble.predict_ensemble`); ``model.pt`` then holds the list of
 the members' states and ``metrics.json`` records ``ensemble_size``.
 """
 
@@ -50,16 +50,16 @@ import torch
 
 import guides
 import models
+from experiments.data.tabular import Table, load_table
+from experiments.data.uci import _mean_std
+from experiments.engine import metrics as M
+from experiments.engine.checkpoint import load_zoo_file, save_zoo_file
+from experiments.engine.ensemble import Ensemble, train_ensemble
+from experiments.engine.predict import Prediction, needs_train_data, predict
+from experiments.engine.training import FitConfig
 from models.likelihoods import BernoulliLikelihood
 
-from . import metrics as M
-from .checkpoint import load_zoo_file, save_zoo_file
-from .data.tabular import Table, load_table
-from .data.uci import _mean_std
-from .ensemble import Ensemble, train_ensemble
-from .predict import Prediction, needs_train_data, predict
 from .spec import ConfigError, PairSpec, RunContext, apply_overrides, config_dict, train_pair
-from .training import FitConfig
 
 log = logging.getLogger("experiments")
 
@@ -386,7 +386,7 @@ class EpochChooser:
     r"""``fit``'s ``eval_fn`` that chooses the epoch by held-out data (``FitJob.validation``).
 
     At each evaluation it scores the validation rows, :math:`\frac1{N_v}\sum_n \log
-    p(y_n \mid x_n, \mathcal D)` (:func:`~experiments.common.predict.predict`), and keeps a copy
+    p(y_n \mid x_n, \mathcal D)` (:func:`~experiments.engine.predict.predict`), and keeps a copy
     of the model's and guide's state when that is the best so far; :meth:`restore` loads the
     best. Early stopping without the stopping: the whole schedule runs, the best epoch is kept.
     """
@@ -435,12 +435,12 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 def train_chosen_epoch(job: FitJob, xs: torch.Tensor, ys: torch.Tensor, ctx: RunContext,
                        supplied: dict, prepare, seed: int, name: str = "train",
                        members: int | None = None):
-    """Train ``job`` as ``fit`` does: one pair (:func:`~experiments.common.spec.train_pair`) or,
+    """Train ``job`` as ``fit`` does: one pair (:func:`~experiments.harness.spec.train_pair`) or,
     with ``members`` (default ``job.ensemble``) K > 1, a deep ensemble
-    (:func:`~experiments.common.ensemble.train_ensemble`, members in ``name/member<i>``). With
+    (:func:`~experiments.engine.ensemble.train_ensemble`, members in ``name/member<i>``). With
     ``job.validation`` that fraction of the rows is held out and each fit keeps its best epoch on
     them (:class:`EpochChooser`). Returns ``(model, guide, info)``: an ensemble's ``model`` is the
-    :class:`~experiments.common.ensemble.Ensemble` and its ``guide`` ``None``; ``info`` holds the
+    :class:`~experiments.engine.ensemble.Ensemble` and its ``guide`` ``None``; ``info`` holds the
     chosen epoch(s) and the validation rows (``{}`` without a validation split)."""
     k = job.ensemble if members is None else members
     split = split_validation(len(xs), job.validation, seed)
@@ -670,7 +670,7 @@ def with_ensemble(job: FitJob, args: FitArgs) -> FitJob:
 
 def _save_state(path: Path, model, guide, train_data) -> None:
     """model.pt: ``{"model", "guide"}`` state dicts of a single fit, or for an
-    :class:`~experiments.common.ensemble.Ensemble` (``guide`` None) ``{"members": [{"model",
+    :class:`~experiments.engine.ensemble.Ensemble` (``guide`` None) ``{"members": [{"model",
     "guide"}, ...]}``; the training rows too (``train_x``, ``train_y``) for a guide that predicts
     from them."""
     if isinstance(model, Ensemble):
@@ -686,7 +686,7 @@ def _save_state(path: Path, model, guide, train_data) -> None:
 
 
 def score(pred: Prediction, y: np.ndarray, std: Standardization) -> dict:
-    """Test metrics in original units (:mod:`experiments.common.metrics`)."""
+    """Test metrics in original units (:mod:`experiments.engine.metrics`)."""
     if std.task == "regression":
         yt = torch.as_tensor(y, dtype=pred.mean.dtype)
         return {"rmse": M.rmse(pred.mean, yt), "mae": M.mae(pred.mean, yt),
@@ -793,7 +793,7 @@ def plot_test(pred: Prediction, y: np.ndarray, std: Standardization, metrics: di
 def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | None]:
     """Rebuild a ``fit`` run's pair from its folder: ``(model, guide, job, standardization,
     train_data)``, the state loaded on the CPU (``weights_only=True``). A run of ``--ensemble K``
-    (K > 1) gives the :class:`~experiments.common.ensemble.Ensemble` of its K members as
+    (K > 1) gives the :class:`~experiments.engine.ensemble.Ensemble` of its K members as
     ``model`` and ``None`` as ``guide`` (``predict(model, None, x)`` is the mixture)."""
     run_dir = Path(run_dir)
     for name in ("config.json", "standardization.json", "model.pt"):
@@ -842,7 +842,7 @@ def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
     to ``out`` (default ``<run_dir>/predictions.csv``) after a ``row`` column (the 0-based row
     index in ``data``) and, when ``data`` has the target column, that column (named as in
     training); with the target column present, also its metrics."""
-    from .training import resolve_device
+    from experiments.engine.training import resolve_device
 
     _check_out(Path(out) if out else Path(run_dir) / "predictions.csv", data)
     model, guide, job, std, train = load_run(run_dir)

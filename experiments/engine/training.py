@@ -6,7 +6,7 @@ minibatch :math:`\mathcal D_i` of size B out of N,
 .. math:: \hat{\mathcal L}_i = M\pi_i\,\mathrm{KL}[q\,\|\,p]
           - \frac{N}{B}\sum_{n \in \mathcal D_i} \mathbb E_q[\log p(y_n \mid x_n, \cdot)],
 
-(:mod:`~experiments.common.kl_schedule` gives :math:`\pi_i`), differentiates it with PyTorch and
+(:mod:`~experiments.engine.kl_schedule` gives :math:`\pi_i`), differentiates it with PyTorch and
 steps a ``torch.optim`` optimiser over the parameters *owned by the model and guide modules*
 (``pyro.settings.set(module_local_params=True)``: nothing lives in Pyro's global param store).
 The whole training state — modules, optimiser, scheduler, counters, history, random streams — is
@@ -34,17 +34,17 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
+from experiments.engine import distributed, health
+from experiments.harness.runner import write_json
 from guides.base import ImplausibleSettingWarning, elbo_context, natural_gradient_parameters
 from guides.registry import guide_name_of
 from models.base import ZooModel, loss_only, module_device, sync_free
 from models.registry import model_name_of
 
-from . import distributed, health
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_zoo_file
 from .config import dataclass_from_dict
 from .elbo import ELBOS, make_elbo  # noqa: F401  (make_elbo: re-exported for callers)
 from .kl_schedule import KLScale, kl_weights
-from .runner import write_json
 from .seeding import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class FitConfig:
     """Options of :func:`fit` (all have defaults; unknown keys are refused by ``from_dict``).
 
     :ivar elbo: ``"trace"`` (:class:`~pyro.infer.Trace_ELBO`, Monte Carlo KL) or ``"meanfield"``
-        (:class:`~experiments.common.elbo.MeanFieldELBO`, Pyro's
+        (:class:`~experiments.engine.elbo.MeanFieldELBO`, Pyro's
         :class:`~pyro.infer.TraceMeanField_ELBO` made cheaper: closed-form KL where the guide and
         prior sites admit it, e.g. the ``mean-field`` guide with a Gaussian prior).
     :ivar num_particles: ELBO samples per step, vectorised over a particle plate.
@@ -308,7 +308,7 @@ class TrainState:
 
 def save_checkpoint(state: TrainState, path, meta: dict | None = None) -> Path:
     """Write ``state`` atomically to ``path`` as a zoo file of kind ``"checkpoint"`` (see
-    :mod:`experiments.common.checkpoint`)."""
+    :mod:`experiments.engine.checkpoint`)."""
     return save_zoo_file(path, "checkpoint", state.state_dict(),
                          {"epoch": state.epoch, "step": state.step, **(meta or {})})
 
@@ -900,7 +900,7 @@ def _accumulate(sums: torch.Tensor, state: TrainState, loss: torch.Tensor) -> No
     """Add the step's loss and log-likelihood to the epoch's sums, on the device (a step the gate
     stopped adds nothing: the sums stay those of the good steps). Sums of four entries also take
     the step's KL estimate (loss + log-likelihood) and its square, for the KL check of
-    :mod:`~experiments.common.health`."""
+    :mod:`~experiments.engine.health`."""
     ll = state.loss_fn.elbo.last_log_likelihood
     values = torch.stack((loss.detach(), ll))
     if sums.shape[0] == 4:  # (in float64: a broken fit's KL of 1e28 squares past float32's range)
@@ -936,7 +936,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
 
     Under ``torch.distributed`` (``torchrun``, or a process group the caller initialised) the fit
     is data-parallel: each rank steps on ``batch_size`` rows of its shard, gradients are averaged
-    by DDP, and rank 0 alone evaluates and writes (:mod:`experiments.common.distributed`).
+    by DDP, and rank 0 alone evaluates and writes (:mod:`experiments.engine.distributed`).
     """
     dataset = as_dataset(data)
     if state is None:
@@ -948,7 +948,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     device = module_device(state.loss_fn)
     dtype = _float_dtype(state.model)
     # [distributed] under torch.distributed: shard the data, wrap the ELBO module in DDP, and
-    # let rank 0 alone evaluate and write (see experiments.common.distributed)
+    # let rank 0 alone evaluate and write (see experiments.engine.distributed)
     parallel, main = distributed.active(), distributed.is_main()
     loader = make_loader(dataset, cfg.batch_size, state.generator, shard=parallel, seed=cfg.seed)
     weights = kl_weights(len(loader), cfg.kl_schedule)

@@ -1,4 +1,4 @@
-r"""What :mod:`experiments.common.compare` writes after the fits: the leaderboard (Markdown and
+r"""What :mod:`experiments.harness.compare` writes after the fits: the leaderboard (Markdown and
 CSV, rows sorted by test log-likelihood or NLL, failed rows last with their error) and the
 figures (calibration curves or reliability diagrams per method, and predicted intervals against
 the truth on a sample of test rows). A figure's ``data`` is compare's split and standardisation
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics as M
-from .predict import Prediction
+from experiments.engine import metrics as M
+from experiments.engine.predict import Prediction
 
 #: test rows of the intervals figure
 INTERVAL_ROWS = 200
@@ -136,7 +136,7 @@ def plot_comparison(preds: dict[str, Prediction], data, rows: list[dict], run_di
 
 def plot_calibration(preds: dict[str, Prediction], data, path: Path) -> list[Path]:
     """Regression: observed coverage of the central Gaussian intervals against the nominal level
-    (0..1, :func:`~experiments.common.metrics.coverage_curve`). Classification: accuracy
+    (0..1, :func:`~experiments.engine.metrics.coverage_curve`). Classification: accuracy
     against mean confidence in 10 equal-width confidence bins (empty bins left out). One line
     per method; the diagonal is perfect calibration."""
     from .plotting import new_figure, save_figure

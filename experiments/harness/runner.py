@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_text
+from experiments.engine.checkpoint import atomic_write_text
 
 
 def hardware() -> str:

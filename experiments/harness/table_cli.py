@@ -8,7 +8,7 @@ import json
 
 
 def _fit_defaults_text() -> str:
-    """The per-family defaults of ``fit`` (:func:`experiments.common.userfit.describe_defaults`)."""
+    """The per-family defaults of ``fit`` (:func:`experiments.harness.userfit.describe_defaults`)."""
     from .userfit import describe_defaults
 
     return describe_defaults()

@@ -1,4 +1,4 @@
-r"""What :func:`~experiments.common.predict.predict` returns: :class:`Prediction` (its own module so
+r"""What :func:`~experiments.engine.predict.predict` returns: :class:`Prediction` (its own module so
 that the ensemble's mixture and the predictive share it without importing each other)."""
 
 from __future__ import annotations

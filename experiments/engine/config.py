@@ -1,5 +1,5 @@
 """Dataclasses from dicts that refuse unknown keys (``FitConfig.from_dict``); the CLI's typed
-``--set`` overrides live in :mod:`experiments.common.spec`."""
+``--set`` overrides live in :mod:`experiments.harness.spec`."""
 
 from __future__ import annotations
 

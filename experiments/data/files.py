@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import ChecksumMismatch, DataFileMissing
 
-log = logging.getLogger(__package__)  # "experiments.common.data", as before the split
+log = logging.getLogger(__package__)  # "experiments.data", as before the split
 
 DATA_DIR_ENV = "VBZOO_DATA_DIR"
 """Environment variable naming an offline data folder laid out like ``shared/data``."""
@@ -189,7 +189,7 @@ def _normalise_relpath(relpath: PathLike) -> str:
     rel = PurePosixPath(Path(relpath).as_posix()).as_posix()
     if rel not in FILES:
         raise ValueError(
-            f"unknown data file {str(relpath)!r}: not in experiments.common.data.FILES "
+            f"unknown data file {str(relpath)!r}: not in experiments.data.FILES "
             "(paths are relative to the data folder, e.g. 'mnist/train-images-idx3-ubyte.gz')"
         )
     return rel

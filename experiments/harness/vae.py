@@ -1,7 +1,7 @@
 """What the VAE experiments share: image data sets in the VAE's form and their typed options
 (:class:`ImageOptions`), dynamic binarisation, the per-epoch train/test ELBO hook for
-:func:`~experiments.common.training.fit`, :func:`train_vae` (a VAE arm through
-:func:`~experiments.common.spec.train_pair`), and Kingma & Welling's networks and data.
+:func:`~experiments.engine.training.fit`, :func:`train_vae` (a VAE arm through
+:func:`~experiments.harness.spec.train_pair`), and Kingma & Welling's networks and data.
 
 Binarisation of MNIST (``binarization=``):
 
@@ -28,10 +28,11 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
-from . import data as zoo_data
-from .iwae import iwae_bound
+from experiments import data as zoo_data
+from experiments.engine.iwae import iwae_bound
+from experiments.engine.training import FitConfig
+
 from .spec import ConfigError, PairSpec, RunContext, train_pair
-from .training import FitConfig
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def elbo_eval_fn(data: ImageData, num_test_eval: int | None = 2000, k: int = 1):
 
 def train_vae(spec: PairSpec, data: ImageData, ctx: RunContext, name: str, *,
               num_test_eval: int | None = 2000, model_args: dict | None = None):
-    """:func:`~experiments.common.spec.train_pair` for a VAE arm: the image shape comes from
+    """:func:`~experiments.harness.spec.train_pair` for a VAE arm: the image shape comes from
     ``data``, the per-epoch train/test ELBO is evaluated (:func:`elbo_eval_fn`); returns
     ``(model, guide, state)``.
 

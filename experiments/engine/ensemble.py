@@ -2,7 +2,7 @@ r"""Deep ensembles (Lakshminarayanan et al. 2017) as a first-class method: K pai
 different seeded initialisations and minibatch orders, predicting as the equal-weight mixture.
 
 Member :math:`k` of :math:`K` is any trained (model, guide) pair; its predictive
-:math:`p_k(y \mid x)` is what :func:`~experiments.common.predict.predict` reports (a plain net
+:math:`p_k(y \mid x)` is what :func:`~experiments.engine.predict.predict` reports (a plain net
 with the ``deterministic`` guide, a BNN, an SVGP, ...). The ensemble's predictive is the mixture
 
 .. math:: p(y \mid x) = \frac1K \sum_{k=1}^K p_k(y \mid x).
@@ -36,11 +36,11 @@ weighted components. The VAE has no predictive of this kind and is refused.
 
 Three entry points:
 
-* :func:`train_ensemble` for experiments: K calls of :func:`~experiments.common.spec.train_pair`,
+* :func:`train_ensemble` for experiments: K calls of :func:`~experiments.harness.spec.train_pair`,
   member i in ``<name>/member<i>`` (its history and checkpoint) with seed offset
   ``seed_offset + 1000 i``; a resumed run (``ctx.resume``) restores each member from its own
   checkpoint (a finished member is not trained again).
-* :func:`ensemble` for plain Python, the counterpart of :func:`~experiments.common.training.fit`:
+* :func:`ensemble` for plain Python, the counterpart of :func:`~experiments.engine.training.fit`:
   ``make_pair()`` builds each member, trained with ``seed = config.seed + i``.
 * :func:`predict_ensemble` (also reached through ``predict(ensemble, None, x, ...)``).
 """
@@ -53,10 +53,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from experiments.harness.spec import train_pair
+
 from .mixture import Ensemble, mixture
 from .predict import predict_ensemble
 from .seeding import seed_everything
-from .spec import train_pair
 from .training import FitConfig, fit
 
 __all__ = ["Ensemble", "MEMBER_SEED_STRIDE", "ensemble", "mixture", "predict_ensemble",
@@ -83,13 +84,13 @@ def _check_k(k, what: str = "k") -> int:
 def train_ensemble(spec, data, ctx, name: str, k: int, *, model_args: dict | None = None,
                    prepare: Callable | None = None, eval_fn: Callable | None = None,
                    seed_offset: int = 0) -> tuple[Ensemble, list]:
-    """Train K members of the pair ``spec`` (a :class:`~experiments.common.spec.PairSpec`) on
+    """Train K members of the pair ``spec`` (a :class:`~experiments.harness.spec.PairSpec`) on
     ``data``: ``(Ensemble, [TrainState, ...])``.
 
     Member i is ``train_pair(spec, data, ctx, f"{name}/member{i}", seed_offset=seed_offset +
     1000 i, ...)``: its own seeded initialisation and minibatch order, its own subfolder of the
     run (history, checkpoint). With ``ctx.resume`` each member resumes from its own checkpoint as
-    :func:`~experiments.common.spec.train_pair` does: a finished member is restored, not trained
+    :func:`~experiments.harness.spec.train_pair` does: a finished member is restored, not trained
     again; one without a checkpoint is trained from scratch. Members train one after the other;
     a failing member raises (the finished members' checkpoints stay on disk).
 
@@ -124,7 +125,7 @@ def ensemble(make_pair: Callable[[], tuple], data, k: int,
              config: FitConfig | dict | None = None, *, eval_fn: Callable | None = None
              ) -> Ensemble:
     """Train a deep ensemble of K fresh pairs: the plain-Python counterpart of
-    :func:`~experiments.common.training.fit`.
+    :func:`~experiments.engine.training.fit`.
 
     Member i: the random streams are seeded with ``config.seed + i``, ``make_pair()`` builds a
     fresh ``(model, guide)`` (so its initialisation differs from the other members'), and
@@ -136,7 +137,7 @@ def ensemble(make_pair: Callable[[], tuple], data, k: int,
         new modules each call.
     :param data: the training set, as for ``fit``.
     :param int k: the number of members K >= 1.
-    :param config: a :class:`~experiments.common.training.FitConfig` or a dict of its fields,
+    :param config: a :class:`~experiments.engine.training.FitConfig` or a dict of its fields,
         shared by every member.
     """
     k = _check_k(k)

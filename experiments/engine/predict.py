@@ -27,21 +27,21 @@ The expectations over :math:`q` are Monte Carlo averages over S joint draws
 aleatoric = variance`` exactly and ``variance`` is the variance of the S-component mixture.
 For classification ``probs`` :math:`\bar p_{nc} = \frac1S\sum_s p_{snc}` is the predictive
 distribution itself (and ``mean``); the entropy split of it is
-:func:`~experiments.common.metrics.mutual_information`.
+:func:`~experiments.engine.metrics.mutual_information`.
 
 Given targets ``y``, ``log_likelihood`` is the mean log predictive density
 
 .. math:: \mathrm{LL} = \frac1N\sum_n \log \frac1S \sum_s p(y_n \mid f_{\theta_s}(x_n))
 
-(log-mean-exp over draws, :func:`~experiments.common.metrics.log_mean_exp`; for classification
+(log-mean-exp over draws, :func:`~experiments.engine.metrics.log_mean_exp`; for classification
 :math:`\log \bar p_{n y_n}`, minus the NLL).
 
 Per family:
 
 * ``bnn`` / ``mlp`` / ``rff-gp`` (and any model whose ``f`` site feeds a likelihood of the table):
-  Monte Carlo through :func:`~experiments.common.predictive.posterior_predictive` (chunks of
+  Monte Carlo through :func:`~experiments.engine.predictive.posterior_predictive` (chunks of
   ``sample_chunk`` draws and ``data_chunk`` rows), from the guide's predictive form
-  (:func:`~experiments.common.predictive.posterior_guide`: the ``laplace`` guide becomes the
+  (:func:`~experiments.engine.predictive.posterior_guide`: the ``laplace`` guide becomes the
   Gaussian at its mode, which needs the training data: ``train_data=(x, y)``).
 * ``svgp``: the closed-form marginal :math:`q(f_n) = \mathcal N(m_n, v_n)` of
   :meth:`models.svgp.SVGP.predict`. Gaussian likelihood: all in closed form, ``epistemic`` =
@@ -51,7 +51,7 @@ Per family:
   per point (exact for per-point quantities; the draws are not coherent functions).
 * ``vae``: the reconstruction mean :math:`\mathbb E_{q(z \mid x)}[g_\theta(z)]` (the decoder
   mean parameter, averaged over S codes) and, as ``log_likelihood``, the importance-weighted
-  bound :math:`\mathcal L_S(x) \le \log p(x)` with k = S (:func:`~experiments.common.iwae.
+  bound :math:`\mathcal L_S(x) \le \log p(x)` with k = S (:func:`~experiments.engine.iwae.
   iwae_bound`); the targets are the inputs, so ``y`` must be ``None``. No variance is reported.
 
 Inputs may live on any device (they are moved to the model's); every tensor of the result is on
@@ -66,6 +66,7 @@ from typing import Any
 
 import torch
 
+from experiments.engine import metrics as M
 from guides.base import ZooGuide
 from models.base import module_device
 from models.likelihoods import (
@@ -76,7 +77,6 @@ from models.likelihoods import (
     StudentTLikelihood,
 )
 
-from . import metrics as M
 from .mixture import Ensemble, mixture
 from .prediction import Prediction  # (re-exported: Prediction's home until now)
 from .predictive import posterior_guide, posterior_predictive
@@ -101,8 +101,8 @@ def predict(model, guide, x: Any, num_samples: int = 100, y: Any = None,
 
     :param model: a zoo model (``bnn``, ``mlp``, ``rff-gp``, ``svgp``, ``vae``, or any model
         with a ``likelihood`` of :data:`REGRESSION` / :data:`CLASSIFICATION` and an ``f`` site),
-        or an :class:`~experiments.common.ensemble.Ensemble` (with ``guide=None``: the mixture of
-        its members, :func:`~experiments.common.ensemble.predict_ensemble`; ``num_samples`` per
+        or an :class:`~experiments.engine.ensemble.Ensemble` (with ``guide=None``: the mixture of
+        its members, :func:`~experiments.engine.ensemble.predict_ensemble`; ``num_samples`` per
         member).
     :param guide: its trained guide (``None`` for an ensemble).
     :param x: (N, D) inputs (VAE: images (N, H, W) or (N, D)); a tensor on any device or an
@@ -364,8 +364,8 @@ def predict_ensemble(ens, x, num_samples: int = 100, y=None, return_samples: boo
                      sample_chunk: int = 100, data_chunk: int | None = None) -> Prediction:
     """The mixture predictive of an :class:`Ensemble` at ``x`` (module docstring).
 
-    Each member goes through :func:`~experiments.common.predict.predict` with ``num_samples``
-    draws (so the :class:`~experiments.common.predict.Prediction` has ``num_samples`` = K times
+    Each member goes through :func:`~experiments.engine.predict.predict` with ``num_samples``
+    draws (so the :class:`~experiments.engine.predict.Prediction` has ``num_samples`` = K times
     that, 0 for closed-form members) and, with ``seed``, its draws seeded by ``seed + k``; the
     results are combined by :func:`mixture`. ``train_data`` goes to every member (the
     ``laplace`` guide's Hessian). Regression and classification; a VAE member is refused.

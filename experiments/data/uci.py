@@ -3,7 +3,7 @@
 * :func:`load_uci`: the 9 UCI regression sets with the splits of Hernandez-Lobato & Adams (2015)
   and Gal & Ghahramani (2016).
 * :class:`RegressionData`: the train/test split both :func:`load_uci` and
-  :func:`~experiments.common.data.uci_large.load_uci_large` return.
+  :func:`~experiments.data.uci_large.load_uci_large` return.
 """
 
 from __future__ import annotations

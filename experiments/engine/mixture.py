@@ -1,7 +1,7 @@
 r"""Deep ensembles' containers and their mixture predictive, with no training and no model code:
 :class:`Ensemble` (K trained (model, guide) pairs) and :func:`mixture`, the equal-weight mixture
 :math:`p(y \mid x) = \frac1K \sum_k p_k(y \mid x)` of the members' predictions
-(:mod:`experiments.common.ensemble` trains them; :func:`~experiments.common.predict.predict`
+(:mod:`experiments.engine.ensemble` trains them; :func:`~experiments.engine.predict.predict`
 predicts with them)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class Ensemble:
     """K trained (model, guide) pairs that predict as their equal-weight mixture.
 
     ``len(ens)`` is K; iterating yields the ``(model, guide)`` pairs; ``ens[i]`` is member i.
-    Pass it to :func:`predict_ensemble`, or to :func:`~experiments.common.predict.predict` as
+    Pass it to :func:`predict_ensemble`, or to :func:`~experiments.engine.predict.predict` as
     the model with ``guide=None``.
     """
 
