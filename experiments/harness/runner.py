@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from experiments.engine import manifest
 from experiments.engine.checkpoint import atomic_write_text
 
 
@@ -65,8 +66,11 @@ def _jsonable(value: Any) -> Any:
 
 def write_json(path: Path, obj: Any, indent: int = 2) -> None:
     """Strict JSON (non-finite floats are written as the strings ``"nan"``, ``"inf"``,
-    ``"-inf"``; tensors as lists), written atomically (temporary file, fsync, ``os.replace``)."""
+    ``"-inf"``; tensors as lists), written atomically (temporary file, fsync, ``os.replace``) and
+    recorded in the folder's checksums (:mod:`experiments.engine.manifest`), so that readers
+    (:func:`~experiments.engine.manifest.read_json`) find a later edit."""
     atomic_write_text(path, json.dumps(_jsonable(obj), indent=indent, allow_nan=False))
+    manifest.record(path)
 
 
 class RunLog:
