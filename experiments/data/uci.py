@@ -16,6 +16,9 @@ import torch
 
 from .errors import _corrupt, _loadtxt
 from .files import PathLike, resolve
+from .scaling import mean_std
+
+_mean_std = mean_std  # the name experiments.harness.userfit imports
 
 
 @dataclass
@@ -76,24 +79,11 @@ class RegressionData:
                 f"standardized={self.standardized})")
 
 
-def _mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column mean and population std (ddof=0, as in the PBP / MC-dropout code); std 1 for
-    columns that are exactly constant."""
-    mean = a.mean(axis=0)
-    std = a.std(axis=0)
-    const = np.ptp(a, axis=0) == 0
-    # exact value as the mean (a float64 mean of equal numbers can be off by an ulp), so the
-    # standardised column is exactly 0
-    mean[const] = a[0, const]
-    std[const] = 1.0
-    return mean, std
-
-
 def _make_regression(name: str, split: int, x: np.ndarray, y: np.ndarray, train: np.ndarray,
                      test: np.ndarray, standardize: bool, x_stats=None) -> RegressionData:
     x_tr, y_tr, x_te, y_te = x[train], y[train], x[test], y[test]
-    x_mean, x_std = x_stats if x_stats is not None else _mean_std(x_tr)
-    y_mean, y_std = _mean_std(y_tr[:, None])
+    x_mean, x_std = x_stats if x_stats is not None else mean_std(x_tr)
+    y_mean, y_std = mean_std(y_tr[:, None])
     if standardize:
         x_tr, x_te = (x_tr - x_mean) / x_std, (x_te - x_mean) / x_std
         y_tr, y_te = (y_tr - y_mean[0]) / y_std[0], (y_te - y_mean[0]) / y_std[0]

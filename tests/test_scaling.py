@@ -1,0 +1,37 @@
+"""Standardisation statistics are checked before training (issue 25: numbers checked)."""
+
+import numpy as np
+import pytest
+
+from experiments.data.scaling import NumericRangeError, check_float32, mean_std
+
+
+def test_ordinary_columns_are_unchanged_and_constant_ones_standardise_to_zero():
+    rng = np.random.default_rng(0)
+    a = np.column_stack([rng.normal(3.0, 2.0, 500), np.full(500, 0.1 + 0.2)])
+    mean, std = mean_std(a)
+    assert mean[0] == a[:, 0].mean() and std[0] == a[:, 0].std()
+    assert mean[1] == a[0, 1] and std[1] == 1.0
+    assert np.all((a[:, 1] - mean[1]) / std[1] == 0.0)
+
+
+def test_a_column_whose_spread_overflows_is_refused_naming_it():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(200, 3))
+    a[:, 2] *= 1e300
+    with pytest.raises(NumericRangeError, match=r"feature 'c' .* reach .*e\+300.* overflows"):
+        mean_std(a, ["a", "b", "c"], "feature")
+
+
+def test_a_column_that_varies_below_float64_resolution_is_refused():
+    a = np.array([[0.0], [5e-324], [0.0], [1e-323]])
+    with pytest.raises(NumericRangeError, match="target 'y' .* standard deviation is 0"):
+        mean_std(a, ["y"], "target")
+
+
+def test_standardised_values_beyond_float32_are_refused_naming_column_and_row():
+    check_float32(np.array([[0.0, 3e38]]), ["p", "q"])  # within range: no error
+    z = np.zeros((5, 2))
+    z[3, 1] = -1e39
+    with pytest.raises(NumericRangeError, match="column 'q' of row 3 is -1e[+]39"):
+        check_float32(z, ["p", "q"])
