@@ -176,8 +176,9 @@ def render_page(exp, results_dir: Path, docs_dir: Path) -> str:
              "## Our numbers beside the paper's", ""]
     if result is None:
         reason = _pending(results_dir).get(exp.name)
-        lines += [f"No result of this experiment is committed{f' ({reason})' if reason else ''}"
-                  ": the numbers below are the paper's only. To produce one and publish it:", "",
+        lines += ["No result of this experiment is committed: the numbers below are the paper's "
+                  "only." + (f" {R.md_escape(reason)}" if reason else ""), "",
+                  "To produce one and publish it:", "",
                   "```bash", f"python -m experiments run {exp.name}",
                   f"python -m experiments report --publish results/{exp.name}/TIME-seed0",
                   RENDER_COMMAND, "```", ""]
@@ -333,8 +334,5 @@ def report_command(args) -> int:
                  "failed runs newer than it are listed apart."), ""]
     path, n, failed = R.report_runs(report, header, [Path(r) for r in args.runs] or None,
                                     root=Path(args.out), include_smoke=args.include_smoke)
-    if n == 0 and not failed:
-        raise FileNotFoundError(f"no finished runs under {args.out}/; run experiments first "
-                                "(python -m experiments run NAME) or pass run directories")
     print(f"wrote {path} ({n} runs" + (f", {failed} failed or unreadable" if failed else "") + ")")
     return 0

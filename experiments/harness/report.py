@@ -324,6 +324,9 @@ def report_runs(report: Path, header: list[str], runs: list[Path] | None = None,
     problems: list[tuple[str, Path, str]] = []
     if runs is None:
         runs, problems = scan_runs(Path(root), list(figures), include_smoke)
+        if not runs and not problems:
+            raise FileNotFoundError(f"no finished runs under {root}/; run experiments first "
+                                    "(python -m experiments run NAME) or pass run directories")
     summary, sections, failed = [], [], list(problems)
     for run_dir in runs:
         run_dir = Path(run_dir)
