@@ -172,7 +172,7 @@ def render_page(exp, results_dir: Path, docs_dir: Path) -> str:
              f"<!-- rendered by `{RENDER_COMMAND}` from {_label(folder)}/: re-publish a run "
              "(`python -m experiments report --publish RUN_DIR`) rather than edit this page -->",
              "", f"Reproduces **{exp.figure}** of {exp.paper}. Data: {', '.join(exp.data)}. "
-             f"Code: `experiments/{exp.module.rsplit('.', 1)[-1]}.py`.", "",
+             f"Code: `{exp.module.replace('.', '/')}.py`.", "",
              "## Our numbers beside the paper's", ""]
     if result is None:
         reason = _pending(results_dir).get(exp.name)
