@@ -269,7 +269,10 @@ def tables_and_figures(exp, run_dir: Path, page_dir: Path, level: int) -> list[s
     tables, notes = run_files(run_dir, "*.md")
     figures, fig_notes = run_files(run_dir, "*.png")
     for table in tables:
-        lines += paste_table(table.read_text(errors="replace"), level) + [""]
+        try:
+            lines += paste_table(table.read_text(errors="replace"), level) + [""]
+        except OSError as exc:
+            notes.append(f"skipped {md_code(table.name)}: cannot be read ({md_escape(exc)})")
     for fig in figures:
         rel = quote(os.path.relpath(fig, page_dir).replace(os.sep, "/"))
         lines += [f"![{md_escape(exp.name)}: {md_escape(fig.stem)}]({rel})", ""]
