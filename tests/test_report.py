@@ -45,7 +45,7 @@ def test_newest_successful_run_is_reported_and_newer_failures_listed(tmp_path):
     _run(root, "blundell-regression", "20250101-000000", FAILED)  # older than the good run
     assert R.latest_runs(root, ["blundell-regression"]) == [good]
     rc, text = _report(tmp_path)
-    assert rc == 0
+    assert rc == 1  # the report is written; the exit status says a run failed
     assert f"- run: `{good}`" in text and "| std_ratio_bbb | 7.5 |" in text
     summary = text.split("\n## ", 1)[0]
     assert "| blundell-regression | Fig. 5 | std_ratio_bbb | 7.5 |" in summary
@@ -61,7 +61,7 @@ def test_bad_files_are_failed_rows_and_the_rest_renders(tmp_path):
     no_config = _run(root, "nngp-limit", "20260101-000000", GOOD, config=False)
     not_object = _run(root, "weight-space-gp", "20260101-000000", "[1, 2]")
     rc, text = _report(tmp_path)
-    assert rc == 0
+    assert rc == 1
     summary = text.split("\n## ", 1)[0]
     rows = [line for line in summary.splitlines() if "| FAILED |" in line]
     assert len(rows) == 3, rows
@@ -72,7 +72,7 @@ def test_bad_files_are_failed_rows_and_the_rest_renders(tmp_path):
     # the same bad folders passed by name: one FAILED row each, the good one still reported
     good = next((root / "blundell-regression").iterdir())
     rc, text = _report(tmp_path, str(truncated), str(no_config), str(good))
-    assert rc == 0 and text.count("| FAILED |") == 2 and "| std_ratio_bbb | 7.5 |" in text
+    assert rc == 1 and text.count("| FAILED |") == 2 and "| std_ratio_bbb | 7.5 |" in text
 
 
 def test_run_folder_text_is_escaped_and_symlinks_out_are_not_followed(tmp_path):

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -334,5 +335,8 @@ def report_command(args) -> int:
                  "failed runs newer than it are listed apart."), ""]
     path, n, failed = R.report_runs(report, header, [Path(r) for r in args.runs] or None,
                                     root=Path(args.out), include_smoke=args.include_smoke)
-    print(f"wrote {path} ({n} runs" + (f", {failed} failed or unreadable" if failed else "") + ")")
-    return 0
+    print(f"wrote {path} ({n} runs" + (f", {len(failed)} failed or unreadable" if failed else "")
+          + ")")
+    for name, _, reason in failed:  # (exit status 1: the report lists them as FAILED rows)
+        print(f"FAILED {name}: {reason}", file=sys.stderr)
+    return 1 if failed else 0

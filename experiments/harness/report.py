@@ -315,12 +315,13 @@ def write_report(path: Path, header: list[str], sections: list[list[str]]) -> Pa
 
 
 def report_runs(report: Path, header: list[str], runs: list[Path] | None = None, *,
-                root: Path | None = None, include_smoke: bool = False) -> tuple[Path, int, int]:
+                root: Path | None = None, include_smoke: bool = False
+                ) -> tuple[Path, int, list[tuple[str, Path, str]]]:
     """Write the report of ``runs`` (every one of them, failed ones included), or without
     ``runs`` of the newest successful run of every experiment under ``root`` with the failed or
     unreadable runs newer than it listed apart (:func:`scan_runs`). Each run that cannot be read
     is one FAILED row naming the file; the others render. Returns ``(path, runs reported,
-    failed)``."""
+    [(experiment, run_dir, reason) of each failed or unreadable run])``."""
     from experiments.registry import get_experiment, list_experiments
 
     figures = {e.name: e.figure for e in list_experiments()}
@@ -358,4 +359,4 @@ def report_runs(report: Path, header: list[str], runs: list[Path] | None = None,
                  if problems else "", ""]
         body += [f"- {md_escape(name)}: {md_code(run_dir)}: {md_escape(reason)}"
                  for name, run_dir, reason in failed] + [""]
-    return write_report(report, body, sections), len(sections), len(failed)
+    return write_report(report, body, sections), len(sections), failed
