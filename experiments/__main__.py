@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.harness.pages import add_report_arguments, report_command
 from experiments.harness.table_cli import TABLE_COMMANDS, add_table_commands
 
 log = logging.getLogger("experiments")
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report file (default: <out>/REPORT-runs.md)")
     report.add_argument("--include-smoke", action="store_true",
                         help="let smoke runs count as the newest run")
+    add_report_arguments(report)  # --publish, --docs (experiments/harness/pages.py)
     add_table_commands(sub)
     return parser
 
@@ -418,31 +420,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from experiments.harness.report import latest_runs, read_run, run_section, write_report
-    from experiments.harness.runner import hardware
-
-    from .registry import get_experiment, list_experiments
-
-    if args.runs:
-        runs = [Path(r) for r in args.runs]
-    else:
-        runs = latest_runs(Path(args.out), [e.name for e in list_experiments()],
-                           include_smoke=args.include_smoke)
-        if not runs:
-            raise FileNotFoundError(f"no finished runs under {args.out}/; run experiments first "
-                                    "(python -m experiments run NAME) or pass run directories")
-    report = Path(args.report) if args.report else Path(args.out) / "REPORT-runs.md"
-    sections = []
-    for run_dir in runs:
-        config, _ = read_run(run_dir)
-        sections.append(run_section(get_experiment(config["experiment"]), run_dir, report.parent))
-    header = ["# Report of finished runs", "",
-              f"Command: `python -m experiments report {' '.join(map(str, args.runs))}`".rstrip()
-              + "  ", f"Written on: {hardware()}, {time.strftime('%Y-%m-%d %H:%M')}  ",
-              "Each section names the command of its run; wall times and hardware are the run's.", ""]
-    write_report(report, header, sections)
-    print(f"wrote {report} ({len(sections)} runs)")
-    return 0
+    return report_command(args)  # the report, --publish and --docs: experiments/harness/pages.py
 
 
 def _torch_threads() -> int:

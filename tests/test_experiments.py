@@ -123,8 +123,9 @@ def test_report_from_finished_runs(tmp_path):
     assert "## blundell-regression: " in (tmp_path / "REPORT-runs.md").read_text()
 
     (run_dir / "metrics.json").unlink()  # an unfinished run is named, not skipped silently
-    proc = _cli("report", str(run_dir))
-    assert proc.returncode == 2 and "did not finish" in proc.stderr
+    proc = _cli("report", str(run_dir), "--report", str(out))
+    assert proc.returncode == 1 and "did not finish" in proc.stderr
+    assert "| FAILED |" in out.read_text() and "did not finish" in out.read_text()
 
 
 @pytest.mark.parametrize("device, match", [
