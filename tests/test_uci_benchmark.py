@@ -15,7 +15,7 @@ from experiments import data as D
 from experiments import uci_benchmark as U
 from experiments.harness.spec import ConfigError, RunContext, apply_overrides, validate_config
 from experiments.uci import fitters as uci_fitters
-from tests.conftest import require_data
+from tests.helpers import require_data
 
 NO_NET = {"download": False}
 
