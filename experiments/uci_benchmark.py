@@ -274,8 +274,6 @@ def splits_to_run(name: str, config: Config) -> list[int]:
     return list(range(min(wanted, available)))
 
 
-
-
 # --------------------------------------------------------------------------------- run
 
 

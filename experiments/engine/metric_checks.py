@@ -32,7 +32,6 @@ def _check_nonempty(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); need at least one element")
 
 
-
 def _check_samples_and_targets(x: torch.Tensor, y: torch.Tensor, name: str, expected: str) -> None:
     """(S, N) samples against (N,) targets: ranks, non-empty, matching N."""
     _check_ndim(x, name, (2,), expected)

@@ -170,7 +170,6 @@ def _run_other_rank(exp, config, *, seed, device, data_dir, resume, resume_allow
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-
 def _torch_threads() -> int:
     import torch
 
