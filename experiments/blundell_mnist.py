@@ -73,7 +73,6 @@ import math
 import time
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -83,10 +82,17 @@ import models
 from experiments import data as zoo_data
 from experiments.engine.checkpoint import save_zoo_file
 from experiments.engine.training import FitConfig
-from experiments.harness.plotting import log_ticks, new_figure, plot_curve, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, config_dict, train_pair
 from models.base import module_device
 
+from .mnist_bnn.figures import figures
+from .mnist_bnn.prediction import (  # noqa: F401  (re-exported: blundell_pruning uses them as bm.*)
+    bnn_weights,
+    error_rate,
+    linear_weights,
+    mc_error,
+    mlp_logits,
+)
 from .registry import register_experiment
 
 log = logging.getLogger(__name__)
@@ -248,60 +254,6 @@ def load_split(dcfg: MnistData, data_dir=None):
 
 
 # -------------------------------------------------------------------------------------------------
-# Plain-torch prediction (no Pyro trace: cheap enough to run every epoch)
-# -------------------------------------------------------------------------------------------------
-
-
-def bnn_weights(guide, kind: str = "mean") -> list[torch.Tensor]:
-    """The guide's weight matrices ``[W | b]`` (out, in + 1), layer by layer: the means
-    (``kind="mean"``) or one draw :math:`w = \\mu + \\sigma\\epsilon` (``kind="sample"``)."""
-    names = sorted(guide._sites, key=lambda s: int(s[1:]))
-    out = []
-    for n in names:
-        loc = getattr(guide, f"{n}_loc")
-        if kind == "mean":
-            out.append(loc)
-        elif kind == "sample":
-            out.append(loc + getattr(guide, f"{n}_scale") * torch.randn_like(loc))
-        else:
-            raise ValueError(f"kind must be 'mean' or 'sample', got {kind!r}")
-    return out
-
-
-def mlp_logits(weights: list[torch.Tensor], x: torch.Tensor, chunk: int = 10000) -> torch.Tensor:
-    """Logits of a ReLU MLP with layers ``[W | b]`` (out, in + 1): (N, D) -> (N, C)."""
-    outs = []
-    for start in range(0, len(x), chunk):
-        h = x[start:start + chunk]
-        for i, w in enumerate(weights):
-            h = h @ w[:, :-1].T + w[:, -1]  # (n, out)
-            if i < len(weights) - 1:
-                h = torch.relu(h)
-        outs.append(h)
-    return torch.cat(outs)
-
-
-def linear_weights(model) -> list[torch.Tensor]:
-    """The ``mlp``'s layers as ``[W | b]`` matrices (dropout nets predict with these, unmasked)."""
-    return [torch.cat([lin.weight, lin.bias.unsqueeze(-1)], -1) for lin in model.layers]
-
-
-@torch.no_grad()
-def error_rate(logits_or_probs: torch.Tensor, y: torch.Tensor) -> float:
-    return float((logits_or_probs.argmax(-1) != y.to(logits_or_probs.device)).float().mean())
-
-
-@torch.no_grad()
-def mc_error(guide, x: torch.Tensor, y: torch.Tensor, num_samples: int, seed: int) -> float:
-    """Error of the Monte Carlo predictive :math:`\\frac1S\\sum_s \\mathrm{softmax}(f(x; w_s))`."""
-    torch.manual_seed(seed)
-    probs = 0.0
-    for _ in range(num_samples):
-        probs = probs + torch.softmax(mlp_logits(bnn_weights(guide, "sample"), x), -1)
-    return error_rate(probs, y)
-
-
-# -------------------------------------------------------------------------------------------------
 # One arm
 # -------------------------------------------------------------------------------------------------
 
@@ -406,44 +358,8 @@ def run(config: Config, ctx: RunContext) -> dict:
             weights[(arm, width)] = torch.cat([w[:, :-1].reshape(-1) for w in ws]).cpu()
         log.info("%s %d: test error %.4f (best epoch %d)", arm, width,
                  metrics[f"test_error_{arm}_{width}"], metrics[f"best_epoch_{arm}_{width}"])
-    metrics["figure"] = _figures(config, histories, weights, ctx.out_dir)
+    metrics["figure"] = figures(config, histories, weights, ctx.out_dir)
     return metrics
-
-
-_LABELS = {"bbb-mixture": "Bayes by Backprop", "bbb-mixture-blundell": "BbB (π_i KL schedule)",
-           "bbb-gaussian": "BbB (Gaussian prior)", "dropout": "dropout", "sgd": "SGD (plain)"}
-
-
-def _figures(config: Config, histories, weights, out_dir: Path) -> list[str]:
-    widths = [int(w) for w in config.widths]
-    paths = []
-    fig, axes = new_figure(ncols=len(widths), width=4.2, height=3.2, squeeze=False)
-    for ax, width in zip(axes[0], widths):
-        for (arm, w), hist in histories.items():
-            if w != width:
-                continue
-            ep = [r["epoch"] for r in hist]
-            plot_curve(ax, ep, [100 * r["val_test_error"] for r in hist], label=_LABELS[arm])
-        ax.set_xlabel("epoch")
-        ax.set_title(f"2 x {width} units")
-        ax.set_yscale("log")
-        log_ticks(ax, "y")
-    axes[0][0].set_ylabel("test error (%)")
-    axes[0][0].legend(fontsize=8)
-    paths += save_figure(fig, out_dir / "blundell_fig2")
-
-    fig, axes = new_figure(ncols=len(widths), width=4.2, height=3.2, squeeze=False)
-    for ax, width in zip(axes[0], widths):
-        for arm in ("bbb-mixture", "dropout", "sgd"):
-            if (arm, width) in weights:
-                ax.hist(weights[(arm, width)].numpy(), bins=200, range=(-0.3, 0.3), density=True,
-                        histtype="step", label=_LABELS[arm])
-        ax.set_xlabel("weight")
-        ax.set_title(f"2 x {width} units")
-    axes[0][0].set_ylabel("density")
-    axes[0][0].legend(fontsize=8)
-    paths += save_figure(fig, out_dir / "blundell_fig3")
-    return [str(p) for p in paths]
 
 
 if __name__ == "__main__":

@@ -237,8 +237,9 @@ def run_moons(cfg: Moons, ctx: RunContext) -> tuple[dict, object]:
     z = model.inducing_points.detach().cpu()
     ax.scatter(z[:, 0], z[:, 1], marker="x", s=60, c="k", linewidths=2,
                label=f"inducing inputs (M = {len(z)})")
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
+    # python floats: matplotlib would call NumPy on 0-d tensors (deprecated __array_wrap__)
+    ax.set_xlim(float(lo[0]), float(hi[0]))
+    ax.set_ylim(float(lo[1]), float(hi[1]))
     ax.set_title(f"SVGP, Bernoulli likelihood: test acc {metrics['moons_accuracy']:.3f}, "
                  f"ECE {metrics['moons_ece']:.3f}", fontsize=9)
     ax.legend(loc="lower left", fontsize=7)

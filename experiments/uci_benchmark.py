@@ -107,28 +107,51 @@ Run: ``python -m experiments run uci-benchmark [--smoke] [--set splits=3]
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import json
 import logging
-import math
 import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from experiments import data as zoo_data
-from experiments.engine import metrics as M
-from experiments.engine.ensemble import Ensemble, train_ensemble
-from experiments.engine.predict import predict
 from experiments.engine.training import FitConfig
-from experiments.harness.plotting import new_figure, save_figure
-from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
+from experiments.harness.spec import ConfigError, RunContext
 
 from .registry import register_experiment
+from .uci.fitters import (  # noqa: F401  (re-exported: the experiment's fits, tests use them)
+    FITTERS,
+    fit_bbb,
+    fit_dropout,
+    fit_ensemble,
+    fit_svgp,
+)
+from .uci.protocol import (  # noqa: F401  (re-exported: the experiment's helpers, tests use them)
+    _QUIET,
+    METHOD_MODELS,
+    DropoutPair,
+    EnsemblePair,
+    StepsPair,
+    SvgpPair,
+    dropout_weight_decay,
+    epochs_for_steps,
+    grid_points,
+    select_grid_point,
+    sized,
+    validation_split,
+)
+from .uci.results import (  # noqa: F401  (re-exported, as above)
+    METHOD_LABELS,
+    PUBLISHED,
+    PUBLISHED_COLUMNS,
+    load_rows,
+    plot_ll,
+    results_table,
+    selection_counts,
+    summarize,
+    targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,129 +162,6 @@ DATASETS: tuple[str, ...] = typing.get_args(Dataset)
 
 Method = Literal["bbb", "dropout", "svgp", "ensemble"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
-METHOD_LABELS = {"bbb": "BbB (ours)", "dropout": "MC dropout (ours)", "svgp": "SVGP (ours)",
-                 "ensemble": "Deep ens. (ours)"}
-_TICKS = {"bbb": "BbB", "dropout": "MC drop.", "svgp": "SVGP", "vi": "VI", "pbp": "PBP",
-          "ensemble": "Ens."}
-
-# REFERENCES.md, UCI regression. (mean, se) for VI / PBP / dropout; deep ensembles: (RMSE, LL = -NLL);
-# SVGP (bayesian_benchmarks, M = 100): (RMSE, LL), its ± (a std over splits) is not in REFERENCES.md.
-PUBLISHED: dict[str, dict[str, tuple[float, float | None]]] = {
-    "boston": {"vi_rmse": (4.32, 0.29), "pbp_rmse": (3.01, 0.18), "dropout_rmse": (2.97, 0.19),
-               "vi_ll": (-2.90, 0.07), "pbp_ll": (-2.57, 0.09), "dropout_ll": (-2.46, 0.06),
-               "ensemble_rmse": (3.28, None), "ensemble_ll": (-2.41, None),
-               "svgp_rmse": (2.63, None), "svgp_ll": (-2.408, None)},
-    "concrete": {"vi_rmse": (7.19, 0.12), "pbp_rmse": (5.67, 0.09), "dropout_rmse": (5.23, 0.12),
-                 "vi_ll": (-3.39, 0.02), "pbp_ll": (-3.16, 0.02), "dropout_ll": (-3.04, 0.02),
-                 "ensemble_rmse": (6.03, None), "ensemble_ll": (-3.06, None),
-                 "svgp_rmse": (5.99, None), "svgp_ll": (-3.174, None)},
-    "energy": {"vi_rmse": (2.65, 0.08), "pbp_rmse": (1.80, 0.05), "dropout_rmse": (1.66, 0.04),
-               "vi_ll": (-2.39, 0.03), "pbp_ll": (-2.04, 0.02), "dropout_ll": (-1.99, 0.02),
-               "ensemble_rmse": (2.09, None), "ensemble_ll": (-1.38, None),
-               "svgp_rmse": (0.82, None), "svgp_ll": (-1.317, None)},
-    "kin8nm": {"vi_rmse": (0.10, 0.00), "pbp_rmse": (0.10, 0.00), "dropout_rmse": (0.10, 0.00),
-               "vi_ll": (0.90, 0.01), "pbp_ll": (0.90, 0.01), "dropout_ll": (0.95, 0.01),
-               "ensemble_rmse": (0.09, None), "ensemble_ll": (1.20, None)},
-    "naval": {"vi_rmse": (0.01, 0.00), "pbp_rmse": (0.01, 0.00), "dropout_rmse": (0.01, 0.00),
-              "vi_ll": (3.73, 0.12), "pbp_ll": (3.73, 0.01), "dropout_ll": (3.80, 0.01),
-              "ensemble_rmse": (0.00, None), "ensemble_ll": (5.63, None)},
-    "power": {"vi_rmse": (4.33, 0.04), "pbp_rmse": (4.12, 0.03), "dropout_rmse": (4.02, 0.04),
-              "vi_ll": (-2.89, 0.01), "pbp_ll": (-2.84, 0.01), "dropout_ll": (-2.80, 0.01),
-              "ensemble_rmse": (4.11, None), "ensemble_ll": (-2.79, None),
-              "svgp_rmse": (4.00, None), "svgp_ll": (-2.807, None)},
-    "protein": {"vi_rmse": (4.84, 0.03), "pbp_rmse": (4.73, 0.01), "dropout_rmse": (4.36, 0.01),
-                "vi_ll": (-2.99, 0.01), "pbp_ll": (-2.97, 0.00), "dropout_ll": (-2.89, 0.00),
-                "ensemble_rmse": (4.71, None), "ensemble_ll": (-2.83, None),
-                "svgp_rmse": (4.50, None), "svgp_ll": (-2.923, None)},
-    "wine": {"vi_rmse": (0.65, 0.01), "pbp_rmse": (0.64, 0.01), "dropout_rmse": (0.62, 0.01),
-             "vi_ll": (-0.98, 0.01), "pbp_ll": (-0.97, 0.01), "dropout_ll": (-0.93, 0.01),
-             "ensemble_rmse": (0.64, None), "ensemble_ll": (-0.94, None),
-             "svgp_rmse": (0.63, None), "svgp_ll": (-0.955, None)},
-    "yacht": {"vi_rmse": (6.89, 0.67), "pbp_rmse": (1.02, 0.05), "dropout_rmse": (1.11, 0.09),
-              "vi_ll": (-3.43, 0.16), "pbp_ll": (-1.63, 0.02), "dropout_ll": (-1.55, 0.03),
-              "ensemble_rmse": (1.58, None), "ensemble_ll": (-1.18, None),
-              "svgp_rmse": (0.88, None), "svgp_ll": (-1.061, None)},
-}
-PUBLISHED_COLUMNS = (("vi", "VI"), ("pbp", "PBP"), ("dropout", "Dropout"),
-                     ("ensemble", "Deep ens."), ("svgp", "SVGP (bb)"))
-
-
-#: fit options every method shares: no progress bar, checkpoint or TensorBoard for 165 short fits
-_QUIET = {"progress": False, "checkpoint": False, "tensorboard": False}
-
-
-@dataclass
-class StepsPair(PairSpec):
-    """A method's pair trained for ``steps`` gradient steps: ``fit.epochs`` is derived from it
-    (:func:`epochs_for_steps`) and ``fit.batch_size`` caps the batch (small sets: full batch)."""
-
-    steps: int = 1000
-
-    def validate(self, where: str = "", provided=()) -> None:
-        super().validate(where, provided)
-        if self.steps < 1:
-            raise ConfigError(f"{where}.steps={self.steps!r} is invalid: expected an integer >= 1")
-
-
-@dataclass
-class DropoutPair(StepsPair):
-    """MC dropout: Gal's weight decay from ``lengthscale`` and the rate, and the validation
-    ``grid`` (``{key: [values]}``, a list of points, or ``{}``/``None`` for no selection) whose
-    points are fitted on the training split minus ``val_fraction``."""
-
-    lengthscale: float = 1e-2
-    grid: dict[str, list[float]] | list[dict[str, float]] | None = field(
-        default_factory=lambda: {"dropout": [0.01, 0.1], "steps": [500, 2000]})
-    val_fraction: float = 0.2
-
-    def validate(self, where: str = "", provided=()) -> None:
-        super().validate(where, provided)
-        if not self.lengthscale > 0:
-            raise ConfigError(f"{where}.lengthscale={self.lengthscale!r} is invalid: expected a "
-                              "number > 0")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"{where}.val_fraction={self.val_fraction!r} is invalid: expected "
-                              "a number in (0, 1)")
-        try:
-            for point in grid_points(self.grid):
-                _with_point(self, point)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{where}.grid={self.grid!r} is invalid: {exc}") from None
-
-
-@dataclass
-class SvgpPair(StepsPair):
-    """The SVGP with ``min(num_inducing, N)`` inducing inputs at k-means centroids."""
-
-    num_inducing: int = 100
-
-    def validate(self, where: str = "", provided=()) -> None:
-        super().validate(where, provided)
-        if self.num_inducing < 1:
-            raise ConfigError(f"{where}.num_inducing={self.num_inducing!r} is invalid: expected "
-                              "an integer >= 1")
-
-
-@dataclass
-class EnsemblePair(StepsPair):
-    """A deep ensemble: ``members`` copies of the pair, each trained for ``steps`` gradient
-    steps from its own seeded start."""
-
-    members: int = 5
-
-    def validate(self, where: str = "", provided=()) -> None:
-        super().validate(where, provided)
-        if isinstance(self.members, bool) or not isinstance(self.members, int) \
-                or self.members < 1:
-            raise ConfigError(f"{where}.members={self.members!r} is invalid: expected an integer "
-                              ">= 1 (the number of ensemble members)")
-
-
-#: each method's model and the model arguments the experiment supplies
-METHOD_MODELS = {"bbb": ("bnn", ("in_features", "widths")),
-                 "dropout": ("mlp", ("in_features", "widths")),
-                 "svgp": ("svgp", ("input_dim", "num_inducing")),
-                 "ensemble": ("mlp", ("in_features", "widths"))}
 
 
 @dataclass
@@ -372,380 +272,6 @@ def splits_to_run(name: str, config: Config) -> list[int]:
         raise ValueError(f"splits for {name} must be a positive integer or a list of split "
                          f"indices, got {wanted!r}")
     return list(range(min(wanted, available)))
-
-
-def epochs_for_steps(num_data: int, batch_size: int, steps: int) -> tuple[int, int]:
-    """``(batch, epochs)``: batches of ``min(N, batch_size)`` rows and
-    ``ceil(steps / ceil(N / batch))`` epochs, so that every set gets about ``steps`` gradient
-    steps."""
-    if steps < 1 or batch_size < 1 or num_data < 1:
-        raise ValueError(f"steps, batch_size and num_data must be >= 1, got {steps}, {batch_size}, "
-                         f"{num_data}")
-    batch = min(num_data, batch_size)
-    per_epoch = math.ceil(num_data / batch)
-    return batch, max(1, math.ceil(steps / per_epoch))
-
-
-def sized(spec: StepsPair, num_data: int, **fit_changes) -> StepsPair:
-    """``spec`` with ``fit.epochs`` and ``fit.batch_size`` set for ``steps`` gradient steps on
-    ``num_data`` rows (:func:`epochs_for_steps`), and any other ``fit`` changes."""
-    batch, epochs = epochs_for_steps(num_data, spec.fit.batch_size, spec.steps)
-    fit = dataclasses.replace(spec.fit, epochs=epochs, batch_size=batch, **fit_changes)
-    return dataclasses.replace(spec, fit=fit)
-
-
-def _test_metrics(model, guide, data: zoo_data.RegressionData, **predict_args) -> dict:
-    """RMSE and LL on the test split in original units, and the learned noise, from
-    :func:`~experiments.engine.predict.predict` (Monte Carlo for the nets, closed form for the
-    SVGP, the members' mixture for an :class:`~experiments.engine.ensemble.Ensemble`)."""
-    pred = predict(model, guide, data.x_test, y=data.y_test, **predict_args)
-    pred = pred.to_original_units(data.y_mean, data.y_std)
-    return {"rmse": M.rmse(pred.mean, data.unstandardize_y(data.y_test)),
-            "ll": pred.log_likelihood,
-            "noise_std": _noise_std(model) * data.y_std}
-
-
-def _noise_std(model) -> float:
-    r"""The learned noise sd (standardised units); for an ensemble the root mean square over its
-    members, :math:`\sqrt{\frac1K\sum_k\sigma_k^2}` (the mixture's aleatoric sd)."""
-    if isinstance(model, Ensemble):
-        return math.sqrt(sum(m.likelihood.noise_std.item() ** 2 for m, _ in model) / len(model))
-    return model.likelihood.noise_std.item()
-
-
-def fit_bbb(data, spec: StepsPair, ctx: RunContext, *, hidden: int, split: int, name: str,
-            num_samples: int) -> dict:
-    """Bayes by Backprop on one split (seed ``ctx.seed + split``), scored on its test rows."""
-    model, guide, _ = train_pair(sized(spec, data.n_train), (data.x_train, data.y_train), ctx,
-                                 name, model_args={"in_features": data.input_dim,
-                                                   "widths": (hidden,)}, seed_offset=split)
-    return _test_metrics(model, guide, data, num_samples=num_samples, seed=ctx.seed + split)
-
-
-def dropout_weight_decay(lengthscale: float, p: float) -> float:
-    r"""Gal's L2 term for ``fit``'s summed loss: :math:`l^2 (1 - p) / 2` (module docstring)."""
-    if not lengthscale > 0 or not 0 <= p < 1:
-        raise ValueError(f"lengthscale must be > 0 and p in [0, 1), got {lengthscale!r}, {p!r}")
-    return lengthscale ** 2 * (1 - p) / 2
-
-
-GRID_KEYS = ("dropout", "steps", "lengthscale")
-"""Hyperparameters a dropout grid point may set: the rate p, the gradient steps, Gal's l."""
-
-
-def grid_points(grid) -> list[dict]:
-    """The points of a dropout grid, in a fixed order.
-
-    :param grid: ``{key: [values]}`` (the Cartesian product, the last key varying fastest) or a
-        list of ``{key: value}`` points; keys from :data:`GRID_KEYS`.
-    :returns: a list of ``{key: value}`` dicts (empty for an empty or ``None`` grid).
-    """
-    if not grid:
-        return []
-    if isinstance(grid, dict):
-        keys = list(grid)
-        values = [list(grid[k]) if isinstance(grid[k], (list, tuple)) else [grid[k]] for k in keys]
-        if any(not v for v in values):
-            raise ValueError(f"dropout grid: every key needs at least one value, got {grid!r}")
-        points = [dict(zip(keys, combo)) for combo in itertools.product(*values)]
-    else:
-        points = [dict(pt) for pt in grid]
-    for pt in points:
-        bad = sorted(set(pt) - set(GRID_KEYS))
-        if bad or not pt:
-            raise ValueError(f"dropout grid point {pt!r}: keys must be a non-empty subset of "
-                             f"{list(GRID_KEYS)}")
-    return points
-
-
-def _with_point(spec: DropoutPair, point: dict) -> DropoutPair:
-    """A copy of the dropout pair with one grid point's values filled in."""
-    changes: dict = {}
-    for key, value in point.items():
-        if key == "dropout":
-            changes["model_cfg"] = {**spec.model_cfg, "dropout": float(value)}
-        elif key == "steps":
-            changes["steps"] = int(value)
-        else:
-            changes[key] = float(value)
-    return dataclasses.replace(spec, **changes)
-
-
-def validation_split(data: zoo_data.RegressionData, fraction: float,
-                     seed: int) -> zoo_data.RegressionData:
-    """Hold out a random ``fraction`` of the *training* split for validation.
-
-    The returned split's ``x_train``/``y_train`` are the remaining training rows and its
-    ``x_test``/``y_test`` the held-out ones; it is standardised on the remaining rows (as the full
-    fit is on the full training split). The test split is not touched.
-
-    :param data: a split from :func:`experiments.data.load_uci`.
-    :param fraction: in (0, 1); ``round(fraction * N)`` rows (at least 1, leaving at least 2)
-        are held out.
-    :param seed: seeds the permutation (numpy ``default_rng``).
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction!r}")
-    n = data.n_train
-    n_val = max(1, int(round(fraction * n)))
-    if n - n_val < 2:
-        raise ValueError(f"{data.name} split {data.split}: {n} training rows are too few to hold "
-                         f"out {n_val} for validation")
-    perm = np.random.default_rng(seed).permutation(n)
-    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    x = data.x_train.double()
-    y = data.y_train.double()
-    if data.standardized:  # back to original units, to standardise on the remaining rows
-        x = x * data.x_std.double() + data.x_mean.double()
-        y = y * data.y_std + data.y_mean
-    return zoo_data._make_regression(data.name, data.split, x.numpy(), y.numpy(), train, val,
-                                     data.standardized)
-
-
-def select_grid_point(scores) -> int:
-    """Index of the best validation log-likelihood (failed points, NaN or ``None``, never win;
-    ties go to the first). :raises ValueError: if every point failed."""
-    vals = [float("nan") if v is None else float(v) for v in scores]
-    finite = [i for i, v in enumerate(vals) if math.isfinite(v)]
-    if not finite:
-        raise ValueError(f"every dropout grid point failed (validation LLs {vals})")
-    return max(finite, key=lambda i: (vals[i], -i))
-
-
-def _fit_dropout_once(data, spec: DropoutPair, ctx: RunContext, *, hidden: int, split: int,
-                      name: str, num_samples: int) -> dict:
-    decay = dropout_weight_decay(spec.lengthscale, spec.model_cfg.get("dropout", 0.0))
-    model, guide, _ = train_pair(sized(spec, data.n_train, weight_decay=decay),
-                                 (data.x_train, data.y_train), ctx, name,
-                                 model_args={"in_features": data.input_dim, "widths": (hidden,)},
-                                 seed_offset=split)
-    return _test_metrics(model, guide, data, num_samples=num_samples, seed=ctx.seed + split)
-
-
-def fit_dropout(data, spec: DropoutPair, ctx: RunContext, *, hidden: int, split: int, name: str,
-                num_samples: int) -> dict:
-    """MC dropout; with a ``grid`` in ``spec``, Gal & Ghahramani's selection first.
-
-    Without a grid: one fit with ``spec``'s values. With one: every grid point
-    (:func:`grid_points`) is fitted on the training split minus a held-out ``val_fraction``
-    (:func:`validation_split`, seeded by ``ctx.seed + split``) and scored by its validation
-    log-likelihood; the best point (:func:`select_grid_point`) is refitted on the whole training
-    split and evaluated on the test split. The result records ``selected`` (the chosen point) and
-    ``grid`` (every point with its validation LL and RMSE).
-    """
-    once = {"hidden": hidden, "split": split, "num_samples": num_samples}
-    points = grid_points(spec.grid)
-    if not points:
-        return _fit_dropout_once(data, spec, ctx, name=name, **once)
-    val_data = validation_split(data, spec.val_fraction, ctx.seed + split)
-    scored = []
-    for i, point in enumerate(points):
-        try:
-            res = _fit_dropout_once(val_data, _with_point(spec, point), ctx,
-                                    name=f"{name}/grid{i}", **once)
-            scored.append({**point, "val_ll": res["ll"], "val_rmse": res["rmse"]})
-        except (RuntimeError, FloatingPointError) as exc:  # a diverged point just loses
-            log.warning("%s split %d dropout grid point %s failed: %s", data.name, data.split,
-                        point, exc)
-            scored.append({**point, "val_ll": None, "error": str(exc)})
-    best = points[select_grid_point([s["val_ll"] for s in scored])]
-    res = _fit_dropout_once(data, _with_point(spec, best), ctx, name=name, **once)
-    return {**res, "selected": best, "grid": scored}
-
-
-def fit_svgp(data, spec: SvgpPair, ctx: RunContext, *, hidden: int, split: int, name: str,
-             num_samples: int) -> dict:
-    """The SVGP started at k-means inducing inputs and Titsias' q(u); closed-form predictive."""
-    dev = ctx.torch_device
-    x, y = data.x_train.to(dev), data.y_train.to(dev)
-
-    def prepare(model, guide):
-        model.to(dev)
-        model.initialize_inducing(x, method="kmeans", seed=ctx.seed + split)
-        guide(x[:2], y[:2])
-        guide.set_q_u(*model.optimal_q_u(x, y))  # Titsias' q(u) at the initial hyperparameters
-
-    model, guide, _ = train_pair(
-        sized(spec, data.n_train), (data.x_train, data.y_train), ctx, name,
-        model_args={"input_dim": data.input_dim,
-                    "num_inducing": min(spec.num_inducing, data.n_train)},
-        prepare=prepare, seed_offset=split)
-    return _test_metrics(model, guide, data)
-
-
-def fit_ensemble(data, spec: EnsemblePair, ctx: RunContext, *, hidden: int, split: int,
-                 name: str, num_samples: int) -> dict:
-    """A deep ensemble of ``spec.members`` nets on one split (member i: seed offset split +
-    1000 i, folder ``name/member<i>``), scored by its mixture predictive. A plain net (dropout 0)
-    is deterministic, so one predictive draw per member is exact; with dropout,
-    ``num_samples`` per member."""
-    ens, _ = train_ensemble(sized(spec, data.n_train), (data.x_train, data.y_train), ctx, name,
-                            spec.members, model_args={"in_features": data.input_dim,
-                                                      "widths": (hidden,)},
-                            seed_offset=split)
-    draws = num_samples if spec.model_cfg.get("dropout", 0.0) > 0 else 1
-    return {**_test_metrics(ens, None, data, num_samples=draws, seed=ctx.seed + split),
-            "members": spec.members}
-
-
-FITTERS = {"bbb": fit_bbb, "dropout": fit_dropout, "svgp": fit_svgp, "ensemble": fit_ensemble}
-
-
-def load_rows(paths) -> dict[tuple[str, str, int], dict]:
-    """Per-fit rows of earlier runs (their ``rows.jsonl``), keyed by ``(dataset, method, split)``,
-    so that a protocol can be completed over several runs: ``--set 'reuse_rows=["results/
-    uci-benchmark/<run>/rows.jsonl"]'``. Failed fits are not reused (they are fitted again). The
-    caller is responsible for the earlier runs having used the same configuration; each reused
-    row records the file it came from."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    out: dict[tuple[str, str, int], dict] = {}
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"reuse_rows: {path} is not a file (expected a run's rows.jsonl)")
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "error" not in row:
-                out[(row["dataset"], row["method"], int(row["split"]))] = {**row,
-                                                                             "from": str(path)}
-    return out
-
-
-def summarize(rows: list[dict]) -> dict[str, float]:
-    r"""Mean and standard error over splits per (dataset, method) and metric.
-
-    :param rows: one dict per fit with ``dataset``, ``method``, ``split``, ``rmse``, ``ll`` and
-        ``seconds`` (failed fits carry ``error`` and are left out).
-    :returns: ``{f"{dataset}_{method}_{metric}_{mean|se}": value}`` for metric ``rmse`` and
-        ``ll`` with :math:`\mathrm{se} = s/\sqrt K`, :math:`s^2 = \frac{1}{K-1}\sum_k (v_k - \bar
-        v)^2` (NaN for K = 1), plus ``_seconds_per_split`` (mean) and ``_num_splits`` (K).
-    """
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        if "error" in row:
-            continue
-        groups.setdefault((row["dataset"], row["method"]), []).append(row)
-    out: dict[str, float] = {}
-    for (ds, method), sel in groups.items():
-        k = len(sel)
-        for metric in ("rmse", "ll"):
-            v = np.array([r[metric] for r in sel], dtype=np.float64)
-            out[f"{ds}_{method}_{metric}_mean"] = float(v.mean())
-            out[f"{ds}_{method}_{metric}_se"] = float(v.std(ddof=1) / math.sqrt(k)) if k > 1 \
-                else float("nan")
-        out[f"{ds}_{method}_seconds_per_split"] = float(np.mean([r["seconds"] for r in sel]))
-        out[f"{ds}_{method}_num_splits"] = k
-    return out
-
-
-def selection_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
-    """How often each dropout grid point was chosen, per set: ``{dataset: {"dropout=0.01,
-    steps=3000": count}}`` (rows without a ``selected`` point are left out)."""
-    out: dict[str, dict[str, int]] = {}
-    for row in rows:
-        if row.get("method") != "dropout" or "selected" not in row:
-            continue
-        key = ",".join(f"{k}={v}" for k, v in row["selected"].items())
-        counts = out.setdefault(row["dataset"], {})
-        counts[key] = counts.get(key, 0) + 1
-    return {ds: dict(sorted(c.items())) for ds, c in out.items()}
-
-
-def _fmt(mean: float | None, se: float | None, digits: int) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "—"
-    if se is None or (isinstance(se, float) and math.isnan(se)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f}±{se:.{digits}f}"
-
-
-def results_table(summary: dict, datasets, methods, metric: str = "ll") -> str:
-    """A markdown table, one row per set: ours (mean ± se over splits, K) then the published
-    columns. ``metric`` is ``"ll"`` or ``"rmse"``."""
-    if metric not in ("ll", "rmse"):
-        raise ValueError(f"metric must be 'll' or 'rmse', got {metric!r}")
-    head = ["dataset", "K"] + [METHOD_LABELS[m] for m in methods] + \
-        [label for _, label in PUBLISHED_COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for ds in datasets:
-        digits = 3 if ds in ("kin8nm", "naval") or metric == "ll" else 2
-        if metric == "rmse" and ds == "naval":
-            digits = 4
-        ks = {summary.get(f"{ds}_{m}_num_splits") for m in methods} - {None}
-        cells = [ds, "/".join(str(k) for k in sorted(ks)) or "0"]
-        for m in methods:
-            cells.append(_fmt(summary.get(f"{ds}_{m}_{metric}_mean"),
-                              summary.get(f"{ds}_{m}_{metric}_se"), digits))
-        pub = PUBLISHED.get(ds, {})
-        for key, _ in PUBLISHED_COLUMNS:
-            mean, se = pub.get(f"{key}_{metric}", (None, None))
-            cells.append(_fmt(mean, se, 2 if key != "svgp" else 3))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def targets(summary: dict, datasets) -> dict:
-    """The issue's quality targets, evaluated on the sets that ran."""
-    out: dict = {}
-    beats_vi, beats_pbp, dropout_ok = [], [], []
-    for ds in datasets:
-        ours = summary.get(f"{ds}_bbb_ll_mean")
-        if ours is not None:
-            beats_vi.append(ours > PUBLISHED[ds]["vi_ll"][0])
-            beats_pbp.append(ours > PUBLISHED[ds]["pbp_ll"][0])
-        d = summary.get(f"{ds}_dropout_ll_mean")
-        if d is not None:
-            mean, se = PUBLISHED[ds]["dropout_ll"]
-            dropout_ok.append(d >= mean - se)
-    out["bbb_beats_vi_ll"] = f"{sum(beats_vi)}/{len(beats_vi)}"
-    out["bbb_beats_pbp_ll"] = f"{sum(beats_pbp)}/{len(beats_pbp)}"
-    out["dropout_ll_within_published_se_or_better"] = f"{sum(dropout_ok)}/{len(dropout_ok)}"
-    return out
-
-
-def plot_ll(summary: dict, datasets, methods, path: Path) -> list[Path]:
-    """Test LL per set: ours (mean ± se) beside the published columns (± where given)."""
-    ncols = min(3, len(datasets))
-    nrows = math.ceil(len(datasets) / ncols)
-    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=3.6, height=2.6, squeeze=False)
-    colors = {"bbb": "C0", "dropout": "C1", "svgp": "C2", "ensemble": "C3"}
-    for ax, ds in zip(axes.flat, datasets):
-        labels, means, errs, cols = [], [], [], []
-        for m in methods:
-            mean = summary.get(f"{ds}_{m}_ll_mean")
-            if mean is None:
-                continue
-            se = summary.get(f"{ds}_{m}_ll_se")
-            labels.append(_TICKS[m])
-            means.append(mean)
-            errs.append(0.0 if se is None or math.isnan(se) else se)
-            cols.append(colors[m])
-        for key, label in PUBLISHED_COLUMNS:
-            mean, se = PUBLISHED[ds].get(f"{key}_ll", (None, None))
-            if mean is None:
-                continue
-            labels.append(_TICKS.get(key, label.split(" ")[0]) + "*")
-            means.append(mean)
-            errs.append(se or 0.0)
-            cols.append("0.6")
-        pos = np.arange(len(means))
-        n_ours = sum(c != "0.6" for c in cols)
-        ax.axvline(n_ours - 0.5, color="0.8", ls="--", lw=0.8)
-        ax.errorbar(pos, means, yerr=errs, fmt="none", ecolor="k", capsize=3, zorder=3)
-        ax.scatter(pos, means, c=cols, zorder=4)
-        ax.set_xticks(pos, labels, rotation=45, fontsize=7)
-        ax.set_title(ds, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(datasets):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test LL (nats)", fontsize=8)
-    fig.suptitle("UCI test log-likelihood, mean ± se over splits: ours (colour) | published "
-                 "(grey, *; no ± given for Ens.*, SVGP*)", fontsize=9)
-    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------- run

@@ -38,23 +38,6 @@ def data_dir() -> Path:
                 "does not exist")
 
 
-def require_data(*datasets: str) -> None:
-    """Skip, naming the first missing file, unless every file of ``datasets`` (keys of
-    :data:`experiments.data.DATASETS`, or a prefix such as ``"uci-large"``) is on disk
-    ($VBZOO_DATA_DIR, ../shared/data or the cache): the suite never downloads."""
-    from experiments.data import DATASETS, DataError, fetch
-
-    for name in datasets:
-        keys = [name] if name in DATASETS else sorted(k for k in DATASETS
-                                                      if k.startswith(name + "/"))
-        for key in keys:
-            try:
-                fetch(key, download=False)
-            except (DataError, FileNotFoundError) as exc:
-                pytest.skip(f"needs the {key} data, not on disk and not downloaded by the tests "
-                            f"({str(exc).splitlines()[0][:200]}); stage it with $VBZOO_DATA_DIR")
-
-
 DEVICES = [pytest.param("cpu", id="cpu"),
            pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
 

@@ -135,7 +135,18 @@ class PairTestBase:
             pred = posterior_predictive(model, guide, data[0][:3], num_samples=5)
             spread = pred["f"].std(0).max().item()
             assert spread > 0 and math.isfinite(spread)
-
+        else:  # no latent site (mlp + deterministic): any spread is MC dropout's masks alone
+            assert not draws and not getattr(model, "latent_sites", []), sorted(draws)
+            dropout = float(getattr(model, "dropout", 0.0))
+            for rate in dict.fromkeys((dropout, 0.0)):  # as configured, then the plain net
+                if hasattr(model, "dropout"):
+                    model.dropout = rate
+                f = posterior_predictive(model, guide, data[0][:3], num_samples=5)["f"]
+                assert f.shape[:2] == (5, 3) and torch.isfinite(f).all()
+                if rate > 0:  # fresh masks per draw: the draws differ
+                    assert f.std(0).max() > 0, f"dropout={rate}: identical predictive draws"
+                else:  # a point: every draw is the same function
+                    assert torch.equal(f, f[:1].expand_as(f)), "a plain net's draws differ"
 
     def test_checkpoint_moves_between_devices(self, device, load_device, tmp_path):
         """Train on ``device``, save, restore into a fresh pair on ``load_device``: the restored

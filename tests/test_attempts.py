@@ -6,6 +6,7 @@ import json
 import pytest
 
 from experiments.__main__ import main
+from guides.base import ImplausibleSettingWarning
 
 
 @pytest.mark.experiments
@@ -30,8 +31,9 @@ def test_a_failed_resume_of_a_finished_run_keeps_its_metrics(tmp_path):
 @pytest.mark.experiments
 def test_a_failed_first_run_still_says_failed(tmp_path):
     """A run with nothing good to keep: metrics.json says failed, as before."""
-    code = main(["run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
-                 "--set", "bbb.fit.lr=1e6", "--out", str(tmp_path)])
+    with pytest.warns(ImplausibleSettingWarning, match=r"lr=1e\+06 is above the plausible range"):
+        code = main(["run", "blundell-regression", "--smoke", "--no-progress", "--device", "cpu",
+                     "--set", "bbb.fit.lr=1e6", "--out", str(tmp_path)])
     assert code == 2
     (run,) = (tmp_path / "blundell-regression").iterdir()
     assert json.loads((run / "metrics.json").read_text())["status"] == "failed"

@@ -3,7 +3,6 @@ leaderboard (.md, .csv), the figures, the budget's epochs, and failures that sta
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import math
@@ -15,18 +14,11 @@ import pytest
 
 from experiments.__main__ import main
 from experiments.harness import compare as C
+from tests.helpers import csv_rows, write_csv
 
 SMOKE = ["--device", "cpu", "--no-progress", "--ensemble-size", "2", "--set", "num_samples=8"]
 REGRESSION_COLUMNS = ("rmse", "mae", "test_ll", "coverage95", "calibration_error")
 CLASSIFICATION_COLUMNS = ("accuracy", "nll", "ece")
-
-
-def _write_csv(path: Path, header, rows) -> Path:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +28,12 @@ def tables(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, (120, 2))
     y = np.sin(2 * x[:, 0]) + 0.5 * x[:, 1] + rng.normal(0, 0.2, 120)
-    reg = _write_csv(d / "reg.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
+    reg = write_csv(d / "reg.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
     lab = rng.integers(0, 2, 120)
     t = rng.uniform(0, np.pi, 120)
     moons = np.where(lab[:, None] == 0, np.c_[np.cos(t), np.sin(t)],
                      np.c_[1 - np.cos(t), 0.5 - np.sin(t)]) + rng.normal(0, 0.15, (120, 2))
-    cls = _write_csv(d / "moons.csv", ["u", "v", "label"],
+    cls = write_csv(d / "moons.csv", ["u", "v", "label"],
                      np.column_stack([moons, np.where(lab == 0, 3, 7)]).tolist())
     return reg, cls
 
@@ -49,11 +41,6 @@ def tables(tmp_path_factory):
 def _run_dir(out: Path) -> Path:
     (run,) = (out / "compare").iterdir()
     return run
-
-
-def _csv_rows(path: Path) -> list[dict]:
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
 
 
 def _check_run(run: Path, methods: set[str], columns, *, regression: bool,
@@ -64,7 +51,7 @@ def _check_run(run: Path, methods: set[str], columns, *, regression: bool,
                  "calibration.png", "calibration.pdf"):
         assert (run / name).is_file(), name
     assert (run / "intervals.png").is_file() == regression
-    rows = _csv_rows(run / "leaderboard.csv")
+    rows = csv_rows(run / "leaderboard.csv")
     assert {r["method"] for r in rows} == methods and len(rows) == len(methods)
     for r in rows:
         if r["method"] in failed:
@@ -179,7 +166,7 @@ def test_an_interrupted_compare_still_writes_its_leaderboard(tables, tmp_path, m
                                     pairs="plain,bbb,mc-dropout", device="cpu", progress=False,
                                     out=str(tmp_path), overrides=["num_samples=8"]))
     run = _run_dir(tmp_path)
-    rows = _csv_rows(run / "leaderboard.csv")
+    rows = csv_rows(run / "leaderboard.csv")
     assert [(r["method"], r["status"]) for r in rows] == [
         ("plain", "ok"), ("bbb", "interrupted"), ("mc-dropout", "not run")]
     assert (run / "intervals.png").is_file()
@@ -231,14 +218,14 @@ def test_staged_elevators(data_dir, tmp_path):
         pytest.skip(f"staged data missing: {src}")
     with gzip.open(src, "rt") as fh:
         values = np.loadtxt(fh, delimiter=",")
-    data = _write_csv(tmp_path / "elevators.csv",
+    data = write_csv(tmp_path / "elevators.csv",
                       [f"x{i}" for i in range(values.shape[1] - 1)] + ["y"], values.tolist())
     t0 = time.perf_counter()
     rc = main(["compare", "--data", str(data), "--target", "y", "--budget", "1e-6",
                "--set", "fit.batch_size=1024", "--out", str(tmp_path / "out"), *SMOKE])
     assert rc == 0
     run = _run_dir(tmp_path / "out")
-    rows = _csv_rows(run / "leaderboard.csv")
+    rows = csv_rows(run / "leaderboard.csv")
     assert {r["method"] for r in rows} == set(C.DEFAULT_PANEL)
     assert all(r["status"] == "ok" and math.isfinite(float(r["test_ll"])) for r in rows)
     config = json.loads((run / "config.json").read_text())

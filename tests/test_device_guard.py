@@ -13,55 +13,15 @@ import pytest
 import torch
 
 import guides
-import models
 from experiments.engine.predictive import posterior_predictive
 from experiments.engine.training import setup, train_step
+from tests.helpers import VARIANTS, moved_pair
 from tests.stray import StrayDtypeMode, StrayTensorError
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    return t.double() if t.is_floating_point() else t
-
-
-# configurations beyond each model's test_config whose code paths hold tensors of their own
-_MIXTURE = dict(in_features=2, widths=(4,), prior={"kind": "scale-mixture"})
-VARIANTS = [
-    ("bnn", _MIXTURE, "mean-field", {}),
-    ("bnn", _MIXTURE, "mean-field", {"flipout": True}),
-    ("bnn", _MIXTURE, "auto-normal", {}),
-    ("bnn", dict(in_features=2, widths=(4,)), "mean-field", {"local_reparam": True}),
-    ("bnn", dict(in_features=2, widths=(4,), out_features=3, task="classification",
-                 bayesian_layers="last"), "mean-field", {"local_reparam": True}),
-    ("mlp", dict(in_features=2, widths=(4,), dropout=0.2), "deterministic", {}),
-    ("svgp", dict(input_dim=2, num_inducing=4, whiten=False, mean="constant"), "cholesky", {}),
-    ("svgp", dict(input_dim=2, num_inducing=4, whiten=False, mean="constant"), "cholesky",
-     {"natural_gradient": True}),
-    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="bernoulli"), "mean-field-u", {}),
-    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="student-t", learn_inducing=False),
-     "cholesky", {}),
-    ("svgp", dict(input_dim=2, num_inducing=4, likelihood="softmax", num_classes=3), "delta", {}),
-    ("vae", dict(image_shape=(8, 4), z_dim=2, hidden=(5,), arch="conv"), "encoder", {}),
-    ("vae", dict(image_shape=(4, 3), z_dim=2, hidden=(5,), likelihood="gaussian",
-                 gaussian_scale="pixel"), "flow-encoder", {}),
-    ("vae", dict(image_shape=(4, 3), z_dim=2, hidden=(5,), likelihood="continuous-bernoulli"),
-     "encoder", {}),
-]
-
-
-def _moved_pair(model_name, guide_name, num_data=6, model_cfg=None, guide_cfg=None):
-    if model_cfg is None:
-        model_cfg = models.MODELS.meta(model_name)["test_config"]
-    model = models.create_model(model_name, **model_cfg)
-    guide = guides.create_guide(guide_name, model, **(guide_cfg or {}))
-    data = model.example_data(num_data, generator=torch.Generator().manual_seed(0))
-    model.double()
-    guide.double()
-    return model, guide, tuple(_wide(t) for t in data)
 
 
 @pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())
 def test_pair_follows_to(model_name, guide_name):
-    model, guide, data = _moved_pair(model_name, guide_name)
+    model, guide, data = moved_pair(model_name, guide_name)
     with StrayDtypeMode():
         state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
                                            "num_particles": 2})
@@ -74,7 +34,7 @@ def test_pair_follows_to(model_name, guide_name):
                          ids=[f"{m}-{g}-{i}" for i, (m, _, g, _) in enumerate(VARIANTS)])
 @pytest.mark.parametrize("elbo", ["trace", "meanfield"])
 def test_variant_follows_to(model_name, model_cfg, guide_name, guide_cfg, elbo):
-    model, guide, data = _moved_pair(model_name, guide_name, model_cfg=model_cfg,
+    model, guide, data = moved_pair(model_name, guide_name, model_cfg=model_cfg,
                                      guide_cfg=guide_cfg)
     with StrayDtypeMode():
         state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
@@ -86,7 +46,7 @@ def test_variant_follows_to(model_name, model_cfg, guide_name, guide_cfg, elbo):
 @pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())
 def test_meanfield_elbo_follows_to(model_name, guide_name):
     """The closed-form-KL path (and the mean-field guide's skipped draw) too."""
-    model, guide, data = _moved_pair(model_name, guide_name)
+    model, guide, data = moved_pair(model_name, guide_name)
     with StrayDtypeMode():
         state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
                                            "elbo": "meanfield"})

@@ -20,60 +20,16 @@ from __future__ import annotations
 import copy
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
-from pyro.poutine.messenger import Messenger
 
 import guides
 import models
 from experiments.engine.training import make_elbo, setup
 from guides.base import elbo_context
-from models.base import is_subsample
+from tests.helpers import CASES, FixedNoise
 
 RTOL, ATOL = 1e-7, 1e-9
-
-CASES = [  # one pair of each family, with the ELBO that family trains with
-    ("bnn", dict(in_features=2, widths=(8,)), "mean-field", "meanfield"),
-    ("svgp", dict(input_dim=2, num_inducing=6), "cholesky", "meanfield"),
-    ("vae", dict(image_shape=(4, 3), z_dim=2, hidden=(5,)), "encoder", "trace"),
-]
-
-
-class FixedNoise(Messenger):
-    """Draw unobserved ``Normal`` / ``MultivariateNormal`` sites (possibly ``.to_event``-ed) from
-    shared standard-normal noise ``noise[name]`` (created from a seeded CPU generator on first
-    use). Any other unobserved site is an error: its noise would not be shared."""
-
-    def __init__(self, noise: dict, seed: int = 0):
-        super().__init__()
-        self.noise = noise
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _eps(self, name, shape, like):
-        if name not in self.noise:
-            self.noise[name] = torch.randn(shape, generator=self.generator, dtype=torch.float64)
-        return self.noise[name].to(like.device, like.dtype)
-
-    def _pyro_sample(self, msg):
-        if msg["is_observed"] or msg["value"] is not None or msg["infer"].get("_deterministic"):
-            return  # observed, replayed from the guide, or a pyro.deterministic site
-        fn = msg["fn"]
-        if is_subsample(msg):
-            return
-        base = fn
-        while isinstance(base, dist.Independent):
-            base = base.base_dist
-        if isinstance(base, dist.Normal):
-            loc, scale = base.loc.expand(fn.shape()), base.scale.expand(fn.shape())
-            msg["value"] = loc + scale * self._eps(msg["name"], fn.shape(), loc)
-        elif isinstance(base, dist.MultivariateNormal):
-            loc = base.loc.expand(fn.shape())
-            eps = self._eps(msg["name"], fn.shape(), loc)
-            msg["value"] = loc + (base.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
-        else:
-            raise TypeError(f"FixedNoise cannot fix the noise of site {msg['name']!r} "
-                            f"({type(base).__name__})")
 
 
 def _first_step(model, guide, data, elbo_name, noise):

@@ -30,14 +30,14 @@ from experiments.engine.checkpoint import load_checkpoint
 from experiments.engine.kl_schedule import KLScale
 from experiments.engine.training import FitConfig, fit, make_loader, restore, setup
 from guides.base import elbo_context
-from tests.test_device_parity import CASES, FixedNoise
+from tests.helpers import CASES, FixedNoise
 
 N, B, WORLD = 24, 4, 2  # rows, rows per rank and step, ranks: union batch 8 of 24 (scale 3)
 RTOL, ATOL = 1e-9, 1e-11
 
 
 class ShardNoise(FixedNoise):
-    """:class:`~tests.test_device_parity.FixedNoise`, with the noise of a site inside the
+    """:class:`~tests.helpers.FixedNoise`, with the noise of a site inside the
     ``"data"`` plate drawn once for all N rows of the plate and indexed by the batch's global
     row numbers ``rows``."""
 

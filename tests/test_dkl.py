@@ -19,9 +19,9 @@ from experiments.engine.elbo import make_elbo
 from experiments.engine.predict import predict
 from experiments.engine.training import fit, setup, train_step
 from guides.base import elbo_context
+from tests.helpers import moved_pair
 from tests.pair_base import PairTestBase, _latents
 from tests.stray import StrayDtypeMode
-from tests.test_device_guard import _moved_pair
 
 BAYES = dict(in_features=2, trunk="bayes-mlp", widths=(4,), feature_dim=2, num_inducing=4)
 CONV = dict(in_features=64, trunk="conv", image_shape=(8, 8), channels=(2, 3), conv_hidden=5,
@@ -70,7 +70,7 @@ class TestConvNetBayesHead(PairTestBase):
 ])
 def test_variants_follow_to(model_cfg, guide_name, guide_cfg, elbo):
     """tests/test_device_guard.py's check on the configurations beyond the test_config."""
-    model, guide, data = _moved_pair("dkl", guide_name, model_cfg=model_cfg, guide_cfg=guide_cfg)
+    model, guide, data = moved_pair("dkl", guide_name, model_cfg=model_cfg, guide_cfg=guide_cfg)
     with StrayDtypeMode():
         state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
                                            "elbo": elbo, "num_particles": 2})
@@ -109,7 +109,7 @@ def test_identity_trunk_is_the_svgp():
     # a trunk that is not the identity changes it
     with torch.no_grad():
         layer.weight.mul_(2.0)
-    assert abs(float(_loss(dkl, q_dkl, data)) - float(a)) > 1e-2
+    assert abs(_loss(dkl, q_dkl, data).item() - a.item()) > 1e-2
 
 
 def test_bayesian_trunk_weights_are_latents():
@@ -239,8 +239,8 @@ def test_gap_data_leaves_the_gap_empty():
 def test_variant_step_has_no_host_read(model_cfg, guide_name, guide_cfg):
     """tests/test_no_sync.py's check (a training step reads nothing to the host) on the Bayesian
     and conv trunks."""
-    from tests.test_no_sync import _pair, _step_without_host_reads
+    from tests.helpers import step_pair, step_without_host_reads
 
-    state, data = _pair("dkl", guide_name, model_cfg, guide_cfg, elbo="meanfield",
+    state, data = step_pair("dkl", guide_name, model_cfg, guide_cfg, elbo="meanfield",
                         num_particles=2)
-    _step_without_host_reads(state, data)
+    step_without_host_reads(state, data)

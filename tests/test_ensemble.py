@@ -24,6 +24,7 @@ from experiments.engine.training import FitConfig
 from experiments.harness import spec as S
 from experiments.harness import userfit
 from experiments.harness.spec import PairSpec, RunContext
+from tests.helpers import write_csv
 
 QUIET = {"progress": False, "tensorboard": False}
 
@@ -210,12 +211,7 @@ def table(tmp_path) -> Path:
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, (60, 2))
     y = 10.0 + 3.0 * x[:, 0] - 2.0 * x[:, 1] + rng.normal(0, 0.3, 60)
-    path = tmp_path / "data.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["a", "b", "y"])
-        w.writerows(np.column_stack([x, y]).tolist())
-    return path
+    return write_csv(tmp_path / "data.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
 
 
 def _fit(table: Path, out: Path, *extra: str) -> int:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from experiments.registry import list_experiments
-from tests.conftest import require_data
+from tests.helpers import require_data
 
 EXPERIMENTS = {e.name: e for e in list_experiments()}
 

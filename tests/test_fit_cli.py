@@ -15,6 +15,7 @@ import torch
 
 from experiments.__main__ import main
 from experiments.data import load_table
+from tests.helpers import csv_rows, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,14 +29,6 @@ def _truth(a, b):
     return 100.0 + 30.0 * a - 20.0 * b
 
 
-def _write_csv(path: Path, header, rows) -> Path:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
 @pytest.fixture(scope="module")
 def linear(tmp_path_factory):
     """y = 100 + 30 a - 20 b + N(0, 0.5²), 200 rows; new inputs with the columns swapped."""
@@ -43,15 +36,10 @@ def linear(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, (200, 2))
     y = _truth(x[:, 0], x[:, 1]) + rng.normal(0, 0.5, 200)
-    _write_csv(d / "data.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
+    write_csv(d / "data.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
     new = rng.uniform(-2, 2, (6, 2))
-    _write_csv(d / "new.csv", ["b", "a"], new[:, ::-1].tolist())
+    write_csv(d / "new.csv", ["b", "a"], new[:, ::-1].tolist())
     return d, new
-
-
-def _rows(path: Path) -> list[dict]:
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_regression_fit_then_predict_in_original_units(linear, tmp_path):
@@ -81,7 +69,7 @@ def test_regression_fit_then_predict_in_original_units(linear, tmp_path):
     proc = _cli("predict", str(run), "--data", str(d / "new.csv"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"wrote {out} (6 rows)" in proc.stdout
-    rows = _rows(out)
+    rows = csv_rows(out)
     # the row ids in new.csv, no target column (new.csv has none), then the predictions
     assert list(rows[0]) == ["row", "mean", "sd", "epistemic_sd", "aleatoric_sd"]
     assert [r["row"] for r in rows] == [str(i) for i in range(6)]
@@ -101,7 +89,7 @@ def test_classification_fit_then_predict(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.uniform(-2, 2, (160, 2))
     labels = np.where(x[:, 0] + x[:, 1] > 0, 3, 1)  # any numbers as labels
-    data = _write_csv(tmp_path / "cls.csv", ["u", "v", "label"],
+    data = write_csv(tmp_path / "cls.csv", ["u", "v", "label"],
                       np.column_stack([x, labels]).tolist())
     proc = _cli("fit", "--model", "bnn", "--guide", "mean-field", "--data", str(data),
                 "--target", "label", "--task", "classification", "--test-fraction", "0.25",
@@ -113,12 +101,12 @@ def test_classification_fit_then_predict(tmp_path):
     assert {"accuracy", "nll", "ece"} <= set(metrics) and metrics["n_test"] == 40
     assert metrics["accuracy"] > 0.8
     assert (run / "test_predictions.png").is_file()
-    test_rows = _rows(run / "test_predictions.csv")
+    test_rows = csv_rows(run / "test_predictions.csv")
     assert list(test_rows[0]) == ["row", "u", "v", "label", "predicted", "p_1", "p_3"]
     assert json.loads((run / "standardization.json").read_text())["classes"] == [1.0, 3.0]
     proc = _cli("predict", str(run), "--data", str(data), "--out", str(tmp_path / "p.csv"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = _rows(tmp_path / "p.csv")
+    rows = csv_rows(tmp_path / "p.csv")
     assert list(rows[0]) == ["row", "label", "predicted", "p_1", "p_3"] and len(rows) == 160
     assert [int(r["row"]) for r in rows] == list(range(160))
     assert [int(r["label"]) for r in rows] == labels.tolist()  # the file's labels, as they are
@@ -146,16 +134,16 @@ def test_npz_and_pt_tables_with_their_own_test_set(tmp_path):
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["n_test"] == (7 if name == "d.npz" else 4)
         assert main(["predict", str(run), "--data", str(tmp_path / "d.npz")]) == 0
-        assert len(_rows(run / "predictions.csv")) == 40
+        assert len(csv_rows(run / "predictions.csv")) == 40
 
 
 @pytest.fixture
 def bad_files(tmp_path):
-    _write_csv(tmp_path / "text.csv", ["a", "b", "y"], [[1, 2, 3], [4, "x", 6]])
-    _write_csv(tmp_path / "nan.csv", ["a", "b", "y"], [[1, 2, 3], [4, "", 6], [7, 8, "nan"]])
-    _write_csv(tmp_path / "few.csv", ["a", "y"], [[i, i] for i in range(5)])
-    _write_csv(tmp_path / "ok.csv", ["a", "y"], [[i, 2 * i] for i in range(30)])
-    _write_csv(tmp_path / "halves.csv", ["a", "y"], [[i, 0.5 + i % 2] for i in range(30)])
+    write_csv(tmp_path / "text.csv", ["a", "b", "y"], [[1, 2, 3], [4, "x", 6]])
+    write_csv(tmp_path / "nan.csv", ["a", "b", "y"], [[1, 2, 3], [4, "", 6], [7, 8, "nan"]])
+    write_csv(tmp_path / "few.csv", ["a", "y"], [[i, i] for i in range(5)])
+    write_csv(tmp_path / "ok.csv", ["a", "y"], [[i, 2 * i] for i in range(30)])
+    write_csv(tmp_path / "halves.csv", ["a", "y"], [[i, 0.5 + i % 2] for i in range(30)])
     (tmp_path / "ragged.csv").write_text("a,y\n1,2\n3\n")
     np.savez(tmp_path / "nox.npz", y=np.zeros(3))
     return tmp_path
@@ -218,7 +206,7 @@ def test_staged_kin40k_as_csv_fit_then_predict(model, guide, data_dir, tmp_path)
     d = D.load_uci_large("kin40k", data_dir=str(data_dir))
     x, y = d.x_train[:1500].numpy(), d.y_train[:1500].numpy()
     names = [f"x{i}" for i in range(x.shape[1])]
-    _write_csv(tmp_path / "kin40k.csv", names + ["y"],
+    write_csv(tmp_path / "kin40k.csv", names + ["y"],
                [list(map(float, row)) + [float(t)] for row, t in zip(x, y)])
     proc = _cli("fit", "--model", model, "--guide", guide, "--data", str(tmp_path / "kin40k.csv"),
                 "--target", "y", "--test-fraction", "0.1", "--set", "fit.epochs=5",
@@ -245,17 +233,17 @@ def test_prediction_csvs_carry_row_ids_and_the_target(tmp_path):
     rng = np.random.default_rng(3)
     x = rng.uniform(-2, 2, (60, 2))
     y = _truth(x[:, 0], x[:, 1]) + rng.normal(0, 0.5, 60)
-    data = _write_csv(tmp_path / "data.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
-    test = _write_csv(tmp_path / "test.csv", ["a", "b", "y"],
+    data = write_csv(tmp_path / "data.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist())
+    test = write_csv(tmp_path / "test.csv", ["a", "b", "y"],
                       np.column_stack([x[:5], y[:5]]).tolist())
-    new = _write_csv(tmp_path / "new.csv", ["b", "a"], x[:4, ::-1].tolist())
+    new = write_csv(tmp_path / "new.csv", ["b", "a"], x[:4, ::-1].tolist())
     common = ["--model", "bnn", "--guide", "mean-field", "--target", "y", "--set",
               "model_cfg.widths=[]", "--set", "fit.epochs=2", "--set", "num_samples=4",
               "--device", "cpu", "--no-progress"]
     assert main(["fit", "--data", str(data), "--test-fraction", "0.25", "--out",
                  str(tmp_path / "a"), *common]) == 0
     (run,) = (tmp_path / "a" / "fit").iterdir()
-    rows = _rows(run / "test_predictions.csv")
+    rows = csv_rows(run / "test_predictions.csv")
     assert list(rows[0])[:4] == ["row", "a", "b", "y"] and len(rows) == 15
     ids = [int(r["row"]) for r in rows]
     assert ids == sorted(set(ids)) and 0 <= ids[0] and ids[-1] < 60
@@ -263,19 +251,19 @@ def test_prediction_csvs_carry_row_ids_and_the_target(tmp_path):
     np.testing.assert_allclose(got, np.column_stack([x, y])[ids], rtol=1e-7)
 
     assert main(["predict", str(run), "--data", str(data)]) == 0
-    rows = _rows(run / "predictions.csv")
+    rows = csv_rows(run / "predictions.csv")
     assert list(rows[0]) == ["row", "y", "mean", "sd", "epistemic_sd", "aleatoric_sd"]
     assert [int(r["row"]) for r in rows] == list(range(60))
     np.testing.assert_allclose([float(r["y"]) for r in rows], y, rtol=1e-7)
     assert main(["predict", str(run), "--data", str(new), "--out", str(tmp_path / "n.csv")]) == 0
-    rows = _rows(tmp_path / "n.csv")
+    rows = csv_rows(tmp_path / "n.csv")
     assert list(rows[0])[:2] == ["row", "mean"] and [r["row"] for r in rows] == list("0123")
 
     # with --test FILE, the ids are the rows of that file
     assert main(["fit", "--data", str(data), "--test", str(test), "--out", str(tmp_path / "b"),
                  *common]) == 0
     (run,) = (tmp_path / "b" / "fit").iterdir()
-    assert [r["row"] for r in _rows(run / "test_predictions.csv")] == list("01234")
+    assert [r["row"] for r in csv_rows(run / "test_predictions.csv")] == list("01234")
 
 
 @pytest.mark.parametrize("ensemble", [1, 5])
@@ -315,7 +303,7 @@ def test_fit_figure_names_the_run_and_samples_intervals(tmp_path, monkeypatch, e
 
 
 def test_errors_are_one_line_and_debug_adds_the_traceback(tmp_path, capsys):
-    data = _write_csv(tmp_path / "d.csv", ["a", "y"], [[float(i), float(i)] for i in range(20)])
+    data = write_csv(tmp_path / "d.csv", ["a", "y"], [[float(i), float(i)] for i in range(20)])
     args = ["fit", "--model", "bnn", "--guide", "mean-field", "--data", str(data), "--target",
             "y", "--set", "fit.epochs=abc", "--out", str(tmp_path)]
     assert main(args) == 2
@@ -344,7 +332,7 @@ def test_text_files_as_people_have_them(tmp_path, caplog):
 def test_predict_refuses_to_overwrite_its_input(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, (40, 2))
-    data = _write_csv(tmp_path / "d.csv", ["a", "b", "y"],
+    data = write_csv(tmp_path / "d.csv", ["a", "b", "y"],
                       np.column_stack([x, x[:, 0]]).tolist())
     assert main(["fit", "--model", "bnn", "--guide", "mean-field", "--data", str(data),
                  "--target", "y", "--set", "fit.epochs=1", "--set", "model_cfg.widths=[]",

@@ -15,6 +15,7 @@ import guides.svgp as gsvgp
 import models
 from experiments.engine import health
 from experiments.engine.training import FitConfig, fit
+from guides.base import ImplausibleSettingWarning
 
 
 def _table(n=2000, d=5, seed=0):
@@ -112,7 +113,8 @@ def test_non_finite_loss_advice_works_when_followed(pair):
         return fit(model, guides.create_guide(pair[1], model), (x, y), cfg)
 
     cfg = _config(lr=100.0, epochs=20, batch_size=128)
-    with pytest.raises(FloatingPointError, match="non-finite") as err:
+    with pytest.warns(ImplausibleSettingWarning, match="lr=100 is above the plausible range"), \
+            pytest.raises(FloatingPointError, match="non-finite") as err:
         run(cfg)
     advice = _settings(str(err.value))
     assert "lr" in advice

@@ -15,85 +15,11 @@ read). The host reads ``fit`` does make, every ``log_every`` steps, are outside 
 
 from __future__ import annotations
 
-import contextlib
-
-import pyro
 import pytest
 import torch
 
 import guides
-import models
-from experiments.engine.training import check_finite, setup, step_mode, train_step
-from tests.test_device_guard import VARIANTS
-
-HOST_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")
-HOST_READ_FUNCTIONS = ("equal", "is_nonzero")  # torch.<name>(tensor, ...) -> a Python bool
-# torch.tensor(data, ...) copies host data to the device: a copy CUDA-graph capture refuses (and
-# that torch.distributions makes for every plain number given to a distribution, broadcast_all)
-HOST_COPY_FUNCTIONS = ("tensor",)
-
-
-class HostReadError(AssertionError):
-    pass
-
-
-@contextlib.contextmanager
-def no_host_reads():
-    """Every tensor-to-host read raises :class:`HostReadError` naming the method."""
-    saved = {name: getattr(torch.Tensor, name) for name in HOST_READS}
-    saved_functions = {name: getattr(torch, name)
-                       for name in HOST_READ_FUNCTIONS + HOST_COPY_FUNCTIONS}
-
-    def refuse(name):
-        def method(*args, **kwargs):
-            raise HostReadError(f"host read: {name}() inside the training step")
-        return method
-
-    def refuse_copy(name, original):
-        def function(*args, **kwargs):
-            if kwargs.get("device") is not None:  # on a GPU run: host data copied to the GPU
-                raise HostReadError(f"host-to-device copy: {name}(..., device=...) inside the "
-                                    "training step")
-            return original(*args, **kwargs)
-        return function
-
-    try:
-        for name in HOST_READS:
-            setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
-        for name in HOST_READ_FUNCTIONS:
-            setattr(torch, name, refuse(f"torch.{name}"))
-        for name in HOST_COPY_FUNCTIONS:
-            setattr(torch, name, refuse_copy(f"torch.{name}", saved_functions[name]))
-        yield
-    finally:
-        for name, method in saved.items():
-            setattr(torch.Tensor, name, method)
-        for name, function in saved_functions.items():
-            setattr(torch, name, function)
-
-
-def _pair(model_name, guide_name, model_cfg=None, guide_cfg=None, **fit):
-    if model_cfg is None:
-        model_cfg = models.MODELS.meta(model_name)["test_config"]
-    model = models.create_model(model_name, **model_cfg)
-    guide = guides.create_guide(guide_name, model, **(guide_cfg or {}))
-    data = model.example_data(6, generator=torch.Generator().manual_seed(0))
-    # fused: the optimiser fit uses on CUDA, whose non-finite gate runs on the device
-    state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
-                                       "validate": False, "fused": True, **fit})
-    return state, data
-
-
-def _step_without_host_reads(state, data):
-    train_step(state, data)  # the first step may set things up lazily
-    before = [p.detach().clone() for p in state.loss_fn.parameters()]
-    # argument validation reads values by design: fit runs with it off unless asked (validate)
-    # and fit on CUDA steps under step_mode(host_reads=False) (no host read inside the model)
-    with pyro.validation_enabled(False), step_mode(state.model, False, True), no_host_reads():
-        loss = train_step(state, data)
-    check_finite(state)  # the host read fit makes every log_every steps
-    assert torch.isfinite(loss)
-    assert any(not torch.equal(a, p) for a, p in zip(before, state.loss_fn.parameters()))
+from tests.helpers import VARIANTS, HostReadError, no_host_reads, step_pair, step_without_host_reads
 
 
 def test_the_patch_catches_a_read():
@@ -121,8 +47,8 @@ def test_a_gpytorch_kernel_without_the_hint_reads_to_the_host():
 @pytest.mark.parametrize("model_name, guide_name", guides.list_pairs())
 @pytest.mark.parametrize("elbo", ["trace", "meanfield"])
 def test_pair_step_has_no_host_read(model_name, guide_name, elbo):
-    state, data = _pair(model_name, guide_name, elbo=elbo, num_particles=2)
-    _step_without_host_reads(state, data)
+    state, data = step_pair(model_name, guide_name, elbo=elbo, num_particles=2)
+    step_without_host_reads(state, data)
 
 
 def _variant(i, case):
@@ -138,13 +64,13 @@ def _variant(i, case):
 @pytest.mark.parametrize("model_name, model_cfg, guide_name, guide_cfg",
                          [_variant(i, case) for i, case in enumerate(VARIANTS)])
 def test_variant_step_has_no_host_read(model_name, model_cfg, guide_name, guide_cfg):
-    state, data = _pair(model_name, guide_name, model_cfg, guide_cfg, elbo="meanfield")
-    _step_without_host_reads(state, data)
+    state, data = step_pair(model_name, guide_name, model_cfg, guide_cfg, elbo="meanfield")
+    step_without_host_reads(state, data)
 
 
 @pytest.mark.parametrize("options", [{"clip_norm": 1.0}, {"kl_schedule": "blundell"},
                                      {"kl_warmup_epochs": 2}, {"optimizer": "adamw"},
                                      {"optimizer": "adagrad"}])
 def test_fit_options_have_no_host_read(options):
-    state, data = _pair("bnn", "mean-field", **options)
-    _step_without_host_reads(state, data)
+    state, data = step_pair("bnn", "mean-field", **options)
+    step_without_host_reads(state, data)

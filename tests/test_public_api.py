@@ -20,9 +20,9 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 def test_readme_quickstart_imports_public_names_only():
-    from tests.test_readme_quickstart import _quickstart
+    from tests.helpers import readme_quickstart
 
-    assert "experiments.common" not in _quickstart()
+    assert "experiments.common" not in readme_quickstart()
 
 
 def test_old_import_paths_warn_and_give_the_moved_module():

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"<!-- quickstart -->\s*```python\n(?P<code>.*?)```", re.S)
-
-
-def _quickstart() -> str:
-    blocks = BLOCK.findall((REPO / "README.md").read_text())
-    assert len(blocks) == 1, "README.md needs exactly one <!-- quickstart --> python block"
-    return blocks[0]
+from tests.helpers import readme_quickstart
 
 
 def test_readme_quickstart_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # it must not need (or write) files
     namespace: dict = {"__name__": "__quickstart__"}
-    exec(compile(_quickstart(), "README.md quickstart", "exec"), namespace)
+    exec(compile(readme_quickstart(), "README.md quickstart", "exec"), namespace)
     out = capsys.readouterr().out
     assert "RMSE" in out and "epistemic sd" in out
     pred = namespace["pred"]

@@ -18,6 +18,7 @@ from guides.svgp import MarginalizeInducing
 from models.exact_gp import ExactGPRegression
 from models.kernels import build_kernel
 from models.svgp import CholeskyError, stable_cholesky
+from tests.helpers import experiment_config
 from tests.pair_base import PairTestBase
 
 KERNEL = {"type": "rbf", "lengthscale": 0.7, "outputscale": 1.3}
@@ -85,6 +86,9 @@ def test_oracle_z_equals_x_closed_form_optimum():
                                                       abs=eps_bound)
 
 
+# Adam at lr 0.02 oscillates about the optimum late in the run (the loss grows for 10 epochs near
+# epoch 1400): the growth guard's advice is not what this test is about, the optimum is reached
+@pytest.mark.filterwarnings("ignore:fit. the loss has grown for:guides.base.ImplausibleSettingWarning")
 def test_oracle_z_equals_x_trained_by_svi():
     """The same optimum reached by the fit loop (Adam on q(u), hyperparameters fixed): within
     0.02 of the exact predictive mean/std (the prior std is 1.14) and 0.05 nats of log p(y)."""
@@ -283,22 +287,14 @@ class TestSVGPBernoulliDelta(PairTestBase):
 
 
 # ---------------------------------------------------------------------------- experiment configs
-def _experiment_config(module, *overrides):
-    from experiments.harness.spec import apply_overrides, validate_config
-
-    config = apply_overrides(module.get_config(smoke=True), list(overrides))
-    validate_config(config)
-    return config
-
-
 def test_co2_and_svgp_uci_configs_are_typed():
     from experiments import co2, svgp_uci
 
-    c = _experiment_config(co2, "svgp.model_cfg.num_inducing=200", "svgp_init.q_u=prior",
+    c = experiment_config(co2, "svgp.model_cfg.num_inducing=200", "svgp_init.q_u=prior",
                            "gpml.theta11=0.3", "mlp.fit.epochs=2", "exact.steps=5")
     assert c.svgp.model_cfg["num_inducing"] == 200 and c.svgp_init.q_u == "prior"
     assert c.gpml.theta11 == 0.3 and c.mlp.fit.epochs == 2 and c.exact.steps == 5
-    u = _experiment_config(svgp_uci, "datasets=[\"pol\", \"bike\"]", "folds=[0, 9]",
+    u = experiment_config(svgp_uci, "datasets=[\"pol\", \"bike\"]", "folds=[0, 9]",
                            "svgp.fit.epochs=3", "elevators_gpytorch.run=false",
                            "svgp.model_cfg.kernel.lengthscale=2", "max_train=null")
     assert u.datasets == ["pol", "bike"] and u.folds == [0, 9] and u.svgp.fit.epochs == 3
@@ -325,7 +321,7 @@ def test_co2_and_svgp_uci_bad_config_is_one_line(name, override, message):
     from experiments.harness.spec import ConfigError
 
     with pytest.raises(ConfigError) as info:
-        _experiment_config(importlib.import_module(f"experiments.{name}"), override)
+        experiment_config(importlib.import_module(f"experiments.{name}"), override)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -334,7 +330,7 @@ def test_svgp_uci_run_with_a_run_context(tmp_path, data_dir):
     from experiments import svgp_uci
     from experiments.harness.spec import RunContext
 
-    config = _experiment_config(svgp_uci, "max_train=200")
+    config = experiment_config(svgp_uci, "max_train=200")
     ctx = RunContext(seed=0, device="cpu", out_dir=tmp_path, data_dir=str(data_dir),
                      progress=False)
     metrics = svgp_uci.run(config, ctx)

@@ -17,9 +17,9 @@ from experiments.engine.predictive import posterior_predictive
 from experiments.engine.training import fit, restore, setup
 from guides.svgp import CholeskyGuide, NaturalCholeskyGuide, _NaturalToMeanCholesky
 from models.svgp import CholeskyError
+from tests.helpers import experiment_config, moved_pair
 from tests.pair_base import PairTestBase
 from tests.stray import StrayDtypeMode
-from tests.test_device_guard import _moved_pair
 
 KERNEL = {"type": "rbf", "lengthscale": 0.7, "outputscale": 1.3}
 NOISE = 0.2
@@ -281,7 +281,7 @@ def test_follows_to(whiten):
     """The guide's tensors follow ``.to()`` (tests/test_device_guard.py's check, for this
     variant): built in float32, moved to float64, stepped and asked for its predictive under
     :class:`~tests.stray.StrayDtypeMode`."""
-    model, guide, data = _moved_pair("svgp", "cholesky", guide_cfg={"natural_gradient": True},
+    model, guide, data = moved_pair("svgp", "cholesky", guide_cfg={"natural_gradient": True},
                                      model_cfg=dict(input_dim=2, num_inducing=4, whiten=whiten,
                                                     mean="constant"))
     with StrayDtypeMode():
@@ -358,13 +358,12 @@ class TestSVGPNaturalGradientPair(PairTestBase):
 # ---------------------------------------------------------------------------- svgp-uci's NGD arms
 def test_svgp_uci_ngd_config_is_typed():
     from experiments import svgp_uci
-    from tests.test_svgp import _experiment_config
 
     default = svgp_uci.get_config()
     assert default.optimizers == ["adam"] and default.elevators_gpytorch.arms == ["adam", "ngd"]
     assert default.elevators_gpytorch.svgp_ngd.guide_cfg == {"natural_gradient": True,
                                                              "ngd_lr": 0.1}
-    c = _experiment_config(svgp_uci, 'optimizers=["ngd"]', "svgp_ngd.guide_cfg.ngd_lr=0.05",
+    c = experiment_config(svgp_uci, 'optimizers=["ngd"]', "svgp_ngd.guide_cfg.ngd_lr=0.05",
                            'elevators_gpytorch.arms=["ngd"]')
     assert c.optimizers == ["ngd"] and c.elevators_gpytorch.arms == ["ngd"]
     assert c.svgp_ngd.guide_cfg["ngd_lr"] == 0.05
@@ -379,9 +378,8 @@ def test_svgp_uci_ngd_config_is_typed():
 def test_svgp_uci_bad_ngd_config_is_one_line(override, message):
     from experiments import svgp_uci
     from experiments.harness.spec import ConfigError
-    from tests.test_svgp import _experiment_config
 
     with pytest.raises(ConfigError) as info:
-        _experiment_config(svgp_uci, override)
+        experiment_config(svgp_uci, override)
     assert message in str(info.value) and "\n" not in str(info.value)
 

@@ -37,6 +37,7 @@ def test_a_dead_holders_lock_is_taken_over_with_a_log_line(tmp_path, caplog):
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+        child.stdout.close()
     assert (tmp_path / LOCK_NAME).exists()  # kill -9 left the file behind
     with caplog.at_level("WARNING", logger="experiments"), RunLock(tmp_path) as lock:
         assert lock.took_over["pid"] == child.pid

@@ -14,7 +14,8 @@ import torch
 from experiments import data as D
 from experiments import uci_benchmark as U
 from experiments.harness.spec import ConfigError, RunContext, apply_overrides, validate_config
-from tests.conftest import require_data
+from experiments.uci import fitters as uci_fitters
+from tests.helpers import require_data
 
 NO_NET = {"download": False}
 
@@ -266,7 +267,7 @@ def test_fit_dropout_selects_on_validation_and_refits_on_the_whole_training_spli
         calls.append((d, key))
         return {"ll": val_ll[key], "rmse": -val_ll[key], "noise_std": 1.0}
 
-    monkeypatch.setattr(U, "_fit_dropout_once", fake_fit)
+    monkeypatch.setattr(uci_fitters, "_fit_dropout_once", fake_fit)  # fit_dropout's module
     spec = U.get_config().dropout
     spec.grid = {"dropout": [0.01, 0.1], "steps": [500, 2000]}
     once = {"hidden": 8, "split": 0, "name": "dropout", "num_samples": 4}

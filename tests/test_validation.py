@@ -36,7 +36,7 @@ def test_epoch_chooser_keeps_the_best_state(monkeypatch):
         chooser(model, guide)
     assert chooser.best_epoch == 4 and chooser.best_ll == -1.0
     chooser.restore(model, guide)
-    assert float(model.weight) == 2.0
+    assert model.weight.item() == 2.0
 
 
 @pytest.mark.parametrize("validation", ["0", "0.2"])

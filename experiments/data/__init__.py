@@ -41,7 +41,7 @@ from .mushroom import MUSHROOM_COLUMNS, load_mushroom
 from .synthetic import blundell_toy
 from .tabular import Table, load_table
 from .uci import UCI_DATASETS, RegressionData, load_uci
-from .uci import _make_regression as _make_regression  # used by experiments/uci_benchmark.py
+from .uci import _make_regression as _make_regression  # used by experiments/uci/protocol.py
 from .uci import _uci_folder as _uci_folder  # used by experiments/uci_benchmark.py
 from .uci_large import UCI_LARGE_DATASETS, load_uci_large
 
