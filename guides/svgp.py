@@ -127,6 +127,8 @@ class DrawnMultivariateNormal(dist.MultivariateNormal):
 class InducingGuide(ZooGuide, PyroModule):
     """Base of the three q(u) guides: lazy set-up from the model's ``u`` site shape."""
 
+    has_q_u = True
+
     def __init__(self, model, init_scale: float = 1.0):
         super().__init__()
         if not init_scale > 0:

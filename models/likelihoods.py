@@ -27,6 +27,11 @@ decoder mean parameter the VAE reports as ``f``. ``make_likelihood(name, **kwarg
 models take the name as their ``likelihood=`` argument, so every model gains every likelihood
 that fits its output (a BNN regression with ``likelihood="student-t"``, a Bernoulli BNN
 classifier, a heteroscedastic BNN with ``out_features=2``).
+
+Code outside this module never branches on a likelihood's class: it reads what the likelihood
+declares (:class:`Likelihood`: ``kind``, ``integer_targets``, ``conjugate``) and calls its
+methods (the data term :meth:`Likelihood.expected_log_prob`, the predictive moments, the target
+checks), so that a new likelihood is one class here.
 """
 
 from __future__ import annotations
@@ -40,17 +45,98 @@ import torch.nn.functional as F
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
+from .base import record
+
+#: the values of :attr:`Likelihood.kind` :func:`experiments.engine.predict.predict` knows
+PREDICTIVE_KINDS = ("regression", "binary", "classification")
+
 
 class Likelihood(PyroModule):
-    """Base class: ``forward(f, y=None)`` records ``obs`` and returns its value.
+    r"""Base class: ``forward(f, y=None)`` records ``obs`` and returns its value.
+
+    The contract, which models, guides and the predictive read instead of the class:
+
+    * ``distribution(f)`` (required): :math:`p(y_n \mid f_n)` for ``f`` of shape
+      ``(..., N, num_outputs)``, batch shape ``(..., N)``.
+    * :attr:`kind`: ``"regression"`` (real :math:`y`; the predictive reports a mean and a
+      variance), ``"binary"`` (labels 0/1; class probabilities :math:`(1 - p, p)`),
+      ``"classification"`` (integer labels :math:`0..C-1`; class probabilities) or ``"image"``
+      (an event of D pixels per row, the VAE's).
+    * :attr:`integer_targets`: ``y`` must have an integer dtype (checked per batch by models).
+    * :attr:`conjugate`: :math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log p(y \mid f)` is closed
+      form and, for a GP prior, so is the optimal :math:`q(u)` (Titsias 2009): the Gaussian.
+    * :meth:`expected_log_prob` ``(loc, var, y)``: the data term
+      :math:`\mathbb E_{q(f_n) = \mathcal N(\mu_n, s_n^2)}\log p(y_n \mid f_n)` as Pyro sites;
+      Monte Carlo with one reparameterised draw :math:`f_n = \mu_n + s_n\epsilon_n` by default,
+      closed form where it exists.
+    * Predictive moments from S draws :math:`f^{(s)}` (tensors ``(S, N, L)`` on the CPU):
+      :meth:`class_probabilities` :math:`p(y_n = k \mid f^{(s)}_n)` (classifiers),
+      :meth:`noise_scale` (the scale :math:`\sigma^{(s)}_n` of a Gaussian observation model, whose
+      predictive log-density is then computed in closed form per draw; ``None`` otherwise: Monte
+      Carlo with :meth:`distribution`), :meth:`noise_variance`
+      :math:`\frac1S\sum_s \mathrm{Var}[y_n \mid f^{(s)}_n]` (the aleatoric part) and
+      :meth:`predictive_moments` (closed-form :math:`\mathbb E[y_n]`, :math:`\mathrm{Var}[y_n]`
+      under a Gaussian :math:`q(f_n)`, ``None`` where there is none).
+    * Targets: :meth:`check_targets` (the whole training set, once), :meth:`score_targets`
+      (targets handed to the predictive for scoring, converted to the dtype scored),
+      :meth:`example_targets` (synthetic targets for tests).
+    * :meth:`capture_blockers`: why a step through it cannot be captured in a CUDA graph.
 
     :ivar num_outputs: the size of the last dim of ``f`` this likelihood reads.
     """
 
     num_outputs: int = 1
+    kind: str = "regression"
+    integer_targets: bool = False
+    conjugate: bool = False
 
     def distribution(self, f: torch.Tensor) -> dist.Distribution:
         raise NotImplementedError
+
+    def expected_log_prob(self, loc: torch.Tensor, var: torch.Tensor, y: torch.Tensor | None
+                          ) -> torch.Tensor:
+        r"""The data term under :math:`q(f_n) = \mathcal N(\mu_n, s_n^2)`, ``loc`` and ``var``
+        ``(..., N, num_outputs)``, called inside the data plate. Default (Monte Carlo): one
+        reparameterised draw :math:`f_n = \mu_n + s_n \epsilon_n`, recorded as ``f``, observed
+        through :meth:`forward`."""
+        eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
+        f = record("f", loc + var.sqrt() * eps, event_dim=1)
+        return self(f, y)
+
+    def class_probabilities(self, f: torch.Tensor) -> torch.Tensor:
+        """``(S, N, K)`` class probabilities per draw of ``f`` ``(S, N, L)`` (classifiers only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a classifier")
+
+    def noise_scale(self, f: torch.Tensor) -> torch.Tensor | None:
+        r"""The scale ``(S, N)`` of a Gaussian :math:`p(y_n \mid f^{(s)}_n)` per draw, or ``None``
+        when the observation model is not Gaussian (default)."""
+        return None
+
+    def noise_variance(self, f: torch.Tensor) -> torch.Tensor:
+        r"""The aleatoric variance ``(N,)``: :math:`\mathrm{Var}[y_n \mid f^{(s)}_n]` averaged over
+        the S draws of ``f`` ``(S, N, L)`` (regression only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no predictive variance")
+
+    def predictive_moments(self, f_mean: torch.Tensor, f_var: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r"""Closed-form ``(E[y_n], Var[y_n])`` ``(N,)`` under :math:`q(f_n) = \mathcal N(f_{mean},
+        f_{var})` ``(N, L)`` on the CPU, or ``None`` when there is no closed form (default)."""
+        return None
+
+    def example_targets(self, signal: torch.Tensor, generator: torch.Generator | None = None,
+                        score: torch.Tensor | None = None) -> torch.Tensor:
+        """Synthetic targets ``(N,)`` for a noiseless ``signal`` ``(N,)`` (tests, smoke runs);
+        classifiers label by ``score`` (default ``signal``). Default: ``signal + 0.1 ε``."""
+        return signal + 0.1 * torch.randn(len(signal), generator=generator, dtype=signal.dtype)
+
+    def score_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Targets ``(N,)`` (finite, on the CPU) converted to what the predictive scores, their
+        values checked; default: real numbers in their float dtype (integers: the default)."""
+        return y.to(torch.get_default_dtype() if not y.is_floating_point() else y.dtype)
+
+    def capture_blockers(self) -> list[str]:
+        """Why a step through this likelihood cannot be captured in a CUDA graph (default: none)."""
+        return []
 
     def forward(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return pyro.sample("obs", self.distribution(f), obs=y)
@@ -67,6 +153,16 @@ class Likelihood(PyroModule):
         if not y.is_floating_point():
             raise ValueError(f"{type(self).__name__} targets must be real numbers (a floating "
                              f"dtype), got dtype {y.dtype}; convert them with y.float()")
+
+
+def _is_binary(x: torch.Tensor) -> bool:
+    """All values of ``x`` (known to lie in [0, 1]) are 0 or 1: then and only then
+    sum(x^2) = sum(x) (every term of sum(x (1 - x)) is >= 0). Both sums are exact
+    integers in float32 below 2^24 elements; larger tensors take the exact element-wise test."""
+    flat = x.reshape(-1)
+    if flat.numel() >= 1 << 23:
+        return bool(((flat == 0) | (flat == 1)).all())
+    return bool(torch.dot(flat, flat) == flat.sum())
 
 
 def _rows(mask: torch.Tensor) -> str:
@@ -91,6 +187,8 @@ class GaussianLikelihood(Likelihood):
         rather than keep it fixed.
     """
 
+    conjugate = True
+
     def __init__(self, noise_std: float = 0.1, learn_noise: bool = True):
         super().__init__()
         self.learn_noise = bool(learn_noise)
@@ -108,10 +206,26 @@ class GaussianLikelihood(Likelihood):
         r""":math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log\mathcal N(y \mid f, \sigma^2)
         = \log\mathcal N(y \mid \mu, \sigma^2) - s^2 / (2\sigma^2)`, in closed form (the SVGP's
         data term): the ``obs`` site carries the first term (so it is the observation, also for
-        predictive checks) and a factor the second."""
+        predictive checks) and a factor the second; ``f`` is recorded as the mean :math:`\mu`.
+        Without ``y`` (prediction): the Monte Carlo default."""
+        if y is None:
+            return super().expected_log_prob(loc, var, y)
+        record("f", loc, event_dim=1)
         obs = pyro.sample("obs", dist.Normal(loc.squeeze(-1), self.noise_std), obs=y)
         pyro.factor("obs_var", -0.5 * var.squeeze(-1) / self.noise_std ** 2)
         return obs
+
+    def noise_scale(self, f):
+        r""":math:`\sigma` for every draw."""
+        return self.noise_std.detach().cpu().expand_as(f[..., 0])
+
+    def noise_variance(self, f):
+        r""":math:`\sigma^2`."""
+        return (self.noise_std.detach().cpu() ** 2).expand(f.shape[1:-1])
+
+    def predictive_moments(self, f_mean, f_var):
+        r""":math:`(\mu_n, s_n^2 + \sigma^2)`."""
+        return f_mean[:, 0], f_var[:, 0] + self.noise_std.detach().cpu() ** 2
 
 
 class HeteroscedasticGaussianLikelihood(Likelihood):
@@ -131,6 +245,14 @@ class HeteroscedasticGaussianLikelihood(Likelihood):
 
     def distribution(self, f):
         return dist.Normal(f[..., 0], F.softplus(f[..., 1]) + self.min_scale)
+
+    def noise_scale(self, f):
+        """:math:`s_n` per draw."""
+        return F.softplus(f[..., 1]) + self.min_scale
+
+    def noise_variance(self, f):
+        r""":math:`\frac1S\sum_s (s^{(s)}_n)^2`."""
+        return (self.noise_scale(f) ** 2).mean(0)
 
 
 class StudentTLikelihood(Likelihood):
@@ -159,9 +281,21 @@ class StudentTLikelihood(Likelihood):
         return (math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
                 - math.log(float(self.noise_std.detach())))
 
+    def noise_variance(self, f):
+        r""":math:`\sigma^2 \nu / (\nu - 2)` (infinite for :math:`\nu \le 2`)."""
+        sigma2 = float(self.noise_std.detach()) ** 2
+        var = sigma2 * self.df / (self.df - 2) if self.df > 2 else math.inf
+        return torch.full(f.shape[1:-1], var, dtype=f.dtype)
+
+    def capture_blockers(self) -> list[str]:
+        return ["its student-t likelihood cannot be captured (torch's StudentT copies a number "
+                "from the host each time it is built, in its Chi2): use another likelihood"]
+
 
 class BernoulliLikelihood(Likelihood):
     r"""Binary classification :math:`y_n \sim \mathrm{Bernoulli}(\sigma(f_n))`, labels 0/1 as floats."""
+
+    kind = "binary"
 
     def max_log_density(self) -> float:
         """0: a probability is at most 1."""
@@ -179,12 +313,30 @@ class BernoulliLikelihood(Likelihood):
                              f"{_rows(bad)}; map your two classes to 0 and 1 (e.g. (y + 1) / 2 "
                              "for -1/+1 labels)")
 
+    def class_probabilities(self, f):
+        r""":math:`(1 - \sigma(f), \sigma(f))`."""
+        p1 = torch.sigmoid(f[..., 0])
+        return torch.stack([1 - p1, p1], dim=-1)
+
+    def example_targets(self, signal, generator=None, score=None):
+        return ((signal if score is None else score) > 0).to(signal.dtype)
+
+    def score_targets(self, y):
+        y = y.double()
+        if not ((y == 0) | (y == 1)).all():
+            raise ValueError("y must hold binary labels 0/1 for the Bernoulli likelihood, got "
+                             f"values {sorted(set(y.unique()[:5].tolist()))}...")
+        return y.float()
+
 
 class CategoricalLikelihood(Likelihood):
     """Softmax classification :math:`y_n \\sim \\mathrm{Categorical}(\\mathrm{softmax}(f_n))`.
 
     :param int num_classes: C >= 2 (the number of outputs).
     """
+
+    kind = "classification"
+    integer_targets = True
 
     def __init__(self, num_classes: int):
         super().__init__()
@@ -210,10 +362,33 @@ class CategoricalLikelihood(Likelihood):
                              f"{self.num_outputs}); found {sorted(set(y[bad].tolist()))[:5]} in "
                              f"rows {_rows(bad)}")
 
+    def class_probabilities(self, f):
+        r""":math:`\mathrm{softmax}(f)`."""
+        return torch.softmax(f, dim=-1)
+
+    def example_targets(self, signal, generator=None, score=None):
+        return torch.randint(self.num_outputs, (len(signal),), generator=generator)
+
+    def score_targets(self, y):
+        c = self.num_outputs
+        if y.is_floating_point() and not torch.equal(y, y.round()):
+            raise ValueError(f"y must hold integer class labels in [0, {c}), got non-integral "
+                             "values")
+        y = y.long()
+        if int(y.min()) < 0 or int(y.max()) >= c:
+            raise ValueError(f"y must hold class labels in [0, {c}), got values in "
+                             f"[{int(y.min())}, {int(y.max())}]")
+        return y
+
 
 class ImageLikelihood(Likelihood):
     """Base of the per-pixel likelihoods of D-pixel images: ``mean(f)`` is the decoder mean
-    parameter, ``distribution(f)`` has event shape ``(D,)``."""
+    parameter, ``distribution(f)`` has event shape ``(D,)``; :meth:`check_pixels` checks images
+    against the support."""
+
+    kind = "image"
+    #: the VAE's name of this likelihood (its ``likelihood=`` argument), for messages
+    vae_name = ""
 
     def __init__(self, num_pixels: int):
         super().__init__()
@@ -225,9 +400,36 @@ class ImageLikelihood(Likelihood):
     def mean(self, f: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(f)
 
+    def needs_unit_range(self) -> bool:
+        """Whether pixel values must lie in [0, 1] (the mean is a probability or a sigmoid)."""
+        return True
+
+    def check_pixels(self, x: torch.Tensor, lo: float, hi: float) -> None:
+        """Refuse flattened images ``x`` (finite, with range ``[lo, hi]``) outside the support."""
+        if self.needs_unit_range() and (lo < 0 or hi > 1):
+            raise ValueError(f"the {self.vae_name} likelihood (mean in [0, 1]) needs pixel values in "
+                             f"[0, 1], got [{lo:.3g}, {hi:.3g}]; divide 8-bit images by 255")
+
+    def example_images(self, u: torch.Tensor) -> torch.Tensor:
+        """Synthetic images from uniform draws ``u`` in [0, 1) (tests, smoke runs): ``u``."""
+        return u
+
 
 class ImageBernoulliLikelihood(ImageLikelihood):
     """Binary pixels, :math:`x_d \\sim \\mathrm{Bernoulli}(\\sigma(f_d))`."""
+
+    vae_name = "bernoulli"
+
+    def check_pixels(self, x, lo, hi):
+        if lo < 0 or hi > 1 or not _is_binary(x.detach()):
+            raise ValueError(
+                "the Bernoulli likelihood needs binary images (values exactly 0 or 1), got values "
+                f"in [{lo:.3g}, {hi:.3g}] that are not all 0/1; binarise them (dynamic "
+                "binarisation: experiments.harness.vae.DynamicBinarization) or use "
+                "likelihood='continuous-bernoulli' for grey levels")
+
+    def example_images(self, u):
+        return (u > 0.5).float()
 
     def distribution(self, f):
         return dist.Bernoulli(logits=f).to_event(1)
@@ -235,6 +437,8 @@ class ImageBernoulliLikelihood(ImageLikelihood):
 
 class ImageContinuousBernoulliLikelihood(ImageLikelihood):
     """Grey pixels in [0, 1], :math:`x_d \\sim \\mathcal{CB}(\\sigma(f_d))` (normalised)."""
+
+    vae_name = "continuous-bernoulli"
 
     def distribution(self, f):
         return dist.ContinuousBernoulli(logits=f).to_event(1)
@@ -250,6 +454,7 @@ class ImageGaussianLikelihood(ImageLikelihood):
     :param float min_scale: :math:`s_{\min} \ge 0` (the density is unbounded as s goes to 0).
     """
 
+    vae_name = "gaussian"
     MEANS = ("sigmoid", "identity")
     SCALES = ("network", "pixel", "shared")
 
@@ -274,6 +479,9 @@ class ImageGaussianLikelihood(ImageLikelihood):
         if self.scale_kind == "network":
             return f[..., : self.num_pixels], f[..., self.num_pixels:]
         return f, self.scale_raw
+
+    def needs_unit_range(self) -> bool:
+        return self.mean_link == "sigmoid"
 
     def mean(self, f):
         a, _ = self._split(f)
@@ -321,7 +529,7 @@ def make_likelihood(name: str, **kwargs) -> Likelihood:
     return cls(**kwargs)
 
 
-__all__ = ["BernoulliLikelihood", "CategoricalLikelihood", "GaussianLikelihood",
+__all__ = ["PREDICTIVE_KINDS", "BernoulliLikelihood", "CategoricalLikelihood", "GaussianLikelihood",
            "HeteroscedasticGaussianLikelihood", "ImageBernoulliLikelihood",
            "ImageContinuousBernoulliLikelihood", "ImageGaussianLikelihood", "ImageLikelihood",
            "LIKELIHOODS", "Likelihood", "StudentTLikelihood", "likelihood_for", "make_likelihood"]

@@ -59,7 +59,7 @@ import torch
 from pyro.poutine.runtime import effectful
 from torch import nn
 
-from .base import ZooModel, is_sync_free, record
+from .base import ZooModel, is_sync_free
 from .kernels import (
     build_kernel,
     build_mean,
@@ -67,13 +67,7 @@ from .kernels import (
     hyperparameters,
     inputs_equal,
 )
-from .likelihoods import (
-    BernoulliLikelihood,
-    CategoricalLikelihood,
-    GaussianLikelihood,
-    StudentTLikelihood,
-    likelihood_for,
-)
+from .likelihoods import likelihood_for
 from .registry import register_model
 
 #: the likelihoods of :mod:`models.likelihoods` the SVGP takes (one latent GP per output)
@@ -301,7 +295,14 @@ class SVGP(ZooModel):
         if dtype == "float64":
             self.double()
 
+    has_inducing = True
+
     # ------------------------------------------------------------------ set-up
+    @property
+    def in_features(self) -> int:
+        """D, the ``input_dim`` (:attr:`models.base.ZooModel.in_features`)."""
+        return self.input_dim
+
     @property
     def dtype(self) -> torch.dtype:
         return self.inducing_points.dtype
@@ -360,8 +361,7 @@ class SVGP(ZooModel):
         collapsed bound's q(u), from which SVI refines kernel, noise and Z. Call it before
         :func:`~experiments.engine.training.fit`."""
         self.initialize_inducing(x, method="kmeans", seed=seed, progress=progress)
-        if isinstance(self.likelihood, GaussianLikelihood) and callable(getattr(guide, "set_q_u",
-                                                                                None)):
+        if self.likelihood.conjugate and guide is not None and guide.has_q_u:
             x = self._check_x(x)
             guide(x[:2], self._check_y(x, y)[:2])
             guide.set_q_u(*self.optimal_q_u(x, y))
@@ -376,7 +376,7 @@ class SVGP(ZooModel):
             return None
         if y.shape != x.shape[:1]:
             raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
-        if isinstance(self.likelihood, CategoricalLikelihood):
+        if self.likelihood.integer_targets:
             if y.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"softmax labels must be integers, got dtype {y.dtype}")
             return y.to(self.inducing_points.device)
@@ -384,14 +384,7 @@ class SVGP(ZooModel):
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         x = torch.randn(num_data, self.input_dim, generator=generator, dtype=self.dtype)
-        s = x.sum(-1).sin()
-        if isinstance(self.likelihood, CategoricalLikelihood):
-            y = torch.randint(self.num_latents, (num_data,), generator=generator)
-        elif isinstance(self.likelihood, BernoulliLikelihood):
-            y = (s > 0).to(self.dtype)
-        else:
-            y = s + 0.1 * torch.randn(num_data, generator=generator, dtype=self.dtype)
-        return x, y
+        return x, self.likelihood.example_targets(x.sum(-1).sin(), generator)
 
     # ------------------------------------------------------------------ the model
     def prior_u(self, cond: Conditional) -> dist.Distribution:
@@ -444,13 +437,8 @@ class SVGP(ZooModel):
         cond = self.conditional(x)
         u = pyro.sample("u", self.prior_u(cond))
         loc, var = svgp_conditional(cond, u, name="u")  # (..., N, L)
-        with data_plate():
-            if isinstance(self.likelihood, GaussianLikelihood) and y is not None:
-                record("f", loc, event_dim=1)
-                return self.likelihood.expected_log_prob(loc, var, y)
-            eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
-            f = record("f", loc + var.sqrt() * eps, event_dim=1)
-            return self.likelihood(f, y)
+        with data_plate():  # closed form for a conjugate likelihood, one draw of f otherwise
+            return self.likelihood.expected_log_prob(loc, var, y)
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
@@ -472,9 +460,9 @@ class SVGP(ZooModel):
             means.append(m.cpu())
             variances.append(v.cpu())
         out = {"f_mean": torch.cat(means), "f_var": torch.cat(variances)}
-        if isinstance(self.likelihood, GaussianLikelihood):
-            out["y_mean"] = out["f_mean"][:, 0]
-            out["y_var"] = out["f_var"][:, 0] + self.likelihood.noise_std.detach().cpu() ** 2
+        moments = self.likelihood.predictive_moments(out["f_mean"], out["f_var"])
+        if moments is not None:
+            out["y_mean"], out["y_var"] = moments
         return out
 
     @torch.no_grad()
@@ -492,7 +480,7 @@ class SVGP(ZooModel):
         needs thousands of steps when the noise is small against the signal).
         Returns ``(loc (1, M), scale_tril (1, M, M))``.
         """
-        if not isinstance(self.likelihood, GaussianLikelihood):
+        if not self.likelihood.conjugate:
             raise ValueError("optimal_q_u is closed-form for the gaussian likelihood only")
         x = self._check_x(x)
         y = self._check_y(x, y)
@@ -516,11 +504,7 @@ class SVGP(ZooModel):
         return loc.unsqueeze(0).to(self.dtype), tril.unsqueeze(0).to(self.dtype)
 
     def capture_blockers(self) -> list[str]:
-        out = []
-        if isinstance(self.likelihood, StudentTLikelihood):
-            out.append("its student-t likelihood cannot be captured (torch's StudentT copies a "
-                       "number from the host each time it is built, in its Chi2): use another "
-                       "likelihood")
+        out = list(self.likelihood.capture_blockers())
         comparing = host_comparing_kernels(self.kernel)
         if comparing:
             out.append(f"its kernel has parts that compare their inputs on the host in every "

@@ -65,16 +65,6 @@ def _check_choice(value, choices, what):
         raise ValueError(f"{what} must be one of {list(choices)}, got {value!r}")
 
 
-def _is_binary(x: torch.Tensor) -> bool:
-    """All values of ``x`` (known to lie in [0, 1]) are 0 or 1: then and only then
-    sum(x^2) = sum(x) (every term of sum(x (1 - x)) is >= 0). Both sums are exact
-    integers in float32 below 2^24 elements; larger tensors take the exact element-wise test."""
-    flat = x.reshape(-1)
-    if flat.numel() >= 1 << 23:
-        return bool(((flat == 0) | (flat == 1)).all())
-    return bool(torch.dot(flat, flat) == flat.sum())
-
-
 def mlp(in_features: int, hidden: Sequence[int], out_features: int, activation: str = "tanh"
         ) -> nn.Sequential:
     """``Linear -> act -> ... -> Linear``; acts on the last dim, any leading dims."""
@@ -248,17 +238,7 @@ class VAE(ZooModel):
         lo, hi = (float(v) for v in torch.aminmax(x.detach()))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError("images hold NaN or inf")
-        if self.likelihood_name == "bernoulli":
-            if lo < 0 or hi > 1 or not _is_binary(x.detach()):
-                raise ValueError(
-                    "the Bernoulli likelihood needs binary images (values exactly 0 or 1), got values "
-                    f"in [{lo:.3g}, {hi:.3g}] that are not all 0/1; binarise them (dynamic "
-                    "binarisation: experiments.harness.vae.DynamicBinarization) or use "
-                    "likelihood='continuous-bernoulli' for grey levels")
-        elif (self.likelihood_name == "continuous-bernoulli" or self.gaussian_mean == "sigmoid") and (
-                lo < 0 or hi > 1):
-            raise ValueError(f"the {self.likelihood_name} likelihood (mean in [0, 1]) needs pixel values in "
-                             f"[0, 1], got [{lo:.3g}, {hi:.3g}]; divide 8-bit images by 255")
+        self.likelihood.check_pixels(x, lo, hi)  # (models.likelihoods.ImageLikelihood)
         return x
 
     # ------------------------------------------------------------------------------------------
@@ -303,9 +283,7 @@ class VAE(ZooModel):
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         u = torch.rand(num_data, *self.image_shape, generator=generator)
-        if self.likelihood_name == "bernoulli":
-            u = (u > 0.5).float()
-        return (u,)
+        return (self.likelihood.example_images(u),)
 
 
 __all__ = ["VAE", "LIKELIHOODS", "make_net", "mlp"]

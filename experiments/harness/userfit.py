@@ -57,7 +57,6 @@ from experiments.engine.checkpoint import load_zoo_file, save_zoo_file
 from experiments.engine.ensemble import Ensemble, train_ensemble
 from experiments.engine.predict import Prediction, needs_train_data, predict
 from experiments.engine.training import FitConfig
-from models.likelihoods import BernoulliLikelihood
 
 from .spec import ConfigError, PairSpec, RunContext, apply_overrides, config_dict, train_pair
 
@@ -851,7 +850,7 @@ def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
     if guide is not None:  # (an Ensemble moves its members' guides itself)
         guide.to(resolve_device(device))
     first = model[0][0] if isinstance(model, Ensemble) else model
-    bernoulli = isinstance(getattr(first, "likelihood", None), BernoulliLikelihood)
+    bernoulli = getattr(getattr(first, "likelihood", None), "kind", None) == "binary"
     y = None if table.y is None else std.y(table.y, "bernoulli" if bernoulli else None)
     pred = std.prediction(predict(model, guide, std.x(table.x), job.num_samples, y=y,
                                   train_data=train, seed=seed))
