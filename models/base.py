@@ -38,7 +38,7 @@ def sync_free(on: bool = True):
     read stalls the launch queue and breaks CUDA-graph capture): checks that would branch on a
     value in Python take their device-side form instead. The SVGP's Cholesky then marks a failed
     factorisation with NaN, which ``fit``'s non-finite gate stops and reports, instead of
-    retrying with more jitter (:func:`models.svgp.stable_cholesky`)."""
+    retrying with more jitter (:func:`models.sparse_gp.stable_cholesky`)."""
     return _flag(_SYNC_FREE, bool(on))
 
 

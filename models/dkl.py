@@ -18,7 +18,7 @@ reproduced); regression the Gaussian, whose expected log-likelihood stays in clo
 
 The model composes the SVGP rather than copying it: the trunk maps ``x`` to features and
 :meth:`models.svgp.SVGP.observe` takes them from there (the same ``u`` site, the same
-:func:`models.svgp.svgp_conditional` effect, so the SVGP guides' ``MarginalizeInducing`` applies),
+:func:`models.sparse_gp.svgp_conditional` effect, so the SVGP guides' ``MarginalizeInducing`` applies),
 inside *this* model's data plate. Trunks (``trunk=``):
 
 * ``"mlp"``: a deterministic MLP (``widths`` hidden layers, then a linear map to ``feature_dim``);

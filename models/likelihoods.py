@@ -31,7 +31,9 @@ classifier, a heteroscedastic BNN with ``out_features=2``).
 Code outside this module never branches on a likelihood's class: it reads what the likelihood
 declares (:class:`Likelihood`: ``kind``, ``integer_targets``, ``conjugate``) and calls its
 methods (the data term :meth:`Likelihood.expected_log_prob`, the predictive moments, the target
-checks), so that a new likelihood is one class here.
+checks), so that a new likelihood is one class here. The contract is
+:mod:`models.likelihood_base`, the image likelihoods :mod:`models.image_likelihoods` (all
+importable from here).
 """
 
 from __future__ import annotations
@@ -43,126 +45,16 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
-from pyro.nn import PyroModule, PyroParam
+from pyro.nn import PyroParam
 
 from .base import record
-
-#: the values of :attr:`Likelihood.kind` :func:`experiments.engine.predict.predict` knows
-PREDICTIVE_KINDS = ("regression", "binary", "classification")
-
-
-class Likelihood(PyroModule):
-    r"""Base class: ``forward(f, y=None)`` records ``obs`` and returns its value.
-
-    The contract, which models, guides and the predictive read instead of the class:
-
-    * ``distribution(f)`` (required): :math:`p(y_n \mid f_n)` for ``f`` of shape
-      ``(..., N, num_outputs)``, batch shape ``(..., N)``.
-    * :attr:`kind`: ``"regression"`` (real :math:`y`; the predictive reports a mean and a
-      variance), ``"binary"`` (labels 0/1; class probabilities :math:`(1 - p, p)`),
-      ``"classification"`` (integer labels :math:`0..C-1`; class probabilities) or ``"image"``
-      (an event of D pixels per row, the VAE's).
-    * :attr:`integer_targets`: ``y`` must have an integer dtype (checked per batch by models).
-    * :attr:`conjugate`: :math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log p(y \mid f)` is closed
-      form and, for a GP prior, so is the optimal :math:`q(u)` (Titsias 2009): the Gaussian.
-    * :meth:`expected_log_prob` ``(loc, var, y)``: the data term
-      :math:`\mathbb E_{q(f_n) = \mathcal N(\mu_n, s_n^2)}\log p(y_n \mid f_n)` as Pyro sites;
-      Monte Carlo with one reparameterised draw :math:`f_n = \mu_n + s_n\epsilon_n` by default,
-      closed form where it exists.
-    * Predictive moments from S draws :math:`f^{(s)}` (tensors ``(S, N, L)`` on the CPU):
-      :meth:`class_probabilities` :math:`p(y_n = k \mid f^{(s)}_n)` (classifiers),
-      :meth:`noise_scale` (the scale :math:`\sigma^{(s)}_n` of a Gaussian observation model, whose
-      predictive log-density is then computed in closed form per draw; ``None`` otherwise: Monte
-      Carlo with :meth:`distribution`), :meth:`noise_variance`
-      :math:`\frac1S\sum_s \mathrm{Var}[y_n \mid f^{(s)}_n]` (the aleatoric part) and
-      :meth:`predictive_moments` (closed-form :math:`\mathbb E[y_n]`, :math:`\mathrm{Var}[y_n]`
-      under a Gaussian :math:`q(f_n)`, ``None`` where there is none).
-    * Targets: :meth:`check_targets` (the whole training set, once), :meth:`score_targets`
-      (targets handed to the predictive for scoring, converted to the dtype scored),
-      :meth:`example_targets` (synthetic targets for tests).
-    * :meth:`capture_blockers`: why a step through it cannot be captured in a CUDA graph.
-
-    :ivar num_outputs: the size of the last dim of ``f`` this likelihood reads.
-    """
-
-    num_outputs: int = 1
-    kind: str = "regression"
-    integer_targets: bool = False
-    conjugate: bool = False
-
-    def distribution(self, f: torch.Tensor) -> dist.Distribution:
-        raise NotImplementedError
-
-    def expected_log_prob(self, loc: torch.Tensor, var: torch.Tensor, y: torch.Tensor | None
-                          ) -> torch.Tensor:
-        r"""The data term under :math:`q(f_n) = \mathcal N(\mu_n, s_n^2)`, ``loc`` and ``var``
-        ``(..., N, num_outputs)``, called inside the data plate. Default (Monte Carlo): one
-        reparameterised draw :math:`f_n = \mu_n + s_n \epsilon_n`, recorded as ``f``, observed
-        through :meth:`forward`."""
-        eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
-        f = record("f", loc + var.sqrt() * eps, event_dim=1)
-        return self(f, y)
-
-    def class_probabilities(self, f: torch.Tensor) -> torch.Tensor:
-        """``(S, N, K)`` class probabilities per draw of ``f`` ``(S, N, L)`` (classifiers only)."""
-        raise NotImplementedError(f"{type(self).__name__} is not a classifier")
-
-    def noise_scale(self, f: torch.Tensor) -> torch.Tensor | None:
-        r"""The scale ``(S, N)`` of a Gaussian :math:`p(y_n \mid f^{(s)}_n)` per draw, or ``None``
-        when the observation model is not Gaussian (default)."""
-        return None
-
-    def noise_variance(self, f: torch.Tensor) -> torch.Tensor:
-        r"""The aleatoric variance ``(N,)``: :math:`\mathrm{Var}[y_n \mid f^{(s)}_n]` averaged over
-        the S draws of ``f`` ``(S, N, L)`` (regression only)."""
-        raise NotImplementedError(f"{type(self).__name__} has no predictive variance")
-
-    def predictive_moments(self, f_mean: torch.Tensor, f_var: torch.Tensor
-                           ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        r"""Closed-form ``(E[y_n], Var[y_n])`` ``(N,)`` under :math:`q(f_n) = \mathcal N(f_{mean},
-        f_{var})` ``(N, L)`` on the CPU, or ``None`` when there is no closed form (default)."""
-        return None
-
-    def example_targets(self, signal: torch.Tensor, generator: torch.Generator | None = None,
-                        score: torch.Tensor | None = None) -> torch.Tensor:
-        """Synthetic targets ``(N,)`` for a noiseless ``signal`` ``(N,)`` (tests, smoke runs);
-        classifiers label by ``score`` (default ``signal``). Default: ``signal + 0.1 ε``."""
-        return signal + 0.1 * torch.randn(len(signal), generator=generator, dtype=signal.dtype)
-
-    def score_targets(self, y: torch.Tensor) -> torch.Tensor:
-        """Targets ``(N,)`` (finite, on the CPU) converted to what the predictive scores, their
-        values checked; default: real numbers in their float dtype (integers: the default)."""
-        return y.to(torch.get_default_dtype() if not y.is_floating_point() else y.dtype)
-
-    def capture_blockers(self) -> list[str]:
-        """Why a step through this likelihood cannot be captured in a CUDA graph (default: none)."""
-        return []
-
-    def forward(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return pyro.sample("obs", self.distribution(f), obs=y)
-
-    def max_log_density(self) -> float | None:
-        r"""The supremum over ``f`` and ``y`` of :math:`\log p(y \mid f)` for one observation at
-        the current parameters (``None``: unbounded or unknown). ``fit`` refuses an epoch whose
-        expected log-likelihood (hence ELBO) exceeds ``num_data`` times it: no posterior can."""
-        return None
-
-    def check_targets(self, y: torch.Tensor) -> None:
-        """Check a whole set of targets once, before training (``fit`` calls it through
-        :meth:`models.base.ZooModel.validate_data`); the default accepts any finite reals."""
-        if not y.is_floating_point():
-            raise ValueError(f"{type(self).__name__} targets must be real numbers (a floating "
-                             f"dtype), got dtype {y.dtype}; convert them with y.float()")
-
-
-def _is_binary(x: torch.Tensor) -> bool:
-    """All values of ``x`` (known to lie in [0, 1]) are 0 or 1: then and only then
-    sum(x^2) = sum(x) (every term of sum(x (1 - x)) is >= 0). Both sums are exact
-    integers in float32 below 2^24 elements; larger tensors take the exact element-wise test."""
-    flat = x.reshape(-1)
-    if flat.numel() >= 1 << 23:
-        return bool(((flat == 0) | (flat == 1)).all())
-    return bool(torch.dot(flat, flat) == flat.sum())
+from .image_likelihoods import (
+    ImageBernoulliLikelihood,
+    ImageContinuousBernoulliLikelihood,
+    ImageGaussianLikelihood,
+    ImageLikelihood,
+)
+from .likelihood_base import PREDICTIVE_KINDS, Likelihood
 
 
 def _rows(mask: torch.Tensor) -> str:
@@ -379,117 +271,6 @@ class CategoricalLikelihood(Likelihood):
             raise ValueError(f"y must hold class labels in [0, {c}), got values in "
                              f"[{int(y.min())}, {int(y.max())}]")
         return y
-
-
-class ImageLikelihood(Likelihood):
-    """Base of the per-pixel likelihoods of D-pixel images: ``mean(f)`` is the decoder mean
-    parameter, ``distribution(f)`` has event shape ``(D,)``; :meth:`check_pixels` checks images
-    against the support."""
-
-    kind = "image"
-    #: the VAE's name of this likelihood (its ``likelihood=`` argument), for messages
-    vae_name = ""
-
-    def __init__(self, num_pixels: int):
-        super().__init__()
-        if int(num_pixels) < 1:
-            raise ValueError(f"num_pixels must be >= 1, got {num_pixels!r}")
-        self.num_pixels = int(num_pixels)
-        self.num_outputs = self.num_pixels
-
-    def mean(self, f: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(f)
-
-    def needs_unit_range(self) -> bool:
-        """Whether pixel values must lie in [0, 1] (the mean is a probability or a sigmoid)."""
-        return True
-
-    def check_pixels(self, x: torch.Tensor, lo: float, hi: float) -> None:
-        """Refuse flattened images ``x`` (finite, with range ``[lo, hi]``) outside the support."""
-        if self.needs_unit_range() and (lo < 0 or hi > 1):
-            raise ValueError(f"the {self.vae_name} likelihood (mean in [0, 1]) needs pixel values in "
-                             f"[0, 1], got [{lo:.3g}, {hi:.3g}]; divide 8-bit images by 255")
-
-    def example_images(self, u: torch.Tensor) -> torch.Tensor:
-        """Synthetic images from uniform draws ``u`` in [0, 1) (tests, smoke runs): ``u``."""
-        return u
-
-
-class ImageBernoulliLikelihood(ImageLikelihood):
-    """Binary pixels, :math:`x_d \\sim \\mathrm{Bernoulli}(\\sigma(f_d))`."""
-
-    vae_name = "bernoulli"
-
-    def check_pixels(self, x, lo, hi):
-        if lo < 0 or hi > 1 or not _is_binary(x.detach()):
-            raise ValueError(
-                "the Bernoulli likelihood needs binary images (values exactly 0 or 1), got values "
-                f"in [{lo:.3g}, {hi:.3g}] that are not all 0/1; binarise them (dynamic "
-                "binarisation: experiments.harness.vae.DynamicBinarization) or use "
-                "likelihood='continuous-bernoulli' for grey levels")
-
-    def example_images(self, u):
-        return (u > 0.5).float()
-
-    def distribution(self, f):
-        return dist.Bernoulli(logits=f).to_event(1)
-
-
-class ImageContinuousBernoulliLikelihood(ImageLikelihood):
-    """Grey pixels in [0, 1], :math:`x_d \\sim \\mathcal{CB}(\\sigma(f_d))` (normalised)."""
-
-    vae_name = "continuous-bernoulli"
-
-    def distribution(self, f):
-        return dist.ContinuousBernoulli(logits=f).to_event(1)
-
-
-class ImageGaussianLikelihood(ImageLikelihood):
-    r"""Gaussian pixels :math:`x_d \sim \mathcal N(m(a_d), s_d^2)`, :math:`s = s_{\min} +
-    \mathrm{softplus}(b)`.
-
-    :param str mean: ``"sigmoid"`` (:math:`m = \sigma`, the mean in [0, 1]) or ``"identity"``.
-    :param str scale: ``"network"`` (b is the second half of f: ``num_outputs = 2D``), ``"pixel"``
-        (one learned b per pixel) or ``"shared"`` (one learned b).
-    :param float min_scale: :math:`s_{\min} \ge 0` (the density is unbounded as s goes to 0).
-    """
-
-    vae_name = "gaussian"
-    MEANS = ("sigmoid", "identity")
-    SCALES = ("network", "pixel", "shared")
-
-    def __init__(self, num_pixels: int, mean: str = "sigmoid", scale: str = "network",
-                 min_scale: float = 1e-2):
-        super().__init__(num_pixels)
-        for value, choices, what in ((mean, self.MEANS, "gaussian_mean"),
-                                     (scale, self.SCALES, "gaussian_scale")):
-            if value not in choices:
-                raise ValueError(f"{what} must be one of {choices}, got {value!r}")
-        if not min_scale >= 0:
-            raise ValueError(f"min_scale must be >= 0, got {min_scale!r}")
-        self.mean_link, self.scale_kind, self.min_scale = mean, scale, float(min_scale)
-        if scale == "network":
-            self.num_outputs = 2 * self.num_pixels
-        else:
-            n = self.num_pixels if scale == "pixel" else 1
-            # softplus^-1(0.1): start every pixel's noise near 0.1 (+ min_scale)
-            self.scale_raw = torch.nn.Parameter(torch.full((n,), math.log(math.expm1(0.1))))
-
-    def _split(self, f):
-        if self.scale_kind == "network":
-            return f[..., : self.num_pixels], f[..., self.num_pixels:]
-        return f, self.scale_raw
-
-    def needs_unit_range(self) -> bool:
-        return self.mean_link == "sigmoid"
-
-    def mean(self, f):
-        a, _ = self._split(f)
-        return torch.sigmoid(a) if self.mean_link == "sigmoid" else a
-
-    def distribution(self, f):
-        _, b = self._split(f)
-        return dist.Normal(self.mean(f), F.softplus(b) + self.min_scale).to_event(1)
 
 
 #: name -> likelihood class (``softmax`` is an alias of ``categorical``)
