@@ -301,6 +301,14 @@ def likelihood_for(name: str, choices, *, noise_std: float = 0.1, learn_noise: b
     return make_likelihood(name, **kwargs)
 
 
+def image_likelihood_for(name: str, num_pixels: int, *, mean: str = "sigmoid",
+                         scale: str = "network", min_scale: float = 1e-2) -> ImageLikelihood:
+    """The image likelihood ``image-<name>`` on ``num_pixels`` pixels built from the VAE's options,
+    each taking the ones it uses (``mean``, ``scale``, ``min_scale``: the Gaussian's)."""
+    kwargs = {"gaussian": dict(mean=mean, scale=scale, min_scale=min_scale)}.get(name, {})
+    return make_likelihood(f"image-{name}", num_pixels=num_pixels, **kwargs)
+
+
 def make_likelihood(name: str, **kwargs) -> Likelihood:
     """The likelihood registered as ``name`` in :data:`LIKELIHOODS`, built with ``kwargs``."""
     try:
@@ -313,4 +321,5 @@ def make_likelihood(name: str, **kwargs) -> Likelihood:
 __all__ = ["PREDICTIVE_KINDS", "BernoulliLikelihood", "CategoricalLikelihood", "GaussianLikelihood",
            "HeteroscedasticGaussianLikelihood", "ImageBernoulliLikelihood",
            "ImageContinuousBernoulliLikelihood", "ImageGaussianLikelihood", "ImageLikelihood",
-           "LIKELIHOODS", "Likelihood", "StudentTLikelihood", "likelihood_for", "make_likelihood"]
+           "LIKELIHOODS", "Likelihood", "StudentTLikelihood", "image_likelihood_for",
+           "likelihood_for", "make_likelihood"]

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from .base import ZooModel, record
-from .likelihoods import make_likelihood
+from .likelihoods import image_likelihood_for
 from .registry import register_model
 
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous-bernoulli")
@@ -192,10 +192,9 @@ class VAE(ZooModel):
         self.gaussian_scale = gaussian_scale
         self.min_scale = float(min_scale)
         self.check = bool(check_data)
-        extra = dict(mean=gaussian_mean, scale=gaussian_scale, min_scale=min_scale) \
-            if likelihood == "gaussian" else {}
         # models.likelihoods' image likelihood: it reads the decoder's per-pixel outputs
-        self.likelihood = make_likelihood(f"image-{likelihood}", num_pixels=self.x_dim, **extra)
+        self.likelihood = image_likelihood_for(likelihood, self.x_dim, mean=gaussian_mean,
+                                               scale=gaussian_scale, min_scale=min_scale)
         self.decoder = make_net(arch, self.image_shape, self.z_dim, self.hidden,
                                 self.likelihood.num_outputs, activation, role="decoder")
         # prior N(0, I) as buffers, so that .to(device) moves it

@@ -15,6 +15,7 @@ import torch
 
 import guides
 from experiments.engine.training import FitConfig
+from models.likelihoods import LIKELIHOODS
 
 from .spec import ConfigError, PairSpec, apply_overrides
 
@@ -193,8 +194,8 @@ def without_conjugate_ngd(job: FitJob, overrides: Sequence[str]) -> FitJob:
     """Drop the default natural gradients of :func:`default_job` when ``--set`` chose a
     likelihood other than the Gaussian (its step is one-step optimal only there)."""
     keys = _set_keys(overrides)
-    if job.model_cfg.get("likelihood", "gaussian") != "gaussian" \
-            and "guide_cfg.natural_gradient" not in keys:
+    chosen = LIKELIHOODS.get(job.model_cfg.get("likelihood", "gaussian"))
+    if not (chosen is not None and chosen.conjugate) and "guide_cfg.natural_gradient" not in keys:
         job.guide_cfg.pop("natural_gradient", None)
         if "guide_cfg.ngd_lr" not in keys:
             job.guide_cfg.pop("ngd_lr", None)
@@ -235,14 +236,15 @@ def data_model_args(job: FitJob, task: str, num_features: int, num_classes: int 
         if lik not in TASK_LIKELIHOODS[task]:
             raise ConfigError(f"--set model_cfg.likelihood={lik}: a {task} table takes one of "
                               f"{', '.join(TASK_LIKELIHOODS[task])}")
-        if lik == "bernoulli" and num_classes != 2:
+        kind = LIKELIHOODS[lik].kind
+        if kind == "binary" and num_classes != 2:
             raise ConfigError(f"the bernoulli likelihood needs 2 classes, the target has "
                               f"{num_classes}; use categorical")
         out["likelihood"] = lik
         if "out_features" in info.keys:
-            out["out_features"] = {"heteroscedastic-gaussian": 2, "categorical": num_classes,
-                                   "softmax": num_classes}.get(lik, 1)
-        if "num_classes" in info.keys and lik in ("categorical", "softmax"):
+            out["out_features"] = num_classes if kind == "classification" else \
+                LIKELIHOODS[lik].num_outputs
+        if "num_classes" in info.keys and kind == "classification":
             out["num_classes"] = num_classes
     for key in ("in_features", "input_dim"):
         if key in info.keys:

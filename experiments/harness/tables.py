@@ -19,6 +19,7 @@ import torch
 from experiments.data.tabular import Table, load_table
 from experiments.data.uci import _mean_std
 from experiments.engine.predict import Prediction
+from models.likelihoods import LIKELIHOODS
 
 log = logging.getLogger("experiments")
 
@@ -65,8 +66,8 @@ class Standardization:
         if self.task == "regression":
             return torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32)
         idx = self.labels(y)
-        return torch.as_tensor(idx, dtype=torch.float32 if likelihood == "bernoulli"
-                               else torch.long)
+        binary = likelihood in LIKELIHOODS and LIKELIHOODS[likelihood].kind == "binary"
+        return torch.as_tensor(idx, dtype=torch.float32 if binary else torch.long)
 
     def labels(self, y: np.ndarray) -> np.ndarray:
         classes = np.asarray(self.classes)
