@@ -62,7 +62,7 @@ _PUBLIC = {
     "Ensemble": ("experiments.engine.ensemble", "Ensemble"),
     "ensemble": ("experiments.engine.ensemble", "ensemble"),
     # your own table, and runs written by `python -m experiments fit`
-    "load_run": ("experiments.harness.userfit", "load_run"),
+    "load_run": ("experiments.harness.userpredict", "load_run"),
     "load_table": ("experiments.data.tabular", "load_table"),
     # registries
     "create_model": ("models", "create_model"),

@@ -210,7 +210,7 @@ def reliability(probs: torch.Tensor, y: torch.Tensor, n_bins: int):
 
 def _probs(model, guide, x, num_samples: int, seed: int) -> torch.Tensor:
     # the deterministic net's draws are all the same: one is enough
-    s = 1 if not list(model.latent_sites) and not hasattr(model, "gp") else num_samples
+    s = 1 if not list(model.latent_sites) and not model.has_inducing else num_samples
     return predict(model, guide, x, num_samples=s, seed=seed, sample_chunk=s,
                    data_chunk=1000).probs
 
@@ -232,7 +232,7 @@ def evaluate(model, guide, data: dict, cfg: Config, seed: int) -> tuple[dict, di
 
 def _prepare(ctx: RunContext, x: torch.Tensor, rows: int):
     def prepare(model, guide):
-        if hasattr(model, "initialize_inducing"):
+        if model.has_inducing:
             model.initialize_inducing(x[:rows], method="kmeans", seed=ctx.seed,
                                       progress=ctx.progress)
     return prepare

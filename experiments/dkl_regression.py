@@ -169,7 +169,7 @@ def run(config: Config, ctx: RunContext) -> dict:
     beyond = g.abs() > d.extent + 0.5 * (d.grid_extent - d.extent)
 
     def prepare(model, guide):
-        if hasattr(model, "initialize_inducing"):
+        if model.has_inducing:
             model.initialize_inducing(x, method="kmeans", seed=ctx.seed)
 
     metrics: dict = {}

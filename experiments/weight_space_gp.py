@@ -65,6 +65,7 @@ from experiments.engine.predictive import posterior_predictive
 from experiments.engine.training import FitConfig
 from experiments.harness.plotting import log_ticks, plot_predictive_band, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
+from guides.mean_field import MeanFieldGuide
 
 from .registry import register_experiment
 
@@ -199,7 +200,7 @@ def gaussian_q(guide) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and covariance of ``w`` under a Gaussian guide (mean-field, AutoNormal, or any
     AutoContinuous such as AutoMultivariateNormal / AutoLowRankMultivariateNormal)."""
     with torch.no_grad():
-        if hasattr(guide, "w_loc"):  # guides.mean_field.MeanFieldGuide
+        if isinstance(guide, MeanFieldGuide):
             return guide.w_loc.double(), torch.diag(guide.w_scale.double() ** 2)
         if isinstance(guide, AutoNormal):
             loc, scale = guide._get_loc_and_scale("w")

@@ -141,7 +141,7 @@ class EmptyGuide(ZooGuide, PyroModule):
 
 @register_guide("deterministic", models=("mlp", "cnn"), family="bnn")
 def build_deterministic(model):
-    if getattr(model, "latent_sites", []):
+    if model.latent_sites:
         raise ValueError(
             f"the deterministic guide is for models without latent sites; this model has "
             f"{model.latent_sites}"

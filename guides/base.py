@@ -1,4 +1,4 @@
-"""The guide half of the contract, written down: :class:`ZooGuide`.
+r"""The guide half of the contract, written down: :class:`ZooGuide`.
 
 ``fit`` and the predictive call these hooks on a guide, and find them by ``isinstance(guide,
 ZooGuide)``, never by looking for attributes or reading signatures:
@@ -21,6 +21,22 @@ ZooGuide)``, never by looking for attributes or reading signatures:
 - :meth:`ZooGuide.fit_advice` ``(model, config)``: the settings that help this pair when a fit
   goes non-finite or reports nonsense, as ``--set`` strings (``fit`` puts them in its error).
 
+And the attributes read on a guide, declared here with their defaults:
+
+- :attr:`ZooGuide.ngd_lr`: the step size :math:`\rho` of the natural-gradient descent on the
+  parameters :meth:`~ZooGuide.natural_gradient_parameters` returns,
+  :math:`\theta \leftarrow \theta - \rho\, \widetilde\nabla_\theta \mathcal L` (``None``: none).
+- :attr:`ZooGuide.has_q_u`, :meth:`ZooGuide.q_u` ``()``, :meth:`ZooGuide.set_q_u` ``(loc,
+  scale_tril=None)``: a guide over the inducing values of a sparse GP holds a Gaussian
+  :math:`q(u) = \mathcal N(\mu_u, R R^\top)` with batch ``(L,)`` and event ``(M,)``, in the
+  model's parameterisation (whitened :math:`v` or :math:`u`); ``q_u()`` returns
+  ``(loc (L, M), scale_tril (L, M, M) or None for a point mass)``, from which the SVGP predicts
+  in closed form, and ``set_q_u`` sets it (e.g. at Titsias' optimum,
+  :meth:`models.svgp.SVGP.optimal_q_u`).
+- :attr:`ZooGuide.zoo_guide_name`: the name the guide was built under by
+  :func:`guides.registry.create_guide` (``None`` for a guide built otherwise); read it with
+  :func:`guides.registry.guide_name_of`.
+
 A plain Pyro guide (any callable) still trains and predicts: it just has no hooks.
 """
 
@@ -34,6 +50,13 @@ from models.base import _MISSING, held_attribute
 class ZooGuide:
     """Mixin declaring the zoo's guide hooks (see the module docstring); put it first among the
     bases, e.g. ``class MyGuide(ZooGuide, PyroModule)``."""
+
+    #: the name :func:`guides.registry.create_guide` built the guide under (stamped there)
+    zoo_guide_name: str | None = None
+    #: natural-gradient step size; set by a guide whose natural_gradient_parameters() is non-empty
+    ngd_lr: float | None = None
+    #: whether the guide holds a Gaussian q(u) over inducing values (q_u and set_q_u work)
+    has_q_u: bool = False
 
     def __getattr__(self, name: str):
         value = held_attribute(self, name)  # (fit's steps: see models.base.loss_only)
@@ -61,9 +84,17 @@ class ZooGuide:
         weight decay, not clipped), saved in the checkpoint beside the first. The guide makes
         their ``.grad`` the gradient in its expectation parameters, so that this SGD step *is*
         the natural-gradient step on the full-data-scaled loss (no num_data factor); a guide that
-        returns a non-empty list must define the float attribute ``ngd_lr``."""
+        returns a non-empty list must set the float attribute :attr:`ngd_lr`."""
         return []
 
+    def q_u(self):
+        """``(loc (L, M), scale_tril (L, M, M) or None)`` of q(u), for a guide with
+        :attr:`has_q_u` (module docstring)."""
+        raise NotImplementedError(f"{type(self).__name__} holds no q(u) over inducing values")
+
+    def set_q_u(self, loc, scale_tril=None) -> None:
+        """Set q(u) to ``N(loc, scale_tril scale_tril^T)`` (a guide with :attr:`has_q_u`)."""
+        raise NotImplementedError(f"{type(self).__name__} holds no q(u) over inducing values")
 
     def numerical_problems(self) -> list[str]:
         """Why the guide's current state cannot be computed with in its dtype (default: none)."""
@@ -124,3 +155,9 @@ def predictive_guide(guide, *data):
 def natural_gradient_parameters(guide) -> list:
     """``guide.natural_gradient_parameters()`` for a :class:`ZooGuide`, none for another guide."""
     return guide.natural_gradient_parameters() if isinstance(guide, ZooGuide) else []
+
+
+def has_q_u(guide) -> bool:
+    """Whether ``guide`` is a :class:`ZooGuide` holding a q(u) over inducing values
+    (:attr:`ZooGuide.has_q_u`)."""
+    return isinstance(guide, ZooGuide) and guide.has_q_u

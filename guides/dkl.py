@@ -31,6 +31,8 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 
+from models.dkl import DKL
+
 from .auto import ZooAutoNormal, init_at_model_values
 from .base import ZooGuide, warn_init_scale
 from .mean_field import MeanFieldGuide
@@ -73,6 +75,8 @@ class DKLGuide(ZooGuide, PyroModule):
 
     It exposes :meth:`q_u` and :meth:`set_q_u` of the q(u) guide (Titsias' start, predictions)."""
 
+    has_q_u = True
+
     def __init__(self, weights, inducing: CholeskyGuide):
         super().__init__()
         self.weights = weights
@@ -96,9 +100,9 @@ class DKLGuide(ZooGuide, PyroModule):
 
 
 def _check(model, bayesian: bool, name: str) -> None:
-    sites = getattr(model, "latent_sites", None)
-    if sites is None or not hasattr(model, "gp"):
+    if not isinstance(model, DKL):
         raise ValueError(f"{name} is a guide of the dkl model, got {type(model).__name__}")
+    sites = model.latent_sites
     if sites and not bayesian:
         raise ValueError(f"{name} treats the trunk as deterministic, but this dkl model's trunk "
                          f"{model.trunk_kind!r} has weight sites {sites}; use dkl-mean-field or "

@@ -8,12 +8,17 @@ model's signature (``guide(x, y=None)``), in the shape of Pyro's autoguides
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from models.registry import MODELS, Registry, model_name_of
 
+from .base import ZooGuide
+
 GUIDES = Registry("guide")
+#: the names of guides built by create_guide that are not ZooGuide objects (no attribute to hold it)
+_OTHER_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def register_guide(name: str, models: Sequence[str], **meta: Any):
@@ -50,17 +55,25 @@ def create_guide(name: str, model, **cfg: Any):
     user's subclass, is accepted: the builder only reads what it needs)."""
     model_name = model_name_of(model)
     guide = guide_builder(name, model_name if model_name in MODELS else None)(model, **cfg)
-    try:
-        guide.zoo_guide_name = name  # read by guide_name_of (e.g. fit's CUDA-graph support list)
-    except AttributeError:  # a builder may return an object without attributes (a function)
-        pass
+    if isinstance(guide, ZooGuide):  # read by guide_name_of (e.g. fit's CUDA-graph support list)
+        guide.zoo_guide_name = name
+    else:  # a builder may return another callable (a plain Pyro guide, a function)
+        try:
+            _OTHER_NAMES[guide] = name
+        except TypeError:  # (not weakly referable)
+            pass
     return guide
 
 
 def guide_name_of(guide) -> str | None:
-    """The registered name ``guide`` was built under by :func:`create_guide` (``None`` for a guide
-    built otherwise)."""
-    return getattr(guide, "zoo_guide_name", None)
+    """The registered name ``guide`` was built under by :func:`create_guide`
+    (:attr:`guides.base.ZooGuide.zoo_guide_name`; ``None`` for a guide built otherwise)."""
+    if isinstance(guide, ZooGuide):
+        return guide.zoo_guide_name
+    try:
+        return _OTHER_NAMES.get(guide)
+    except TypeError:
+        return None
 
 
 def list_guides() -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
+from collections.abc import Sequence
 
 import pyro
 import torch
@@ -37,7 +38,7 @@ def sync_free(on: bool = True):
     read stalls the launch queue and breaks CUDA-graph capture): checks that would branch on a
     value in Python take their device-side form instead. The SVGP's Cholesky then marks a failed
     factorisation with NaN, which ``fit``'s non-finite gate stops and reports, instead of
-    retrying with more jitter (:func:`models.svgp.stable_cholesky`)."""
+    retrying with more jitter (:func:`models.sparse_gp.stable_cholesky`)."""
     return _flag(_SYNC_FREE, bool(on))
 
 
@@ -121,12 +122,34 @@ def module_device(module: torch.nn.Module) -> torch.device:
 
 
 class ZooModel(PyroModule):
-    """Base class of the zoo's models.
+    r"""Base class of the zoo's models.
+
+    What code outside a model reads is declared here, never probed with ``hasattr``:
+
+    * :attr:`in_features`: the width D of the inputs :math:`x \in \mathbb R^{N \times D}`
+      (``None`` for a model of other inputs, e.g. the VAE's images); the predictive checks ``x``
+      against it.
+    * :attr:`latent_sites`: the names of the global latent sample sites (weights
+      :math:`W \sim p(W)`, outside the data plate); empty for a model whose only latents are
+      inducing values or local codes.
+    * :attr:`has_inducing` and :meth:`initialize_inducing`: a model with inducing inputs
+      :math:`Z \in \mathbb R^{M \times D}` (a sparse GP, :math:`u = f(Z)`) places them on the
+      training inputs before training (k-means centres by default).
+    * ``likelihood``: a model observing ``y`` through :mod:`models.likelihoods` holds its
+      :class:`~models.likelihoods.Likelihood` there (an ``nn.Module`` child, so not declared as
+      a class attribute), and records its input as the ``f`` site.
 
     :param int num_data: size of the full training set, used to scale minibatches. ``None`` means
         "the batch is the whole data set"; :func:`experiments.engine.training.fit` sets it from the
         training data.
     """
+
+    #: the input width D (``None``: not a model of (N, D) inputs)
+    in_features: int | None = None
+    #: names of the global latent sample sites (weights); none by default
+    latent_sites: Sequence[str] = ()
+    #: whether the model has inducing inputs :meth:`initialize_inducing` places
+    has_inducing: bool = False
 
     def __init__(self, num_data: int | None = None):
         super().__init__()
@@ -176,6 +199,13 @@ class ZooModel(PyroModule):
             yield
         finally:
             self._data_validated = before
+
+    def initialize_inducing(self, x: torch.Tensor, method: str = "kmeans", seed: int = 0,
+                            max_rows: int = 20000, progress: bool = True) -> torch.Tensor:
+        """Place the inducing inputs Z on the training inputs ``x`` (``"kmeans"`` centres,
+        ``"random"`` rows or ``"data"``: Z = X) and return them; only for a model with
+        :attr:`has_inducing` (:meth:`models.svgp.SVGP.initialize_inducing`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no inducing inputs")
 
     def initial_values(self) -> dict[str, torch.Tensor]:
         """Initial values of the latent sites (e.g. Kaiming-uniform weights) for guides' locations.

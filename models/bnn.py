@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ZooModel, bayes_linear, expand_to_plates, record
-from .likelihoods import BernoulliLikelihood, CategoricalLikelihood, likelihood_for
+from .likelihoods import likelihood_for
 from .priors import WeightPrior
 from .registry import register_model
 
@@ -95,19 +95,13 @@ class _MLPBase(ZooModel):
         if y is not None:
             if y.shape != x.shape[:1]:
                 raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
-            if isinstance(self.likelihood, CategoricalLikelihood) and y.dtype not in (
-                    torch.int64, torch.int32):
+            if self.likelihood.integer_targets and y.dtype not in (torch.int64, torch.int32):
                 raise ValueError(f"classification labels must be integers, got dtype {y.dtype}")
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         x = torch.randn(num_data, self.in_features, generator=generator)
-        if isinstance(self.likelihood, CategoricalLikelihood):
-            y = torch.randint(self.out_features, (num_data,), generator=generator)
-        elif isinstance(self.likelihood, BernoulliLikelihood):
-            y = (x.sum(-1) > 0).float()
-        else:
-            y = x.sum(-1).sin() + 0.1 * torch.randn(num_data, generator=generator)
-        return x, y
+        s = x.sum(-1)  # (a Bernoulli net labels by the sign of s, the others see sin s)
+        return x, self.likelihood.example_targets(s.sin(), generator, score=s)
 
     def _observe(self, x, f, y):
         with self.data_plate(x):

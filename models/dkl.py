@@ -18,7 +18,7 @@ reproduced); regression the Gaussian, whose expected log-likelihood stays in clo
 
 The model composes the SVGP rather than copying it: the trunk maps ``x`` to features and
 :meth:`models.svgp.SVGP.observe` takes them from there (the same ``u`` site, the same
-:func:`models.svgp.svgp_conditional` effect, so the SVGP guides' ``MarginalizeInducing`` applies),
+:func:`models.sparse_gp.svgp_conditional` effect, so the SVGP guides' ``MarginalizeInducing`` applies),
 inside *this* model's data plate. Trunks (``trunk=``):
 
 * ``"mlp"``: a deterministic MLP (``widths`` hidden layers, then a linear map to ``feature_dim``);
@@ -52,7 +52,6 @@ from torch import nn
 from .base import ZooModel, bayes_linear
 from .bnn import _activation, _kaiming_uniform
 from .cnn import ConvFeatures
-from .likelihoods import BernoulliLikelihood, CategoricalLikelihood
 from .priors import WeightPrior
 from .registry import register_model
 from .svgp import SVGP
@@ -130,6 +129,8 @@ class DKL(ZooModel):
     :param int num_data: training-set size (see :class:`~models.base.ZooModel`).
     """
 
+    has_inducing = True
+
     def __init__(self, in_features: int = 1, trunk: str = "mlp", widths: Sequence[int] = (50,),
                  feature_dim: int = 2, activation: str = "relu",
                  image_shape: Sequence[int] = (28, 28), channels: Sequence[int] = (16, 32),
@@ -201,15 +202,7 @@ class DKL(ZooModel):
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         x = torch.randn(num_data, self.in_features, generator=generator, dtype=self.dtype)
-        s = x.sum(-1).sin()
-        lik = self.likelihood
-        if isinstance(lik, CategoricalLikelihood):
-            y = torch.randint(self.num_latents, (num_data,), generator=generator)
-        elif isinstance(lik, BernoulliLikelihood):
-            y = (s > 0).to(self.dtype)
-        else:
-            y = s + 0.1 * torch.randn(num_data, generator=generator, dtype=self.dtype)
-        return x, y
+        return x, self.likelihood.example_targets(x.sum(-1).sin(), generator)
 
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[-1] != self.in_features:

@@ -27,6 +27,13 @@ decoder mean parameter the VAE reports as ``f``. ``make_likelihood(name, **kwarg
 models take the name as their ``likelihood=`` argument, so every model gains every likelihood
 that fits its output (a BNN regression with ``likelihood="student-t"``, a Bernoulli BNN
 classifier, a heteroscedastic BNN with ``out_features=2``).
+
+Code outside this module never branches on a likelihood's class: it reads what the likelihood
+declares (:class:`Likelihood`: ``kind``, ``integer_targets``, ``conjugate``) and calls its
+methods (the data term :meth:`Likelihood.expected_log_prob`, the predictive moments, the target
+checks), so that a new likelihood is one class here. The contract is
+:mod:`models.likelihood_base`, the image likelihoods :mod:`models.image_likelihoods` (all
+importable from here).
 """
 
 from __future__ import annotations
@@ -38,35 +45,16 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
-from pyro.nn import PyroModule, PyroParam
+from pyro.nn import PyroParam
 
-
-class Likelihood(PyroModule):
-    """Base class: ``forward(f, y=None)`` records ``obs`` and returns its value.
-
-    :ivar num_outputs: the size of the last dim of ``f`` this likelihood reads.
-    """
-
-    num_outputs: int = 1
-
-    def distribution(self, f: torch.Tensor) -> dist.Distribution:
-        raise NotImplementedError
-
-    def forward(self, f: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return pyro.sample("obs", self.distribution(f), obs=y)
-
-    def max_log_density(self) -> float | None:
-        r"""The supremum over ``f`` and ``y`` of :math:`\log p(y \mid f)` for one observation at
-        the current parameters (``None``: unbounded or unknown). ``fit`` refuses an epoch whose
-        expected log-likelihood (hence ELBO) exceeds ``num_data`` times it: no posterior can."""
-        return None
-
-    def check_targets(self, y: torch.Tensor) -> None:
-        """Check a whole set of targets once, before training (``fit`` calls it through
-        :meth:`models.base.ZooModel.validate_data`); the default accepts any finite reals."""
-        if not y.is_floating_point():
-            raise ValueError(f"{type(self).__name__} targets must be real numbers (a floating "
-                             f"dtype), got dtype {y.dtype}; convert them with y.float()")
+from .base import record
+from .image_likelihoods import (
+    ImageBernoulliLikelihood,
+    ImageContinuousBernoulliLikelihood,
+    ImageGaussianLikelihood,
+    ImageLikelihood,
+)
+from .likelihood_base import PREDICTIVE_KINDS, Likelihood
 
 
 def _rows(mask: torch.Tensor) -> str:
@@ -91,6 +79,8 @@ class GaussianLikelihood(Likelihood):
         rather than keep it fixed.
     """
 
+    conjugate = True
+
     def __init__(self, noise_std: float = 0.1, learn_noise: bool = True):
         super().__init__()
         self.learn_noise = bool(learn_noise)
@@ -108,10 +98,26 @@ class GaussianLikelihood(Likelihood):
         r""":math:`\mathbb E_{\mathcal N(f; \mu, s^2)}\log\mathcal N(y \mid f, \sigma^2)
         = \log\mathcal N(y \mid \mu, \sigma^2) - s^2 / (2\sigma^2)`, in closed form (the SVGP's
         data term): the ``obs`` site carries the first term (so it is the observation, also for
-        predictive checks) and a factor the second."""
+        predictive checks) and a factor the second; ``f`` is recorded as the mean :math:`\mu`.
+        Without ``y`` (prediction): the Monte Carlo default."""
+        if y is None:
+            return super().expected_log_prob(loc, var, y)
+        record("f", loc, event_dim=1)
         obs = pyro.sample("obs", dist.Normal(loc.squeeze(-1), self.noise_std), obs=y)
         pyro.factor("obs_var", -0.5 * var.squeeze(-1) / self.noise_std ** 2)
         return obs
+
+    def noise_scale(self, f):
+        r""":math:`\sigma` for every draw."""
+        return self.noise_std.detach().cpu().expand_as(f[..., 0])
+
+    def noise_variance(self, f):
+        r""":math:`\sigma^2`."""
+        return (self.noise_std.detach().cpu() ** 2).expand(f.shape[1:-1])
+
+    def predictive_moments(self, f_mean, f_var):
+        r""":math:`(\mu_n, s_n^2 + \sigma^2)`."""
+        return f_mean[:, 0], f_var[:, 0] + self.noise_std.detach().cpu() ** 2
 
 
 class HeteroscedasticGaussianLikelihood(Likelihood):
@@ -131,6 +137,14 @@ class HeteroscedasticGaussianLikelihood(Likelihood):
 
     def distribution(self, f):
         return dist.Normal(f[..., 0], F.softplus(f[..., 1]) + self.min_scale)
+
+    def noise_scale(self, f):
+        """:math:`s_n` per draw."""
+        return F.softplus(f[..., 1]) + self.min_scale
+
+    def noise_variance(self, f):
+        r""":math:`\frac1S\sum_s (s^{(s)}_n)^2`."""
+        return (self.noise_scale(f) ** 2).mean(0)
 
 
 class StudentTLikelihood(Likelihood):
@@ -159,9 +173,21 @@ class StudentTLikelihood(Likelihood):
         return (math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
                 - math.log(float(self.noise_std.detach())))
 
+    def noise_variance(self, f):
+        r""":math:`\sigma^2 \nu / (\nu - 2)` (infinite for :math:`\nu \le 2`)."""
+        sigma2 = float(self.noise_std.detach()) ** 2
+        var = sigma2 * self.df / (self.df - 2) if self.df > 2 else math.inf
+        return torch.full(f.shape[1:-1], var, dtype=f.dtype)
+
+    def capture_blockers(self) -> list[str]:
+        return ["its student-t likelihood cannot be captured (torch's StudentT copies a number "
+                "from the host each time it is built, in its Chi2): use another likelihood"]
+
 
 class BernoulliLikelihood(Likelihood):
     r"""Binary classification :math:`y_n \sim \mathrm{Bernoulli}(\sigma(f_n))`, labels 0/1 as floats."""
+
+    kind = "binary"
 
     def max_log_density(self) -> float:
         """0: a probability is at most 1."""
@@ -179,12 +205,30 @@ class BernoulliLikelihood(Likelihood):
                              f"{_rows(bad)}; map your two classes to 0 and 1 (e.g. (y + 1) / 2 "
                              "for -1/+1 labels)")
 
+    def class_probabilities(self, f):
+        r""":math:`(1 - \sigma(f), \sigma(f))`."""
+        p1 = torch.sigmoid(f[..., 0])
+        return torch.stack([1 - p1, p1], dim=-1)
+
+    def example_targets(self, signal, generator=None, score=None):
+        return ((signal if score is None else score) > 0).to(signal.dtype)
+
+    def score_targets(self, y):
+        y = y.double()
+        if not ((y == 0) | (y == 1)).all():
+            raise ValueError("y must hold binary labels 0/1 for the Bernoulli likelihood, got "
+                             f"values {sorted(set(y.unique()[:5].tolist()))}...")
+        return y.float()
+
 
 class CategoricalLikelihood(Likelihood):
     """Softmax classification :math:`y_n \\sim \\mathrm{Categorical}(\\mathrm{softmax}(f_n))`.
 
     :param int num_classes: C >= 2 (the number of outputs).
     """
+
+    kind = "classification"
+    integer_targets = True
 
     def __init__(self, num_classes: int):
         super().__init__()
@@ -210,78 +254,23 @@ class CategoricalLikelihood(Likelihood):
                              f"{self.num_outputs}); found {sorted(set(y[bad].tolist()))[:5]} in "
                              f"rows {_rows(bad)}")
 
+    def class_probabilities(self, f):
+        r""":math:`\mathrm{softmax}(f)`."""
+        return torch.softmax(f, dim=-1)
 
-class ImageLikelihood(Likelihood):
-    """Base of the per-pixel likelihoods of D-pixel images: ``mean(f)`` is the decoder mean
-    parameter, ``distribution(f)`` has event shape ``(D,)``."""
+    def example_targets(self, signal, generator=None, score=None):
+        return torch.randint(self.num_outputs, (len(signal),), generator=generator)
 
-    def __init__(self, num_pixels: int):
-        super().__init__()
-        if int(num_pixels) < 1:
-            raise ValueError(f"num_pixels must be >= 1, got {num_pixels!r}")
-        self.num_pixels = int(num_pixels)
-        self.num_outputs = self.num_pixels
-
-    def mean(self, f: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(f)
-
-
-class ImageBernoulliLikelihood(ImageLikelihood):
-    """Binary pixels, :math:`x_d \\sim \\mathrm{Bernoulli}(\\sigma(f_d))`."""
-
-    def distribution(self, f):
-        return dist.Bernoulli(logits=f).to_event(1)
-
-
-class ImageContinuousBernoulliLikelihood(ImageLikelihood):
-    """Grey pixels in [0, 1], :math:`x_d \\sim \\mathcal{CB}(\\sigma(f_d))` (normalised)."""
-
-    def distribution(self, f):
-        return dist.ContinuousBernoulli(logits=f).to_event(1)
-
-
-class ImageGaussianLikelihood(ImageLikelihood):
-    r"""Gaussian pixels :math:`x_d \sim \mathcal N(m(a_d), s_d^2)`, :math:`s = s_{\min} +
-    \mathrm{softplus}(b)`.
-
-    :param str mean: ``"sigmoid"`` (:math:`m = \sigma`, the mean in [0, 1]) or ``"identity"``.
-    :param str scale: ``"network"`` (b is the second half of f: ``num_outputs = 2D``), ``"pixel"``
-        (one learned b per pixel) or ``"shared"`` (one learned b).
-    :param float min_scale: :math:`s_{\min} \ge 0` (the density is unbounded as s goes to 0).
-    """
-
-    MEANS = ("sigmoid", "identity")
-    SCALES = ("network", "pixel", "shared")
-
-    def __init__(self, num_pixels: int, mean: str = "sigmoid", scale: str = "network",
-                 min_scale: float = 1e-2):
-        super().__init__(num_pixels)
-        for value, choices, what in ((mean, self.MEANS, "gaussian_mean"),
-                                     (scale, self.SCALES, "gaussian_scale")):
-            if value not in choices:
-                raise ValueError(f"{what} must be one of {choices}, got {value!r}")
-        if not min_scale >= 0:
-            raise ValueError(f"min_scale must be >= 0, got {min_scale!r}")
-        self.mean_link, self.scale_kind, self.min_scale = mean, scale, float(min_scale)
-        if scale == "network":
-            self.num_outputs = 2 * self.num_pixels
-        else:
-            n = self.num_pixels if scale == "pixel" else 1
-            # softplus^-1(0.1): start every pixel's noise near 0.1 (+ min_scale)
-            self.scale_raw = torch.nn.Parameter(torch.full((n,), math.log(math.expm1(0.1))))
-
-    def _split(self, f):
-        if self.scale_kind == "network":
-            return f[..., : self.num_pixels], f[..., self.num_pixels:]
-        return f, self.scale_raw
-
-    def mean(self, f):
-        a, _ = self._split(f)
-        return torch.sigmoid(a) if self.mean_link == "sigmoid" else a
-
-    def distribution(self, f):
-        _, b = self._split(f)
-        return dist.Normal(self.mean(f), F.softplus(b) + self.min_scale).to_event(1)
+    def score_targets(self, y):
+        c = self.num_outputs
+        if y.is_floating_point() and not torch.equal(y, y.round()):
+            raise ValueError(f"y must hold integer class labels in [0, {c}), got non-integral "
+                             "values")
+        y = y.long()
+        if int(y.min()) < 0 or int(y.max()) >= c:
+            raise ValueError(f"y must hold class labels in [0, {c}), got values in "
+                             f"[{int(y.min())}, {int(y.max())}]")
+        return y
 
 
 #: name -> likelihood class (``softmax`` is an alias of ``categorical``)
@@ -312,6 +301,14 @@ def likelihood_for(name: str, choices, *, noise_std: float = 0.1, learn_noise: b
     return make_likelihood(name, **kwargs)
 
 
+def image_likelihood_for(name: str, num_pixels: int, *, mean: str = "sigmoid",
+                         scale: str = "network", min_scale: float = 1e-2) -> ImageLikelihood:
+    """The image likelihood ``image-<name>`` on ``num_pixels`` pixels built from the VAE's options,
+    each taking the ones it uses (``mean``, ``scale``, ``min_scale``: the Gaussian's)."""
+    kwargs = {"gaussian": dict(mean=mean, scale=scale, min_scale=min_scale)}.get(name, {})
+    return make_likelihood(f"image-{name}", num_pixels=num_pixels, **kwargs)
+
+
 def make_likelihood(name: str, **kwargs) -> Likelihood:
     """The likelihood registered as ``name`` in :data:`LIKELIHOODS`, built with ``kwargs``."""
     try:
@@ -321,7 +318,8 @@ def make_likelihood(name: str, **kwargs) -> Likelihood:
     return cls(**kwargs)
 
 
-__all__ = ["BernoulliLikelihood", "CategoricalLikelihood", "GaussianLikelihood",
+__all__ = ["PREDICTIVE_KINDS", "BernoulliLikelihood", "CategoricalLikelihood", "GaussianLikelihood",
            "HeteroscedasticGaussianLikelihood", "ImageBernoulliLikelihood",
            "ImageContinuousBernoulliLikelihood", "ImageGaussianLikelihood", "ImageLikelihood",
-           "LIKELIHOODS", "Likelihood", "StudentTLikelihood", "likelihood_for", "make_likelihood"]
+           "LIKELIHOODS", "Likelihood", "StudentTLikelihood", "image_likelihood_for",
+           "likelihood_for", "make_likelihood"]

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from .base import ZooModel, record
-from .likelihoods import make_likelihood
+from .likelihoods import image_likelihood_for
 from .registry import register_model
 
 LIKELIHOODS = ("bernoulli", "gaussian", "continuous-bernoulli")
@@ -63,16 +63,6 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "elu":
 def _check_choice(value, choices, what):
     if value not in choices:
         raise ValueError(f"{what} must be one of {list(choices)}, got {value!r}")
-
-
-def _is_binary(x: torch.Tensor) -> bool:
-    """All values of ``x`` (known to lie in [0, 1]) are 0 or 1: then and only then
-    sum(x^2) = sum(x) (every term of sum(x (1 - x)) is >= 0). Both sums are exact
-    integers in float32 below 2^24 elements; larger tensors take the exact element-wise test."""
-    flat = x.reshape(-1)
-    if flat.numel() >= 1 << 23:
-        return bool(((flat == 0) | (flat == 1)).all())
-    return bool(torch.dot(flat, flat) == flat.sum())
 
 
 def mlp(in_features: int, hidden: Sequence[int], out_features: int, activation: str = "tanh"
@@ -202,10 +192,9 @@ class VAE(ZooModel):
         self.gaussian_scale = gaussian_scale
         self.min_scale = float(min_scale)
         self.check = bool(check_data)
-        extra = dict(mean=gaussian_mean, scale=gaussian_scale, min_scale=min_scale) \
-            if likelihood == "gaussian" else {}
         # models.likelihoods' image likelihood: it reads the decoder's per-pixel outputs
-        self.likelihood = make_likelihood(f"image-{likelihood}", num_pixels=self.x_dim, **extra)
+        self.likelihood = image_likelihood_for(likelihood, self.x_dim, mean=gaussian_mean,
+                                               scale=gaussian_scale, min_scale=min_scale)
         self.decoder = make_net(arch, self.image_shape, self.z_dim, self.hidden,
                                 self.likelihood.num_outputs, activation, role="decoder")
         # prior N(0, I) as buffers, so that .to(device) moves it
@@ -248,17 +237,7 @@ class VAE(ZooModel):
         lo, hi = (float(v) for v in torch.aminmax(x.detach()))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError("images hold NaN or inf")
-        if self.likelihood_name == "bernoulli":
-            if lo < 0 or hi > 1 or not _is_binary(x.detach()):
-                raise ValueError(
-                    "the Bernoulli likelihood needs binary images (values exactly 0 or 1), got values "
-                    f"in [{lo:.3g}, {hi:.3g}] that are not all 0/1; binarise them (dynamic "
-                    "binarisation: experiments.harness.vae.DynamicBinarization) or use "
-                    "likelihood='continuous-bernoulli' for grey levels")
-        elif (self.likelihood_name == "continuous-bernoulli" or self.gaussian_mean == "sigmoid") and (
-                lo < 0 or hi > 1):
-            raise ValueError(f"the {self.likelihood_name} likelihood (mean in [0, 1]) needs pixel values in "
-                             f"[0, 1], got [{lo:.3g}, {hi:.3g}]; divide 8-bit images by 255")
+        self.likelihood.check_pixels(x, lo, hi)  # (models.likelihoods.ImageLikelihood)
         return x
 
     # ------------------------------------------------------------------------------------------
@@ -303,9 +282,7 @@ class VAE(ZooModel):
 
     def example_data(self, num_data: int, generator: torch.Generator | None = None):
         u = torch.rand(num_data, *self.image_shape, generator=generator)
-        if self.likelihood_name == "bernoulli":
-            u = (u > 0.5).float()
-        return (u,)
+        return (self.likelihood.example_images(u),)
 
 
 __all__ = ["VAE", "LIKELIHOODS", "make_net", "mlp"]

@@ -138,7 +138,7 @@ def test_composed_guide_enters_both_handlers():
     svgp_conditional by the marginal q(f): two particles of the same weights then give
     different pre-activations, and the loss is finite."""
     from guides.mean_field import LocalReparameterization
-    from guides.svgp import MarginalizeInducing
+    from guides.svgp_marginal import MarginalizeInducing
 
     model = models.create_model("dkl", **BAYES)
     guide = guides.create_guide("dkl-mean-field", model, local_reparam=True)

@@ -22,7 +22,7 @@ from experiments.engine.checkpoint import load_zoo_file
 from experiments.engine.predict import Prediction, predict
 from experiments.engine.training import FitConfig
 from experiments.harness import spec as S
-from experiments.harness import userfit
+from experiments.harness import userfit, userpredict
 from experiments.harness.spec import PairSpec, RunContext
 from tests.helpers import write_csv
 
@@ -233,7 +233,7 @@ def test_fit_ensemble_writes_a_run_whose_predict_is_the_mixture(table, tmp_path)
     state, meta = load_zoo_file(run / "model.pt", "fit-model")
     assert len(state["members"]) == 3 and meta["ensemble"] == 3
 
-    ens, guide, job, std, _ = userfit.load_run(run)
+    ens, guide, job, std, _ = userpredict.load_run(run)
     assert isinstance(ens, E.Ensemble) and len(ens) == 3 and guide is None
     assert not torch.equal(_params(ens[0][0]), _params(ens[1][0]))
     assert main(["predict", str(run), "--data", str(table)]) == 0
@@ -260,13 +260,13 @@ def test_single_fit_keeps_its_layout_and_set_ensemble_works(table, tmp_path):
     assert (run / "train" / "checkpoint.pt").is_file() and not (run / "train" / "member0").exists()
     assert json.loads((run / "metrics.json").read_text())["ensemble_size"] == 1
     assert "--ensemble" not in json.loads((run / "config.json").read_text())["command"]
-    model, guide, *_ = userfit.load_run(run)
+    model, guide, *_ = userpredict.load_run(run)
     assert guide is not None and not isinstance(model, E.Ensemble)
 
     assert _fit(table, tmp_path / "two", "--set", "ensemble=2") == 0
     (run,) = (tmp_path / "two" / "fit").iterdir()
     assert json.loads((run / "metrics.json").read_text())["ensemble_size"] == 2
-    assert len(userfit.load_run(run)[0]) == 2
+    assert len(userpredict.load_run(run)[0]) == 2
 
 
 @pytest.mark.parametrize("extra, message", [

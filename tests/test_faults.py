@@ -23,7 +23,7 @@ from experiments.__main__ import main
 from experiments.engine import checkpoint as ck
 from experiments.engine.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
 from experiments.engine.training import fit, restore, setup
-from experiments.harness import userfit
+from experiments.harness import userpredict
 from experiments.harness.spec import config_dict
 
 
@@ -96,7 +96,7 @@ def zoo_file(request, tmp_path):
     if kind == "fit-model":
         run = tmp_path / "run"
         shutil.copytree(request.getfixturevalue("fit_run"), run)
-        return kind, run / "model.pt", lambda p: userfit.load_run(p.parent)
+        return kind, run / "model.pt", lambda p: userpredict.load_run(p.parent)
     path, load = {"checkpoint": _checkpoint, "vae": _vae, "best": _best}[kind](tmp_path)
     return kind, path, load
 

@@ -273,7 +273,7 @@ def test_fit_figure_names_the_run_and_samples_intervals(tmp_path, monkeypatch, e
     import time
 
     from experiments.engine.predict import Prediction
-    from experiments.harness import plotting, userfit
+    from experiments.harness import fitjob, plotting, tables, userpredict
 
     texts = []
     save = plotting.save_figure
@@ -288,11 +288,11 @@ def test_fit_figure_names_the_run_and_samples_intervals(tmp_path, monkeypatch, e
     var = torch.full((5000,), 0.25, dtype=torch.float64)
     pred = Prediction("regression", torch.as_tensor(y + rng.normal(0, 0.5, 5000)), var,
                       0.2 * var, 0.8 * var)
-    std = userfit.Standardization(task="regression", columns=["a"], target="y", x_mean=[0.0],
+    std = tables.Standardization(task="regression", columns=["a"], target="y", x_mean=[0.0],
                                   x_std=[1.0])
-    job = userfit.FitJob("mlp", "deterministic", ensemble=ensemble)
+    job = fitjob.FitJob("mlp", "deterministic", ensemble=ensemble)
     t0 = time.perf_counter()
-    paths = userfit.plot_test(pred, y, std, {"rmse": 0.5, "coverage95": 0.95},
+    paths = userpredict.plot_test(pred, y, std, {"rmse": 0.5, "coverage95": 0.95},
                               tmp_path / "test_predictions", job=job, data="/some/where/big.csv")
     assert time.perf_counter() - t0 < 5.0
     assert all(p.is_file() for p in paths)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import guides
-import guides.svgp as gsvgp
+import guides.svgp_marginal as gsvgp
 import models
 from experiments.engine import health
 from experiments.engine.training import FitConfig, fit

@@ -14,10 +14,10 @@ import torch
 import guides
 import models
 from experiments.engine.training import fit, make_elbo, setup
-from guides.svgp import MarginalizeInducing
+from guides.svgp_marginal import MarginalizeInducing
 from models.exact_gp import ExactGPRegression
 from models.kernels import build_kernel
-from models.svgp import CholeskyError, stable_cholesky
+from models.sparse_gp import CholeskyError, stable_cholesky
 from tests.helpers import experiment_config
 from tests.pair_base import PairTestBase
 
@@ -173,7 +173,7 @@ def test_q_u_used_at_each_step_is_the_current_one(monkeypatch):
     """GPyTorch's pyro_guide caches q(u) from the previous step; ours must use the parameters of
     this step. Record the q(u) that the training loss uses after each optimiser step and compare
     it with the guide's parameters at that moment. Plain Trace_ELBO, no retain_graph."""
-    import models.svgp as svgp_module
+    import models.sparse_gp as svgp_module
 
     x, y = _data(n=20)
     model = models.create_model("svgp", input_dim=1, num_inducing=5, dtype="float64")
@@ -188,7 +188,7 @@ def test_q_u_used_at_each_step_is_the_current_one(monkeypatch):
         used.append((q_loc.detach().clone(), q_tril.detach().clone()))
         return real(cond, q_loc, q_tril)
 
-    monkeypatch.setattr("guides.svgp.marginal_moments", spy)
+    monkeypatch.setattr("guides.svgp_marginal.marginal_moments", spy)
     for _ in range(3):
         used.clear()
         with guide.elbo_context():
@@ -394,7 +394,7 @@ def test_set_q_u_checks_shapes_and_needs_a_scale_before_set_up():
 def test_minibatch_kmeans_finds_well_separated_clusters():
     """Above max_rows the inducing inputs come from k-means++ on a subsample refined by mini-batch
     k-means: on four well-separated blobs each centre lands on a blob centre."""
-    from models.svgp import minibatch_kmeans
+    from models.sparse_gp import minibatch_kmeans
 
     g = torch.Generator().manual_seed(0)
     truth = torch.tensor([[-5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [5.0, 5.0]])

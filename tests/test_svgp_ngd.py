@@ -16,7 +16,7 @@ from experiments.engine.elbo import make_elbo
 from experiments.engine.predictive import posterior_predictive
 from experiments.engine.training import fit, restore, setup
 from guides.svgp import CholeskyGuide, NaturalCholeskyGuide, _NaturalToMeanCholesky
-from models.svgp import CholeskyError
+from models.sparse_gp import CholeskyError
 from tests.helpers import experiment_config, moved_pair
 from tests.pair_base import PairTestBase
 from tests.stray import StrayDtypeMode

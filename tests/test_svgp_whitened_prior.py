@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyro.distributions as dist
 import torch
 
-from models.svgp import WhitenedPrior
+from models.sparse_gp import WhitenedPrior
 
 
 def _generic(shape):

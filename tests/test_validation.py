@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from experiments.__main__ import main
-from experiments.harness import userfit
+from experiments.harness import tables, userfit
 
 
 def test_split_validation_holds_out_a_seeded_fraction_or_nothing():
-    tr, va = userfit.split_validation(100, 0.1, seed=0)
+    tr, va = tables.split_validation(100, 0.1, seed=0)
     assert len(va) == 10 and len(tr) == 90 and not set(tr) & set(va)
-    again = userfit.split_validation(100, 0.1, seed=0)
+    again = tables.split_validation(100, 0.1, seed=0)
     assert np.array_equal(again[1], va)
-    assert userfit.split_validation(50, 0.1, seed=0) is None  # 5 rows: too few to choose on
-    assert userfit.split_validation(100, 0.0, seed=0) is None
+    assert tables.split_validation(50, 0.1, seed=0) is None  # 5 rows: too few to choose on
+    assert tables.split_validation(100, 0.0, seed=0) is None
 
 
 def test_epoch_chooser_keeps_the_best_state(monkeypatch):

@@ -1,6 +1,6 @@
 """Inducing-input set-up on a large UCI set: scipy's k-means on a 20 000-row subsample (the zoo's
 method up to 2026-11-27, still used up to ``max_rows`` rows) against k-means++ on 10 000 rows
-refined by mini-batch k-means over all rows (:func:`models.svgp.minibatch_kmeans`, used above).
+refined by mini-batch k-means over all rows (:func:`models.sparse_gp.minibatch_kmeans`, used above).
 
 Prints, per M, the seconds of each (interleaved rounds, median) and the k-means objective (mean
 squared distance of every training row to its nearest centre; lower is better). One warm-up
@@ -23,7 +23,7 @@ def main(argv=None) -> dict:
     from scipy.cluster.vq import kmeans2, vq
 
     from experiments import data as D
-    from models.svgp import minibatch_kmeans
+    from models.sparse_gp import minibatch_kmeans
 
     p = argparse.ArgumentParser(prog="python -m experiments.benchmarks.inducing_init")
     p.add_argument("--dataset", default="kin40k", choices=sorted(D.UCI_LARGE_DATASETS))

@@ -61,21 +61,14 @@ the CPU. Bad inputs (wrong shape, NaN or inf, labels outside the classes) are a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from experiments.engine import metrics as M
-from guides.base import ZooGuide
-from models.base import module_device
-from models.likelihoods import (
-    BernoulliLikelihood,
-    CategoricalLikelihood,
-    GaussianLikelihood,
-    HeteroscedasticGaussianLikelihood,
-    StudentTLikelihood,
-)
+from guides.base import ZooGuide, has_q_u
+from models.base import ZooModel, module_device
+from models.likelihoods import LIKELIHOODS, PREDICTIVE_KINDS
 
 from .mixture import Ensemble, mixture
 from .prediction import Prediction  # (re-exported: Prediction's home until now)
@@ -83,9 +76,9 @@ from .predictive import posterior_guide, posterior_predictive
 
 __all__ = ["Prediction", "needs_train_data", "predict", "predict_ensemble"]
 
-#: likelihood classes :func:`predict` knows the moments of
-REGRESSION = (GaussianLikelihood, HeteroscedasticGaussianLikelihood, StudentTLikelihood)
-CLASSIFICATION = (BernoulliLikelihood, CategoricalLikelihood)
+#: the likelihood classes :func:`predict` knows the moments of: those of a predictive
+#: :attr:`~models.likelihoods.Likelihood.kind`
+PREDICTABLE = tuple(dict.fromkeys(c for c in LIKELIHOODS.values() if c.kind in PREDICTIVE_KINDS))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -100,7 +93,7 @@ def predict(model, guide, x: Any, num_samples: int = 100, y: Any = None,
     """The predictive distribution of a trained pair at inputs ``x`` (module docstring).
 
     :param model: a zoo model (``bnn``, ``mlp``, ``rff-gp``, ``svgp``, ``vae``, or any model
-        with a ``likelihood`` of :data:`REGRESSION` / :data:`CLASSIFICATION` and an ``f`` site),
+        with a ``likelihood`` of a kind in :data:`~models.likelihoods.PREDICTIVE_KINDS` and an ``f`` site),
         or an :class:`~experiments.engine.ensemble.Ensemble` (with ``guide=None``: the mixture of
         its members, :func:`~experiments.engine.ensemble.predict_ensemble`; ``num_samples`` per
         member).
@@ -140,8 +133,8 @@ def predict(model, guide, x: Any, num_samples: int = 100, y: Any = None,
         return _predict_vae(model, guide, x, num_samples, return_samples, seed, sample_chunk,
                             data_chunk)
     lik = getattr(model, "likelihood", None)
-    if not isinstance(lik, REGRESSION + CLASSIFICATION):
-        raise ValueError(f"predict knows the likelihoods {_names(REGRESSION + CLASSIFICATION)}; "
+    if getattr(lik, "kind", None) not in PREDICTIVE_KINDS:
+        raise ValueError(f"predict knows the likelihoods {_names(PREDICTABLE)}; "
                          f"this {type(model).__name__} has {type(lik).__name__}")
     y = _targets(lik, y, x.shape[0])
     if isinstance(model, SVGP):
@@ -181,7 +174,7 @@ def _inputs(model, x) -> torch.Tensor:
     dtype = like.dtype if like is not None else torch.get_default_dtype()
     if x.dtype == torch.bool or x.is_complex():
         raise ValueError(f"x must hold real numbers, got dtype {x.dtype}")
-    width = getattr(model, "in_features", None) or getattr(model, "input_dim", None)
+    width = model.in_features if isinstance(model, ZooModel) else None
     if width is not None and (x.dim() != 2 or x.shape[1] != width):
         raise ValueError(f"x must have shape (N, {width}) for this {type(model).__name__} "
                          f"(one row per point, {width} feature(s)), got shape {tuple(x.shape)}")
@@ -207,23 +200,7 @@ def _targets(lik, y, n: int) -> torch.Tensor | None:
     if y.is_floating_point() and not torch.isfinite(y).all():
         rows = (~torch.isfinite(y)).nonzero()[:5, 0].tolist()
         raise ValueError(f"y holds NaN or inf at rows {rows}; drop them before scoring")
-    if isinstance(lik, CategoricalLikelihood):
-        c = lik.num_outputs
-        if y.is_floating_point() and not torch.equal(y, y.round()):
-            raise ValueError(f"y must hold integer class labels in [0, {c}), got non-integral "
-                             "values")
-        y = y.long()
-        if int(y.min()) < 0 or int(y.max()) >= c:
-            raise ValueError(f"y must hold class labels in [0, {c}), got values in "
-                             f"[{int(y.min())}, {int(y.max())}]")
-        return y
-    if isinstance(lik, BernoulliLikelihood):
-        y = y.double()
-        if not ((y == 0) | (y == 1)).all():
-            raise ValueError("y must hold binary labels 0/1 for the Bernoulli likelihood, got "
-                             f"values {sorted(set(y.unique()[:5].tolist()))}...")
-        return y.float()
-    return y.to(torch.get_default_dtype() if not y.is_floating_point() else y.dtype)
+    return lik.score_targets(y)
 
 
 def needs_train_data(guide) -> bool:
@@ -257,17 +234,14 @@ def _from_draws(lik, f: torch.Tensor, y: torch.Tensor | None, return_samples: bo
                 num_samples: int | None = None) -> Prediction:
     """The :class:`Prediction` from S draws of the likelihood's input ``f`` (S, N, L) (CPU)."""
     s = f.shape[0]
-    if isinstance(lik, CLASSIFICATION):
-        if isinstance(lik, BernoulliLikelihood):
-            p1 = torch.sigmoid(f[..., 0])
-            p = torch.stack([1 - p1, p1], dim=-1)  # (S, N, 2)
-        else:
-            p = torch.softmax(f, dim=-1)  # (S, N, C)
+    if lik.kind != "regression":
+        p = lik.class_probabilities(f)  # (S, N, K): K = 2 for "binary"
         probs = p.mean(0)
         epistemic = p.var(0, unbiased=False)
         aleatoric = (p * (1 - p)).mean(0)
-        mean = probs[:, 1] if isinstance(lik, BernoulliLikelihood) else probs
-        if isinstance(lik, BernoulliLikelihood):
+        binary = lik.kind == "binary"  # (mean, variances: of the positive class)
+        mean = probs[:, 1] if binary else probs
+        if binary:
             epistemic, aleatoric = epistemic[:, 1], aleatoric[:, 1]
         ll = None if y is None else _mc_log_density(lik, f, y)
         return Prediction("classification", mean=mean, variance=epistemic + aleatoric,
@@ -275,20 +249,12 @@ def _from_draws(lik, f: torch.Tensor, y: torch.Tensor | None, return_samples: bo
                           samples=p if return_samples else None, log_likelihood=_mean(ll),
                           log_likelihood_per_point=ll, num_samples=num_samples or s)
     loc = f[..., 0]  # (S, N)
-    if isinstance(lik, GaussianLikelihood):
-        noise = lik.noise_std.detach().cpu()
-        scale = noise.expand_as(loc)
-        aleatoric = (noise ** 2).expand(loc.shape[1:])
-        ll = None if y is None else M.gaussian_log_likelihood_per_point(loc, scale, y)
-    elif isinstance(lik, HeteroscedasticGaussianLikelihood):
-        scale = torch.nn.functional.softplus(f[..., 1]) + lik.min_scale
-        aleatoric = (scale ** 2).mean(0)
-        ll = None if y is None else M.gaussian_log_likelihood_per_point(loc, scale, y)
-    else:  # Student-t
-        sigma2 = float(lik.noise_std.detach()) ** 2
-        var = sigma2 * lik.df / (lik.df - 2) if lik.df > 2 else math.inf
-        aleatoric = torch.full(loc.shape[1:], var, dtype=loc.dtype)
-        ll = None if y is None else _mc_log_density(lik, f, y)
+    aleatoric = lik.noise_variance(f)
+    ll = None
+    if y is not None:  # closed form per draw for a Gaussian observation model, Monte Carlo else
+        scale = lik.noise_scale(f)
+        ll = _mc_log_density(lik, f, y) if scale is None else \
+            M.gaussian_log_likelihood_per_point(loc, scale, y)
     epistemic = loc.var(0, unbiased=False)
     return Prediction("regression", mean=loc.mean(0), variance=epistemic + aleatoric,
                       epistemic=epistemic, aleatoric=aleatoric,
@@ -315,7 +281,7 @@ def _mean(ll: torch.Tensor | None) -> float | None:
 
 def _predict_svgp(model, guide, x, y, num_samples, return_samples, seed) -> Prediction:
     """Closed form for the Gaussian likelihood; Monte Carlo over the marginal q(f_n) else."""
-    if not hasattr(guide, "q_u"):
+    if not has_q_u(guide):
         raise ValueError(f"the svgp predicts from a guide on its inducing values (cholesky, "
                          f"mean-field-u, delta), got {type(guide).__name__}")
     out = model.predict(x, guide)
@@ -326,11 +292,11 @@ def _predict_svgp(model, guide, x, y, num_samples, return_samples, seed) -> Pred
         eps = torch.randn((num_samples, *f_mean.shape), generator=gen, dtype=f_mean.dtype)
         return f_mean + f_var.sqrt() * eps  # (S, N, L)
 
-    if isinstance(model.likelihood, GaussianLikelihood):
+    if "y_mean" in out:  # closed form (Likelihood.predictive_moments: the Gaussian)
         mean, variance = out["y_mean"], out["y_var"]
         epistemic = f_var[:, 0]
         # y_var = f_var + σ², the very sum: epistemic + aleatoric == variance
-        aleatoric = (model.likelihood.noise_std.detach().cpu() ** 2).expand_as(epistemic)
+        aleatoric = model.likelihood.noise_variance(f_mean.unsqueeze(0))
         ll = None if y is None else M.gaussian_log_likelihood_per_point(mean, variance.sqrt(), y)
         return Prediction("regression", mean=mean, variance=variance, epistemic=epistemic,
                           aleatoric=aleatoric,

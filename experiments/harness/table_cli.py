@@ -8,8 +8,8 @@ import json
 
 
 def _fit_defaults_text() -> str:
-    """The per-family defaults of ``fit`` (:func:`experiments.harness.userfit.describe_defaults`)."""
-    from .userfit import describe_defaults
+    """The per-family defaults of ``fit`` (:func:`experiments.harness.fitjob.describe_defaults`)."""
+    from .fitjob import describe_defaults
 
     return describe_defaults()
 
@@ -94,7 +94,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .userfit import run_predict
+    from .userpredict import run_predict
 
     path, summary = run_predict(args.run_dir, args.data, out=args.out, device=args.device,
                                 seed=args.seed)
