@@ -263,7 +263,7 @@ def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
     :data:`~experiments.engine.training.RESUME_OVERRIDABLE` (``lr``, ``clip_norm``, ``epochs``)
     or one that does not change the optimisation (``progress``, ``log_every``, ...); any other
     difference from the recorded settings is an error listing the differences."""
-    from experiments.engine.training import RESUME_KEYS, RESUME_OVERRIDABLE
+    from experiments.engine.state import RESUME_KEYS, RESUME_OVERRIDABLE
 
     path = Path(args.resume)
     if not (path / "config.json").is_file():
@@ -483,7 +483,7 @@ def main(argv=None) -> int:
         _set_threads(args.threads)
     try:
         if getattr(args, "device", None) is not None:
-            from experiments.engine.training import resolve_device
+            from experiments.engine.loader import resolve_device
 
             resolve_device(args.device)  # a bad --device fails here, before any run folder
         if args.command == "list":

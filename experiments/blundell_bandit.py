@@ -151,8 +151,11 @@ from pyro import poutine
 import guides
 import models
 from experiments import data as zoo_data
+from experiments.engine.guards import check_finite
 from experiments.engine.seeding import seed_everything
-from experiments.engine.training import FitConfig, check_finite, setup, train_step
+from experiments.engine.settings import FitConfig
+from experiments.engine.step import train_step
+from experiments.engine.training import setup
 from experiments.harness.plotting import new_figure, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext
 

@@ -18,8 +18,10 @@ from pyro import poutine
 
 import guides
 import models
+from experiments.engine.elbo import make_elbo
 from experiments.engine.predictive import _guide_samples, posterior_predictive
-from experiments.engine.training import fit, make_elbo, restore, save_checkpoint, setup
+from experiments.engine.state import restore, save_checkpoint
+from experiments.engine.training import fit, setup
 from guides.base import elbo_context
 from models.base import is_subsample
 

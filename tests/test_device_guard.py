@@ -15,7 +15,8 @@ import torch
 import guides
 import models
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.training import setup, train_step
+from experiments.engine.step import train_step
+from experiments.engine.training import setup
 from tests.stray import StrayDtypeMode, StrayTensorError
 
 

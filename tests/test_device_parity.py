@@ -27,7 +27,8 @@ from pyro.poutine.messenger import Messenger
 
 import guides
 import models
-from experiments.engine.training import make_elbo, setup
+from experiments.engine.elbo import make_elbo
+from experiments.engine.training import setup
 from guides.base import elbo_context
 from models.base import is_subsample
 

@@ -28,7 +28,10 @@ import models
 from experiments.engine import distributed
 from experiments.engine.checkpoint import load_checkpoint
 from experiments.engine.kl_schedule import KLScale
-from experiments.engine.training import FitConfig, fit, make_loader, restore, setup
+from experiments.engine.loader import make_loader
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore
+from experiments.engine.training import data_parallel, fit, setup
 from guides.base import elbo_context
 from tests.test_device_parity import CASES, FixedNoise
 
@@ -98,7 +101,7 @@ def _gradient_worker(rank, world, out):
         distributed.set_epoch(loader, 0)
         rows = torch.as_tensor(next(iter(loader.sampler)))  # a BatchSampler
         batch = dataset[rows.tolist()]
-        distributed.prepare(state, batch, torch.device("cpu"))
+        data_parallel(state, batch, torch.device("cpu"))
         loss, grads = _loss_and_grads(state, batch, rows, state.ddp)
         every = distributed.all_gather_object((rows, {n: g.sum().item() for n, g in grads.items()}))
         results[case[0]] = {"loss": distributed.all_reduce_mean_(loss.clone()), "grads": grads,

@@ -17,7 +17,8 @@ import guides
 import models
 from experiments.engine.elbo import make_elbo
 from experiments.engine.predict import predict
-from experiments.engine.training import fit, setup, train_step
+from experiments.engine.step import train_step
+from experiments.engine.training import fit, setup
 from guides.base import elbo_context
 from tests.pair_base import PairTestBase, _latents
 from tests.stray import StrayDtypeMode

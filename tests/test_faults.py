@@ -22,7 +22,8 @@ from experiments import iwae_nll
 from experiments.__main__ import main
 from experiments.engine import checkpoint as ck
 from experiments.engine.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
-from experiments.engine.training import fit, restore, setup
+from experiments.engine.state import restore
+from experiments.engine.training import fit, setup
 from experiments.harness import userfit
 from experiments.harness.spec import config_dict
 
@@ -223,11 +224,11 @@ def test_temps_of_a_crashed_save_are_removed_by_the_next(tmp_path):
 
 
 def test_history_json_is_strict_json_with_non_finite_values(tmp_path):
-    from experiments.engine.training import _Writers
+    from experiments.engine.writers import Writers
 
     history = [{"epoch": 1, "elbo": float("nan"), "kl": float("inf"), "ll": -float("inf"),
                 "loss": 1.5}]
-    writers = _Writers(str(tmp_path), tensorboard=False)
+    writers = Writers(str(tmp_path), tensorboard=False)
     writers.write(history)
 
     def refuse(const):
@@ -333,7 +334,7 @@ import os, signal, sys
 sys.path.insert(0, {repo!r})
 import torch
 from experiments.engine import checkpoint as ck
-from experiments.engine.training import _Writers
+from experiments.engine.writers import Writers
 
 def killed(fd):  # the new bytes are in the temp file, not yet renamed: die here, as kill -9 would
     os.kill(os.getpid(), signal.SIGKILL)
@@ -342,8 +343,8 @@ ck.os.fsync = killed
 if {what!r} == "checkpoint":
     ck.save_zoo_file({path!r}, "checkpoint", {{"epoch": 2, "w": torch.zeros(3)}})
 else:
-    _Writers({folder!r}, tensorboard=False).write([{{"epoch": 1, "loss": 1.0}},
-                                                   {{"epoch": 2, "loss": 0.5}}])
+    Writers({folder!r}, tensorboard=False).write([{{"epoch": 1, "loss": 1.0}},
+                                                  {{"epoch": 2, "loss": 0.5}}])
 """
 
 
@@ -354,11 +355,11 @@ def test_sigkill_while_writing_leaves_the_previous_file_and_the_next_save_cleans
     import subprocess
     import sys
 
-    from experiments.engine.training import _Writers
+    from experiments.engine.writers import Writers
 
     repo = str(Path(__file__).resolve().parents[1])
     ckpt = tmp_path / "checkpoint.pt"
-    writers = _Writers(str(tmp_path), tensorboard=False)
+    writers = Writers(str(tmp_path), tensorboard=False)
     if what == "checkpoint":
         save_zoo_file(ckpt, "checkpoint", {"epoch": 1, "w": torch.ones(3)})
         names, before = ["checkpoint.pt"], ckpt.read_bytes()
@@ -389,19 +390,19 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
     checkpoint.pt holds the finite state before it (written on the way out). The same lr is
     refused nowhere, a changed lr is refused unless allowed; allowed, a tenth of the lr resumes
     (rescaling the schedule) and finishes with finite parameters."""
-    from experiments.engine import training
+    from experiments.engine import loop
     from experiments.engine.checkpoint import load_checkpoint
 
     cfg = {**QUIET, "epochs": 5, "out_dir": str(tmp_path), "checkpoint_every_s": 0.0,
            "lr": 0.01, "validate": False}  # (validation would refuse the NaN input itself)
-    real = training.train_step
+    real = loop.train_step
 
     def poisoned(state, batch, **kwargs):
         if state.step == 6:  # the 7th step
             batch = (torch.full_like(batch[0], float("nan")),) + tuple(batch[1:])
         return real(state, batch, **kwargs)
 
-    monkeypatch.setattr(training, "train_step", poisoned)
+    monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(FloatingPointError, match="epoch 3, step 7"):
         fit(*_pair(), _data(), cfg)
     monkeypatch.undo()

@@ -71,7 +71,8 @@ def test_metrics_take_targets_on_another_device():
 @pytest.mark.gpu
 def test_checkpoint_from_gpu_restores_on_cpu(tmp_path):
     """A checkpoint written on a GPU machine (CUDA random state included) restores on the CPU."""
-    from experiments.engine.training import restore, save_checkpoint, setup
+    from experiments.engine.state import restore, save_checkpoint
+    from experiments.engine.training import setup
 
     model = models.create_model("bnn", in_features=2, widths=(4,))
     guide = guides.create_guide("mean-field", model)

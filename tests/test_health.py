@@ -14,7 +14,8 @@ import guides
 import guides.svgp as gsvgp
 import models
 from experiments.engine import health
-from experiments.engine.training import FitConfig, fit
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit
 
 
 def _table(n=2000, d=5, seed=0):

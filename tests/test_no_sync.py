@@ -23,7 +23,9 @@ import torch
 
 import guides
 import models
-from experiments.engine.training import check_finite, setup, step_mode, train_step
+from experiments.engine.guards import check_finite
+from experiments.engine.step import step_mode, train_step
+from experiments.engine.training import setup
 from tests.test_device_guard import VARIANTS
 
 HOST_READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "cpu", "numpy")

@@ -45,7 +45,8 @@ from scipy import stats
 
 import guides
 import models
-from experiments.engine.training import fit, make_elbo
+from experiments.engine.elbo import make_elbo
+from experiments.engine.training import fit
 
 N, D, NOISE, PRIOR_SIGMA = 50, 2, 0.5, 1.0
 

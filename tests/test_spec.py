@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.spec import (
     ConfigError,
     PairSpec,

@@ -13,7 +13,8 @@ import torch
 
 import guides
 import models
-from experiments.engine.training import fit, make_elbo, setup
+from experiments.engine.elbo import make_elbo
+from experiments.engine.training import fit, setup
 from guides.svgp import MarginalizeInducing
 from models.exact_gp import ExactGPRegression
 from models.kernels import build_kernel
@@ -442,7 +443,7 @@ def test_inputs_equal_hint_gives_gpytorch_kernel_values(spec):
 
 
 def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
-    from experiments.engine.training import check_graph_pair
+    from experiments.engine.cuda_graph import check_graph_pair
 
     for spec in ({"type": "product", "terms": ["rbf", "periodic"]}, {"type": "linear"}):
         model = models.create_model("svgp", input_dim=2, num_inducing=4, kernel=spec)
@@ -454,7 +455,7 @@ def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
 
 
 def test_cuda_graph_refuses_the_student_t_likelihood():
-    from experiments.engine.training import check_graph_pair
+    from experiments.engine.cuda_graph import check_graph_pair
 
     model = models.create_model("svgp", input_dim=2, num_inducing=4, likelihood="student-t")
     with pytest.raises(ValueError, match="student-t likelihood cannot be captured"):

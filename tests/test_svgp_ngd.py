@@ -14,7 +14,8 @@ import guides
 import models
 from experiments.engine.elbo import make_elbo
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.training import fit, restore, setup
+from experiments.engine.state import restore
+from experiments.engine.training import fit, setup
 from guides.svgp import CholeskyGuide, NaturalCholeskyGuide, _NaturalToMeanCholesky
 from models.svgp import CholeskyError
 from tests.pair_base import PairTestBase

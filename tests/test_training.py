@@ -13,7 +13,9 @@ import torch
 import guides
 import models
 from experiments.engine.checkpoint import CheckpointError, load_checkpoint
-from experiments.engine.training import FitConfig, fit, restore, save_checkpoint, setup
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore, save_checkpoint
+from experiments.engine.training import fit, setup
 
 
 def _pair(**guide_cfg):
@@ -152,7 +154,7 @@ def test_lr_schedules_follow_their_formula(schedule):
 def test_clip_norm_bounds_the_gradient_norm_of_the_step(monkeypatch):
     """With clip_norm the optimiser sees gradients of global norm <= clip_norm (and the unclipped
     norm here is larger, so the check can fail)."""
-    import experiments.engine.training as training
+    import experiments.engine.settings as settings
 
     norms = {}
     real_step = torch.optim.Adam.step
@@ -170,7 +172,7 @@ def test_clip_norm_bounds_the_gradient_norm_of_the_step(monkeypatch):
                                     "clip_norm": clip})
     assert min(norms[None]) > 1e-3
     assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-5)
-    assert training.OPTIMIZERS["adam"] is torch.optim.Adam
+    assert settings.OPTIMIZERS["adam"] is torch.optim.Adam
 
 
 def test_validation_follows_config_and_environment(monkeypatch):
@@ -229,9 +231,9 @@ def test_svgp_bernoulli_labels_in_minus_one_one_are_refused():
 def _failing_step(monkeypatch, at_step: int, fail):
     """Patch fit's train_step so that ``fail(state, batch, kwargs)`` runs the step numbered
     ``at_step + 1``; the parameters just before it are returned (filled in when it runs)."""
-    import experiments.engine.training as training
+    import experiments.engine.loop as loop
 
-    real, before = training.train_step, {}
+    real, before = loop.train_step, {}
 
     def step(state, batch, **kwargs):
         if state.step == at_step:
@@ -239,7 +241,7 @@ def _failing_step(monkeypatch, at_step: int, fail):
             return fail(real, state, batch, kwargs)
         return real(state, batch, **kwargs)
 
-    monkeypatch.setattr(training, "train_step", step)
+    monkeypatch.setattr(loop, "train_step", step)
     return before
 
 
@@ -294,15 +296,15 @@ def test_a_keyboard_interrupt_mid_training_writes_a_checkpoint(tmp_path, monkeyp
 
 def test_a_diverged_epoch_does_not_overwrite_the_last_good_checkpoint(tmp_path, monkeypatch,
                                                                       caplog):
-    import experiments.engine.training as training
+    import experiments.engine.loop as loop
 
-    real = training.train_step
+    real = loop.train_step
 
     def step(state, batch, **kwargs):  # epochs 2 and 3 report a loss 1e6 x larger
         loss = real(state, batch, **kwargs)
         return loss * 1e6 if state.epoch >= 1 else loss
 
-    monkeypatch.setattr(training, "train_step", step)
+    monkeypatch.setattr(loop, "train_step", step)
     model, guide = _pair()
     with caplog.at_level("WARNING"):
         state = fit(model, guide, _data(), {"epochs": 3, "batch_size": 8, "progress": False,
@@ -415,12 +417,13 @@ def test_finite_nonsense_warns():
     with pytest.warns(ImplausibleSettingWarning, match="lr=10000 is above the plausible range"):
         setup(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False,
                                       "lr": 1e4, "device": "cpu"})  # the warning comes first
-    from experiments.engine.training import _Guard
+
+    from experiments.engine.guards import EpochGuard
 
     model, guide = _pair()
     state = setup(model, guide, _data(), {"progress": False, "device": "cpu"})
     sums = torch.zeros(2, dtype=torch.float64)
-    guard = _Guard(state.config, state, list(state.loss_fn.parameters()), sums)
+    guard = EpochGuard(state.config, state, list(state.loss_fn.parameters()), sums)
     with pytest.warns(ImplausibleSettingWarning, match="the loss has grown for 10 epochs"):
         for loss in range(1, 13):  # a finite loss that grows every epoch (one step per epoch)
             guard.start_epoch()
@@ -447,7 +450,9 @@ def test_the_gate_stops_updates_on_the_device_and_names_the_step(fused):
     """A non-finite step among log_every steps without a host read: every update from it on is
     skipped (parameters and Adam state), and the read names it. Fused (the CUDA default): on
     the device; plain (the CPU default): by a host read of the flag every step."""
-    from experiments.engine.training import check_finite, setup, train_step
+    from experiments.engine.guards import check_finite
+    from experiments.engine.step import train_step
+    from experiments.engine.training import setup
 
     model, guide = _pair()
     x, y = _data(16)
@@ -486,7 +491,7 @@ def test_cpu_adam_takes_the_multi_tensor_path_with_the_default_paths_numbers(nam
     per-step cost; it must give the numbers of torch's CPU default (the single-tensor loop) bit
     for bit, so that runs recorded before the change reproduce. Large and small gradients, and
     an lr change half way as a scheduler makes."""
-    from experiments.engine.training import make_optimizer
+    from experiments.engine.optim import make_optimizer
 
     shapes = [(40, 78), (40,), (10, 40), (7,), ()]
     init = [torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(shapes)]

@@ -19,9 +19,10 @@ import guides
 import models
 from experiments.__main__ import prepare_config
 from experiments.engine.checkpoint import load_zoo_file, save_zoo_file
+from experiments.engine.elbo import make_elbo
 from experiments.engine.iwae import iwae_bound
 from experiments.engine.kl_schedule import KLScale
-from experiments.engine.training import fit, make_elbo
+from experiments.engine.training import fit
 from experiments.harness.spec import ConfigError, RunContext, config_dict, validate_config
 from experiments.harness.vae import DynamicBinarization, load_images
 from tests.pair_base import PairTestBase

@@ -18,7 +18,7 @@ minibatch estimate of the loss, ``backward``, ``optimizer.step`` and ``loss.item
 * ``zoo``: ``bnn`` (Gaussian prior N(0, 1)) + ``mean-field`` (``local_reparam=True``) after
   :func:`experiments.engine.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
   estimator as the hand-written step), stepped exactly as :func:`~experiments.engine.training.fit`
-  steps it (:func:`~experiments.engine.training.train_step`: ``guide.elbo_context()`` and
+  steps it (:func:`~experiments.engine.step.train_step`: ``guide.elbo_context()`` and
   ``KLScale`` around ``state.loss_fn(x, y)``, the device-side non-finite gate, ``zero_grad``, ``backward``,
   ``optimizer.step``; then ``loss.item()``).
 * ``zoo (weight sampling)``: the same pair with ``local_reparam=False``: one weight draw per

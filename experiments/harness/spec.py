@@ -5,7 +5,7 @@ A ``--set bbb.fit.epochs=200`` travels in three hops, all typed:
 
 1. the CLI builds the experiment's config dataclass (``get_config(smoke)``) and
    :func:`apply_overrides` parses ``"200"`` against the declared type of ``PairSpec.fit.epochs``
-   (``int``), rebuilding the :class:`~experiments.engine.training.FitConfig` (which checks it);
+   (``int``), rebuilding the :class:`~experiments.engine.settings.FitConfig` (which checks it);
 2. the experiment's ``run(config, ctx)`` hands the :class:`PairSpec` ``config.bbb`` to
    :func:`train_pair`;
 3. :func:`train_pair` builds model and guide and calls ``fit`` with ``spec.fit`` plus what the
@@ -34,8 +34,11 @@ from typing import Any, Literal
 import guides
 import models
 from experiments.engine import distributed
+from experiments.engine.loader import resolve_device
 from experiments.engine.seeding import seed_everything
-from experiments.engine.training import FitConfig, fit, resolve_device, restore, setup
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore
+from experiments.engine.training import fit, setup
 
 #: FitConfig fields that belong to the run, not to an arm: set from the RunContext
 RUN_KEYS = {"seed": "--seed", "device": "--device", "out_dir": "--out", "progress": "--no-progress",
@@ -60,9 +63,9 @@ class RunContext:
     :ivar resume: continue an interrupted run in ``out_dir``: :func:`train_pair` restores each
         arm from its ``checkpoint.pt`` when there is one (an arm that had finished is not trained
         again; one that had not started is trained from scratch).
-    :ivar resume_allow: fit keys (of :data:`~experiments.engine.training.RESUME_OVERRIDABLE`)
+    :ivar resume_allow: fit keys (of :data:`~experiments.engine.state.RESUME_OVERRIDABLE`)
         the user changed on resume on purpose (``--resume RUN_DIR --set ARM.fit.lr=...``):
-        :func:`~experiments.engine.training.restore` accepts those differences.
+        :func:`~experiments.engine.state.restore` accepts those differences.
     """
 
     seed: int = 0
@@ -109,7 +112,7 @@ class PairSpec:
     :ivar model_cfg: keyword arguments of the model (checked against its signature).
     :ivar guide: registered guide name for that model.
     :ivar guide_cfg: keyword arguments of the guide builder.
-    :ivar fit: the :class:`~experiments.engine.training.FitConfig` (its seed, device, out_dir,
+    :ivar fit: the :class:`~experiments.engine.settings.FitConfig` (its seed, device, out_dir,
         progress and desc come from the :class:`RunContext` and :func:`train_pair`).
     """
 

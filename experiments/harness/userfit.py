@@ -56,7 +56,7 @@ from experiments.engine import metrics as M
 from experiments.engine.checkpoint import load_zoo_file, save_zoo_file
 from experiments.engine.ensemble import Ensemble, train_ensemble
 from experiments.engine.predict import Prediction, needs_train_data, predict
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from models.likelihoods import BernoulliLikelihood
 
 from .spec import ConfigError, PairSpec, RunContext, apply_overrides, config_dict, train_pair
@@ -842,7 +842,7 @@ def run_predict(run_dir, data: str, out: str | None = None, device: str = "cpu",
     to ``out`` (default ``<run_dir>/predictions.csv``) after a ``row`` column (the 0-based row
     index in ``data``) and, when ``data`` has the target column, that column (named as in
     training); with the target column present, also its metrics."""
-    from experiments.engine.training import resolve_device
+    from experiments.engine.loader import resolve_device
 
     _check_out(Path(out) if out else Path(run_dir) / "predictions.csv", data)
     model, guide, job, std, train = load_run(run_dir)
