@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import torch
@@ -13,6 +13,21 @@ from .elbo import ELBOS
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
 LR_SCHEDULES = ("constant", "cosine", "step", "exponential")
+
+
+
+def _optimisation(default):
+    """A field that changes what the optimisation computes: a checkpoint resumes only under the
+    same value (:data:`RESUME_KEYS`)."""
+    return field(default=default, metadata={"resume": True})
+
+
+def _run(default, set_by: str):
+    """A field that belongs to the run, not to an arm: ``set_by`` (the CLI option, or what else)
+    sets it, and an arm's ``--set ARM.fit.KEY`` refuses it
+    (:data:`experiments.harness.spec.RUN_KEYS`)."""
+    return field(default=default, metadata={"run": set_by})
+
 
 
 @dataclass
@@ -83,30 +98,30 @@ class FitConfig:
     """
 
     epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    lr_schedule: str = "constant"
-    lr_gamma: float = 0.1
-    lr_step_epochs: int = 10
-    clip_norm: float | None = None
-    elbo: str = "trace"
-    num_particles: int = 1
-    kl_schedule: str = "uniform"
-    device: str = "auto"
-    seed: int = 0
+    batch_size: int = _optimisation(128)
+    lr: float = _optimisation(1e-3)
+    optimizer: str = _optimisation("adam")
+    weight_decay: float = _optimisation(0.0)
+    momentum: float = _optimisation(0.0)
+    lr_schedule: str = _optimisation("constant")
+    lr_gamma: float = _optimisation(0.1)
+    lr_step_epochs: int = _optimisation(10)
+    clip_norm: float | None = _optimisation(None)
+    elbo: str = _optimisation("trace")
+    num_particles: int = _optimisation(1)
+    kl_schedule: str = _optimisation("uniform")
+    device: str = _run("auto", "--device")
+    seed: int = field(default=0, metadata={"resume": True, "run": "--seed"})
     validate: bool | None = None
-    progress: bool = True
-    desc: str = "fit"
+    progress: bool = _run(True, "--no-progress")
+    desc: str = _run("fit", "the arm's name (train_pair names each fit after its arm)")
     eval_every: int = 1
-    out_dir: str | None = None
+    out_dir: str | None = _run(None, "--out")
     checkpoint: bool = True
     checkpoint_every_s: float | None = None
     checkpoint_overhead: float = 0.02
     tensorboard: bool = True
-    kl_warmup_epochs: float = 0
+    kl_warmup_epochs: float = _optimisation(0)
     divergence_factor: float = 1e3
     log_every: int = 50
     cuda_graph: bool | Literal["auto"] = "auto"
@@ -144,3 +159,11 @@ class FitConfig:
             if not ok:
                 raise ValueError(f"fit config {name}={getattr(self, name)!r} is invalid: expected "
                                  f"{expected}")
+
+
+#: FitConfig keys that change what the optimisation computes (the fields declared with
+#: ``_optimisation``, and the seed): a checkpoint resumes only under the same values. ``epochs``
+#: may change (see :func:`~experiments.engine.state.restore`); the other keys (progress, out_dir,
+#: device, eval_every, tensorboard, checkpoint, checkpoint_every_s, validate, desc,
+#: divergence_factor, ...) only change how a run is run or reported.
+RESUME_KEYS = tuple(f.name for f in fields(FitConfig) if f.metadata.get("resume"))

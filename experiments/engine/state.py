@@ -16,7 +16,7 @@ from models.base import module_device
 from .checkpoint import CheckpointError, load_checkpoint, save_zoo_file
 from .guards import FiniteGate
 from .seeding import rng_state, set_rng_state
-from .settings import FitConfig
+from .settings import RESUME_KEYS, FitConfig
 
 log = logging.getLogger("experiments.engine.training")  # fit's one log: users filter on its name
 
@@ -83,15 +83,6 @@ def save_checkpoint(state: TrainState, path, meta: dict | None = None) -> Path:
                          {"epoch": state.epoch, "step": state.step, **(meta or {})})
 
 
-#: FitConfig keys that change what the optimisation computes: a checkpoint resumes only under the
-#: same values. ``epochs`` may change (see :func:`restore`); the other keys (progress, out_dir,
-#: device, eval_every, tensorboard, checkpoint, checkpoint_every_s, validate, desc,
-#: divergence_factor) only change how a run is run or reported.
-RESUME_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "lr_schedule", "lr_gamma",
-               "lr_step_epochs", "elbo", "num_particles", "kl_schedule", "batch_size", "clip_norm",
-               "kl_warmup_epochs", "seed")
-
-
 #: RESUME_KEYS a resume may change when the user asks for it explicitly (``restore(...,
 #: allow=...)``, ``run NAME --resume RUN_DIR --set ARM.fit.lr=...``): a smaller lr after a NaN
 #: stop, a clip_norm, more epochs of a cosine schedule
@@ -101,10 +92,10 @@ RESUME_OVERRIDABLE = ("lr", "clip_norm", "epochs")
 def config_differences(saved: dict[str, Any], config: FitConfig, epoch: int,
                        allow: tuple[str, ...] | frozenset = ()) -> list[str]:
     """What keeps a checkpoint of ``saved`` config (at ``epoch``) from resuming under ``config``:
-    one ``"key: checkpoint A, now B"`` per key of :data:`RESUME_KEYS` that differs and is not in
-    ``allow`` (a key the checkpoint lacks counts as its default), and a changed ``epochs`` when
-    it would break the run: fewer than the epochs already done, or a change of a cosine schedule
-    unless ``"epochs"`` is allowed (its T_max is ``epochs``; :func:`restore` then recomputes the
+    one ``"key: checkpoint A, now B"`` per key of :data:`~experiments.engine.settings.RESUME_KEYS` that
+    differs and is not in ``allow`` (a key the checkpoint lacks counts as its default), and a changed
+    ``epochs`` when it would break the run: fewer than the epochs already done, or a change of a cosine
+    schedule unless ``"epochs"`` is allowed (its T_max is ``epochs``; :func:`restore` then recomputes the
     schedule over the new epochs)."""
     defaults = asdict(FitConfig())
     now = asdict(config)
@@ -125,7 +116,7 @@ def restore(state: TrainState, path, allow: tuple[str, ...] | frozenset = ()) ->
     """Load a checkpoint into an already set-up ``state`` (same model/guide configuration).
 
     The checkpoint's fit config must match ``state.config`` in every key that changes the
-    optimisation (:data:`RESUME_KEYS`), except the keys in ``allow`` (a subset of
+    optimisation (:data:`~experiments.engine.settings.RESUME_KEYS`), except the keys in ``allow`` (a subset of
     :data:`RESUME_OVERRIDABLE`, the changes the user asked for); ``epochs`` may grow (except
     under a cosine schedule, unless allowed, see :func:`config_differences`). A checkpoint
     written when a run stopped mid-epoch (see :func:`~experiments.engine.training.fit`) resumes by running

@@ -49,9 +49,9 @@ from .typed import (
     value_error,
 )
 
-#: FitConfig fields that belong to the run, not to an arm: set from the RunContext
-RUN_KEYS = {"seed": "--seed", "device": "--device", "out_dir": "--out", "progress": "--no-progress",
-            "desc": "the arm's name (train_pair names each fit after its arm)"}
+#: FitConfig fields that belong to the run, not to an arm (declared so in FitConfig): set from the
+#: RunContext; the value says what sets each
+RUN_KEYS = {f.name: f.metadata["run"] for f in dataclasses.fields(FitConfig) if "run" in f.metadata}
 
 
 @dataclass(frozen=True)
