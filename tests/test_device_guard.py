@@ -15,6 +15,7 @@ import torch
 import guides
 import models
 from experiments.engine.predictive import posterior_predictive
+from experiments.engine.settings import FitConfig
 from experiments.engine.step import train_step
 from experiments.engine.training import setup
 from tests.stray import StrayDtypeMode, StrayTensorError
@@ -64,8 +65,9 @@ def _moved_pair(model_name, guide_name, num_data=6, model_cfg=None, guide_cfg=No
 def test_pair_follows_to(model_name, guide_name):
     model, guide, data = _moved_pair(model_name, guide_name)
     with StrayDtypeMode():
-        state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
-                                           "num_particles": 2})
+        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
+                                                               "progress": False,
+                                                               "num_particles": 2}))
         train_step(state, data)
         pred = posterior_predictive(model, guide, data[0][:3], num_samples=2)
     assert pred["f"].dtype == torch.float64
@@ -78,8 +80,9 @@ def test_variant_follows_to(model_name, model_cfg, guide_name, guide_cfg, elbo):
     model, guide, data = _moved_pair(model_name, guide_name, model_cfg=model_cfg,
                                      guide_cfg=guide_cfg)
     with StrayDtypeMode():
-        state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
-                                           "elbo": elbo})
+        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
+                                                               "progress": False,
+                                                               "elbo": elbo}))
         train_step(state, data)
         posterior_predictive(model, guide, data[0][:3], num_samples=2)
 
@@ -89,8 +92,9 @@ def test_meanfield_elbo_follows_to(model_name, guide_name):
     """The closed-form-KL path (and the mean-field guide's skipped draw) too."""
     model, guide, data = _moved_pair(model_name, guide_name)
     with StrayDtypeMode():
-        state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
-                                           "elbo": "meanfield"})
+        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
+                                                               "progress": False,
+                                                               "elbo": "meanfield"}))
         train_step(state, data)
 
 

@@ -74,8 +74,9 @@ def _pair(case):
     model.double()
     guide.double()
     data = tuple(t.double() if t.is_floating_point() else t for t in data)
-    state = setup(model, guide, data, {"device": "cpu", "batch_size": B, "progress": False,
-                                       "elbo": elbo_name})
+    state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": B,
+                                                           "progress": False,
+                                                           "elbo": elbo_name}))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # away from the start (the SVGP's q(u) = p(u) there: KL and its gradient 0)
         for p in guide.parameters():
@@ -167,7 +168,7 @@ def _fit_worker(rank, world, out):
     report = {}
     # 1. a fit of 3 epochs, evaluated (on rank 0 only) and written (by rank 0 only)
     model, guide, data = _bnn()
-    state = fit(model, guide, data, {**FIT, "epochs": 3, "out_dir": f"{out}/a"},
+    state = fit(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3, "out_dir": f"{out}/a"}),
                 eval_fn=lambda m, g: {"rank": float(rank)})
     report["history"] = state.history
     report["sums"] = distributed.all_gather_object(_checksum(state))
@@ -182,7 +183,7 @@ def _fit_worker(rank, world, out):
     # 3. a loss that is NaN on rank 1 alone at step 5 (its gradient finite: DDP's averaging
     #    cannot spread it) stops both ranks at that step
     model, guide, data = _bnn()
-    state = setup(model, guide, data, {**FIT, "epochs": 3, "out_dir": f"{out}/nan"})
+    state = setup(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3, "out_dir": f"{out}/nan"}))
     elbo = state.loss_fn.elbo
     original = elbo.differentiable_loss
 

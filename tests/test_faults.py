@@ -22,6 +22,7 @@ from experiments import iwae_nll
 from experiments.__main__ import main
 from experiments.engine import checkpoint as ck
 from experiments.engine.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
+from experiments.engine.settings import FitConfig
 from experiments.engine.state import restore
 from experiments.engine.training import fit, setup
 from experiments.harness import userfit
@@ -44,11 +45,11 @@ QUIET = {"epochs": 1, "batch_size": 8, "progress": False, "tensorboard": False}
 
 def _checkpoint(d: Path) -> tuple[Path, callable]:
     model, guide = _pair()
-    fit(model, guide, _data(), {**QUIET, "out_dir": str(d)})
+    fit(model, guide, _data(), FitConfig.from_dict({**QUIET, "out_dir": str(d)}))
 
     def load(path):
         m, g = _pair()
-        restore(setup(m, g, _data(), QUIET), path)
+        restore(setup(m, g, _data(), FitConfig.from_dict(QUIET)), path)
 
     return d / "checkpoint.pt", load
 
@@ -404,7 +405,7 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
 
     monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(FloatingPointError, match="epoch 3, step 7"):
-        fit(*_pair(), _data(), cfg)
+        fit(*_pair(), _data(), FitConfig.from_dict(cfg))
     monkeypatch.undo()
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 6 and ckpt["epoch"] == 2  # mid-epoch stop: epoch 3 runs again
@@ -412,28 +413,29 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
 
     smaller = {**cfg, "lr": 0.001}
     with pytest.raises(CheckpointError, match="lr: checkpoint 0.01, now 0.001"):
-        restore(setup(*_pair(), _data(), smaller), tmp_path / "checkpoint.pt")
+        restore(setup(*_pair(), _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt")
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), smaller), tmp_path / "checkpoint.pt",
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt",
                     allow=("lr",))
     assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
-    state = fit(model, guide, _data(), smaller, state=state)
+    state = fit(model, guide, _data(), FitConfig.from_dict(smaller), state=state)
     assert state.epoch == 5 and state.history[-1]["lr"] == pytest.approx(0.001)
     assert all(torch.isfinite(p).all() for p in state.loss_fn.parameters())
     with pytest.raises(ValueError, match="cannot change on resume"):
-        restore(setup(*_pair(), _data(), smaller), tmp_path / "checkpoint.pt", allow=("seed",))
+        restore(setup(*_pair(), _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt",
+                allow=("seed",))
 
 
 def test_a_cosine_run_extended_on_purpose_recomputes_its_schedule(tmp_path):
     cfg = {**QUIET, "epochs": 4, "out_dir": str(tmp_path), "lr_schedule": "cosine", "lr": 0.01}
-    fit(*_pair(), _data(), cfg)
+    fit(*_pair(), _data(), FitConfig.from_dict(cfg))
     longer = {**cfg, "epochs": 8}
     with pytest.raises(CheckpointError, match="anneals to 0 over exactly epochs=4"):
-        restore(setup(*_pair(), _data(), longer), tmp_path / "checkpoint.pt")
+        restore(setup(*_pair(), _data(), FitConfig.from_dict(longer)), tmp_path / "checkpoint.pt")
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), longer), tmp_path / "checkpoint.pt",
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(longer)), tmp_path / "checkpoint.pt",
                     allow=("epochs",))
-    state = fit(model, guide, _data(), longer, state=state)
+    state = fit(model, guide, _data(), FitConfig.from_dict(longer), state=state)
     lrs = [row["lr"] for row in state.history]
     # (a row's lr is the one its epoch ran with) epochs 1-4 under T=4, then from epoch 5 on the
     # cosine over T=8 at t = 4..7, as if the run had been planned with 8 epochs

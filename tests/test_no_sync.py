@@ -24,6 +24,7 @@ import torch
 import guides
 import models
 from experiments.engine.guards import check_finite
+from experiments.engine.settings import FitConfig
 from experiments.engine.step import step_mode, train_step
 from experiments.engine.training import setup
 from tests.test_device_guard import VARIANTS
@@ -81,8 +82,9 @@ def _pair(model_name, guide_name, model_cfg=None, guide_cfg=None, **fit):
     guide = guides.create_guide(guide_name, model, **(guide_cfg or {}))
     data = model.example_data(6, generator=torch.Generator().manual_seed(0))
     # fused: the optimiser fit uses on CUDA, whose non-finite gate runs on the device
-    state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
-                                       "validate": False, "fused": True, **fit})
+    state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
+                                                           "progress": False,
+                                                           "validate": False, "fused": True, **fit}))
     return state, data
 
 

@@ -14,6 +14,7 @@ import guides
 import models
 from experiments.engine import loop as L
 from experiments.engine import training as T
+from experiments.engine.settings import FitConfig
 
 LOGGER = "experiments.engine.training"
 
@@ -35,9 +36,10 @@ def _lines(caplog) -> list[str]:
 
 def _fit(caplog, epochs, batch_size, **cfg):
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        T.fit(*_pair(), _data(), {"epochs": epochs, "batch_size": batch_size, "progress": False,
-                                  "device": "cpu", "desc": "quiet", "checkpoint": False,
-                                  "tensorboard": False, **cfg})
+        T.fit(*_pair(), _data(), FitConfig.from_dict({"epochs": epochs, "batch_size": batch_size,
+                                                      "progress": False,
+                                                      "device": "cpu", "desc": "quiet", "checkpoint": False,
+                                                      "tensorboard": False, **cfg}))
     return _lines(caplog)
 
 

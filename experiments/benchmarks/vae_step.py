@@ -66,6 +66,7 @@ import models
 from experiments.benchmarks import timing
 from experiments.benchmarks.timing import graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
+from experiments.engine.settings import FitConfig
 from experiments.engine.training import setup
 
 LR = 1e-3
@@ -164,9 +165,9 @@ def zoo_pair(hidden, z_dim, batch_size, elbo, device, cuda_graph: bool = False,
                                 activation="softplus", likelihood="bernoulli")
     guide = guides.create_guide("encoder", model)
     x0 = torch.bernoulli(torch.full((batch_size, X_DIM), 0.5))
-    state = setup(model, guide, (x0,), {"batch_size": batch_size, "lr": LR, "elbo": elbo,
-                                        "device": str(device), "progress": False,
-                                        "cuda_graph": cuda_graph, "fused": fused})
+    state = setup(model, guide, (x0,), FitConfig(batch_size=batch_size, lr=LR, elbo=elbo,
+                                                 device=str(device), progress=False,
+                                                 cuda_graph=cuda_graph, fused=fused))
     return state
 
 

@@ -42,10 +42,18 @@ __all__ = ["FitConfig", "TrainState", "fit", "setup"]
 log = logging.getLogger(__name__)
 
 
-def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainState:
+def setup(model, guide, data, config: FitConfig | None = None) -> TrainState:
     """Seed, move to the device, run the guide once (autoguides create their parameters lazily),
-    and build the optimiser and scheduler: the :class:`TrainState` before the first step."""
-    cfg = config if isinstance(config, FitConfig) else FitConfig.from_dict(config)
+    and build the optimiser and scheduler: the :class:`TrainState` before the first step.
+
+    :param config: a :class:`FitConfig` (``None``: the defaults); a dict of its fields goes
+        through :meth:`FitConfig.from_dict`, which names unknown keys.
+    :raises TypeError: for a config that is not a :class:`FitConfig`.
+    """
+    cfg = FitConfig() if config is None else config
+    if not isinstance(cfg, FitConfig):
+        raise TypeError(f"config must be a FitConfig, got {type(config).__name__}; for a dict of "
+                        "its fields use FitConfig.from_dict(...)")
     if not pyro.settings.get("module_local_params"):
         raise RuntimeError(
             "fit() needs pyro.settings.set(module_local_params=True) before the model and guide "
@@ -92,7 +100,7 @@ def setup(model, guide, data, config: FitConfig | dict | None = None) -> TrainSt
                       natural=natural, data_validated=validated)
 
 
-def fit(model, guide, data, config: FitConfig | dict | None = None,
+def fit(model, guide, data, config: FitConfig | None = None,
         eval_fn: Callable[[Any, Any], dict[str, float]] | None = None,
         state: TrainState | None = None) -> TrainState:
     """Train ``guide`` (and the model's point parameters) by SVI; return the :class:`TrainState`.
@@ -100,7 +108,7 @@ def fit(model, guide, data, config: FitConfig | dict | None = None,
     :param model: a zoo model (``forward(x, y=None)`` is the Pyro model).
     :param guide: a guide built for it (``create_guide(name, model)``).
     :param data: a ``Dataset`` or a tuple of tensors ``(x, y)`` (the training set).
-    :param config: a :class:`FitConfig` or a dict of its fields.
+    :param config: a :class:`FitConfig` (``None``: the defaults; a dict: ``FitConfig.from_dict``).
     :param eval_fn: ``eval_fn(model, guide) -> {"name": value}`` validation metrics, run every
         ``eval_every`` epochs (in ``torch.no_grad``) and stored in the history as ``val_<name>``.
     :param state: continue from an existing state (e.g. one restored from a checkpoint).
