@@ -51,8 +51,8 @@ _zoo_first()
 _PUBLIC = {
     # training
     "fit": ("experiments.engine.training", "fit"),
-    "FitConfig": ("experiments.engine.training", "FitConfig"),
-    "TrainState": ("experiments.engine.training", "TrainState"),
+    "FitConfig": ("experiments.engine.settings", "FitConfig"),
+    "TrainState": ("experiments.engine.state", "TrainState"),
     "ImplausibleFitError": ("experiments.engine.health", "ImplausibleFitError"),
     # prediction and scores
     "predict": ("experiments.engine.predict", "predict"),

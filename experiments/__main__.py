@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         _set_threads(args.threads)
     try:
         if getattr(args, "device", None) is not None:
-            from experiments.engine.training import resolve_device
+            from experiments.engine.loader import resolve_device
 
             resolve_device(args.device)  # a bad --device fails here, before any run folder
         if args.command == "list":

@@ -150,7 +150,7 @@ import guides
 import models
 from experiments import data as zoo_data
 from experiments.engine.seeding import seed_everything
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.plotting import new_figure, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext
 

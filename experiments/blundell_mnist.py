@@ -81,7 +81,7 @@ import guides
 import models
 from experiments import data as zoo_data
 from experiments.engine.checkpoint import save_zoo_file
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, config_dict, train_pair
 from models.base import module_device
 

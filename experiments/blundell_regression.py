@@ -31,7 +31,7 @@ from experiments import data as zoo_data
 from experiments.engine import metrics as M
 from experiments.engine.predict import predict
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.plotting import new_figure, plot_predictive_band, save_figure
 from experiments.harness.spec import PairSpec, RunContext, train_pair
 

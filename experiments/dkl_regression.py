@@ -43,7 +43,7 @@ import torch
 
 from experiments.engine import metrics as M
 from experiments.engine.predict import predict
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.plotting import new_figure, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
 

@@ -41,7 +41,7 @@ import guides
 import models
 from experiments.engine.checkpoint import save_zoo_file
 from experiments.engine.iwae import iwae_bound
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.plotting import new_figure, plot_curve, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, config_dict
 from experiments.harness.vae import ImageOptions, load_images, train_vae
@@ -199,7 +199,7 @@ def _load(load: str, data, device: str):
     config is used for the networks; the test set is binarised with this run's seed, so use the
     same ``--seed`` as the training run)."""
     from experiments.engine.checkpoint import CheckpointError, load_zoo_file
-    from experiments.engine.training import resolve_device
+    from experiments.engine.loader import resolve_device
 
     path = Path(load)
     if not path.is_file():

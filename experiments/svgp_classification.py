@@ -47,7 +47,7 @@ import torch
 from experiments import data as zoo_data
 from experiments.engine import metrics as M
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.plotting import new_figure, plot_curve, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
 

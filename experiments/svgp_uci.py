@@ -40,7 +40,7 @@ from typing import Literal
 
 from experiments import data as zoo_data
 from experiments.engine import metrics as M
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.plotting import new_figure, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
 

@@ -116,7 +116,7 @@ from pathlib import Path
 from typing import Literal
 
 from experiments import data as zoo_data
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.spec import ConfigError, RunContext
 
 from .registry import register_experiment

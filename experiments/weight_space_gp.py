@@ -62,7 +62,7 @@ from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
 import models
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.plotting import log_ticks, plot_predictive_band, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext, train_pair
 from guides.mean_field import MeanFieldGuide

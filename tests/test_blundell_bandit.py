@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from experiments import blundell_bandit as B
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness.spec import ConfigError, apply_overrides, validate_config
 
 

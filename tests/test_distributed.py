@@ -28,7 +28,10 @@ import models
 from experiments.engine import distributed
 from experiments.engine.checkpoint import load_checkpoint
 from experiments.engine.kl_schedule import KLScale
-from experiments.engine.training import FitConfig, fit, make_loader, restore, setup
+from experiments.engine.loader import make_loader
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore
+from experiments.engine.training import data_parallel, fit, setup
 from guides.base import elbo_context
 from tests.helpers import CASES, FixedNoise
 
@@ -71,8 +74,9 @@ def _pair(case):
     model.double()
     guide.double()
     data = tuple(t.double() if t.is_floating_point() else t for t in data)
-    state = setup(model, guide, data, {"device": "cpu", "batch_size": B, "progress": False,
-                                       "elbo": elbo_name})
+    state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": B,
+                                                           "progress": False,
+                                                           "elbo": elbo_name}))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # away from the start (the SVGP's q(u) = p(u) there: KL and its gradient 0)
         for p in guide.parameters():
@@ -98,7 +102,7 @@ def _gradient_worker(rank, world, out):
         distributed.set_epoch(loader, 0)
         rows = torch.as_tensor(next(iter(loader.sampler)))  # a BatchSampler
         batch = dataset[rows.tolist()]
-        distributed.prepare(state, batch, torch.device("cpu"))
+        data_parallel(state, batch, torch.device("cpu"))
         loss, grads = _loss_and_grads(state, batch, rows, state.ddp)
         every = distributed.all_gather_object((rows, {n: g.sum().item() for n, g in grads.items()}))
         results[case[0]] = {"loss": distributed.all_reduce_mean_(loss.clone()), "grads": grads,
@@ -164,7 +168,7 @@ def _fit_worker(rank, world, out):
     report = {}
     # 1. a fit of 3 epochs, evaluated (on rank 0 only) and written (by rank 0 only)
     model, guide, data = _bnn()
-    state = fit(model, guide, data, {**FIT, "epochs": 3, "out_dir": f"{out}/a"},
+    state = fit(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3, "out_dir": f"{out}/a"}),
                 eval_fn=lambda m, g: {"rank": float(rank)})
     report["history"] = state.history
     report["sums"] = distributed.all_gather_object(_checksum(state))
@@ -179,7 +183,7 @@ def _fit_worker(rank, world, out):
     # 3. a loss that is NaN on rank 1 alone at step 5 (its gradient finite: DDP's averaging
     #    cannot spread it) stops both ranks at that step
     model, guide, data = _bnn()
-    state = setup(model, guide, data, {**FIT, "epochs": 3, "out_dir": f"{out}/nan"})
+    state = setup(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3, "out_dir": f"{out}/nan"}))
     elbo = state.loss_fn.elbo
     original = elbo.differentiable_loss
 
@@ -208,7 +212,7 @@ def ddp_fit(tmp_path_factory):
 def test_two_process_fit_writes_once_on_rank_0_and_resumes(ddp_fit):
     out, (r0, r1) = ddp_fit
     files = sorted(p.name for p in (out / "a").iterdir())
-    assert [f for f in files if f != "tensorboard"] == ["checkpoint.pt", "history.csv",
+    assert [f for f in files if f != "tensorboard"] == ["checkpoint.pt", "checksums.sha256", "history.csv",
                                                         "history.json"]
     written = json.loads((out / "a" / "history.json").read_text())
     assert [row["epoch"] for row in written] == [1, 2, 3, 4, 5]
@@ -261,7 +265,7 @@ def test_cli_nproc_2_writes_one_run_folder_on_rank_0_and_resumes(tmp_path):
     assert "2 processes (gloo)" in metrics["hardware"]
     for arm in ("bbb", "dropout", "plain"):
         files = sorted(p.name for p in (run_dir / arm).iterdir() if p.name != "tensorboard")
-        assert files == ["checkpoint.pt", "history.csv", "history.json"], files
+        assert files == ["checkpoint.pt", "checksums.sha256", "history.csv", "history.json"], files
     assert proc.stdout.count('"status": "ok"') == 1, "a rank other than 0 printed results"
     # a resume with another number of processes would change the global batch: refused
     wrong = _cli("run", "blundell-regression", "--resume", str(run_dir), "--device", "cpu")

@@ -20,7 +20,7 @@ from experiments.__main__ import main
 from experiments.engine import ensemble as E
 from experiments.engine.checkpoint import load_zoo_file
 from experiments.engine.predict import Prediction, predict
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 from experiments.harness import spec as S
 from experiments.harness import userfit, userpredict
 from experiments.harness.spec import PairSpec, RunContext

@@ -22,7 +22,9 @@ from experiments import iwae_nll
 from experiments.__main__ import main
 from experiments.engine import checkpoint as ck
 from experiments.engine.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
-from experiments.engine.training import fit, restore, setup
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore
+from experiments.engine.training import fit, setup
 from experiments.harness import userpredict
 from experiments.harness.spec import config_dict
 
@@ -43,11 +45,11 @@ QUIET = {"epochs": 1, "batch_size": 8, "progress": False, "tensorboard": False}
 
 def _checkpoint(d: Path) -> tuple[Path, callable]:
     model, guide = _pair()
-    fit(model, guide, _data(), {**QUIET, "out_dir": str(d)})
+    fit(model, guide, _data(), FitConfig.from_dict({**QUIET, "out_dir": str(d)}))
 
     def load(path):
         m, g = _pair()
-        restore(setup(m, g, _data(), QUIET), path)
+        restore(setup(m, g, _data(), FitConfig.from_dict(QUIET)), path)
 
     return d / "checkpoint.pt", load
 
@@ -223,11 +225,11 @@ def test_temps_of_a_crashed_save_are_removed_by_the_next(tmp_path):
 
 
 def test_history_json_is_strict_json_with_non_finite_values(tmp_path):
-    from experiments.engine.training import _Writers
+    from experiments.engine.writers import Writers
 
     history = [{"epoch": 1, "elbo": float("nan"), "kl": float("inf"), "ll": -float("inf"),
                 "loss": 1.5}]
-    writers = _Writers(str(tmp_path), tensorboard=False)
+    writers = Writers(str(tmp_path), tensorboard=False)
     writers.write(history)
 
     def refuse(const):
@@ -333,7 +335,7 @@ import os, signal, sys
 sys.path.insert(0, {repo!r})
 import torch
 from experiments.engine import checkpoint as ck
-from experiments.engine.training import _Writers
+from experiments.engine.writers import Writers
 
 def killed(fd):  # the new bytes are in the temp file, not yet renamed: die here, as kill -9 would
     os.kill(os.getpid(), signal.SIGKILL)
@@ -342,8 +344,8 @@ ck.os.fsync = killed
 if {what!r} == "checkpoint":
     ck.save_zoo_file({path!r}, "checkpoint", {{"epoch": 2, "w": torch.zeros(3)}})
 else:
-    _Writers({folder!r}, tensorboard=False).write([{{"epoch": 1, "loss": 1.0}},
-                                                   {{"epoch": 2, "loss": 0.5}}])
+    Writers({folder!r}, tensorboard=False).write([{{"epoch": 1, "loss": 1.0}},
+                                                  {{"epoch": 2, "loss": 0.5}}])
 """
 
 
@@ -354,11 +356,11 @@ def test_sigkill_while_writing_leaves_the_previous_file_and_the_next_save_cleans
     import subprocess
     import sys
 
-    from experiments.engine.training import _Writers
+    from experiments.engine.writers import Writers
 
     repo = str(Path(__file__).resolve().parents[1])
     ckpt = tmp_path / "checkpoint.pt"
-    writers = _Writers(str(tmp_path), tensorboard=False)
+    writers = Writers(str(tmp_path), tensorboard=False)
     if what == "checkpoint":
         save_zoo_file(ckpt, "checkpoint", {"epoch": 1, "w": torch.ones(3)})
         names, before = ["checkpoint.pt"], ckpt.read_bytes()
@@ -389,21 +391,21 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
     checkpoint.pt holds the finite state before it (written on the way out). The same lr is
     refused nowhere, a changed lr is refused unless allowed; allowed, a tenth of the lr resumes
     (rescaling the schedule) and finishes with finite parameters."""
-    from experiments.engine import training
+    from experiments.engine import loop
     from experiments.engine.checkpoint import load_checkpoint
 
     cfg = {**QUIET, "epochs": 5, "out_dir": str(tmp_path), "checkpoint_every_s": 0.0,
            "lr": 0.01, "validate": False}  # (validation would refuse the NaN input itself)
-    real = training.train_step
+    real = loop.train_step
 
     def poisoned(state, batch, **kwargs):
         if state.step == 6:  # the 7th step
             batch = (torch.full_like(batch[0], float("nan")),) + tuple(batch[1:])
         return real(state, batch, **kwargs)
 
-    monkeypatch.setattr(training, "train_step", poisoned)
+    monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(FloatingPointError, match="epoch 3, step 7"):
-        fit(*_pair(), _data(), cfg)
+        fit(*_pair(), _data(), FitConfig.from_dict(cfg))
     monkeypatch.undo()
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 6 and ckpt["epoch"] == 2  # mid-epoch stop: epoch 3 runs again
@@ -411,28 +413,29 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
 
     smaller = {**cfg, "lr": 0.001}
     with pytest.raises(CheckpointError, match="lr: checkpoint 0.01, now 0.001"):
-        restore(setup(*_pair(), _data(), smaller), tmp_path / "checkpoint.pt")
+        restore(setup(*_pair(), _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt")
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), smaller), tmp_path / "checkpoint.pt",
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt",
                     allow=("lr",))
     assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
-    state = fit(model, guide, _data(), smaller, state=state)
+    state = fit(model, guide, _data(), FitConfig.from_dict(smaller), state=state)
     assert state.epoch == 5 and state.history[-1]["lr"] == pytest.approx(0.001)
     assert all(torch.isfinite(p).all() for p in state.loss_fn.parameters())
     with pytest.raises(ValueError, match="cannot change on resume"):
-        restore(setup(*_pair(), _data(), smaller), tmp_path / "checkpoint.pt", allow=("seed",))
+        restore(setup(*_pair(), _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt",
+                allow=("seed",))
 
 
 def test_a_cosine_run_extended_on_purpose_recomputes_its_schedule(tmp_path):
     cfg = {**QUIET, "epochs": 4, "out_dir": str(tmp_path), "lr_schedule": "cosine", "lr": 0.01}
-    fit(*_pair(), _data(), cfg)
+    fit(*_pair(), _data(), FitConfig.from_dict(cfg))
     longer = {**cfg, "epochs": 8}
     with pytest.raises(CheckpointError, match="anneals to 0 over exactly epochs=4"):
-        restore(setup(*_pair(), _data(), longer), tmp_path / "checkpoint.pt")
+        restore(setup(*_pair(), _data(), FitConfig.from_dict(longer)), tmp_path / "checkpoint.pt")
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), longer), tmp_path / "checkpoint.pt",
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(longer)), tmp_path / "checkpoint.pt",
                     allow=("epochs",))
-    state = fit(model, guide, _data(), longer, state=state)
+    state = fit(model, guide, _data(), FitConfig.from_dict(longer), state=state)
     lrs = [row["lr"] for row in state.history]
     # (a row's lr is the one its epoch ran with) epochs 1-4 under T=4, then from epoch 5 on the
     # cosine over T=8 at t = 4..7, as if the run had been planned with 8 epochs

@@ -9,7 +9,9 @@ import torch
 
 import guides
 import models
-from experiments.engine.training import FitConfig, fit, graph_blockers, uses_cuda_graph
+from experiments.engine.cuda_graph import graph_blockers, uses_cuda_graph
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit
 from experiments.harness.spec import PairSpec, apply_overrides
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")

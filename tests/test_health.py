@@ -14,7 +14,8 @@ import guides
 import guides.svgp_marginal as gsvgp
 import models
 from experiments.engine import health
-from experiments.engine.training import FitConfig, fit
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit
 from guides.base import ImplausibleSettingWarning
 
 

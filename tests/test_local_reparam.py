@@ -27,7 +27,7 @@ from pyro.poutine.messenger import Messenger
 
 import guides
 import models
-from experiments.engine.training import make_elbo
+from experiments.engine.elbo import make_elbo
 from guides.mean_field import LocalReparameterization
 from models.base import _affine
 

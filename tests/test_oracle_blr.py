@@ -45,7 +45,9 @@ from scipy import stats
 
 import guides
 import models
-from experiments.engine.training import fit, make_elbo
+from experiments.engine.elbo import make_elbo
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit
 
 N, D, NOISE, PRIOR_SIGMA = 50, 2, 0.5, 1.0
 
@@ -151,7 +153,8 @@ def _fit_mean_field(variant: str, epochs: int, num_particles: int):
     guide = _mean_field_guide(model, local_reparam=variant == "local_reparam",
                               flipout=variant == "flipout")
     state = fit(model, guide, (ORACLE.x, ORACLE.y),
-                _fit_config(epochs=epochs, lr=0.05, elbo="meanfield", num_particles=num_particles))
+                FitConfig.from_dict(_fit_config(epochs=epochs, lr=0.05, elbo="meanfield",
+                                                num_particles=num_particles)))
     return model, guide, state
 
 
@@ -159,7 +162,8 @@ def _fit_lowrank(epochs: int, num_particles: int):
     model = _model()
     guide = guides.create_guide("auto-lowrank", model, rank=D + 1, init_scale=0.1)
     state = fit(model, guide, (ORACLE.x, ORACLE.y),
-                _fit_config(epochs=epochs, lr=0.05, elbo="trace", num_particles=num_particles))
+                FitConfig.from_dict(_fit_config(epochs=epochs, lr=0.05, elbo="trace",
+                                                num_particles=num_particles)))
     return model, guide, state
 
 

@@ -29,6 +29,7 @@ from pyro import poutine
 import guides
 import models
 from experiments.engine.iwae import iwae_bound, log_weights
+from experiments.engine.settings import FitConfig
 from experiments.engine.training import fit
 
 D, K = 6, 2
@@ -82,9 +83,10 @@ def trained():
     # on the CPU wherever the suite runs: these tests are about the bounds' maths, and
     # iwae_bound returns its per-datapoint values on the CPU while the oracles below compute on
     # the model's device (tests/test_vae.py::test_fit_and_iwae_on_cuda covers the bound on CUDA)
-    fit(model, guide, (x,), {"epochs": 100, "batch_size": 100, "lr": 0.05, "elbo": "meanfield",
-                             "progress": False, "lr_schedule": "cosine", "checkpoint": False,
-                             "device": "cpu"})
+    fit(model, guide, (x,), FitConfig.from_dict({"epochs": 100, "batch_size": 100, "lr": 0.05,
+                                                 "elbo": "meanfield", "progress": False,
+                                                 "lr_schedule": "cosine", "checkpoint": False,
+                                                 "device": "cpu"}))
     return model, guide, x
 
 
@@ -166,8 +168,9 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood():
     torch.manual_seed(0)
     x = _ppca_data(1000)
     model, guide = _linear_vae()
-    fit(model, guide, (x,), {"epochs": 400, "batch_size": 250, "lr": 0.05, "elbo": "meanfield",
-                             "progress": False, "lr_schedule": "cosine", "checkpoint": False})
+    fit(model, guide, (x,), FitConfig.from_dict({"epochs": 400, "batch_size": 250, "lr": 0.05,
+                                                 "elbo": "meanfield", "progress": False,
+                                                 "lr_schedule": "cosine", "checkpoint": False}))
     xd = x.double()
     cov = torch.cov(xd.T, correction=0)
     lam, u = torch.linalg.eigh(cov)

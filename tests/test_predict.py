@@ -14,7 +14,8 @@ import models
 from experiments.engine import metrics as M
 from experiments.engine.predict import Prediction, predict
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.training import FitConfig, fit
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit
 
 QUIET = dict(progress=False, checkpoint=False, tensorboard=False, device="cpu")
 

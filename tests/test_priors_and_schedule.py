@@ -17,9 +17,11 @@ from scipy.special import logsumexp
 
 import guides
 import models
-from experiments.engine import training
+from experiments.engine import step as engine_step
+from experiments.engine.elbo import make_elbo
 from experiments.engine.kl_schedule import KLScale, kl_weights
-from experiments.engine.training import fit, make_elbo
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit
 from models.priors import ScaleMixtureGaussian, WeightPrior
 
 # ---------------------------------------------------------------------------------------------
@@ -277,19 +279,19 @@ def test_fit_applies_the_schedule_per_minibatch(monkeypatch, schedule):
     """fit() weights minibatch i of every epoch by M π_i (``KLScale``, none when the weight is
     exactly 1): recorded scales equal the schedule's, in order, and average to 1 per epoch."""
     seen = []
-    kl_scale = training._kl_scale
+    kl_scale = engine_step._kl_scale
 
     def recording_kl_scale(scale):
         seen.append(scale)
         return kl_scale(scale)
 
-    monkeypatch.setattr(training, "_kl_scale", recording_kl_scale)
+    monkeypatch.setattr(engine_step, "_kl_scale", recording_kl_scale)
     x, y = _data(24)
     model, guide = _blr_pair()
     epochs, batch = 3, 5  # M = 5 minibatches, the last one of 4 rows
-    state = fit(model, guide, (x, y), {"epochs": epochs, "batch_size": batch, "lr": 0.01,
-                                       "elbo": "meanfield", "kl_schedule": schedule,
-                                       "progress": False, "device": "cpu"})
+    state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": epochs, "batch_size": batch, "lr": 0.01,
+                                                           "elbo": "meanfield", "kl_schedule": schedule,
+                                                           "progress": False, "device": "cpu"}))
     m = math.ceil(24 / batch)
     expected = [m * w for w in kl_weights(m, schedule)]
     assert len(seen) == epochs * m
@@ -309,10 +311,10 @@ def test_fit_with_blundell_and_uniform_schedules_both_learn():
     locs = {}
     for schedule in ("uniform", "blundell"):
         model, guide = _blr_pair(local_reparam=True)
-        state = fit(model, guide, (x, y), {"epochs": 60, "batch_size": 8, "lr": 0.05,
-                                           "elbo": "meanfield", "num_particles": 4,
-                                           "kl_schedule": schedule, "progress": False,
-                                           "lr_schedule": "cosine", "device": "cpu"})
+        state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 60, "batch_size": 8, "lr": 0.05,
+                                                               "elbo": "meanfield", "num_particles": 4,
+                                                               "kl_schedule": schedule, "progress": False,
+                                                               "lr_schedule": "cosine", "device": "cpu"}))
         assert state.history[-1]["loss"] < state.history[0]["loss"]
         locs[schedule] = guide.w0_loc.detach()[0]
     # posterior mean ≈ [1, -1, 0]; both are within 0.3 of it and of each other
@@ -325,16 +327,16 @@ def test_a_kl_weight_of_exactly_one_adds_no_handler_and_changes_nothing():
     KLScale (one handler fewer on every site); any other weight, or a tensor, still scales."""
     import contextlib
 
-    assert isinstance(training._kl_scale(1.0), contextlib.nullcontext)
+    assert isinstance(engine_step._kl_scale(1.0), contextlib.nullcontext)
     for scale in (1.0 - 1e-16 * 2, 0.5, torch.tensor(1.0)):
-        assert isinstance(training._kl_scale(scale), KLScale)
+        assert isinstance(engine_step._kl_scale(scale), KLScale)
     with pytest.raises(ValueError, match="KL scale must be >= 0"):
-        training._kl_scale(float("nan"))
+        engine_step._kl_scale(float("nan"))
     model, guide = _blr_pair()
     x, y = _data(8)
     guide(x, y)
     losses = []
-    for ctx in (KLScale(1.0), training._kl_scale(1.0)):
+    for ctx in (KLScale(1.0), engine_step._kl_scale(1.0)):
         pyro.set_rng_seed(0)
         with ctx:
             losses.append(make_elbo("meanfield").differentiable_loss(model, guide, x, y).detach())

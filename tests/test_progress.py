@@ -12,7 +12,9 @@ import torch
 
 import guides
 import models
+from experiments.engine import loop as L
 from experiments.engine import training as T
+from experiments.engine.settings import FitConfig
 
 LOGGER = "experiments.engine.training"
 
@@ -34,9 +36,10 @@ def _lines(caplog) -> list[str]:
 
 def _fit(caplog, epochs, batch_size, **cfg):
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        T.fit(*_pair(), _data(), {"epochs": epochs, "batch_size": batch_size, "progress": False,
-                                  "device": "cpu", "desc": "quiet", "checkpoint": False,
-                                  "tensorboard": False, **cfg})
+        T.fit(*_pair(), _data(), FitConfig.from_dict({"epochs": epochs, "batch_size": batch_size,
+                                                      "progress": False,
+                                                      "device": "cpu", "desc": "quiet", "checkpoint": False,
+                                                      "tensorboard": False, **cfg}))
     return _lines(caplog)
 
 
@@ -48,7 +51,7 @@ def test_no_progress_logs_the_first_epoch_and_the_end(caplog):
 
 
 def test_no_progress_logs_every_period(caplog, monkeypatch):
-    monkeypatch.setattr(T, "PROGRESS_LOG_EVERY_S", 0.0)  # every epoch is a period
+    monkeypatch.setattr(L, "PROGRESS_LOG_EVERY_S", 0.0)  # every epoch is a period
     lines = _fit(caplog, epochs=3, batch_size=32)
     assert [line.split(",")[0] for line in lines] == [
         "quiet: epoch 1/3", "quiet: epoch 2/3", "quiet: done after epoch 3/3"]
@@ -58,9 +61,9 @@ def test_a_long_epoch_logs_within_itself(caplog, monkeypatch):
     """A fake clock of fit's own (each read is one second later): epochs of 32 steps, a line
     due every 10 s, the clock read every step."""
     clock = iter(range(10**6))
-    monkeypatch.setattr(T, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
-    monkeypatch.setattr(T, "PROGRESS_LOG_EVERY_S", 10.0)
-    monkeypatch.setattr(T, "PROGRESS_CHECK_STEPS", 1)
+    monkeypatch.setattr(L, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    monkeypatch.setattr(L, "PROGRESS_LOG_EVERY_S", 10.0)
+    monkeypatch.setattr(L, "PROGRESS_CHECK_STEPS", 1)
     lines = _fit(caplog, epochs=2, batch_size=1)
     within = [re.fullmatch(r"quiet: epoch (\d+): step (\d+)/32 \((\d+\.\d) s\)", line)
               for line in lines if ": step " in line]
@@ -83,11 +86,11 @@ def test_the_clock_is_read_every_check_steps_only(caplog, monkeypatch):
         reads.append(1)
         return float(len(reads))
 
-    monkeypatch.setattr(T, "time", SimpleNamespace(perf_counter=perf_counter))
-    monkeypatch.setattr(T, "PROGRESS_CHECK_STEPS", 8)
+    monkeypatch.setattr(L, "time", SimpleNamespace(perf_counter=perf_counter))
+    monkeypatch.setattr(L, "PROGRESS_CHECK_STEPS", 8)
     _fit(caplog, epochs=1, batch_size=1)  # 32 steps
     n_checked = len(reads)
     reads.clear()
-    monkeypatch.setattr(T, "PROGRESS_CHECK_STEPS", 1)
+    monkeypatch.setattr(L, "PROGRESS_CHECK_STEPS", 1)
     _fit(caplog, epochs=1, batch_size=1)
     assert len(reads) - n_checked == 32 - 32 // 8

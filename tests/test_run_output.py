@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from experiments.engine import training as T
+from experiments.engine import loop as L
+from experiments.engine.settings import FitConfig
 from experiments.harness import plotting as P
 from experiments.harness import report as R
 from experiments.harness.spec import PairSpec, RunContext, train_pair
@@ -94,9 +95,9 @@ def test_fit_names_itself_and_logs_lines_when_stderr_is_not_a_terminal(tmp_path,
                                                                        monkeypatch):
     x = torch.linspace(-1, 1, 16).unsqueeze(-1)
     spec = PairSpec("mlp", "deterministic", model_cfg={"widths": [4]},
-                    fit=T.FitConfig(epochs=3, batch_size=16, checkpoint=False, tensorboard=False))
+                    fit=FitConfig(epochs=3, batch_size=16, checkpoint=False, tensorboard=False))
     ctx = RunContext(seed=0, device="cpu", out_dir=tmp_path, progress=True)
-    monkeypatch.setattr(T, "PROGRESS_LOG_EVERY_S", 0.0)  # a line after every epoch
+    monkeypatch.setattr(L, "PROGRESS_LOG_EVERY_S", 0.0)  # a line after every epoch
     with caplog.at_level(logging.INFO, logger="experiments.engine.training"):
         states = [train_pair(spec, (x, x[:, 0]), ctx, name, model_args={"in_features": 1})[2]
                   for name in ("one", "two")]

@@ -13,7 +13,9 @@ import torch
 
 import guides
 import models
-from experiments.engine.training import fit, make_elbo, setup
+from experiments.engine.elbo import make_elbo
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit, setup
 from guides.svgp_marginal import MarginalizeInducing
 from models.exact_gp import ExactGPRegression
 from models.kernels import build_kernel
@@ -94,8 +96,8 @@ def test_oracle_z_equals_x_trained_by_svi():
     0.02 of the exact predictive mean/std (the prior std is 1.14) and 0.05 nats of log p(y)."""
     x, y = _data(n=15)
     model, guide = _svgp(x, len(x))
-    fit(model, guide, (x, y), {"epochs": 1500, "batch_size": len(x), "lr": 0.02,
-                               "elbo": "meanfield", "progress": False})
+    fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1500, "batch_size": len(x), "lr": 0.02,
+                                                   "elbo": "meanfield", "progress": False}))
     gp = _exact(x, y)
     x_test = torch.linspace(0, 5, 30, dtype=torch.float64).unsqueeze(-1)
     ours, exact = model.predict(x_test, guide), gp.predict(x_test)
@@ -179,8 +181,8 @@ def test_q_u_used_at_each_step_is_the_current_one(monkeypatch):
     model = models.create_model("svgp", input_dim=1, num_inducing=5, dtype="float64")
     model.initialize_inducing(x, method="random")
     guide = guides.create_guide("cholesky", model)
-    state = setup(model, guide, (x, y), {"batch_size": 20, "lr": 0.05, "progress": False,
-                                         "elbo": "trace"})
+    state = setup(model, guide, (x, y), FitConfig.from_dict({"batch_size": 20, "lr": 0.05, "progress": False,
+                                                             "elbo": "trace"}))
     used = []
     real = svgp_module.marginal_moments
 
@@ -227,8 +229,8 @@ def test_other_likelihoods_train(likelihood, extra):
     x, y = model.example_data(60, torch.Generator().manual_seed(0))
     model.initialize_inducing(x)
     guide = guides.create_guide("cholesky", model)
-    state = fit(model, guide, (x, y), {"epochs": 30, "batch_size": 20, "lr": 0.05,
-                                       "progress": False, "num_particles": 2})
+    state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 30, "batch_size": 20, "lr": 0.05,
+                                                           "progress": False, "num_particles": 2}))
     assert state.history[-1]["elbo"] > state.history[0]["elbo"]
     pred = model.predict(x[:4], guide)
     assert pred["f_mean"].shape == (4, model.num_latents)
@@ -241,11 +243,11 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(ValueError, match=r"y must have shape \(10,\)"):
         model(x, y[:7])
     with pytest.raises(ValueError, match="different lengths"):
-        fit(model, guide, (x, y[:7]), {"epochs": 1, "progress": False})
+        fit(model, guide, (x, y[:7]), FitConfig.from_dict({"epochs": 1, "progress": False}))
     x_nan = x.clone()
     x_nan[3, 0] = float("nan")
     with pytest.raises(ValueError, match=r"NaN or inf in rows \[3\]"):
-        fit(model, guide, (x_nan, y), {"epochs": 1, "progress": False})
+        fit(model, guide, (x_nan, y), FitConfig.from_dict({"epochs": 1, "progress": False}))
     with pytest.raises(ValueError, match="NaN"):
         model.predict(x_nan, guide)
     big = models.create_model("svgp", input_dim=1, num_inducing=20)
@@ -369,9 +371,9 @@ def test_titsias_start_is_kept_by_fit(when):
             guide = guides.create_guide("cholesky", model)
             guide.set_q_u(*model.optimal_q_u(x, y))
         optimum = [t.clone() for t in model.optimal_q_u(x, y)]
-        state = fit(model, guide, (x, y), {"epochs": 1, "batch_size": 120, "lr": 1e-6,
-                                           "elbo": "meanfield", "progress": False,
-                                           "device": "cpu"})
+        state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 120, "lr": 1e-6,
+                                                               "elbo": "meanfield", "progress": False,
+                                                               "device": "cpu"}))
         if start == "titsias":
             torch.testing.assert_close(guide.u_loc.detach(), optimum[0], rtol=1e-3, atol=1e-3)
         elbos[start] = state.history[0]["elbo"]
@@ -438,7 +440,7 @@ def test_inputs_equal_hint_gives_gpytorch_kernel_values(spec):
 
 
 def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
-    from experiments.engine.training import check_graph_pair
+    from experiments.engine.cuda_graph import check_graph_pair
 
     for spec in ({"type": "product", "terms": ["rbf", "periodic"]}, {"type": "linear"}):
         model = models.create_model("svgp", input_dim=2, num_inducing=4, kernel=spec)
@@ -450,7 +452,7 @@ def test_cuda_graph_refuses_kernels_that_compare_inputs_on_the_host():
 
 
 def test_cuda_graph_refuses_the_student_t_likelihood():
-    from experiments.engine.training import check_graph_pair
+    from experiments.engine.cuda_graph import check_graph_pair
 
     model = models.create_model("svgp", input_dim=2, num_inducing=4, likelihood="student-t")
     with pytest.raises(ValueError, match="student-t likelihood cannot be captured"):

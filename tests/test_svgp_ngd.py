@@ -14,7 +14,9 @@ import guides
 import models
 from experiments.engine.elbo import make_elbo
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.training import fit, restore, setup
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore
+from experiments.engine.training import fit, setup
 from guides.svgp import CholeskyGuide, NaturalCholeskyGuide, _NaturalToMeanCholesky
 from models.sparse_gp import CholeskyError
 from tests.helpers import experiment_config, moved_pair
@@ -285,8 +287,9 @@ def test_follows_to(whiten):
                                      model_cfg=dict(input_dim=2, num_inducing=4, whiten=whiten,
                                                     mean="constant"))
     with StrayDtypeMode():
-        state = setup(model, guide, data, {"device": "cpu", "batch_size": 6, "progress": False,
-                                           "elbo": "meanfield"})
+        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
+                                                               "progress": False,
+                                                               "elbo": "meanfield"}))
         loss_fn = state.loss_fn
         opt = torch.optim.SGD(guide.natural_gradient_parameters(), lr=guide.ngd_lr)
         with guide.elbo_context():
@@ -306,8 +309,9 @@ def test_fit_full_batch_epoch_of_step_one_lands_on_titsias(whiten):
     x, y = _data()
     model, guide = _svgp(x, whiten=whiten, ngd_lr=1.0)
     guide.set_q_u(*_random_q_u(8))
-    state = fit(model, guide, (x, y), {"epochs": 1, "batch_size": len(x), "elbo": "meanfield",
-                                       "lr": 0.01, "progress": False, "device": "cpu"})
+    state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": len(x),
+                                                           "elbo": "meanfield",
+                                                           "lr": 0.01, "progress": False, "device": "cpu"}))
     natural = guide.natural_gradient_parameters()
     assert state.natural is not None and isinstance(state.natural, torch.optim.SGD)
     assert state.natural.param_groups[0]["lr"] == 1.0
@@ -334,12 +338,12 @@ def test_fit_checkpoint_resumes_both_optimizers(tmp_path):
     cfg = {"batch_size": 20, "elbo": "meanfield", "lr": 0.01, "progress": False,
            "device": "cpu", "seed": 3}
     model, guide = pair()
-    full = fit(model, guide, (x, y), {**cfg, "epochs": 2})
+    full = fit(model, guide, (x, y), FitConfig.from_dict({**cfg, "epochs": 2}))
     model1, guide1 = pair()
-    first = fit(model1, guide1, (x, y), {**cfg, "epochs": 1, "out_dir": str(tmp_path)})
+    first = fit(model1, guide1, (x, y), FitConfig.from_dict({**cfg, "epochs": 1, "out_dir": str(tmp_path)}))
     assert first.epoch == 1
     model2, guide2 = pair()
-    state2 = setup(model2, guide2, (x, y), {**cfg, "epochs": 2})
+    state2 = setup(model2, guide2, (x, y), FitConfig.from_dict({**cfg, "epochs": 2}))
     restore(state2, tmp_path / "checkpoint.pt")
     fit(model2, guide2, (x, y), state=state2)
     for (name, a), b in zip(full.loss_fn.named_parameters(), state2.loss_fn.parameters()):

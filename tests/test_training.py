@@ -13,7 +13,9 @@ import torch
 import guides
 import models
 from experiments.engine.checkpoint import CheckpointError, load_checkpoint
-from experiments.engine.training import FitConfig, fit, restore, save_checkpoint, setup
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore, save_checkpoint
+from experiments.engine.training import fit, setup
 
 
 def _pair(**guide_cfg):
@@ -29,8 +31,8 @@ def _data(n=40):
 
 def test_history_splits_elbo_and_is_written(tmp_path):
     model, guide = _pair()
-    state = fit(model, guide, _data(), {"epochs": 3, "batch_size": 16, "progress": False,
-                                        "out_dir": str(tmp_path), "elbo": "meanfield"},
+    state = fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 16, "progress": False,
+                                                            "out_dir": str(tmp_path), "elbo": "meanfield"}),
                 eval_fn=lambda m, g: {"const": 1.0})
     assert [row["epoch"] for row in state.history] == [1, 2, 3]
     for row in state.history:
@@ -46,8 +48,8 @@ def test_history_splits_elbo_and_is_written(tmp_path):
 def test_same_seed_same_result_different_seed_different():
     def run(seed):
         model, guide = _pair()
-        fit(model, guide, _data(), {"epochs": 2, "batch_size": 8, "seed": seed,
-                                    "progress": False})
+        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 2, "batch_size": 8, "seed": seed,
+                                                        "progress": False}))
         return guide.w0_loc.detach().clone()
 
     a, b, c = run(3), run(3), run(4)
@@ -59,14 +61,14 @@ def test_checkpoint_roundtrip_and_resume_matches_uninterrupted(tmp_path):
     data = _data()
     cfg = {"epochs": 4, "batch_size": 16, "progress": False, "seed": 5}
     model, guide = _pair()
-    full = fit(model, guide, data, cfg)
+    full = fit(model, guide, data, FitConfig.from_dict(cfg))
 
     model2, guide2 = _pair()
-    half = fit(model2, guide2, data, {**cfg, "epochs": 2})
+    half = fit(model2, guide2, data, FitConfig.from_dict({**cfg, "epochs": 2}))
     save_checkpoint(half, tmp_path / "ckpt.pt")
 
     model3, guide3 = _pair()
-    state3 = setup(model3, guide3, data, cfg)
+    state3 = setup(model3, guide3, data, FitConfig.from_dict(cfg))
     restore(state3, tmp_path / "ckpt.pt")
     assert state3.epoch == 2 and len(state3.history) == 2
     resumed = fit(model3, guide3, data, state=state3)
@@ -89,7 +91,7 @@ def test_nan_in_data_is_a_clear_error():
     x, y = _data()
     y[3] = float("nan")
     with pytest.raises(ValueError, match=r"NaN or inf in rows \[3\]"):
-        fit(model, guide, (x, y), {"epochs": 1, "progress": False})
+        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "progress": False}))
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
@@ -97,8 +99,8 @@ def test_nan_loss_stops_before_the_update():
     model, guide = _pair()
     data = _data()
     # validation off: with it on, Pyro rejects the NaN parameter before any loss is computed
-    state = setup(model, guide, data, {"epochs": 1, "batch_size": 64, "progress": False,
-                                       "validate": False})
+    state = setup(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 64, "progress": False,
+                                                           "validate": False}))
     with torch.no_grad():
         guide.w0_loc_unconstrained[0, 0] = float("nan")
     before = guide.w1_loc.detach().clone()
@@ -121,7 +123,7 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         model(torch.randn(5, 3))
     with pytest.raises(ValueError, match="different lengths"):
-        fit(model, guide, (torch.randn(5, 2), torch.randn(4)), {"progress": False})
+        fit(model, guide, (torch.randn(5, 2), torch.randn(4)), FitConfig.from_dict({"progress": False}))
     with pytest.raises(ValueError, match="init_scale"):
         guides.create_guide("mean-field", model, init_scale=0.0)
     with pytest.raises(ValueError, match="not both"):
@@ -133,9 +135,10 @@ def test_lr_schedules_follow_their_formula(schedule):
     """The lr recorded for each epoch is the schedule's value at that epoch (base 1e-3)."""
     epochs = 4
     model, guide = _pair()
-    state = fit(model, guide, _data(), {"epochs": epochs, "batch_size": 16, "progress": False,
-                                        "lr_schedule": schedule, "lr_step_epochs": 2,
-                                        "lr_gamma": 0.5})
+    state = fit(model, guide, _data(), FitConfig.from_dict({"epochs": epochs, "batch_size": 16,
+                                                            "progress": False,
+                                                            "lr_schedule": schedule, "lr_step_epochs": 2,
+                                                            "lr_gamma": 0.5}))
     lrs = [row["lr"] for row in state.history]  # the lr used during epoch e (0-based)
     expected = {
         "constant": [1e-3] * epochs,
@@ -152,7 +155,7 @@ def test_lr_schedules_follow_their_formula(schedule):
 def test_clip_norm_bounds_the_gradient_norm_of_the_step(monkeypatch):
     """With clip_norm the optimiser sees gradients of global norm <= clip_norm (and the unclipped
     norm here is larger, so the check can fail)."""
-    import experiments.engine.training as training
+    import experiments.engine.settings as settings
 
     norms = {}
     real_step = torch.optim.Adam.step
@@ -166,11 +169,11 @@ def test_clip_norm_bounds_the_gradient_norm_of_the_step(monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
     for clip in (None, 1e-3):
         model, guide = _pair()
-        fit(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False,
-                                    "clip_norm": clip})
+        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16, "progress": False,
+                                                        "clip_norm": clip}))
     assert min(norms[None]) > 1e-3
     assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-5)
-    assert training.OPTIMIZERS["adam"] is torch.optim.Adam
+    assert settings.OPTIMIZERS["adam"] is torch.optim.Adam
 
 
 def test_validation_follows_config_and_environment(monkeypatch):
@@ -183,8 +186,8 @@ def test_validation_follows_config_and_environment(monkeypatch):
                                 (None, "0", False)):
         monkeypatch.setenv("VBZOO_PYRO_VALIDATION", env)
         seen.clear()
-        fit(model, guide, data, {"epochs": 1, "batch_size": 64, "progress": False,
-                                 "validate": flag},
+        fit(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 64, "progress": False,
+                                                     "validate": flag}),
             eval_fn=lambda m, g: seen.append(is_validation_enabled()) or {})
         assert seen == [expected], (flag, env)
 
@@ -207,8 +210,8 @@ def test_targets_are_checked_over_the_whole_data_before_training(model_cfg, y, m
     guide = guides.create_guide("mean-field", model)
     x = torch.randn(len(y), 2)
     with pytest.raises(ValueError, match=message):
-        fit(model, guide, (x, y), {"epochs": 1, "batch_size": 8, "progress": False,
-                                   "device": "cpu"})
+        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 8, "progress": False,
+                                                       "device": "cpu"}))
     assert not any(p.grad is not None for p in guide.parameters())
 
 
@@ -218,8 +221,8 @@ def test_svgp_bernoulli_labels_in_minus_one_one_are_refused():
     x = torch.randn(40, 2)
     y = torch.where(x[:, 0] > 0, 1.0, -1.0)
     with pytest.raises(ValueError, match=r"map your two classes to 0 and 1"):
-        fit(model, guide, (x, y), {"epochs": 1, "batch_size": 8, "progress": False,
-                                   "device": "cpu"})
+        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 8, "progress": False,
+                                                       "device": "cpu"}))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,9 +232,9 @@ def test_svgp_bernoulli_labels_in_minus_one_one_are_refused():
 def _failing_step(monkeypatch, at_step: int, fail):
     """Patch fit's train_step so that ``fail(state, batch, kwargs)`` runs the step numbered
     ``at_step + 1``; the parameters just before it are returned (filled in when it runs)."""
-    import experiments.engine.training as training
+    import experiments.engine.loop as loop
 
-    real, before = training.train_step, {}
+    real, before = loop.train_step, {}
 
     def step(state, batch, **kwargs):
         if state.step == at_step:
@@ -239,13 +242,13 @@ def _failing_step(monkeypatch, at_step: int, fail):
             return fail(real, state, batch, kwargs)
         return real(state, batch, **kwargs)
 
-    monkeypatch.setattr(training, "train_step", step)
+    monkeypatch.setattr(loop, "train_step", step)
     return before
 
 
 def _params_after_restore(path, cfg):
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), cfg), path)
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(cfg)), path)
     return state, {n: p.detach().clone() for n, p in state.loss_fn.named_parameters()}
 
 
@@ -260,7 +263,7 @@ def test_a_nan_stop_saves_the_state_before_the_bad_step(tmp_path, monkeypatch):
         state, (batch[0], torch.full_like(batch[1], math.nan)), **kw))
     model, guide = _pair()
     with pytest.raises(FloatingPointError, match="epoch 2, step 8"):
-        fit(model, guide, _data(), cfg)
+        fit(model, guide, _data(), FitConfig.from_dict(cfg))
     payload, meta = load_zoo_file(tmp_path / "checkpoint.pt", "checkpoint")
     assert (payload["epoch"], payload["step"]) == (1, 7)  # 1 epoch done, 2 steps into the next
     assert meta["stopped_by"] == "FloatingPointError" and meta["partial_epoch_steps"] == 2
@@ -282,8 +285,8 @@ def test_a_keyboard_interrupt_mid_training_writes_a_checkpoint(tmp_path, monkeyp
     model, guide = _pair()
     # checkpoint_every_s=60: without the save on failure there would be no checkpoint yet
     with pytest.raises(KeyboardInterrupt):
-        fit(model, guide, _data(), {"epochs": 3, "batch_size": 8, "progress": False,
-                                    "tensorboard": False, "out_dir": str(tmp_path)})
+        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8, "progress": False,
+                                                        "tensorboard": False, "out_dir": str(tmp_path)}))
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["step"], len(ckpt["history"])) == (1, 6, 1)
     assert (tmp_path / "history.json").is_file()
@@ -294,20 +297,21 @@ def test_a_keyboard_interrupt_mid_training_writes_a_checkpoint(tmp_path, monkeyp
 
 def test_a_diverged_epoch_does_not_overwrite_the_last_good_checkpoint(tmp_path, monkeypatch,
                                                                       caplog):
-    import experiments.engine.training as training
+    import experiments.engine.loop as loop
 
-    real = training.train_step
+    real = loop.train_step
 
     def step(state, batch, **kwargs):  # epochs 2 and 3 report a loss 1e6 x larger
         loss = real(state, batch, **kwargs)
         return loss * 1e6 if state.epoch >= 1 else loss
 
-    monkeypatch.setattr(training, "train_step", step)
+    monkeypatch.setattr(loop, "train_step", step)
     model, guide = _pair()
     with caplog.at_level("WARNING"):
-        state = fit(model, guide, _data(), {"epochs": 3, "batch_size": 8, "progress": False,
-                                            "tensorboard": False, "out_dir": str(tmp_path),
-                                            "checkpoint_every_s": 0})
+        state = fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8,
+                                                                "progress": False, "tensorboard": False,
+                                                                "out_dir": str(tmp_path),
+                                                                "checkpoint_every_s": 0}))
     assert len(state.history) == 3 and len(json.loads((tmp_path / "history.json").read_text())) == 3
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     warnings = [r.getMessage() for r in caplog.records if "not overwritten" in r.getMessage()]
@@ -316,11 +320,12 @@ def test_a_diverged_epoch_does_not_overwrite_the_last_good_checkpoint(tmp_path, 
 
 def test_restore_refuses_another_optimisation_before_touching_anything(tmp_path):
     model, guide = _pair()
-    save_checkpoint(fit(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False}),
+    save_checkpoint(fit(model, guide, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16,
+                                                                    "progress": False})),
                     tmp_path / "ckpt.pt")
     model2, guide2 = _pair()
-    state = setup(model2, guide2, _data(), {"epochs": 1, "batch_size": 16, "lr": 0.01,
-                                            "optimizer": "sgd", "device": "cpu"})
+    state = setup(model2, guide2, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16, "lr": 0.01,
+                                                                "optimizer": "sgd", "device": "cpu"}))
     before = {n: p.detach().clone() for n, p in state.loss_fn.named_parameters()}
     with pytest.raises(CheckpointError, match=r"ckpt.pt .*lr: checkpoint 0.001, now 0.01; "
                                               r"optimizer: checkpoint 'adam', now 'sgd'$"):
@@ -333,7 +338,7 @@ def test_restore_refuses_another_optimisation_before_touching_anything(tmp_path)
 def test_restore_may_extend_epochs_except_for_a_cosine_schedule(tmp_path, monkeypatch):
     model, guide = _pair()
     cfg = {"epochs": 2, "batch_size": 16, "progress": False}
-    save_checkpoint(fit(model, guide, _data(), cfg), tmp_path / "ckpt.pt")
+    save_checkpoint(fit(model, guide, _data(), FitConfig.from_dict(cfg)), tmp_path / "ckpt.pt")
     state, _ = _params_after_restore(tmp_path / "ckpt.pt", {**cfg, "epochs": 4})
     assert fit(state.model, state.guide, _data(), state=state).epoch == 4
     with pytest.raises(CheckpointError, match="epochs: the checkpoint has 2 epochs done"):
@@ -349,7 +354,7 @@ def test_restore_may_extend_epochs_except_for_a_cosine_schedule(tmp_path, monkey
 
     _failing_step(monkeypatch, 7, interrupt)
     with pytest.raises(KeyboardInterrupt):
-        fit(*_pair(), _data(), cosine)
+        fit(*_pair(), _data(), FitConfig.from_dict(cosine))
     monkeypatch.undo()
     with pytest.raises(CheckpointError, match="epochs: checkpoint 4, now 6 with lr_schedule 'cos"):
         _params_after_restore(tmp_path / "run" / "checkpoint.pt", {**cosine, "epochs": 6})
@@ -372,9 +377,10 @@ def test_a_stop_with_non_finite_parameters_keeps_the_last_good_checkpoint(tmp_pa
 
     _failing_step(monkeypatch, 6, poison)
     with caplog.at_level("WARNING"), pytest.raises(FloatingPointError, match="step 8"):
-        fit(*_pair(), _data(), {"epochs": 3, "batch_size": 8, "progress": False, "validate": False,
-                                "tensorboard": False, "out_dir": str(tmp_path),
-                                "checkpoint_every_s": 0})
+        fit(*_pair(), _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8, "progress": False,
+                                                    "validate": False,
+                                                    "tensorboard": False, "out_dir": str(tmp_path),
+                                                    "checkpoint_every_s": 0}))
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["step"]) == (1, 5)
     assert all(torch.isfinite(v).all() for v in ckpt["guide"].values())
@@ -390,7 +396,7 @@ def test_float64_data_trains_a_float32_model_with_a_note(caplog):
     x, y = _data()
     with caplog.at_level(logging.INFO, logger="experiments.engine.training"):
         state = fit(model, guide, (x.double(), y.double()),
-                    {"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"})
+                    FitConfig.from_dict({"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"}))
     assert math.isfinite(state.history[0]["loss"])
     assert "casting torch.float64 data to the model's torch.float32" in caplog.text
 
@@ -413,14 +419,15 @@ def test_finite_nonsense_warns():
         guides.create_guide("auto-normal", model, init_scale=5.0)
     model, guide = _pair()
     with pytest.warns(ImplausibleSettingWarning, match="lr=10000 is above the plausible range"):
-        setup(model, guide, _data(), {"epochs": 1, "batch_size": 16, "progress": False,
-                                      "lr": 1e4, "device": "cpu"})  # the warning comes first
-    from experiments.engine.training import _Guard
+        setup(model, guide, _data(), FitConfig.from_dict({  # the warning comes first
+            "epochs": 1, "batch_size": 16, "progress": False, "lr": 1e4, "device": "cpu"}))
+
+    from experiments.engine.guards import EpochGuard
 
     model, guide = _pair()
-    state = setup(model, guide, _data(), {"progress": False, "device": "cpu"})
+    state = setup(model, guide, _data(), FitConfig.from_dict({"progress": False, "device": "cpu"}))
     sums = torch.zeros(2, dtype=torch.float64)
-    guard = _Guard(state.config, state, list(state.loss_fn.parameters()), sums)
+    guard = EpochGuard(state.config, state, list(state.loss_fn.parameters()), sums)
     with pytest.warns(ImplausibleSettingWarning, match="the loss has grown for 10 epochs"):
         for loss in range(1, 13):  # a finite loss that grows every epoch (one step per epoch)
             guard.start_epoch()
@@ -434,8 +441,9 @@ def test_cuda_graph_is_ignored_on_cpu_with_one_warning():
     for graph in (False, True):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            state = fit(*_pair(), _data(), {"epochs": 2, "batch_size": 16, "progress": False,
-                                            "device": "cpu", "cuda_graph": graph})
+            state = fit(*_pair(), _data(), FitConfig.from_dict({"epochs": 2, "batch_size": 16,
+                                                                "progress": False,
+                                                                "device": "cpu", "cuda_graph": graph}))
         said = [w for w in caught if "cuda_graph=True is ignored" in str(w.message)]
         assert len(said) == (1 if graph else 0)
         runs.append([p.detach().clone() for p in state.loss_fn.parameters()])
@@ -447,12 +455,15 @@ def test_the_gate_stops_updates_on_the_device_and_names_the_step(fused):
     """A non-finite step among log_every steps without a host read: every update from it on is
     skipped (parameters and Adam state), and the read names it. Fused (the CUDA default): on
     the device; plain (the CPU default): by a host read of the flag every step."""
-    from experiments.engine.training import check_finite, setup, train_step
+    from experiments.engine.guards import check_finite
+    from experiments.engine.step import train_step
+    from experiments.engine.training import setup
 
     model, guide = _pair()
     x, y = _data(16)
-    state = setup(model, guide, (x, y), {"batch_size": 16, "progress": False, "device": "cpu",
-                                         "fused": fused})
+    state = setup(model, guide, (x, y), FitConfig.from_dict({"batch_size": 16, "progress": False,
+                                                             "device": "cpu",
+                                                             "fused": fused}))
     for _ in range(3):
         train_step(state, (x, y))
     check_finite(state)
@@ -476,7 +487,7 @@ def test_the_gate_stops_updates_on_the_device_and_names_the_step(fused):
 def test_integer_inputs_are_refused_before_training_with_what_to_do():
     x = torch.randint(0, 255, (20, 2), dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"inputs x must be real numbers .*torch.uint8.*x.float\(\)"):
-        fit(*_pair(), (x, torch.randn(20)), {"epochs": 1, "progress": False})
+        fit(*_pair(), (x, torch.randn(20)), FitConfig.from_dict({"epochs": 1, "progress": False}))
 
 
 @pytest.mark.parametrize("name, options", [("adam", {}), ("adam", {"weight_decay": 1e-4}),
@@ -486,7 +497,7 @@ def test_cpu_adam_takes_the_multi_tensor_path_with_the_default_paths_numbers(nam
     per-step cost; it must give the numbers of torch's CPU default (the single-tensor loop) bit
     for bit, so that runs recorded before the change reproduce. Large and small gradients, and
     an lr change half way as a scheduler makes."""
-    from experiments.engine.training import make_optimizer
+    from experiments.engine.optim import make_optimizer
 
     shapes = [(40, 78), (40,), (10, 40), (7,), ()]
     init = [torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(shapes)]
@@ -507,3 +518,9 @@ def test_cpu_adam_takes_the_multi_tensor_path_with_the_default_paths_numbers(nam
             for o in (opt, ref_opt):
                 o.param_groups[0]["lr"] *= 0.5
     assert all(torch.equal(a, b) for a, b in zip(ours, ref))
+
+
+def test_a_dict_config_is_refused_with_the_explicit_conversion_to_use():
+    with pytest.raises(TypeError, match=r"FitConfig.from_dict"):
+        setup(*_pair(), _data(), {"epochs": 1})
+    assert setup(*_pair(), _data(), FitConfig.from_dict({"epochs": 1, "device": "cpu"})).config.epochs == 1

@@ -10,7 +10,9 @@ import pyro
 import torch
 from pyro import poutine
 
-from experiments.engine.training import FitConfig, check_finite, setup, train_step
+from experiments.engine.guards import check_finite
+from experiments.engine.step import train_step
+from experiments.engine.training import FitConfig, setup
 
 from .environment import NUM_ACTIONS, Episode, cumulative_regret, encode, rewards
 

@@ -18,7 +18,7 @@ minibatch estimate of the loss, ``backward``, ``optimizer.step`` and ``loss.item
 * ``zoo``: ``bnn`` (Gaussian prior N(0, 1)) + ``mean-field`` (``local_reparam=True``) after
   :func:`experiments.engine.training.setup` with ``elbo="meanfield"`` (closed-form KL, the same
   estimator as the hand-written step), stepped exactly as :func:`~experiments.engine.training.fit`
-  steps it (:func:`~experiments.engine.training.train_step`: ``guide.elbo_context()`` and
+  steps it (:func:`~experiments.engine.step.train_step`: ``guide.elbo_context()`` and
   ``KLScale`` around ``state.loss_fn(x, y)``, the device-side non-finite gate, ``zero_grad``, ``backward``,
   ``optimizer.step``; then ``loss.item()``).
 * ``zoo (weight sampling)``: the same pair with ``local_reparam=False``: one weight draw per
@@ -77,6 +77,7 @@ import guides
 import models
 from experiments.benchmarks.timing import adam_step, graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
+from experiments.engine.settings import FitConfig
 from experiments.engine.training import setup
 
 LR = 1e-3
@@ -263,9 +264,9 @@ def zoo_state(sizes, num_data, batch_size, device, prior: dict, local_reparam: b
     guide = guides.create_guide("mean-field", model, init_scale=1e-2, local_reparam=local_reparam)
     g = torch.Generator().manual_seed(1)
     data = (torch.rand(num_data, X_DIM, generator=g), torch.randint(CLASSES, (num_data,), generator=g))
-    return setup(model, guide, data, {"batch_size": batch_size, "lr": LR, "elbo": "meanfield",
-                                      "device": str(device), "progress": False,
-                                      "cuda_graph": cuda_graph})
+    return setup(model, guide, data, FitConfig(batch_size=batch_size, lr=LR, elbo="meanfield",
+                                               device=str(device), progress=False,
+                                               cuda_graph=cuda_graph))
 
 
 def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict,

@@ -20,6 +20,7 @@ import torch
 
 import guides
 import models
+from experiments.engine.settings import FitConfig
 from experiments.engine.training import fit
 
 
@@ -30,9 +31,9 @@ def run(policy: float | None, epochs: int, num_data: int, out: Path) -> dict[str
     g = torch.Generator().manual_seed(0)
     data = (torch.rand(num_data, 784, generator=g), torch.randint(10, (num_data,), generator=g))
     t0 = time.perf_counter()
-    state = fit(model, guide, data, {"epochs": epochs, "batch_size": 128, "elbo": "meanfield",
-                                     "progress": False, "tensorboard": False, "device": "cpu",
-                                     "out_dir": str(out), "checkpoint_every_s": policy})
+    state = fit(model, guide, data, FitConfig(epochs=epochs, batch_size=128, elbo="meanfield",
+                                              progress=False, tensorboard=False, device="cpu",
+                                              out_dir=str(out), checkpoint_every_s=policy))
     total = time.perf_counter() - t0
     saves = sum(1 for _ in out.glob("checkpoint.pt"))
     return {"seconds": total, "save_seconds": state.save_seconds,

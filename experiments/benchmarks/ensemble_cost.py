@@ -8,7 +8,7 @@ Gaussian likelihood with learned noise) with the ``deterministic`` guide, traine
 
 * ``one net``: :func:`experiments.engine.training.fit` on one freshly built pair;
 * ``ensemble of K``: :func:`experiments.engine.ensemble.ensemble` with the same
-  :class:`~experiments.engine.training.FitConfig` (member i: seed + i, a fresh pair).
+  :class:`~experiments.engine.settings.FitConfig` (member i: seed + i, a fresh pair).
 
 Both include building the modules and ``fit``'s set-up (the same for each member as for the one
 net). They are timed *interleaved*: in each of ``--repeats`` rounds both run once, the one that
@@ -34,7 +34,8 @@ import guides
 import models
 from experiments.benchmarks.timing import load_average, load_line
 from experiments.engine.ensemble import ensemble
-from experiments.engine.training import FitConfig, fit
+from experiments.engine.settings import FitConfig
+from experiments.engine.training import fit
 
 
 def synthetic_table(rows: int, features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from experiments.engine.training import train_step
+from experiments.engine.step import train_step
 
 
 def sync(device: torch.device) -> None:
@@ -76,12 +76,12 @@ def graphed_adam_step(params: Iterable[torch.nn.Parameter], loss_of: Callable[..
 
 
 def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
-    """The zoo's step on a set-up :class:`~experiments.engine.training.TrainState`, exactly as
-    ``fit`` takes it (:func:`~experiments.engine.training.train_step` in fit's
-    :func:`~experiments.engine.training.step_mode`, then the loss and log-likelihood added to
+    """The zoo's step on a set-up :class:`~experiments.engine.state.TrainState`, exactly as
+    ``fit`` takes it (:func:`~experiments.engine.step.train_step` in fit's
+    :func:`~experiments.engine.step.step_mode`, then the loss and log-likelihood added to
     the epoch's sums on the device), and ``loss.item()``, the one host read per step every row
     of a benchmark ends with."""
-    from experiments.engine.training import _accumulate, step_mode
+    from experiments.engine.step import accumulate, step_mode
 
     device = next(state.loss_fn.parameters()).device
     sums = torch.zeros(2, dtype=torch.float64, device=device)
@@ -92,7 +92,7 @@ def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
         # reads inside the model on CUDA
         with step_mode(state.model, device.type != "cuda", True):
             loss = train_step(state, batches(), params=params)
-        _accumulate(sums, state, loss)
+        accumulate(sums, state, loss)
         return loss.item()
 
     return step
@@ -100,10 +100,11 @@ def zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
 
 def graphed_zoo_step(state, batches: Callable[[], tuple]) -> Callable[[], float]:
     """The zoo's step as ``fit`` takes it with ``cuda_graph=True`` (state set up with it): warm-up,
-    capture, then one replay per step (:class:`~experiments.engine.training.GraphedStep`, which
+    capture, then one replay per step (:class:`~experiments.engine.cuda_graph.GraphedStep`, which
     adds to the epoch's sums inside the graph), and ``loss.item()``, the same host read per step
     as every other row."""
-    from experiments.engine.training import GraphedStep, check_graph_pair, step_mode
+    from experiments.engine.cuda_graph import GraphedStep, check_graph_pair
+    from experiments.engine.step import step_mode
 
     check_graph_pair(state.model, state.guide)
     device = next(state.loss_fn.parameters()).device

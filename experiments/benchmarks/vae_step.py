@@ -38,7 +38,7 @@ the machines are shared, and one thread makes the ratio about the work done). Th
 of the mean ms/step, and each method's ratio to plain torch. ``--profile`` prints the
 torch-profiler table of the zoo step. ``--phases`` (CPU) instead times the phases of the zoo's
 meanfield step and of the plain step (foreach Adam), alternating one step of each: the forward
-(:func:`~experiments.engine.training.step_loss`), ``zero_grad``, ``backward``, the non-finite gate,
+(:func:`~experiments.engine.step.step_loss`), ``zero_grad``, ``backward``, the non-finite gate,
 the optimiser step, and the epoch sums with the one ``loss.item()``; medians in µs. ``--ops``
 instead counts the torch operations (``torch.profiler`` events: operators, autograd nodes,
 gradient accumulation) of one forward and backward of the zoo's meanfield and trace losses, of
@@ -66,6 +66,7 @@ import models
 from experiments.benchmarks import timing
 from experiments.benchmarks.timing import graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
+from experiments.engine.settings import FitConfig
 from experiments.engine.training import setup
 
 LR = 1e-3
@@ -164,9 +165,9 @@ def zoo_pair(hidden, z_dim, batch_size, elbo, device, cuda_graph: bool = False,
                                 activation="softplus", likelihood="bernoulli")
     guide = guides.create_guide("encoder", model)
     x0 = torch.bernoulli(torch.full((batch_size, X_DIM), 0.5))
-    state = setup(model, guide, (x0,), {"batch_size": batch_size, "lr": LR, "elbo": elbo,
-                                        "device": str(device), "progress": False,
-                                        "cuda_graph": cuda_graph, "fused": fused})
+    state = setup(model, guide, (x0,), FitConfig(batch_size=batch_size, lr=LR, elbo=elbo,
+                                                 device=str(device), progress=False,
+                                                 cuda_graph=cuda_graph, fused=fused))
     return state
 
 
@@ -207,7 +208,7 @@ def phase_times(hidden, z_dim, batch_size, batches, steps: int, warmup: int
                 ) -> dict[str, dict[str, float]]:
     """Median µs of each phase of the zoo's meanfield step and of the plain step (foreach Adam,
     the zoo's CPU Adam), one step of each in turn, after ``warmup`` steps of each."""
-    from experiments.engine.training import _accumulate, step_loss, step_mode
+    from experiments.engine.step import accumulate, step_loss, step_mode
 
     device = torch.device("cpu")
     state = zoo_pair(hidden, z_dim, batch_size, "meanfield", device)
@@ -238,7 +239,7 @@ def phase_times(hidden, z_dim, batch_size, batches, steps: int, warmup: int
                 o.step()
         state.step += 1
         t.append(clock())
-        _accumulate(sums, state, loss)
+        accumulate(sums, state, loss)
         loss.item()
         t.append(clock())
         p = [clock()]
@@ -265,7 +266,7 @@ def op_counts(hidden, z_dim, batch_size, batches, device, rounds: int = 5) -> di
     averaged over ``rounds`` after two untimed ones."""
     from torch.profiler import ProfilerActivity, profile
 
-    from experiments.engine.training import step_loss, step_mode
+    from experiments.engine.step import step_loss, step_mode
 
     def zoo(elbo):
         state = zoo_pair(hidden, z_dim, batch_size, elbo, device)

@@ -223,7 +223,7 @@ def load_zoo_file(path: str | os.PathLike, kind: str | tuple[str, ...],
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
     """The payload of a training checkpoint written by
-    :func:`experiments.engine.training.save_checkpoint`.
+    :func:`experiments.engine.state.save_checkpoint`.
 
     :raises CheckpointError: naming the file, if it is missing, unreadable or not a checkpoint.
     """

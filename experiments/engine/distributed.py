@@ -24,12 +24,13 @@ gradients over ranks, so every rank steps along the gradient of that union-batch
 (``tests/test_distributed.py`` checks it to float tolerance for a BNN, an SVGP and a VAE).
 Local latents (a VAE's z) sit inside the plate and are scaled like the log-likelihood.
 
-What :func:`prepare` does to a set-up :class:`~experiments.engine.training.TrainState`: checks
-that every rank holds the same parameters (a seeding bug otherwise), finds parameters that one
-step leaves without a gradient (DDP must be told), wraps the ELBO module in DDP (``state.ddp``),
-makes the :class:`~experiments.engine.training.FiniteGate` all-reduce its flag every step (one
-rank's non-finite step stops every rank at the same step, parameters identical), and reseeds
-each rank's Monte Carlo noise with ``seed + rank`` (``+ world_size * step`` on a resume).
+This module depends on torch only. What :func:`~experiments.engine.training.fit` does with it to
+a set-up state (``experiments.engine.training.data_parallel``): checks that every rank holds the
+same parameters (:func:`check_identical`; a seeding bug otherwise), wraps the ELBO module in DDP
+(:func:`wrap`, told of the parameters that one step leaves without a gradient), makes the
+non-finite gate all-reduce its flag every step (:func:`all_reduce_max_`: one rank's non-finite
+step stops every rank at the same step, parameters identical), and reseeds each rank's Monte Carlo
+noise with ``seed + rank`` (``+ world_size * step`` on a resume).
 """
 
 from __future__ import annotations
@@ -243,40 +244,25 @@ def set_epoch(loader, epoch: int) -> None:
         inner.set_epoch(epoch)
 
 
-def _unused_parameters(state, batch) -> list[str]:
-    """Names of the ELBO module's trainable parameters that one loss evaluation on ``batch``
-    leaves without a gradient (DDP must then look for unused parameters every step)."""
-    from guides.base import elbo_context
-
-    named = [(n, p) for n, p in state.loss_fn.named_parameters() if p.requires_grad]
-    with elbo_context(state.guide, state.config.elbo == "meanfield"):
-        loss = state.loss_fn(*batch)
+def unused_parameters(module: torch.nn.Module, loss: torch.Tensor) -> list[str]:
+    """Names of ``module``'s trainable parameters that ``loss`` (one loss evaluation of it) leaves
+    without a gradient on any rank (DDP must then look for unused parameters every step). Every
+    rank must call it at the same point."""
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-    return [n for (n, _), g in zip(named, grads) if g is None]
+    unused = [n for (n, _), g in zip(named, grads) if g is None]
+    return sorted(set().union(*all_gather_object(unused)))
 
 
-def prepare(state, first_batch, device: torch.device) -> None:
-    """Make a set-up state data-parallel (see the module docstring): check identical parameters,
-    wrap ``state.loss_fn`` in DDP as ``state.ddp``, synchronise the non-finite gate, reseed the
-    Monte Carlo noise per rank. ``first_batch`` (on ``device``) is used to find unused parameters.
-    Every rank must call it at the same point."""
-    from .seeding import seed_everything
-
-    cfg = state.config
-    if cfg.cuda_graph is True and device.type == "cuda":  # ("auto" runs data-parallel eagerly)
-        raise ValueError(f"{cfg.desc}: cuda_graph=True under torch.distributed is not supported "
-                         "(a captured step with DDP's gradient all-reduce is not verified here); "
-                         "train data-parallel with cuda_graph=false, or one process with it")
-    check_identical(list(state.loss_fn.named_parameters()))
-    unused = _unused_parameters(state, first_batch)
-    unused = sorted(set().union(*all_gather_object(unused)))
+def wrap(module: torch.nn.Module, loss: torch.Tensor, device: torch.device
+         ) -> torch.nn.parallel.DistributedDataParallel:
+    """``module`` (the ELBO module) in ``DistributedDataParallel`` on ``device``, told to find
+    unused parameters when ``loss`` (one loss of ``module`` on a first batch) leaves some without
+    a gradient (:func:`unused_parameters`). Every rank must call it at the same point."""
+    unused = unused_parameters(module, loss)
     kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
-    state.ddp = torch.nn.parallel.DistributedDataParallel(
-        state.loss_fn, find_unused_parameters=bool(unused), **kwargs)
-    state.gate.sync = True
-    # the same initialisation on every rank (setup's seed), independent Monte Carlo noise per
-    # rank from here on; a resumed state (step > 0) gets fresh per-rank streams
-    seed_everything(cfg.seed + rank() + world_size() * state.step)
+    return torch.nn.parallel.DistributedDataParallel(module, find_unused_parameters=bool(unused),
+                                                     **kwargs)
 
 
 def reduce_epoch_sums_(sums: torch.Tensor) -> torch.Tensor:

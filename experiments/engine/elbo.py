@@ -122,7 +122,7 @@ class _ELBOParts:
     0-d tensor on the model's device, and :meth:`differentiable_loss` returns the loss as a
     tensor without Pyro's ``warn_if_nan`` (a host read of the loss every step, which on a GPU
     stalls the queue and breaks CUDA-graph capture); the non-finite check is ``fit``'s, on the
-    device (:class:`~experiments.engine.training.FiniteGate`). It wraps ``_get_traces``, which
+    device (:class:`~experiments.engine.guards.FiniteGate`). It wraps ``_get_traces``, which
     ``loss``, ``differentiable_loss`` and ``loss_and_grads`` all draw their (model, guide) traces
     from, observed log-densities already computed.
     """

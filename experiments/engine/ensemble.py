@@ -58,7 +58,8 @@ from experiments.harness.spec import train_pair
 from .mixture import Ensemble, mixture
 from .predict import predict_ensemble
 from .seeding import seed_everything
-from .training import FitConfig, fit
+from .settings import FitConfig
+from .training import fit
 
 __all__ = ["Ensemble", "MEMBER_SEED_STRIDE", "ensemble", "mixture", "predict_ensemble",
            "train_ensemble"]
@@ -137,7 +138,7 @@ def ensemble(make_pair: Callable[[], tuple], data, k: int,
         new modules each call.
     :param data: the training set, as for ``fit``.
     :param int k: the number of members K >= 1.
-    :param config: a :class:`~experiments.engine.training.FitConfig` or a dict of its fields,
+    :param config: a :class:`~experiments.engine.settings.FitConfig` or a dict of its fields,
         shared by every member.
     """
     k = _check_k(k)

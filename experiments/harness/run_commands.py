@@ -26,7 +26,8 @@ def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
     :data:`~experiments.engine.training.RESUME_OVERRIDABLE` (``lr``, ``clip_norm``, ``epochs``)
     or one that does not change the optimisation (``progress``, ``log_every``, ...); any other
     difference from the recorded settings is an error listing the differences."""
-    from experiments.engine.training import RESUME_KEYS, RESUME_OVERRIDABLE
+    from experiments.engine.settings import RESUME_KEYS
+    from experiments.engine.state import RESUME_OVERRIDABLE
 
     path = Path(args.resume)
     if not (path / "config.json").is_file():

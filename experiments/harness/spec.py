@@ -5,7 +5,7 @@ A ``--set bbb.fit.epochs=200`` travels in three hops, all typed:
 
 1. the CLI builds the experiment's config dataclass (``get_config(smoke)``) and
    :func:`apply_overrides` parses ``"200"`` against the declared type of ``PairSpec.fit.epochs``
-   (``int``), rebuilding the :class:`~experiments.engine.training.FitConfig` (which checks it);
+   (``int``), rebuilding the :class:`~experiments.engine.settings.FitConfig` (which checks it);
 2. the experiment's ``run(config, ctx)`` hands the :class:`PairSpec` ``config.bbb`` to
    :func:`train_pair`;
 3. :func:`train_pair` builds model and guide and calls ``fit`` with ``spec.fit`` plus what the
@@ -14,36 +14,44 @@ A ``--set bbb.fit.epochs=200`` travels in three hops, all typed:
 
 The run's seed, device, output folder and progress live only in the :class:`RunContext`:
 ``--set`` refuses them (``--seed``, ``--device``, ``--out``, ``--no-progress`` set them).
+Values are checked against their declared types by :mod:`experiments.harness.typed`
+(:func:`~experiments.harness.typed.coerce`, :class:`~experiments.harness.typed.ConfigError`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
 import logging
-import math
 import re
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import guides
 import models
 from experiments.engine import distributed
+from experiments.engine.loader import resolve_device
 from experiments.engine.seeding import seed_everything
-from experiments.engine.training import FitConfig, fit, resolve_device, restore, setup
+from experiments.engine.settings import FitConfig
+from experiments.engine.state import restore
+from experiments.engine.training import fit, setup
 
-#: FitConfig fields that belong to the run, not to an arm: set from the RunContext
-RUN_KEYS = {"seed": "--seed", "device": "--device", "out_dir": "--out", "progress": "--no-progress",
-            "desc": "the arm's name (train_pair names each fit after its arm)"}
+from .typed import (
+    ConfigError,
+    Mismatch,
+    check_kwargs,
+    coerce,
+    parse_text,
+    signature_types,
+    type_hints,
+    type_name,
+    value_error,
+)
 
-
-class ConfigError(ValueError):
-    """A configuration value of the wrong type or out of range; the message is one CLI line."""
+#: FitConfig fields that belong to the run, not to an arm (declared so in FitConfig): set from the
+#: RunContext; the value says what sets each
+RUN_KEYS = {f.name: f.metadata["run"] for f in dataclasses.fields(FitConfig) if "run" in f.metadata}
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,9 @@ class RunContext:
     :ivar resume: continue an interrupted run in ``out_dir``: :func:`train_pair` restores each
         arm from its ``checkpoint.pt`` when there is one (an arm that had finished is not trained
         again; one that had not started is trained from scratch).
-    :ivar resume_allow: fit keys (of :data:`~experiments.engine.training.RESUME_OVERRIDABLE`)
+    :ivar resume_allow: fit keys (of :data:`~experiments.engine.state.RESUME_OVERRIDABLE`)
         the user changed on resume on purpose (``--resume RUN_DIR --set ARM.fit.lr=...``):
-        :func:`~experiments.engine.training.restore` accepts those differences.
+        :func:`~experiments.engine.state.restore` accepts those differences.
     """
 
     seed: int = 0
@@ -109,7 +117,7 @@ class PairSpec:
     :ivar model_cfg: keyword arguments of the model (checked against its signature).
     :ivar guide: registered guide name for that model.
     :ivar guide_cfg: keyword arguments of the guide builder.
-    :ivar fit: the :class:`~experiments.engine.training.FitConfig` (its seed, device, out_dir,
+    :ivar fit: the :class:`~experiments.engine.settings.FitConfig` (its seed, device, out_dir,
         progress and desc come from the :class:`RunContext` and :func:`train_pair`).
     """
 
@@ -138,8 +146,8 @@ class PairSpec:
             raise ConfigError(f"{where}.guide: {self.guide!r} is not a guide of {self.model!r}; "
                               f"use one of {options}")
         model_factory = models.MODELS.get(self.model)
-        _check_kwargs(model_factory, self.model_cfg, f"{where}.model_cfg", provided)
-        _check_kwargs(guides.guide_builder(self.guide, self.model), self.guide_cfg,
+        check_kwargs(model_factory, self.model_cfg, f"{where}.model_cfg", provided)
+        check_kwargs(guides.guide_builder(self.guide, self.model), self.guide_cfg,
                       f"{where}.guide_cfg", ("model",))
 
 
@@ -181,153 +189,6 @@ def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
 
 
 # ------------------------------------------------------------------------------------------------
-# types and values
-
-
-def _type_name(tp) -> str:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return "any value"
-    if origin is Literal:
-        return "one of " + ", ".join(map(repr, args))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("None" if a is type(None) else _type_name(a) for a in args)
-    if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        inner = [a for a in args if a is not Ellipsis]
-        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
-        if not inner:
-            return "a list"
-        return f"a list of {plural.get(inner[0]) or _type_name(inner[0])}"
-    if origin in (dict, Mapping) or tp is dict:
-        return "a JSON object"
-    if dataclasses.is_dataclass(tp):
-        return f"a {tp.__name__} section"
-    return {int: "an integer", float: "a number", bool: "true or false",
-            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def coerce(value: Any, tp) -> Any:
-    """``value`` (a parsed JSON value or a Python default) as type ``tp``; :class:`_Mismatch` if
-    it is not one. Integers pass as floats; nothing else is converted silently."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any or tp is inspect.Parameter.empty:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg)
-            except _Mismatch:
-                pass
-        raise _Mismatch
-    if origin is Literal:
-        if value in args:
-            return value
-        raise _Mismatch
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _Mismatch
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        inner = [a for a in args if a is not Ellipsis]
-        items = [coerce(v, inner[0]) for v in value] if inner else list(value)
-        return tuple(items) if (origin is tuple or tp is tuple) else items
-    if origin in (dict, Mapping) or tp is dict:
-        if isinstance(value, Mapping):
-            return dict(value)
-        raise _Mismatch
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        raise _Mismatch
-    if isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        raise _Mismatch
-    return value
-
-
-def _parse_text(text: str, tp) -> Any:
-    """The command-line text of a value, read as JSON where it is JSON (``3``, ``1e-3``,
-    ``[50, 50]``, ``true``, ``null``), else as a bare string (``adam``, ``scale-mixture``)."""
-    low = text.strip().lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    if isinstance(value, float) and not math.isfinite(value):
-        return text
-    # a string field keeps digits as text ("--set name=1" for a str field)
-    if tp is str and not isinstance(value, str):
-        return text
-    return value
-
-
-def _value_error(key: str, text: str, tp) -> ConfigError:
-    return ConfigError(f"--set {key}={text}: expected {_type_name(tp)}, got {text!r}")
-
-
-def _hints(obj) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(obj)
-    except Exception:  # an annotation that does not resolve: no type checks for it
-        return {}
-
-
-def _signature_types(factory) -> dict[str, Any] | None:
-    """Parameter name -> annotated type of a model class's ``__init__`` or a builder function;
-    ``None`` if it takes ``**kwargs`` (any key)."""
-    target = factory.__init__ if isinstance(factory, type) else factory
-    params = inspect.signature(target).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    hints = _hints(target)
-    return {n: hints.get(n, Any) for n, p in params.items() if n != "self"}
-
-
-def _check_kwargs(factory, cfg: dict, where: str, provided: Sequence[str]) -> None:
-    allowed = _signature_types(factory)
-    if allowed is None:
-        return
-    for key, value in cfg.items():
-        if key in provided:
-            raise ConfigError(f"{where}.{key} is set by the experiment itself; leave it out")
-        if key not in allowed:
-            valid = sorted(k for k in allowed if k not in provided)
-            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
-        try:
-            coerce(value, allowed[key])
-        except _Mismatch:
-            raise ConfigError(f"{where}.{key}: expected {_type_name(allowed[key])}, got "
-                              f"{value!r}") from None
-
-
-# ------------------------------------------------------------------------------------------------
 # overrides
 
 
@@ -363,7 +224,7 @@ def _set(node, parts: list[str], text: str, key: str, factory):
     if isinstance(node, dict):
         return _set_item(node, part, rest, text, key, factory)
     raise ConfigError(f"--set {key}={text}: {part!r} cannot be set inside "
-                      f"{_type_name(type(node))}")
+                      f"{type_name(type(node))}")
 
 
 def _set_field(node, part, rest, text, key):
@@ -374,7 +235,7 @@ def _set_field(node, part, rest, text, key):
     if part not in names:
         raise ConfigError(f"--set {key}: unknown key {part!r} in {type(node).__name__}; valid "
                           f"keys: {', '.join(n for n in names if n not in RUN_KEYS)}")
-    tp = _hints(type(node)).get(part, Any)
+    tp = type_hints(type(node)).get(part, Any)
     current = getattr(node, part)
     if not rest:
         if dataclasses.is_dataclass(tp) or dataclasses.is_dataclass(current):
@@ -404,7 +265,7 @@ def _set_item(node: dict, part, rest, text, key, factory, open_: bool = False):
     types are those of the defaults), or a dict this override creates (``open_``: any key)."""
     node = dict(node)
     if factory is not None:
-        allowed = _signature_types(factory)
+        allowed = signature_types(factory)
         if allowed is not None and part not in allowed:
             raise ConfigError(f"--set {key}: unknown key {part!r}; valid keys: "
                               f"{', '.join(sorted(k for k in allowed if k != 'model'))}")
@@ -445,11 +306,11 @@ def _type_of_default(value):
 
 
 def _typed(text: str, tp, key: str, current):
-    value = _parse_text(text, tp)
+    value = parse_text(text, tp)
     try:
         return coerce(value, tp)
-    except _Mismatch:
-        raise _value_error(key, text, tp) from None
+    except Mismatch:
+        raise value_error(key, text, tp) from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -465,7 +326,7 @@ def validate_config(config, where: str = "") -> None:
     if isinstance(config, PairSpec):
         config.validate(where)
         return
-    hints = _hints(type(config))
+    hints = type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         path = f"{where}.{f.name}" if where else f.name
@@ -477,8 +338,8 @@ def validate_config(config, where: str = "") -> None:
         elif f.name in hints:
             try:
                 coerce(value, hints[f.name])
-            except _Mismatch:
-                raise ConfigError(f"{path}: expected {_type_name(hints[f.name])}, got "
+            except Mismatch:
+                raise ConfigError(f"{path}: expected {type_name(hints[f.name])}, got "
                                   f"{value!r}") from None
     check = getattr(type(config), "validate", None)
     if check is not None:

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from experiments import data as zoo_data
 from experiments.engine.iwae import iwae_bound
-from experiments.engine.training import FitConfig
+from experiments.engine.settings import FitConfig
 
 from .spec import ConfigError, PairSpec, RunContext, train_pair
 
