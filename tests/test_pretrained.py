@@ -246,3 +246,38 @@ def test_export_of_a_smoke_run(tmp_path):
         assert dtypes == ({torch.float16} if half else {torch.float64})
     proc = _cli("export", str(run / "mlp"), "--name", "x", "--to", str(tmp_path))
     _one_line_error(proc, "no export recipe")
+
+
+def test_card_cannot_point_outside_its_folder(cache):
+    folder = _copy(cache, "co2-svgp", "escape")
+    _set_card(folder, **{"state.file": "../co2-svgp/posterior.pt"})
+    with pytest.raises(P.PretrainedError, match="names files of its own folder only"):
+        P.load_pretrained("escape")
+
+
+def test_export_of_a_fit_run(tmp_path):
+    """A short ``fit`` on a synthetic table, exported and predicted with by name."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, size=(80, 2))
+    y = np.sin(x[:, 0]) + 0.5 * x[:, 1] + 0.1 * rng.standard_normal(80)
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n" + "".join(f"{u},{v},{w}\n" for (u, v), w in zip(x.tolist(), y.tolist())))
+    proc = _cli("fit", "--model", "svgp", "--guide", "cholesky", "--data", str(table), "--target",
+                "y", "--out", str(tmp_path / "runs"), "--no-progress", "--set", "fit.epochs=3",
+                "--set", "model_cfg.num_inducing=8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = next((tmp_path / "runs" / "fit").iterdir())
+    cache = tmp_path / "cache" / "pretrained"
+    proc = _cli("export", str(run), "--name", "tiny", "--to", str(cache), "--check-rows", "5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = P.read_card(cache / "tiny")
+    assert card["experiment"] == "fit" and card["units"]["columns"] == ["a", "b"]
+    assert card["pair"]["model_args"]["input_dim"] == 2 and card["check"]["rows"] == 5
+    assert P.check_posterior(cache / "tiny")["ok"]
+    out = tmp_path / "p.csv"
+    proc = _cli("predict", "pretrained:tiny", "--data", str(table), "--out", str(out),
+                env_cache=cache)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(out.read_text().splitlines()) == 81

@@ -97,9 +97,17 @@ def read_card(folder: Path) -> dict:
     return card
 
 
+def _inside(folder: Path, name) -> Path:
+    """``folder / name`` for a plain file name (a card cannot point outside its folder)."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise PretrainedError(f"{Path(folder) / 'card.json'} names the file {name!r}; a card "
+                              "names files of its own folder only")
+    return Path(folder) / name
+
+
 def load_state(folder: Path, card: dict) -> dict:
     """``posterior.pt``'s payload, after checking its sha256 against the card's."""
-    path = Path(folder) / card["state"]["file"]
+    path = _inside(folder, card["state"]["file"])
     if not path.is_file():
         raise PretrainedError(f"{path} does not exist (the card {Path(folder) / 'card.json'} "
                               "names it); restore the posterior's folder")
@@ -256,7 +264,7 @@ def check_posterior(name) -> dict:
     folder = Path(name) if Path(name).is_dir() else find(str(name))
     model, guide, card = load_folder(folder)
     check = card["check"]
-    pred, table, _ = predict_table(model, guide, card, folder / check["file"],
+    pred, table, _ = predict_table(model, guide, card, _inside(folder, check["file"]),
                                    seed=int(check.get("seed", 0)), need_target=True)
     value = check_metric(pred, table.y, check["metric"])
     if check.get("value") is None:  # (the export computing it)

@@ -91,7 +91,8 @@ def render_page() -> str:
         "pred = predict(model, guide, x)   # x in the model's units: see the card's units",
         "```", "",
         "or predict in your own units from the command line (a CSV with the card's input "
-        "columns; with the target column, the metrics are printed too):", "",
+        "columns; with the target column, the metrics are printed too; the default `--out` is "
+        "`./NAME-predictions.csv`):", "",
         "```", "python -m experiments predict pretrained:NAME --data new.csv [--out predictions.csv]",
         "```", "",
         "`load_pretrained` looks in the zoo's folder `experiments/pretrained/NAME/`, then in "
