@@ -95,6 +95,8 @@ def test_shipped_posterior_loads_and_holds_its_card(name):
     assert not model.training
     got = P.check_posterior(name)
     assert got["ok"], got
+    if card["check"]["tolerance"] > 1e-6:  # Monte Carlo: the seed matters, within its spread
+        assert "mc_sd_over_5_seeds" in card["check"]
     # the card's check rows are part of the arm's held-out test set: the recomputed metric is of
     # the same size as the run's
     if card["check"]["metric"] == "rmse":
@@ -244,6 +246,7 @@ def test_export_of_a_smoke_run(tmp_path):
         payload, _ = C.load_zoo_file(folder / "posterior.pt", P.KIND)
         dtypes = {t.dtype for t in payload["guide"].values()}
         assert dtypes == ({torch.float16} if half else {torch.float64})
+        assert ("value_full_precision" in card["check"]) == half
     proc = _cli("export", str(run / "mlp"), "--name", "x", "--to", str(tmp_path))
     _one_line_error(proc, "no export recipe")
 

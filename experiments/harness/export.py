@@ -245,10 +245,6 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
                                 "under a run folder with config.json)")
     folder = Path(to) / name
     folder.mkdir(parents=True, exist_ok=True)
-    if half:
-        state = _half(state)
-    save_zoo_file(folder / "posterior.pt", P.KIND, state,
-                  {"name": name, "experiment": fields["experiment"], "arm": fields["arm"]})
     cfg, metrics = facts["config"], facts["metrics"]
     prefix = facts["metrics_prefix"]
     arm_metrics = {k: v for k, v in metrics.items() if k.startswith(prefix)
@@ -271,16 +267,30 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
                          (run / "config.json").stat().st_mtime))},
         "exported": {"commit": code_version(), "hardware": hardware(),
                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        "state": {"file": "posterior.pt", "sha256": P.sha256_file(folder / "posterior.pt"),
-                  "bytes": (folder / "posterior.pt").stat().st_size},
         "check": {"file": "check.csv", "rows": int(len(pick)), "metric": facts["check_metric"],
                   "seed": 0, "value": None, "tolerance": _tolerance(fields["pair"], half)},
     }
     for section, facts_ in (note or {}).items():
         card[section] = {**card.get(section, {}), **facts_}
-    atomic_write_text(folder / "card.json", json.dumps(card, indent=2, allow_nan=False))
-    got = P.check_posterior(folder)
-    card["check"]["value"] = got["value"]
+
+    def put(st) -> None:  # posterior.pt and the card that names its sha256
+        save_zoo_file(folder / "posterior.pt", P.KIND, st,
+                      {"name": name, "experiment": fields["experiment"], "arm": fields["arm"]})
+        card["state"] = {"file": "posterior.pt", "sha256": P.sha256_file(folder / "posterior.pt"),
+                         "bytes": (folder / "posterior.pt").stat().st_size}
+        atomic_write_text(folder / "card.json", json.dumps(card, indent=2, allow_nan=False))
+
+    put(state)
+    full = P.check_posterior(folder)["value"]
+    value = full
+    if half:  # the card's value is the shipped (float16) state's; the trained one's beside it
+        put(_half(state))
+        value = P.check_posterior(folder)["value"]
+        card["check"]["value_full_precision"] = full
+    card["check"]["value"] = value
+    if card["check"]["tolerance"] > 1e-6:  # a Monte Carlo prediction: its spread over seeds
+        draws = [value] + [P.check_posterior(folder, seed=s)["value"] for s in range(1, 5)]
+        card["check"]["mc_sd_over_5_seeds"] = float(np.std(draws, ddof=1))
     atomic_write_text(folder / "card.json", json.dumps(card, indent=2, allow_nan=False))
     from .pretrained_docs import render_card
 

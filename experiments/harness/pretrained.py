@@ -255,17 +255,19 @@ def check_metric(pred, y, metric: str) -> float:
     raise PretrainedError(f"unknown check metric {metric!r}")
 
 
-def check_posterior(name) -> dict:
+def check_posterior(name, seed: int | None = None) -> dict:
     """Recompute the card's ``check`` metric on ``check.csv``: ``{"metric", "value",
     "expected", "tolerance", "ok"}`` (``ok``: within the card's relative tolerance).
 
     :param name: a posterior's name, or the path of its folder.
+    :param seed: the seed of the predictive draws (default: the card's).
     """
     folder = Path(name) if Path(name).is_dir() else find(str(name))
     model, guide, card = load_folder(folder)
     check = card["check"]
     pred, table, _ = predict_table(model, guide, card, _inside(folder, check["file"]),
-                                   seed=int(check.get("seed", 0)), need_target=True)
+                                   seed=int(check.get("seed", 0) if seed is None else seed),
+                                   need_target=True)
     value = check_metric(pred, table.y, check["metric"])
     if check.get("value") is None:  # (the export computing it)
         return {"metric": check["metric"], "value": value, "ok": None}

@@ -48,7 +48,11 @@ def render_card(card: dict) -> str:
         lines += [f"| {k} | {_fmt(v)} |" for k, v in card["paper"].items()]
     c = card["check"]
     lines += ["", "## Check", "", f"{c['metric']} on the {c['rows']} held-out rows of "
-              f"`{c['file']}`: {_fmt(c['value'])} (relative tolerance {c['tolerance']:g}).",
+              f"`{c['file']}`: {_fmt(c['value'])} (relative tolerance {c['tolerance']:g})."
+              + (f" Float32/64 state before float16: {_fmt(c['value_full_precision'])}."
+                 if "value_full_precision" in c else "")
+              + (f" Standard deviation over 5 predictive seeds: {_fmt(c['mc_sd_over_5_seeds'])}."
+                 if "mc_sd_over_5_seeds" in c else ""),
               "", "## Training", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in t.items()]
     lines += [f"- exported: {_fmt(card['exported'])}", ""]
