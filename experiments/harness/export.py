@@ -85,14 +85,38 @@ def _co2_svgp(cfg: dict, arm: str, data_dir) -> dict:
         "data": {"dataset": "co2 (NOAA GML monthly mean, Mauna Loa)",
                  "split": f"train {d['start']} <= year < {d['train_until']}, test after",
                  "num_train": int(train.sum()), "num_test": int((~train).sum())},
-        "test_rows": (t[~train].numpy(), ppm[~train].numpy()),
-        "metrics_prefix": f"{arm}_", "check_metric": "rmse",
+        "test_rows": (t[~train].numpy(), ppm[~train].numpy()), "check_metric": "rmse",
+    }
+
+
+def _blundell(cfg: dict, arm: str, data_dir) -> dict:
+    """blundell-regression's arms (``bbb``, ``dropout``, ``plain``): Blundell's toy curve, x and
+    y as drawn (no standardisation); the test rows are the run's (seed + 10000)."""
+    from experiments import data as zoo_data
+
+    d, seed = cfg["config"]["data"], int(cfg["seed"])
+    x, y = zoo_data.blundell_toy(n=d["num_test"], x_range=tuple(d["x_range"]),
+                                 noise_std=d["noise_std"], seed=seed + 10_000)
+    return {
+        "model_args": {"in_features": 1}, "num_data": int(d["num_train"]),
+        "units": {"task": "regression", "columns": ["x"], "target": "y", "x_mean": [0.0],
+                  "x_std": [1.0], "y_mean": 0.0, "y_std": 1.0},
+        "data": {"dataset": "Blundell et al. (2015) toy curve y = x + 0.3 sin(2 pi (x + e)) + "
+                            "0.3 sin(4 pi (x + e)) + e (experiments.data.blundell_toy)",
+                 "split": f"train: {d['num_train']} draws (seed {seed}), test: {d['num_test']} "
+                          f"draws (seed {seed + 10_000}), x uniform on {d['x_range']}, noise sd "
+                          f"{d['noise_std']}",
+                 "num_train": int(d["num_train"]), "num_test": int(d["num_test"])},
+        "test_rows": (x.numpy(), y.numpy()), "check_metric": "rmse",
+        "num_samples": int(cfg["config"]["num_samples"]),
     }
 
 
 #: experiment -> arm -> recipe(config.json, arm, data_dir) -> model_args, num_data, units, data,
-#: test_rows (x, y in the user's units), metrics_prefix, check_metric
-RECIPES = {"co2": {"svgp": _co2_svgp}}
+#: test_rows (x, y in the user's units), check_metric, optionally num_samples (the run's
+#: predictive draws)
+RECIPES = {"co2": {"svgp": _co2_svgp},
+           "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,7 +182,7 @@ def _from_fit(run: Path, data_dir) -> tuple[dict, dict, dict]:
                  if cfg.get(k) is not None},
         "predict": {"num_samples": int(pair.get("num_samples", 100))},
     }
-    facts = {"config": cfg, "metrics": _read_json(run / "metrics.json"), "metrics_prefix": "",
+    facts = {"config": cfg, "metrics": _read_json(run / "metrics.json"), "arm": None,
              "test_rows": (x, y), "columns": cols,
              "check_metric": "rmse" if std["task"] == "regression" else "accuracy"}
     return {"model": state["model"], "guide": state["guide"]}, fields, facts
@@ -188,12 +212,13 @@ def _from_arm(run: Path, arm: str, data_dir) -> tuple[dict, dict, dict]:
         "pair": {"model": spec["model"], "guide": spec["guide"], "model_cfg": spec["model_cfg"],
                  "guide_cfg": spec["guide_cfg"], "model_args": got["model_args"],
                  "num_data": got["num_data"]},
-        "units": got["units"], "data": got["data"], "predict": {"num_samples": 100},
+        "units": got["units"], "data": got["data"],
+        "predict": {"num_samples": int(got.get("num_samples", 100))},
         "smoke": bool(cfg.get("smoke")),
     }
     std = got["units"]
     facts = {"config": cfg, "metrics": _read_json(run / "metrics.json"),
-             "metrics_prefix": got["metrics_prefix"], "test_rows": got["test_rows"],
+             "arm": arm, "test_rows": got["test_rows"],
              "columns": list(std["columns"]) + [std["target"]],
              "check_metric": got["check_metric"]}
     return {"model": ckpt["model"], "guide": ckpt["guide"]}, fields, facts
@@ -246,10 +271,14 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
     folder = Path(to) / name
     folder.mkdir(parents=True, exist_ok=True)
     cfg, metrics = facts["config"], facts["metrics"]
-    prefix = facts["metrics_prefix"]
-    arm_metrics = {k: v for k, v in metrics.items() if k.startswith(prefix)
+    arm = facts["arm"]
+
+    def mine(key: str) -> bool:  # the arm's metrics: svgp_test_rmse (co2), test_rmse_bbb (blundell)
+        return arm is None or key.startswith(f"{arm}_") or key.endswith(f"_{arm}")
+
+    arm_metrics = {k: v for k, v in metrics.items() if mine(k)
                    and isinstance(v, (int, float)) and k != "wall_time_s"}
-    if prefix:
+    if arm:
         arm_metrics.update({k: metrics[k] for k in ("num_train", "num_test") if k in metrics})
     x, y = facts["test_rows"]
     pick = np.linspace(0, len(y) - 1, min(check_rows, len(y))).round().astype(int)
@@ -259,7 +288,7 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
         "card_format_version": P.CARD_VERSION, "name": name, **fields,
         "dtype": "float16 (stored; loaded into the model's dtype)" if half else "as trained",
         "metrics": arm_metrics,
-        "paper": {k: v for k, v in _paper(fields["experiment"]).items() if k.startswith(prefix)},
+        "paper": {k: v for k, v in _paper(fields["experiment"]).items() if mine(k)},
         "training": {"command": cfg.get("command"), "commit": cfg.get("commit")
                      or metrics.get("commit"), "hardware": metrics.get("hardware"),
                      "wall_time_s": metrics.get("wall_time_s"), "run": str(run),

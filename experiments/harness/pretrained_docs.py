@@ -75,8 +75,8 @@ def _size(card: dict) -> str:
 
 def _headline(card: dict) -> str:
     m, c = card["metrics"], card["check"]
-    keys = [k for k in m if k.endswith(("test_rmse", "test_ll")) or k in ("rmse", "test_ll",
-                                                                         "accuracy", "nll")]
+    keys = [k for k in m if "test_rmse" in k or "test_ll" in k
+            or k in ("rmse", "test_ll", "accuracy", "nll")]
     shown = ", ".join(f"{k} {_fmt(m[k])}" for k in keys[:3])
     return f"{shown}; check {c['metric']} {_fmt(c['value'])} on {c['rows']} rows"
 
