@@ -100,7 +100,7 @@ def test_shipped_posterior_loads_and_holds_its_card(name):
     # the card's check rows are part of the arm's held-out test set: the recomputed metric is of
     # the same size as the run's
     if card["check"]["metric"] == "rmse":
-        run_rmse = next(v for k, v in card["metrics"].items() if k.endswith("rmse"))
+        run_rmse = next(v for k, v in card["metrics"].items() if "rmse" in k)
         assert 0.2 * run_rmse < got["value"] < 5 * run_rmse
     assert (folder / "card.md").read_text() == render_card(card)
 
