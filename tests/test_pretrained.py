@@ -284,3 +284,26 @@ def test_export_of_a_fit_run(tmp_path):
                 env_cache=cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(out.read_text().splitlines()) == 81
+
+
+def test_export_of_a_classification_fit(tmp_path):
+    """Labels 3 and 7 (not 0/1): the check's accuracy maps them to class indices."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 2))
+    label = np.where(x[:, 0] + x[:, 1] > 0, 7, 3)
+    table = tmp_path / "c.csv"
+    table.write_text("a,b,label\n" + "".join(f"{u},{v},{w}\n" for (u, v), w in
+                                             zip(x.tolist(), label.tolist())))
+    proc = _cli("fit", "--model", "svgp", "--guide", "cholesky", "--data", str(table), "--target",
+                "label", "--task", "classification", "--out", str(tmp_path / "runs"),
+                "--no-progress", "--set", "fit.epochs=20", "--set", "model_cfg.num_inducing=8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = next((tmp_path / "runs" / "fit").iterdir())
+    proc = _cli("export", str(run), "--name", "tiny-cls", "--to", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = P.read_card(tmp_path / "out" / "tiny-cls")
+    assert card["check"]["metric"] == "accuracy" and card["units"]["classes"] == [3.0, 7.0]
+    got = P.check_posterior(tmp_path / "out" / "tiny-cls")
+    assert got["ok"] and got["value"] >= 0.7, got

@@ -240,8 +240,9 @@ def run_predict(name: str, data: str, out: str | None = None, device: str = "cpu
     return path, summary
 
 
-def check_metric(pred, y, metric: str) -> float:
-    """``metric`` (``rmse``, ``test_ll`` or ``accuracy``) of a prediction in the user's units."""
+def check_metric(pred, y, metric: str, std=None) -> float:
+    """``metric`` (``rmse``, ``test_ll`` or ``accuracy``) of a prediction in the user's units
+    (``std``: the card's :func:`units`, which map a label to its class index)."""
     import torch
 
     from experiments.engine import metrics as M
@@ -251,7 +252,7 @@ def check_metric(pred, y, metric: str) -> float:
     if metric == "test_ll":
         return float(pred.log_likelihood)
     if metric == "accuracy":
-        return float((pred.probs.argmax(-1).numpy() == y).mean())
+        return float((pred.probs.argmax(-1).numpy() == std.labels(y)).mean())
     raise PretrainedError(f"unknown check metric {metric!r}")
 
 
@@ -265,10 +266,10 @@ def check_posterior(name, seed: int | None = None) -> dict:
     folder = Path(name) if Path(name).is_dir() else find(str(name))
     model, guide, card = load_folder(folder)
     check = card["check"]
-    pred, table, _ = predict_table(model, guide, card, _inside(folder, check["file"]),
+    pred, table, std = predict_table(model, guide, card, _inside(folder, check["file"]),
                                    seed=int(check.get("seed", 0) if seed is None else seed),
                                    need_target=True)
-    value = check_metric(pred, table.y, check["metric"])
+    value = check_metric(pred, table.y, check["metric"], std)
     if check.get("value") is None:  # (the export computing it)
         return {"metric": check["metric"], "value": value, "ok": None}
     expected, tol = float(check["value"]), float(check["tolerance"])
