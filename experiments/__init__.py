@@ -64,6 +64,8 @@ _PUBLIC = {
     # your own table, and runs written by `python -m experiments fit`
     "load_run": ("experiments.harness.userpredict", "load_run"),
     "load_table": ("experiments.data.tabular", "load_table"),
+    # trained posteriors that ship with the zoo
+    "load_pretrained": ("experiments.harness.pretrained", "load_pretrained"),
     # registries
     "create_model": ("models", "create_model"),
     "create_guide": ("guides", "create_guide"),

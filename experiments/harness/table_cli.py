@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .export import add_export_command, cmd_export
+
 
 def _fit_defaults_text() -> str:
     """The per-family defaults of ``fit`` (:func:`experiments.harness.fitjob.describe_defaults`)."""
@@ -53,7 +55,8 @@ def add_table_commands(sub) -> None:
     _run_arguments(fit)
     pred = sub.add_parser("predict", help="predict with a fit run at new inputs, in original "
                                           "units, to CSV")
-    pred.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by fit")
+    pred.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by fit, or "
+                                                      "pretrained:NAME (a shipped posterior)")
     pred.add_argument("--data", required=True, help="CSV with the training feature columns, "
                                                    ".npz or .pt with x")
     pred.add_argument("--out", default=None, help="CSV to write (default RUN_DIR/predictions.csv)")
@@ -78,6 +81,7 @@ def add_table_commands(sub) -> None:
                            "for one with its name first, e.g. --set svgp.model_cfg.num_inducing=32 "
                            "(repeatable)")
     _run_arguments(cmp_)
+    add_export_command(sub)
 
 
 def cmd_fit(args) -> int:
@@ -95,6 +99,9 @@ def cmd_fit(args) -> int:
 
 def cmd_predict(args) -> int:
     from .userpredict import run_predict
+
+    if args.run_dir.startswith("pretrained:"):  # a shipped posterior (experiments/harness/pretrained.py)
+        from .pretrained import run_predict
 
     path, summary = run_predict(args.run_dir, args.data, out=args.out, device=args.device,
                                 seed=args.seed)
@@ -123,4 +130,5 @@ def cmd_compare(args) -> int:
     return 0
 
 
-TABLE_COMMANDS = {"fit": cmd_fit, "predict": cmd_predict, "compare": cmd_compare}
+TABLE_COMMANDS = {"fit": cmd_fit, "predict": cmd_predict, "compare": cmd_compare,
+                  "export": cmd_export}
