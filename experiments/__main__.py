@@ -122,6 +122,8 @@ def _set_threads(threads: int | None) -> None:
 def main(argv=None) -> int:
     from experiments.data import DataError
     from experiments.engine.checkpoint import CheckpointError
+    from experiments.engine.signals import Stopped
+    from experiments.harness.lock import RunLockedError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
@@ -162,6 +164,12 @@ def main(argv=None) -> int:
 
             traceback.print_exc()
         print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except Stopped as exc:  # SIGINT / SIGTERM / SIGHUP: a clean stop; how to resume is in exc
+        print(f"stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except RunLockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that stopped (| head): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

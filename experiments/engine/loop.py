@@ -20,6 +20,7 @@ from .cuda_graph import GraphedStep, check_graph_pair, graph_blockers, uses_cuda
 from .guards import EpochGuard, check_finite
 from .kl_schedule import kl_weights
 from .loader import float_dtype, to_device
+from .signals import Stopped, StopSignals, signal_name
 from .state import TrainState, save_checkpoint
 from .step import accumulate, train_step
 from .writers import Writers, log_epoch
@@ -32,17 +33,34 @@ PROGRESS_LOG_EVERY_S = 60.0
 #: when no bar is shown, the step loop reads the clock (``time.perf_counter``, never a tensor)
 #: every this many steps, to log a line within a long epoch
 PROGRESS_CHECK_STEPS = 16
+#: a checkpoint within an epoch (at a step boundary, with its position) is written only once the
+#: epoch has run this long, when the save policy says one is due (``checkpoint_every_s``: always)
+WITHIN_EPOCH_AFTER_S = 30.0
 
 
 class EpochLoop:
     """The epochs of one :func:`~experiments.engine.training.fit` call on a set-up ``state`` and
     its ``loader``: made before the first epoch (the epoch sums, KL pool, writers, checkpoint
     path, :class:`~experiments.engine.guards.EpochGuard`, the CUDA graph or why not, the bar),
-    then :meth:`run_epoch` for each epoch of :attr:`bar`, :meth:`close`, and :meth:`log_done`."""
+    then :meth:`run_epoch` for each epoch of :attr:`bar`, :meth:`close`, and :meth:`log_done`.
+
+    **Positions within an epoch.** When an epoch begins, the loop keeps the data generator's state
+    (it draws the epoch's permutation). A checkpoint written at a step boundary inside the epoch
+    (a stop requested by a signal, see ``stops``; or a periodic save within a long epoch, see
+    :data:`WITHIN_EPOCH_AFTER_S`) records that state, the steps done and the epoch's loss sums
+    (:attr:`TrainState.position`), beside the random streams at that step. A resume from it draws
+    the same permutation, skips the steps done, and continues with the same sums and random
+    streams: the run goes on as if it had never stopped, bit for bit in one process.
+
+    :param stops: the :class:`~experiments.engine.signals.StopSignals` whose request (SIGINT,
+        SIGTERM, SIGHUP) ends training after the step in progress, with a checkpoint there
+        (None: no signal handling)."""
 
     def __init__(self, state: TrainState, loader, device: torch.device,
-                 eval_fn: Callable[[Any, Any], dict] | None):
+                 eval_fn: Callable[[Any, Any], dict] | None, stops: StopSignals | None = None):
         self.state, self.loader, self.device, self.eval_fn = state, loader, device, eval_fn
+        self.stops = stops
+        self.order: torch.Tensor | None = None  # the data generator's state when the epoch began
         cfg = self.cfg = state.config
         self.dtype = float_dtype(state.model)
         self.parallel, self.main = distributed.active(), distributed.is_main()
@@ -90,9 +108,8 @@ class EpochLoop:
         """Epoch ``epoch`` (0-based): its steps, its history row, its checks, its saves."""
         self.state.model.train()
         t0 = time.perf_counter()
-        self.guard.start_epoch()
-        distributed.set_epoch(self.loader, epoch)  # [distributed] a new permutation
-        nb, beta = self._steps(epoch, t0)
+        start = self._begin_epoch(epoch)
+        nb, beta = self._steps(epoch, t0, start)
         row, bad = self._record(epoch, t0, nb, beta)
         self.writers.add_row(row)
         last = self.state.epoch == self.cfg.epochs
@@ -104,11 +121,46 @@ class EpochLoop:
             log_epoch(self.cfg, row, "epoch", now - self.started)
             self.last_line = now
 
-    def _steps(self, epoch: int, t0: float) -> tuple[int, float]:
-        """The epoch's steps; returns their number and the last step's warm-up factor."""
+    def _begin_epoch(self, epoch: int) -> int:
+        """Start epoch ``epoch``; returns the steps of it already done (a resumed position's)."""
+        state = self.state
+        self.guard.start_epoch()
+        distributed.set_epoch(self.loader, epoch)  # [distributed] a new permutation
+        position, state.position = state.position, None
+        if position is None:
+            self.order = state.generator.get_state()
+            return 0
+        self.order = position["order"]
+        state.generator.set_state(self.order)  # the permutation this epoch drew when it began
+        self.sums.copy_(torch.as_tensor(position["sums"], dtype=self.sums.dtype))
+        self.guard.epoch_start = state.step - int(position["steps"])
+        log.info("%s: continuing epoch %d at step %d/%d", self.cfg.desc, epoch + 1,
+                 int(position["steps"]) + 1, len(self.loader))
+        return int(position["steps"])
+
+    def _batches(self, start: int):
+        """The loader's iterator. Making one draws its base seed from torch's global stream; the
+        uninterrupted run drew it when the epoch began, before the steps a resumed position has
+        already done, so here (``start`` > 0) that draw leaves the restored stream untouched."""
+        if not start:
+            return iter(self.loader)
+        stream = torch.get_rng_state()
+        batches = iter(self.loader)
+        torch.set_rng_state(stream)
+        return batches
+
+    def _position(self, steps: int) -> dict[str, Any]:
+        return {"steps": steps, "order": self.order, "sums": self.sums.detach().cpu().clone()}
+
+    def _steps(self, epoch: int, t0: float, start: int = 0) -> tuple[int, float]:
+        """The epoch's steps from step ``start`` on; returns their number (all of the epoch's)
+        and the last step's warm-up factor."""
         state, cfg, weights, warmup_steps = self.state, self.cfg, self.weights, self.warmup_steps
         check_steps = max(1, int(PROGRESS_CHECK_STEPS))
-        for i, batch in enumerate(self.loader):
+        beta = min(1.0, state.step / warmup_steps) if warmup_steps else 1.0
+        for i, batch in enumerate(self._batches(start)):
+            if i < start:  # done before the checkpoint this run resumed from
+                continue
             batch = to_device(batch, self.device, self.dtype)
             kl_scale = len(weights) * weights[i]
             beta = min(1.0, (state.step + 1) / warmup_steps) if warmup_steps else 1.0
@@ -120,15 +172,67 @@ class EpochLoop:
             self.guard.beta = beta
             if state.step - state.gate.start >= cfg.log_every:
                 check_finite(state)
-            if self.lines and (i + 1) % check_steps == 0:  # the clock only: no host read
+            boundary = (i + 1) % check_steps == 0
+            if self._stop_requested(boundary):
+                self._stop(epoch, i + 1)
+            if self.lines and boundary:  # the clock only: no host read
                 now = time.perf_counter()
                 since = t0 if self.last_line is None else max(t0, self.last_line)
                 if now - since >= PROGRESS_LOG_EVERY_S:
                     log.info("%s: epoch %d: step %d/%d (%.1f s)", cfg.desc, epoch + 1,
                              i + 1, len(self.loader), now - self.started)
                     self.last_line = now
+            if boundary and i + 1 < len(self.loader):
+                self._save_within_epoch(t0, i + 1)
         check_finite(state)
-        return i + 1, beta
+        return len(self.loader), beta
+
+    def _stop_requested(self, boundary: bool) -> bool:
+        """Whether a signal asked training to stop (no host read; [distributed] every rank asks
+        the others at each progress boundary, so that all stop after the same step)."""
+        requested = self.stops is not None and self.stops.requested is not None
+        if not self.parallel:
+            return requested
+        if not boundary:
+            return False
+        flag = torch.tensor([float(requested)], device=self.sums.device)
+        return bool(distributed.all_reduce_max_(flag).item() > 0)
+
+    def _stop(self, epoch: int, steps: int) -> None:
+        """End training after step ``steps`` of ``epoch`` on a signal: the state is consistent
+        here, and :meth:`save_on_failure` writes it with this position."""
+        check_finite(self.state)
+        self.state.position = self._position(steps)
+        signum = self.stops.requested if self.stops is not None and self.stops.requested else 15
+        raise Stopped(signum, f"{self.cfg.desc}: stopped by {signal_name(signum)} at epoch "
+                              f"{epoch + 1}, step {steps}/{len(self.loader)}")
+
+    def _save_within_epoch(self, t0: float, steps: int) -> None:
+        """A checkpoint at this step boundary of a long epoch, with its position, when the save
+        policy says one is due (one process only: the check reads the device)."""
+        cfg, state = self.cfg, self.state
+        if self.ckpt_path is None or self.parallel:
+            return
+        now = time.perf_counter()
+        since = now - self.last_save
+        if cfg.checkpoint_every_s is not None:
+            due = since >= cfg.checkpoint_every_s
+        else:
+            due = (now - t0 >= WITHIN_EPOCH_AFTER_S
+                   and since * cfg.checkpoint_overhead >= self.save_cost)
+        if not due:
+            return
+        check_finite(state)
+        if self.guard.verdict() is not None:  # never a checkpoint of a bad state
+            return
+        state.position = self._position(steps)
+        try:
+            save_checkpoint(state, self.ckpt_path, {"within_epoch": steps})
+        finally:
+            state.position = None
+        self.last_save = time.perf_counter()
+        self.save_cost = self.last_save - now
+        state.save_seconds += self.save_cost
 
     def _record(self, epoch: int, t0: float, nb: int, beta: float
                 ) -> tuple[dict[str, Any], str | None]:
@@ -194,7 +298,9 @@ class EpochLoop:
         self.bar.close()
 
     def log_done(self) -> None:
-        """The last line (``done after epoch ...``), on the main rank of a fit that has epochs."""
+        """The last line (``done after epoch ...``), on the main rank of a fit that has epochs; a
+        stop a signal asked for after the last step (the run is complete and saved) is raised
+        here, so that the caller stops too."""
         state, cfg = self.state, self.cfg
         if state.history and self.main:
             total = time.perf_counter() - self.started
@@ -203,6 +309,9 @@ class EpochLoop:
                 log.debug("%s: saving history and checkpoints took %.2f s (%.1f %% of %.1f s)",
                           cfg.desc, state.save_seconds,
                           100 * state.save_seconds / max(total, 1e-9), total)
+        if self.stops is not None and self.stops.requested is not None:
+            raise Stopped(self.stops.requested, f"{cfg.desc}: stopped by "
+                          f"{signal_name(self.stops.requested)} after its last epoch (complete)")
 
 
 def save_on_failure(state: TrainState, writers: Writers, ckpt_path: Path | None, guard: EpochGuard,
@@ -215,8 +324,9 @@ def save_on_failure(state: TrainState, writers: Writers, ckpt_path: Path | None,
     of this save is logged and does not hide ``exc``."""
     if writers.out is None:
         return
-    what = f"{type(exc).__name__} during epoch {state.epoch + 1}" if guard.n else \
-        f"{type(exc).__name__} after epoch {state.epoch}"
+    cause = signal_name(exc.signum) if isinstance(exc, Stopped) else type(exc).__name__
+    what = f"{cause} during epoch {state.epoch + 1}" if guard.n else \
+        f"{cause} after epoch {state.epoch}"
     try:
         writers.write(state.history)
         if ckpt_path is None or state.step == guard.start_step:
@@ -228,9 +338,13 @@ def save_on_failure(state: TrainState, writers: Writers, ckpt_path: Path | None,
             return
         save_checkpoint(state, ckpt_path, {"stopped_by": type(exc).__name__,
                                            "partial_epoch_steps": guard.n})
-        log.warning("%s: stopped by %s (step %d); checkpoint.pt holds the state before it%s",
+        if state.position is not None:  # a clean stop at a step boundary
+            how = f" (resuming continues epoch {state.epoch + 1} at step {guard.n + 1})"
+        else:
+            how = f" (resuming runs epoch {state.epoch + 1} again)" if guard.n else ""
+        log.warning("%s: stopped by %s (step %d); checkpoint.pt holds the state %s%s",
                     state.config.desc, what, state.step,
-                    f" (resuming runs epoch {state.epoch + 1} again)" if guard.n else "")
+                    "at that step" if state.position is not None else "before it", how)
     except Exception as save_exc:  # noqa: BLE001 - never hide the exception that stopped training
         log.error("%s: could not save history/checkpoint after %s: %s", state.config.desc, what,
                   save_exc)

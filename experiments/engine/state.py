@@ -46,6 +46,11 @@ class TrainState:
     ddp: torch.nn.Module | None = None
     #: seconds fit spent writing history and checkpoints (this process; not checkpointed)
     save_seconds: float = 0.0
+    #: where in the epoch in progress a mid-epoch checkpoint was taken (None: between epochs):
+    #: ``steps`` done in it, ``order`` (the data generator's state when the epoch began, which
+    #: draws its permutation) and ``sums`` (its loss sums so far). A resume continues from there,
+    #: as if never stopped; see :class:`~experiments.engine.loop.EpochLoop`
+    position: dict[str, Any] | None = None
 
     def __post_init__(self):
         if self.gate is None:
@@ -73,6 +78,7 @@ class TrainState:
             "step": self.step,
             "history": self.history,
             "rng": rng_state(self.generator),
+            **({"position": self.position} if self.position is not None else {}),
         }
 
 
@@ -119,8 +125,10 @@ def restore(state: TrainState, path, allow: tuple[str, ...] | frozenset = ()) ->
     optimisation (:data:`~experiments.engine.settings.RESUME_KEYS`), except the keys in ``allow`` (a subset of
     :data:`RESUME_OVERRIDABLE`, the changes the user asked for); ``epochs`` may grow (except
     under a cosine schedule, unless allowed, see :func:`config_differences`). A checkpoint
-    written when a run stopped mid-epoch (see :func:`~experiments.engine.training.fit`) resumes by running
-    that epoch again from its saved parameters.
+    written at a step boundary within an epoch (a signal's clean stop, or a periodic save of a long
+    epoch) holds the position in that epoch, and the resume continues from it exactly; one written
+    when an exception stopped a step resumes by running that epoch again from its saved
+    parameters.
 
     Allowed changes take effect from the resumed epoch on: a new ``lr`` rescales the schedule
     (the lr at epoch t is the new lr times the schedule's factor at t, e.g. a NaN stop resumed
@@ -154,6 +162,7 @@ def restore(state: TrainState, path, allow: tuple[str, ...] | frozenset = ()) ->
                                                            state.natural))
     state.scheduler.load_state_dict(ckpt["scheduler"])
     state.epoch, state.step, state.history = ckpt["epoch"], ckpt["step"], ckpt["history"]
+    state.position = ckpt.get("position")
     set_rng_state(ckpt["rng"], state.generator)
     _apply_schedule_changes(state, saved)
     return state

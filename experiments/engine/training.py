@@ -34,6 +34,7 @@ from .loop import EpochLoop
 from .optim import make_optimizer, make_scheduler, warn_implausible
 from .seeding import seed_everything
 from .settings import FitConfig
+from .signals import StopSignals
 from .state import TrainState
 from .step import step_mode
 
@@ -119,11 +120,11 @@ def fit(model, guide, data, config: FitConfig | None = None,
         :class:`FiniteGate` (every ``log_every`` steps and at the end of each epoch), naming the
         epoch and the first bad step; no update from that step on was applied.
 
-    With ``out_dir``, any exception (a NaN stop, Ctrl-C, an error) first writes the history and,
-    when the state is good, ``checkpoint.pt`` (see :func:`~experiments.engine.loop.save_on_failure`; a
-    mid-epoch stop saves the parameters before the failing step and resuming runs that epoch again). A bad
-    epoch (non-finite, or diverged: see ``FitConfig.divergence_factor``) never overwrites
-    ``checkpoint.pt``.
+    With ``out_dir``, any exception first writes the history and, when the state is good,
+    ``checkpoint.pt`` (:func:`~experiments.engine.loop.save_on_failure`); a bad epoch never
+    overwrites it. SIGINT, SIGTERM and SIGHUP stop after the step in progress, at a checkpoint
+    from which a resume continues exactly (:class:`~experiments.engine.loop.EpochLoop`), and
+    raise :class:`~experiments.engine.signals.Stopped`.
 
     Under ``torch.distributed`` (``torchrun``, or a process group the caller initialised) the fit
     is data-parallel: each rank steps on ``batch_size`` rows of its shard, gradients are averaged
@@ -143,9 +144,10 @@ def fit(model, guide, data, config: FitConfig | None = None,
     loader = make_loader(dataset, cfg.batch_size, state.generator, shard=parallel, seed=cfg.seed)
     if parallel and state.ddp is None:
         data_parallel(state, to_device(next(iter(loader)), device, dtype), device)
-    loop = EpochLoop(state, loader, device, eval_fn)
+    stops = StopSignals(what=cfg.desc)  # SIGINT/SIGTERM/SIGHUP: a clean stop after a step
+    loop = EpochLoop(state, loader, device, eval_fn, stops)
     try:
-        with pyro.validation_enabled(_validation(cfg)), \
+        with stops, pyro.validation_enabled(_validation(cfg)), \
                 step_mode(state.model, device.type != "cuda", validated):
             for epoch in loop.bar:
                 loop.run_epoch(epoch)

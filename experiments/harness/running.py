@@ -35,6 +35,8 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
     last line ``NAME failed after ...``; a run that finishes ends run.log with ``finished NAME in
     ... s: metrics.json written``."""
     from experiments.engine import distributed
+    from experiments.engine.signals import Stopped, StopSignals
+    from experiments.harness.lock import RunLock
     from experiments.harness.runner import RunLog, code_version, hardware, make_run_dir, write_json
     from experiments.harness.spec import RunContext, config_dict
 
@@ -59,48 +61,74 @@ def run_one(name: str, *, smoke: bool, device: str, seed: int, out: str, data_di
         command += f" --resume {shlex.quote(str(resume_dir))}"
     if parallel["processes"] > 1:
         command += f" --nproc {parallel['processes']}"
-    write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
-                                          "seed": ctx.seed, "data_dir": data_dir, "command": command,
-                                          "commit": code_version(),
-                                          "threads": _torch_threads(), **parallel,
-                                          "overrides": list(overrides),
-                                          "config": config_dict(config)})
-    t0 = time.perf_counter()
-    with RunLog(run_dir) as run_log:
-        log.info("running %s (smoke=%s, seed=%d) into %s", name, smoke, seed, run_dir)
-        try:
-            ctx.seed_everything()
-            metrics = exp.run(config, ctx)
-        except BaseException as exc:
-            if _expected(exc):  # its message says what to do: the traceback in run.log only
-                run_log.traceback(log, f"{name} failed after {time.perf_counter() - t0:.1f} s",
-                                  exc)
-            else:
-                log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
-            error = f"{type(exc).__name__}: {exc}"
-            kept = _succeeded(run_dir)  # a failed --resume of a finished run keeps its result
-            if not kept:
-                write_json(run_dir / "metrics.json", {
-                    "status": "failed", "error": error,
-                    "wall_time_s": round(time.perf_counter() - t0, 2),
-                    "hardware": _hardware(hardware(), parallel), **_parallel_metrics(parallel)})
-            _record_attempt(run_dir, command, "failed", time.perf_counter() - t0, error)
-            # the last line of run.log says how the run ended (the traceback is above it)
-            log.error("%s failed after %.1f s: %s (traceback %s; %s; attempts.jsonl records "
-                      "it)", name, time.perf_counter() - t0, error.splitlines()[0],
-                      "in run.log" if _expected(exc) else "above",
-                      "metrics.json keeps the earlier successful result" if kept
-                      else "metrics.json has status failed")
-            raise
-        wall = time.perf_counter() - t0
-        metrics = {"status": "ok", **dict(metrics)}
-        metrics["wall_time_s"] = round(wall, 2)
-        metrics["hardware"] = _hardware(hardware(), parallel)
-        metrics.update(_parallel_metrics(parallel))
-        write_json(run_dir / "metrics.json", metrics)
-        _record_attempt(run_dir, command, "ok", wall)
-        log.info("finished %s in %.1f s: metrics.json written", name, wall)
-    return run_dir, metrics, wall
+    # one writer per run folder (a second run or --resume of it is refused, naming the holder);
+    # SIGTERM and SIGHUP stop the run like Ctrl-C (fit itself stops after a step, at a checkpoint)
+    with RunLock(run_dir, command), StopSignals(deferred=False, what=name):
+        write_json(run_dir / "config.json", {"experiment": name, "smoke": smoke, "device": device,
+                                              "seed": ctx.seed, "data_dir": data_dir, "command": command,
+                                              "commit": code_version(),
+                                              "threads": _torch_threads(), **parallel,
+                                              "overrides": list(overrides),
+                                              "config": config_dict(config)})
+        t0 = time.perf_counter()
+        with RunLog(run_dir) as run_log:
+            log.info("running %s (smoke=%s, seed=%d) into %s", name, smoke, seed, run_dir)
+            try:
+                ctx.seed_everything()
+                metrics = exp.run(config, ctx)
+            except Stopped as exc:
+                raise _stopped(exc, name, run_dir, command, time.perf_counter() - t0,
+                               parallel) from exc
+            except BaseException as exc:
+                if _expected(exc):  # its message says what to do: the traceback in run.log only
+                    run_log.traceback(log, f"{name} failed after {time.perf_counter() - t0:.1f} s",
+                                      exc)
+                else:
+                    log.exception("%s failed after %.1f s", name, time.perf_counter() - t0)
+                error = f"{type(exc).__name__}: {exc}"
+                kept = _succeeded(run_dir)  # a failed --resume of a finished run keeps its result
+                if not kept:
+                    write_json(run_dir / "metrics.json", {
+                        "status": "failed", "error": error,
+                        "wall_time_s": round(time.perf_counter() - t0, 2),
+                        "hardware": _hardware(hardware(), parallel), **_parallel_metrics(parallel)})
+                _record_attempt(run_dir, command, "failed", time.perf_counter() - t0, error)
+                # the last line of run.log says how the run ended (the traceback is above it)
+                log.error("%s failed after %.1f s: %s (traceback %s; %s; attempts.jsonl records "
+                          "it)", name, time.perf_counter() - t0, error.splitlines()[0],
+                          "in run.log" if _expected(exc) else "above",
+                          "metrics.json keeps the earlier successful result" if kept
+                          else "metrics.json has status failed")
+                raise
+            wall = time.perf_counter() - t0
+            metrics = {"status": "ok", **dict(metrics)}
+            metrics["wall_time_s"] = round(wall, 2)
+            metrics["hardware"] = _hardware(hardware(), parallel)
+            metrics.update(_parallel_metrics(parallel))
+            write_json(run_dir / "metrics.json", metrics)
+            _record_attempt(run_dir, command, "ok", wall)
+            log.info("finished %s in %.1f s: metrics.json written", name, wall)
+        return run_dir, metrics, wall
+
+
+def _stopped(exc, name: str, run_dir: Path, command: str, seconds: float, parallel: dict):
+    """Record a run stopped by a signal (attempts.jsonl; metrics.json unless it holds an earlier
+    success; run.log's last line) and return the :class:`Stopped` to raise, whose message says
+    how to resume, naming the folder."""
+    from experiments.engine.signals import Stopped, signal_name
+    from experiments.harness.runner import hardware, write_json
+
+    how = f"python -m experiments run {name} --resume {shlex.quote(str(run_dir))}"
+    message = (f"{name} stopped by {signal_name(exc.signum)} after {seconds:.1f} s ({exc}); "
+               f"its checkpoints are saved: resume with {how}")
+    if not _succeeded(run_dir):
+        write_json(run_dir / "metrics.json", {
+            "status": "stopped", "error": message, "resume": how,
+            "wall_time_s": round(seconds, 2), "hardware": _hardware(hardware(), parallel),
+            **_parallel_metrics(parallel)})
+    _record_attempt(run_dir, command, "stopped", seconds, message)
+    log.warning("%s", message)
+    return Stopped(exc.signum, message)
 
 
 def _succeeded(run_dir: Path) -> bool:
