@@ -35,3 +35,21 @@ def test_standardised_values_beyond_float32_are_refused_naming_column_and_row():
     z[3, 1] = -1e39
     with pytest.raises(NumericRangeError, match="column 'q' of row 3 is -1e[+]39"):
         check_float32(z, ["p", "q"])
+
+
+def test_fit_refuses_a_feature_scaled_by_1e300_before_training_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import write_csv
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 2))
+    rows = np.column_stack([x[:, 0], x[:, 1] * 1e300, x.sum(1)])
+    data = write_csv(tmp_path / "t.csv", ["a", "huge", "y"], rows)
+    out = subprocess.run([sys.executable, "-m", "experiments", "fit", "--model", "mlp", "--guide",
+                          "deterministic", "--data", str(data), "--target", "y", "--out",
+                          str(tmp_path / "runs"), "--no-progress"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "feature 'huge' cannot be standardised" in out.stderr.splitlines()[-1]
+    assert not (tmp_path / "runs").exists()  # refused before any run folder

@@ -88,3 +88,64 @@ def test_rewriting_a_file_updates_its_record(tmp_path):
     assert manifest.read_json(path) == {"status": "ok"}
     assert manifest.read_json(tmp_path / "config.json") == {"seed": 0}
     assert len((tmp_path / manifest.MANIFEST_NAME).read_text().splitlines()) == 2
+
+
+def _cli(*args, **kw):
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "experiments", *args], capture_output=True,
+                          text=True, **kw)
+
+
+def test_an_edited_standardisation_is_refused_by_predict_in_one_line(tmp_path):
+    """Editing y_mean in standardization.json would shift every prediction: predict refuses the
+    folder, naming the file (issue 25)."""
+    import numpy as np
+
+    from tests.helpers import write_csv
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    data = write_csv(tmp_path / "t.csv", ["a", "b", "y"], np.column_stack([x, x.sum(1)]))
+    fit = _cli("fit", "--model", "mlp", "--guide", "deterministic", "--data", str(data),
+               "--target", "y", "--set", "fit.epochs=2", "--out", str(tmp_path / "runs"),
+               "--no-progress")
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    run = next((tmp_path / "runs").glob("*/*/standardization.json")).parent
+    assert _cli("predict", str(run), "--data", str(data), "--out",
+                str(tmp_path / "p.csv")).returncode == 0
+    std = run / "standardization.json"
+    saved = json.loads(std.read_text())
+    std.write_text(json.dumps({**saved, "y_mean": saved["y_mean"] + 10}))
+    out = _cli("predict", str(run), "--data", str(data), "--out", str(tmp_path / "q.csv"))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "standardization.json was changed after the zoo wrote it" in out.stderr.splitlines()[-1]
+    assert not (tmp_path / "q.csv").exists()
+
+
+def test_a_second_resume_of_a_run_folder_is_refused_while_the_first_runs(tmp_path):
+    """Two `--resume` of one folder at once: the second is refused, naming the first (its PID),
+    and writes nothing into the folder (issue 25)."""
+    import sys
+
+    first = _cli("run", "blundell-regression", "--smoke", "--out", str(tmp_path), "--no-progress")
+    assert first.returncode == 0, first.stderr[-2000:]
+    run = next((tmp_path / "blundell-regression").iterdir())
+    config = (run / "config.json").read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from experiments.harness.lock import RunLock\n"
+                               f"RunLock({str(run)!r}, 'the first resume').acquire()\n"
+                               "print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = _cli("run", "blundell-regression", "--resume", str(run), "--set",
+                      "bbb.fit.lr=5e-4", "--no-progress")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert f"is being written by PID {holder.pid}" in second.stderr
+    assert "the first resume" in second.stderr
+    assert (run / "config.json").read_bytes() == config  # nothing written by the refused one

@@ -18,8 +18,6 @@ from .errors import _corrupt, _loadtxt
 from .files import PathLike, resolve
 from .scaling import mean_std
 
-_mean_std = mean_std  # the name experiments.harness.userfit imports
-
 
 @dataclass
 class RegressionData:

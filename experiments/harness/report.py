@@ -15,11 +15,12 @@ it (:class:`RunReadError`) while the rest of the report renders.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from experiments.engine import manifest
 
 
 def _fmt(v) -> str:
@@ -95,9 +96,11 @@ def _read_json(run_dir: Path, name: str) -> dict:
     if path.is_symlink() and not path.resolve().is_relative_to(run_dir.resolve()):
         raise RunReadError(f"{path}: a symlink pointing outside the run folder (not followed)")
     try:
-        obj = json.loads(path.read_text())
+        obj = manifest.read_json(path)  # checked against the folder's checksums.sha256
     except FileNotFoundError:
         raise RunReadError(f"{path} is missing") from None
+    except manifest.FileIntegrityError as exc:
+        raise RunReadError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RunReadError(f"{path} cannot be read ({exc})") from None
     except ValueError as exc:

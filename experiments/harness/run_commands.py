@@ -33,7 +33,9 @@ def _resume_settings(args) -> tuple[bool, int, list[str], tuple[str, ...]]:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"--resume {path}: not a run folder (no config.json); pass the "
                                 "folder an interrupted `python -m experiments run` wrote")
-    saved = json.loads((path / "config.json").read_text())
+    from experiments.engine.manifest import read_json
+
+    saved = read_json(path / "config.json")  # verified: an edited config.json is refused
     if saved.get("experiment") != args.name:
         raise ValueError(f"--resume {path}: that folder is a run of {saved.get('experiment')!r}, "
                          f"not {args.name!r}")

@@ -133,9 +133,11 @@ def _stopped(exc, name: str, run_dir: Path, command: str, seconds: float, parall
 
 def _succeeded(run_dir: Path) -> bool:
     """Whether ``run_dir/metrics.json`` holds a finished run's result (status ok)."""
+    from experiments.engine import manifest
+
     try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "ok"
-    except (OSError, ValueError, AttributeError):
+        return manifest.read_json(run_dir / "metrics.json").get("status") == "ok"
+    except (OSError, ValueError, AttributeError, manifest.FileIntegrityError):
         return False
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from experiments.data.scaling import check_float32, mean_std
 from experiments.data.tabular import Table, load_table
-from experiments.data.uci import _mean_std
 from experiments.engine.predict import Prediction
 from models.likelihoods import LIKELIHOODS
 
@@ -45,10 +45,12 @@ class Standardization:
 
     @classmethod
     def from_training(cls, task: str, table: Table, x: np.ndarray, y: np.ndarray):
-        x_mean, x_std = _mean_std(x)
+        # refused before anything trains: a column whose mean or std overflows (a feature scaled
+        # by 1e300 would silently standardise to 0) or whose spread underflows
+        x_mean, x_std = mean_std(x, list(table.columns), "feature")
         kwargs = {}
         if task == "regression":
-            y_mean, y_std = _mean_std(y[:, None])
+            y_mean, y_std = mean_std(y[:, None], [table.target or "target"], "target")
             kwargs = {"y_mean": float(y_mean[0]), "y_std": float(y_std[0])}
         else:
             kwargs = {"classes": sorted(float(v) for v in np.unique(y))}
@@ -56,15 +58,19 @@ class Standardization:
                    x_mean=x_mean.tolist(), x_std=x_std.tolist(), **kwargs)
 
     def x(self, x: np.ndarray) -> torch.Tensor:
-        """Standardised features, float32."""
-        return torch.as_tensor((x - np.asarray(self.x_mean)) / np.asarray(self.x_std),
-                               dtype=torch.float32)
+        """Standardised features, float32 (a value beyond float32's range is refused, naming its
+        column and row)."""
+        z = (x - np.asarray(self.x_mean)) / np.asarray(self.x_std)
+        check_float32(z, self.columns, "feature")
+        return torch.as_tensor(z, dtype=torch.float32)
 
     def y(self, y: np.ndarray, likelihood: str | None = None) -> torch.Tensor:
         """Regression: standardised float32 targets. Classification: class indices (long; float
         0/1 for the Bernoulli); a label unseen in training is an error."""
         if self.task == "regression":
-            return torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32)
+            z = (y - self.y_mean) / self.y_std
+            check_float32(np.reshape(z, (-1, 1)), [self.target or "target"], "target")
+            return torch.as_tensor(z, dtype=torch.float32)
         idx = self.labels(y)
         binary = likelihood in LIKELIHOODS and LIKELIHOODS[likelihood].kind == "binary"
         return torch.as_tensor(idx, dtype=torch.float32 if binary else torch.long)

@@ -115,6 +115,9 @@ def parse_text(text: str, tp) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError:
         return text
+    except RecursionError:  # (a value nested thousands of levels deep)
+        raise ConfigError(f"{text[:40]}...: nested too deeply to be a setting; give a flat value "
+                          "or a short list") from None
     if isinstance(value, float) and not math.isfinite(value):
         return text
     # a string field keeps digits as text ("--set name=1" for a str field)

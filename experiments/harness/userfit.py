@@ -198,6 +198,9 @@ class FitArgs:
 def run_fit(args: FitArgs) -> tuple[Path, dict]:
     """The ``fit`` command: everything is checked before the run folder is made; a failure in
     training is recorded there (``run.log``, ``metrics.json`` with ``status: failed``)."""
+    from experiments.engine.signals import StopSignals
+
+    from .lock import RunLock
     from .runner import RunLog, code_version, hardware, make_run_dir, write_json
 
     task = args.task or "regression"
@@ -214,55 +217,57 @@ def run_fit(args: FitArgs) -> tuple[Path, dict]:
     xs_te, ys_te = std.x(x_te), std.y(y_te, likelihood)
 
     run_dir = make_run_dir(args.out, "fit", args.seed)
-    ctx = RunContext(seed=args.seed, device=args.device, out_dir=run_dir, progress=args.progress,
-                     logger=log)
-    write_json(run_dir / "config.json", {
-        "command": args.command(), "commit": code_version(), "model": job.model,
-        "guide": job.guide, "task": task,
-        "data": str(Path(args.data).resolve()), "target": table.target, "test": how,
-        "n_train": len(x_tr), "n_test": len(x_te), "seed": args.seed, "device": args.device,
-        "overrides": list(args.overrides), "model_args": supplied, "pair": config_dict(job)})
-    write_json(run_dir / "standardization.json", dataclasses.asdict(std))
-    t0 = time.perf_counter()
-    with RunLog(run_dir) as run_log:
-        log.info("fit %s/%s on %s (%s, %d train / %d test rows) into %s", job.model, job.guide,
-                 args.data, task, len(x_tr), len(x_te), run_dir)
-        try:
-            ctx.seed_everything()
-            prepare = prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
-                                    args.seed) if job.model == "svgp" else None
-            # K > 1: members in train/member0 .. train/member<K-1>, predicted as their mixture
-            # (predict(ensemble, None, ...)); with job.validation, epochs chosen on held-out rows
-            model, guide, chosen = train_chosen_epoch(job, xs_tr, ys_tr, ctx, supplied,
-                                                      prepare, args.seed)
-            first_guide = model[0][1] if job.ensemble > 1 else guide
-            train_data = (xs_tr, ys_tr) if needs_train_data(first_guide) else None
-            pred = std.prediction(predict(model, guide, xs_te, job.num_samples, y=ys_te,
-                                          train_data=train_data, seed=args.seed))
-            metrics = score(pred, y_te, std)
-            metrics.update(chosen)
-            _save_state(run_dir / "model.pt", model, guide, train_data)
-            write_predictions(run_dir / "test_predictions.csv", pred, std, x_te, y_te,
-                              rows=test_rows)
-            metrics["figure"] = [str(p) for p in plot_test(
-                pred, y_te, std, metrics, run_dir / "test_predictions", job=job,
-                data=args.data, seed=args.seed)]
-        except BaseException as exc:
-            if isinstance(exc, ArithmeticError):  # a non-finite or implausible fit: its message
-                run_log.traceback(log, f"fit failed after {time.perf_counter() - t0:.1f} s",
-                                  exc)  # says what to try
-            else:
-                log.exception("fit failed after %.1f s", time.perf_counter() - t0)
-            write_json(run_dir / "metrics.json", {
-                "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                "ensemble_size": job.ensemble,
-                "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()})
-            raise
-    metrics = {"status": "ok", "task": task, "n_train": len(x_tr), "n_test": len(x_te),
-               "ensemble_size": job.ensemble, **metrics,
-               "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()}
-    write_json(run_dir / "metrics.json", metrics)
-    return run_dir, metrics
+    # the folder's one writer; SIGTERM / SIGHUP stop the command like Ctrl-C (see run)
+    with RunLock(run_dir, args.command()), StopSignals(deferred=False, what="fit"):
+        ctx = RunContext(seed=args.seed, device=args.device, out_dir=run_dir, progress=args.progress,
+                         logger=log)
+        write_json(run_dir / "config.json", {
+            "command": args.command(), "commit": code_version(), "model": job.model,
+            "guide": job.guide, "task": task,
+            "data": str(Path(args.data).resolve()), "target": table.target, "test": how,
+            "n_train": len(x_tr), "n_test": len(x_te), "seed": args.seed, "device": args.device,
+            "overrides": list(args.overrides), "model_args": supplied, "pair": config_dict(job)})
+        write_json(run_dir / "standardization.json", dataclasses.asdict(std))
+        t0 = time.perf_counter()
+        with RunLog(run_dir) as run_log:
+            log.info("fit %s/%s on %s (%s, %d train / %d test rows) into %s", job.model, job.guide,
+                     args.data, task, len(x_tr), len(x_te), run_dir)
+            try:
+                ctx.seed_everything()
+                prepare = prepare_svgp(xs_tr.to(ctx.torch_device), ys_tr.to(ctx.torch_device),
+                                        args.seed) if job.model == "svgp" else None
+                # K > 1: members in train/member0 .. train/member<K-1>, predicted as their mixture
+                # (predict(ensemble, None, ...)); with job.validation, epochs chosen on held-out rows
+                model, guide, chosen = train_chosen_epoch(job, xs_tr, ys_tr, ctx, supplied,
+                                                          prepare, args.seed)
+                first_guide = model[0][1] if job.ensemble > 1 else guide
+                train_data = (xs_tr, ys_tr) if needs_train_data(first_guide) else None
+                pred = std.prediction(predict(model, guide, xs_te, job.num_samples, y=ys_te,
+                                              train_data=train_data, seed=args.seed))
+                metrics = score(pred, y_te, std)
+                metrics.update(chosen)
+                _save_state(run_dir / "model.pt", model, guide, train_data)
+                write_predictions(run_dir / "test_predictions.csv", pred, std, x_te, y_te,
+                                  rows=test_rows)
+                metrics["figure"] = [str(p) for p in plot_test(
+                    pred, y_te, std, metrics, run_dir / "test_predictions", job=job,
+                    data=args.data, seed=args.seed)]
+            except BaseException as exc:
+                if isinstance(exc, ArithmeticError):  # a non-finite or implausible fit: its message
+                    run_log.traceback(log, f"fit failed after {time.perf_counter() - t0:.1f} s",
+                                      exc)  # says what to try
+                else:
+                    log.exception("fit failed after %.1f s", time.perf_counter() - t0)
+                write_json(run_dir / "metrics.json", {
+                    "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                    "ensemble_size": job.ensemble,
+                    "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()})
+                raise
+        metrics = {"status": "ok", "task": task, "n_train": len(x_tr), "n_test": len(x_te),
+                   "ensemble_size": job.ensemble, **metrics,
+                   "wall_time_s": round(time.perf_counter() - t0, 2), "hardware": hardware()}
+        write_json(run_dir / "metrics.json", metrics)
+        return run_dir, metrics
 
 
 def _check_members(k, where: str) -> int:

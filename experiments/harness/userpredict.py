@@ -7,7 +7,6 @@ the rows of a new table in the user's units (:func:`run_predict`); and the outpu
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 import guides
 import models
 from experiments.data.tabular import load_table
+from experiments.engine import manifest
 from experiments.engine import metrics as M
 from experiments.engine.checkpoint import load_zoo_file
 from experiments.engine.ensemble import Ensemble
@@ -141,8 +141,10 @@ def load_run(run_dir) -> tuple[object, object, FitJob, Standardization, tuple | 
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} is not a finished fit run: no {name} (run "
                                     "python -m experiments fit first)")
-    config = json.loads((run_dir / "config.json").read_text())
-    std = Standardization(**json.loads((run_dir / "standardization.json").read_text()))
+    # verified against the folder's checksums: an edited standardisation would shift every
+    # prediction silently
+    config = manifest.read_json(run_dir / "config.json")
+    std = Standardization(**manifest.read_json(run_dir / "standardization.json"))
     pair = dict(config["pair"])
     job = FitJob(**{**pair, "fit": FitConfig.from_dict(pair["fit"])})
     state, _ = load_zoo_file(run_dir / "model.pt", "fit-model")
