@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
+import os
+import warnings
 from collections.abc import Sequence
 
 import pyro
@@ -119,6 +121,40 @@ def module_device(module: torch.nn.Module) -> torch.device:
     ``SVGP.predict``, the IWAE bound), so callers may pass inputs on any device."""
     t = first_tensor(module)
     return t.device if t is not None else torch.device("cpu")
+
+
+class SizeWarning(UserWarning):
+    """A model whose training state would fill a sizeable part of this machine's memory."""
+
+
+#: float32 copies of each number a model trains (its value or a guide's location and scale, their
+#: gradients, and Adam's two moments): the memory estimate of :func:`check_size`
+TRAINING_COPIES = 8
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_size(numbers: float, what: str, fix: str) -> None:
+    """Before a model allocates anything: refuse a configuration whose training state (about
+    :data:`TRAINING_COPIES` float32 copies of its ``numbers``) exceeds this machine's memory, and
+    warn (:class:`SizeWarning`) above a quarter of it, with the estimate; ``what`` names the
+    setting and ``fix`` says what to change."""
+    memory = machine_memory()
+    need = float(numbers) * 4 * TRAINING_COPIES
+    if memory is None or need <= memory / 4:
+        return
+    text = (f"{what}: about {numbers:.3g} numbers to train, about {need / 2**30:.3g} GiB with their "
+            f"gradients and optimiser state, against this machine's {memory / 2**30:.3g} GiB")
+    if need > memory:
+        raise ValueError(f"{text}; {fix}")
+    warnings.warn(f"{text}; training will be slow and may run out of memory ({fix})", SizeWarning,
+                  stacklevel=3)
 
 
 class ZooModel(PyroModule):

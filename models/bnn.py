@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ZooModel, bayes_linear, expand_to_plates, record
+from .base import ZooModel, bayes_linear, check_size, expand_to_plates, record
 from .likelihoods import likelihood_for
 from .priors import WeightPrior
 from .registry import register_model
@@ -80,6 +80,8 @@ class _MLPBase(ZooModel):
         self.out_features = int(out_features)
         self.widths = tuple(int(w) for w in widths)
         self.sizes = (self.in_features, *self.widths, self.out_features)
+        check_size(sum((a + 1) * b for a, b in zip(self.sizes, self.sizes[1:])),
+                   f"widths={list(self.widths)} with {self.in_features} inputs", "use smaller widths")
         self.activation = activation
         self._act = _activation(activation)
         self.task = task

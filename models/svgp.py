@@ -58,7 +58,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .base import ZooModel
+from .base import ZooModel, check_size
 from .kernels import (
     build_kernel,
     build_mean,
@@ -119,6 +119,8 @@ class SVGP(ZooModel):
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.input_dim, self.num_inducing = int(input_dim), int(num_inducing)
+        m = self.num_inducing  # Z, and q(u)'s factor and K_uu's Cholesky (M x M each)
+        check_size(m * self.input_dim + 2 * m * m, f"num_inducing={m}", "use fewer inducing points")
         self.whiten = bool(whiten)
         self.likelihood_name = likelihood
         self.likelihood = likelihood_for(likelihood, LIKELIHOODS, noise_std=noise_std,

@@ -53,3 +53,19 @@ def test_fit_refuses_a_feature_scaled_by_1e300_before_training_in_one_line(tmp_p
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "feature 'huge' cannot be standardised" in out.stderr.splitlines()[-1]
     assert not (tmp_path / "runs").exists()  # refused before any run folder
+
+
+def test_implausible_sizes_are_refused_or_warned_with_a_memory_estimate(monkeypatch):
+    """widths=[1e9] used to allocate until the machine gave up: a model larger than memory is
+    refused before it allocates, and one above a quarter of memory warns, with the estimate."""
+    import models
+    from models import base
+
+    monkeypatch.setattr(base, "machine_memory", lambda: 2**30)  # a 1 GiB machine
+    with pytest.raises(ValueError, match=r"widths=\[1000000000\] .* GiB .* use smaller widths"):
+        models.create_model("bnn", in_features=3, widths=[10**9])
+    with pytest.raises(ValueError, match="num_inducing=100000: .* use fewer inducing points"):
+        models.create_model("svgp", input_dim=2, num_inducing=100_000)
+    with pytest.warns(base.SizeWarning, match=r"widths=\[3000, 3000\]"):  # 9M weights: 0.27 GiB
+        models.create_model("mlp", in_features=10, widths=[3000, 3000])
+    models.create_model("bnn", in_features=3, widths=[50])  # an ordinary size: silent
