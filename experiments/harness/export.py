@@ -112,11 +112,60 @@ def _blundell(cfg: dict, arm: str, data_dir) -> dict:
     }
 
 
+def _moons(cfg: dict, arm: str, data_dir) -> dict:
+    """svgp-classification's two-moons arm (``moons``, the pair ``moons.svgp``): x as drawn, the
+    labels 0/1; the test rows are the run's (seed + 10000)."""
+    m, seed = cfg["config"]["moons"], int(cfg["seed"])
+    two_moons = _experiment_module("svgp-classification").two_moons
+    x, y = two_moons(m["num_test"], m["noise"], seed + 10_000)
+    return {
+        "model_args": {"input_dim": 2, "likelihood": "bernoulli"}, "num_data": int(m["num_train"]),
+        "spec": m["svgp"],
+        "units": {"task": "classification", "columns": ["x1", "x2"], "target": "y",
+                  "x_mean": [0.0, 0.0], "x_std": [1.0, 1.0], "classes": [0.0, 1.0]},
+        "data": {"dataset": "two moons (experiments.svgp_classification.two_moons)",
+                 "split": f"train: {m['num_train']} points (seed {seed}), test: {m['num_test']} "
+                          f"points (seed {seed + 10_000}), noise sd {m['noise']}",
+                 "num_train": int(m["num_train"]), "num_test": int(m["num_test"])},
+        "test_rows": (x.numpy(), y.numpy()), "check_metric": "test_ll",
+    }
+
+
+def _dkl(cfg: dict, arm: str, data_dir) -> dict:
+    """dkl-regression's arms: the 1-D toy with a gap, x and y as drawn; the test rows are the
+    run's training-region rows (seed + 10000) then its gap rows (seed + 20000)."""
+    import numpy as np
+
+    gap_data = _experiment_module("dkl-regression").gap_data
+    d, seed = cfg["config"]["data"], int(cfg["seed"])
+    shape = (d["num_test"], d["extent"], d["gap"], d["noise_std"])
+    x_in, y_in = gap_data(*shape, seed + 10_000)
+    x_gap, y_gap = gap_data(*shape, seed + 20_000, "gap")
+    return {
+        "model_args": {"input_dim": 1} if arm == "svgp" else {"in_features": 1},
+        "num_data": int(d["num_train"]),
+        "units": {"task": "regression", "columns": ["x"], "target": "y", "x_mean": [0.0],
+                  "x_std": [1.0], "y_mean": 0.0, "y_std": 1.0},
+        "data": {"dataset": "y = sin(3x) + x/2 + noise, x on [-extent, extent] without the gap "
+                            "(experiments.dkl_regression.gap_data)",
+                 "split": f"train: {d['num_train']} points (seed {seed}) on [-{d['extent']}, "
+                          f"-{d['gap']}] and [{d['gap']}, {d['extent']}]; test: {d['num_test']} "
+                          f"there (seed {seed + 10_000}) and {d['num_test']} in the gap (seed "
+                          f"{seed + 20_000}); noise sd {d['noise_std']}",
+                 "num_train": int(d["num_train"]), "num_test": 2 * int(d["num_test"])},
+        "test_rows": (np.concatenate([x_in.numpy(), x_gap.numpy()]),
+                      np.concatenate([y_in.numpy(), y_gap.numpy()])),
+        "check_metric": "rmse", "num_samples": int(cfg["config"]["num_samples"]),
+    }
+
+
 #: experiment -> arm -> recipe(config.json, arm, data_dir) -> model_args, num_data, units, data,
 #: test_rows (x, y in the user's units), check_metric, optionally num_samples (the run's
-#: predictive draws)
+#: predictive draws) and spec (the arm's pair in config.json, where it is not ``config[arm]``)
 RECIPES = {"co2": {"svgp": _co2_svgp},
-           "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")}}
+           "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")},
+           "svgp-classification": {"moons": _moons},
+           "dkl-regression": {a: _dkl for a in ("svgp", "dkl", "dkl_bayes", "bbb")}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,8 +254,8 @@ def _from_arm(run: Path, arm: str, data_dir) -> tuple[dict, dict, dict]:
     if int(ckpt.get("epoch", 0)) < int(fit_cfg.get("epochs", 0)):
         raise PretrainedError(f"{run / arm} stopped at epoch {ckpt.get('epoch')} of "
                               f"{fit_cfg.get('epochs')}: resume the run before exporting it")
-    spec = cfg["config"][arm]
     got = recipe(cfg, arm, cfg.get("data_dir") or data_dir)
+    spec = got.get("spec") or cfg["config"][arm]
     fields = {
         "experiment": exp, "arm": arm,
         "pair": {"model": spec["model"], "guide": spec["guide"], "model_cfg": spec["model_cfg"],
@@ -215,6 +264,8 @@ def _from_arm(run: Path, arm: str, data_dir) -> tuple[dict, dict, dict]:
         "units": got["units"], "data": got["data"],
         "predict": {"num_samples": int(got.get("num_samples", 100))},
         "smoke": bool(cfg.get("smoke")),
+        # what `reproduce --pretrained` needs to rebuild the experiment's test data
+        "source": {"config": cfg["config"], "seed": int(cfg.get("seed", 0))},
     }
     std = got["units"]
     facts = {"config": cfg, "metrics": _read_json(run / "metrics.json"),
