@@ -111,3 +111,12 @@ def test_export_recipes_rebuild_the_test_metrics(tmp_path, experiment, sets, arm
         lines, failed = posterior_rows(folder, smoke=False)
         assert failed == 0, lines
         assert len(lines) >= 4, lines  # the check row and the experiment's test metrics
+
+
+def test_a_vae_posterior_is_checked_by_its_bound_and_refuses_predict(tmp_path):
+    vae = [n for n in SHIPPED if P.read_card(P.SHIPPED / n)["units"]["task"] == "images"]
+    assert vae, SHIPPED
+    card = P.read_card(P.SHIPPED / vae[0])
+    assert card["check"]["metric"].startswith("nll_") and P.check_posterior(vae[0])["ok"]
+    with pytest.raises(P.PretrainedError, match="is a VAE"):
+        P.run_predict(vae[0], str(P.SHIPPED / vae[0] / "check.csv"), out=str(tmp_path / "p.csv"))

@@ -70,13 +70,14 @@ def _half(tree):
 
 
 def _write_check(path: Path, columns, target, x, y) -> None:
+    """The check rows; without a target (images), the inputs only."""
     import csv
 
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(list(columns) + [target])
+        w.writerow(list(columns) + ([target] if target else []))
         for xi, yi in zip(x.tolist(), y.tolist()):
-            w.writerow([repr(float(v)) for v in xi] + [repr(float(yi))])
+            w.writerow([repr(float(v)) for v in xi] + ([repr(float(yi))] if target else []))
 
 
 def _from_fit(run: Path, data_dir) -> tuple[dict, dict, dict]:

@@ -116,6 +116,35 @@ def _mnist_svgp(cfg: dict, arm: str, data_dir) -> dict:
     }
 
 
+def _iwae_vae(cfg: dict, arm: str, data_dir) -> dict:
+    """iwae-nll's VAE (arm ``fit``, the pair ``vae``): images as the run loads them (binarised
+    with the run's seed); the check rows are test images, scored by the importance-weighted
+    bound (``nll_5``, seeded); every metric of the run is the arm's (``metric_tag`` None)."""
+    import math
+
+    import numpy as np
+
+    from .vae import load_images
+
+    d, seed = cfg["config"]["data"], int(cfg["seed"])
+    data = load_images(d["dataset"], d["binarization"], data_dir=data_dir, num_train=d["num_train"],
+                       num_test=d["num_test"], seed=seed)
+    size = math.prod(data.image_shape)
+    return {
+        "model_args": {"image_shape": list(data.image_shape)}, "num_data": int(data.num_train),
+        "spec": cfg["config"]["vae"], "metric_tag": None,
+        "units": {"task": "images", "image_shape": list(data.image_shape),
+                  "columns": [f"px{i}" for i in range(size)], "target": None},
+        "data": {"dataset": f"{d['dataset']} images ({d['binarization']} binarisation, "
+                            "experiments.harness.vae.load_images)",
+                 "split": f"train: {data.num_train} images, test: {len(data.test)} (shuffled "
+                          f"with seed {seed}; binarised with it)",
+                 "num_train": int(data.num_train), "num_test": int(len(data.test))},
+        "test_rows": (data.test.reshape(len(data.test), -1).numpy(), np.zeros(len(data.test))),
+        "check_metric": "nll_5",
+    }
+
+
 def _dkl(cfg: dict, arm: str, data_dir) -> dict:
     """dkl-regression's arms: the 1-D toy with a gap, x and y as drawn; the test rows are the
     run's training-region rows (seed + 10000) then its gap rows (seed + 20000)."""
@@ -151,7 +180,8 @@ def _dkl(cfg: dict, arm: str, data_dir) -> dict:
 RECIPES = {"co2": {"svgp": _co2_svgp},
            "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")},
            "svgp-classification": {"moons": _moons, "mnist-svgp": _mnist_svgp},
-           "dkl-regression": {a: _dkl for a in ("svgp", "dkl", "dkl_bayes", "bbb")}}
+           "dkl-regression": {a: _dkl for a in ("svgp", "dkl", "dkl_bayes", "bbb")},
+           "iwae-nll": {"fit": _iwae_vae}}
 
 
 
