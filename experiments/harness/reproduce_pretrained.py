@@ -262,7 +262,8 @@ def reproduce_pretrained(out="results", smoke: bool = False) -> tuple[Path, int]
             "metric on its check rows" + ("" if smoke else ", and the card's metrics on the "
                                           "experiment's own test data where the export recipe "
                                           "rebuilds it") +
-            "; a value outside the card's tolerance (relative) is FAILED."
+            "; a value outside the card's tolerance (relative; absolute, 4 Monte Carlo standard "
+            "errors, for a bound its run drew unseeded) is FAILED."
             + (" Smoke: the check rows only." if smoke else ""), "", *HEADER]
     report = Path(out) / ("REPORT-pretrained-smoke.md" if smoke else "REPORT-pretrained.md")
     write_report(report, head + lines + [""],
