@@ -1,6 +1,7 @@
 """``python -m experiments reproduce --pretrained``: the shipped posteriors scored against their
 cards with no training (experiments/harness/reproduce_pretrained.py); a tampered card is a FAILED
-row and exit 1; the export recipes of svgp-classification and dkl-regression, end to end."""
+row and exit 1; the export recipes of svgp-classification, dkl-regression, iwae-nll and
+kingma-fig2, end to end on smoke runs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from experiments.harness import pretrained as P
 from experiments.harness.reproduce_pretrained import HEADLINES, posterior_rows
+from tests.helpers import require_data
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.parent.name for p in P.SHIPPED.glob("*/card.json"))
@@ -95,9 +97,13 @@ def test_a_broken_posterior_is_a_failed_row(tmp_path):
 @pytest.mark.parametrize("experiment, sets, arms", [
     ("svgp-classification", ["--set", "mnist.run=false"], ["moons"]),
     ("dkl-regression", [], ["dkl", "dkl_bayes"]),
+    ("iwae-nll", [], ["fit"]),
+    ("kingma-fig2", ["--set", "frey.latent_sizes=[]"], ["mnist_z3"]),
 ])
 def test_export_recipes_rebuild_the_test_metrics(tmp_path, experiment, sets, arms):
     assert experiment in HEADLINES
+    if experiment in ("iwae-nll", "kingma-fig2"):
+        require_data("mnist")
     proc = _cli("run", experiment, "--smoke", "--out", str(tmp_path / "runs"), "--no-progress",
                 "--threads", "1", *sets, cache=tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -110,7 +116,7 @@ def test_export_recipes_rebuild_the_test_metrics(tmp_path, experiment, sets, arm
         assert card["source"]["seed"] == 0 and card["smoke"] is True
         lines, failed = posterior_rows(folder, smoke=False)
         assert failed == 0, lines
-        assert len(lines) >= 4, lines  # the check row and the experiment's test metrics
+        assert len(lines) >= 2, lines  # the check row and the experiment's test metrics
 
 
 def test_a_vae_posterior_is_checked_by_its_bound_and_refuses_predict(tmp_path):

@@ -116,33 +116,46 @@ def _mnist_svgp(cfg: dict, arm: str, data_dir) -> dict:
     }
 
 
-def _iwae_vae(cfg: dict, arm: str, data_dir) -> dict:
-    """iwae-nll's VAE (arm ``fit``, the pair ``vae``): images as the run loads them (binarised
-    with the run's seed); the check rows are test images, scored by the importance-weighted
-    bound (``nll_5``, seeded); every metric of the run is the arm's (``metric_tag`` None)."""
+def _images(d: dict, seed: int, data_dir) -> dict:
+    """A VAE arm's image recipe: images as the run loads them (``load_images``, binarised with the
+    run's seed); the check rows are test images, scored by the seeded importance-weighted bound
+    ``nll_5``."""
     import math
 
     import numpy as np
 
     from .vae import load_images
 
-    d, seed = cfg["config"]["data"], int(cfg["seed"])
-    data = load_images(d["dataset"], d["binarization"], data_dir=data_dir, num_train=d["num_train"],
-                       num_test=d["num_test"], seed=seed)
+    data = load_images(d.get("dataset", "mnist"), d["binarization"], data_dir=data_dir,
+                       num_train=d["num_train"], num_test=d["num_test"], seed=seed)
     size = math.prod(data.image_shape)
     return {
         "model_args": {"image_shape": list(data.image_shape)}, "num_data": int(data.num_train),
-        "spec": cfg["config"]["vae"], "metric_tag": None,
         "units": {"task": "images", "image_shape": list(data.image_shape),
                   "columns": [f"px{i}" for i in range(size)], "target": None},
-        "data": {"dataset": f"{d['dataset']} images ({d['binarization']} binarisation, "
-                            "experiments.harness.vae.load_images)",
+        "data": {"dataset": f"{d.get('dataset', 'mnist')} images ({d['binarization']} "
+                            "binarisation, experiments.harness.vae.load_images)",
                  "split": f"train: {data.num_train} images, test: {len(data.test)} (shuffled "
                           f"with seed {seed}; binarised with it)",
                  "num_train": int(data.num_train), "num_test": int(len(data.test))},
         "test_rows": (data.test.reshape(len(data.test), -1).numpy(), np.zeros(len(data.test))),
         "check_metric": "nll_5",
     }
+
+
+def _iwae_vae(cfg: dict, arm: str, data_dir) -> dict:
+    """iwae-nll's VAE (arm ``fit``, the pair ``vae``); every metric of the run is the arm's."""
+    got = _images(cfg["config"]["data"], int(cfg["seed"]), data_dir)
+    return {**got, "spec": cfg["config"]["vae"], "metric_tag": None}
+
+
+def _kingma_vae(cfg: dict, arm: str, data_dir) -> dict:
+    """kingma-fig2's arms ``<dataset>_z<N>`` (the pair ``<dataset>.vae``, ``z_dim`` N)."""
+    ds, z = arm.rsplit("_z", 1)
+    panel = cfg["config"][ds]
+    got = _images({**panel["data"], "dataset": ds}, int(cfg["seed"]), data_dir)
+    got["model_args"]["z_dim"] = int(z)
+    return {**got, "spec": panel["vae"], "metric_tag": arm}
 
 
 def _dkl(cfg: dict, arm: str, data_dir) -> dict:
@@ -181,7 +194,10 @@ RECIPES = {"co2": {"svgp": _co2_svgp},
            "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")},
            "svgp-classification": {"moons": _moons, "mnist-svgp": _mnist_svgp},
            "dkl-regression": {a: _dkl for a in ("svgp", "dkl", "dkl_bayes", "bbb")},
-           "iwae-nll": {"fit": _iwae_vae}}
+           "iwae-nll": {"fit": _iwae_vae},
+           "kingma-fig2": {f"{ds}_z{z}": _kingma_vae for ds, zs in (("mnist", (3, 5, 10, 20, 200)),
+                                                                     ("frey", (2, 5, 10, 20)))
+                           for z in zs}}
 
 
 
