@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     rep = sub.add_parser("reproduce", help="run every experiment and write a report")
     _common(rep)
+    rep.add_argument("--pretrained", action="store_true", help="score the shipped posteriors, no training")
     report = sub.add_parser(
         "report", help="write the report from runs already made (default: the newest non-smoke "
                        "run of every experiment under --out)")

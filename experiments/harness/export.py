@@ -7,8 +7,9 @@ Two sources are understood:
   its data-derived arguments come from ``config.json``, the units from the standardisation, the
   check rows from the first rows of ``test_predictions.csv`` (held out);
 * an experiment arm ``RUN_DIR/ARM`` (``ARM/checkpoint.pt``) of an experiment with a recipe in
-  :data:`RECIPES`, which rebuilds what the experiment's ``run`` gave the arm's constructor
-  (input dimension, kernel, dtype, ...) and its units from ``config.json`` and the data.
+  :data:`~experiments.harness.export_recipes.RECIPES`, which rebuilds what the experiment's
+  ``run`` gave the arm's constructor (input dimension, kernel, dtype, ...) and its units from
+  ``config.json`` and the data.
 
 The card records the source run's metrics, the paper's numbers the experiment declares, the
 command, commit, hardware, wall time and date of the training, and the sha256 of
@@ -21,6 +22,8 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+
+from .export_recipes import RECIPES
 
 
 def add_export_command(sub) -> None:
@@ -47,79 +50,6 @@ def cmd_export(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
-# experiment arms: what each arm's constructor was given, rebuilt from config.json
-
-
-def _experiment_module(name: str):
-    """The module of the registered experiment ``name``, found through the registry: an
-    experiment script imports the CLI (its ``if __name__ == "__main__"`` block), and the CLI
-    imports this module, so importing the script here by name would close an import cycle."""
-    import sys
-
-    from experiments.registry import get_experiment
-
-    return sys.modules[get_experiment(name).run.__module__]
-
-
-def _co2_svgp(cfg: dict, arm: str, data_dir) -> dict:
-    """co2's ``svgp`` arm: time in years since ``data.start``, ppm minus the training mean."""
-    from experiments import data as zoo_data
-
-    co2_module = _experiment_module("co2")
-    SVGP_ARGS, gpml_kernel_spec = co2_module.SVGP_ARGS, co2_module.gpml_kernel_spec
-    exp = cfg["config"]
-    th = exp["gpml"]
-    co2 = zoo_data.load_co2(data_dir=data_dir)
-    d = exp["data"]
-    keep = co2.t >= d["start"]
-    t, ppm = co2.t[keep], co2.ppm[keep]
-    train = t < d["train_until"]
-    args = {"input_dim": 1, "kernel": gpml_kernel_spec(th), "noise_std": th["theta11"],
-            "dtype": "float64"}
-    assert set(args) == set(SVGP_ARGS), "co2's SVGP_ARGS changed: update this recipe"
-    return {
-        "model_args": args, "num_data": int(train.sum()),
-        "units": {"task": "regression", "columns": ["year"], "target": "ppm",
-                  "x_mean": [float(d["start"])], "x_std": [1.0],
-                  "y_mean": float(ppm[train].mean()), "y_std": 1.0},
-        "data": {"dataset": "co2 (NOAA GML monthly mean, Mauna Loa)",
-                 "split": f"train {d['start']} <= year < {d['train_until']}, test after",
-                 "num_train": int(train.sum()), "num_test": int((~train).sum())},
-        "test_rows": (t[~train].numpy(), ppm[~train].numpy()), "check_metric": "rmse",
-    }
-
-
-def _blundell(cfg: dict, arm: str, data_dir) -> dict:
-    """blundell-regression's arms (``bbb``, ``dropout``, ``plain``): Blundell's toy curve, x and
-    y as drawn (no standardisation); the test rows are the run's (seed + 10000)."""
-    from experiments import data as zoo_data
-
-    d, seed = cfg["config"]["data"], int(cfg["seed"])
-    x, y = zoo_data.blundell_toy(n=d["num_test"], x_range=tuple(d["x_range"]),
-                                 noise_std=d["noise_std"], seed=seed + 10_000)
-    return {
-        "model_args": {"in_features": 1}, "num_data": int(d["num_train"]),
-        "units": {"task": "regression", "columns": ["x"], "target": "y", "x_mean": [0.0],
-                  "x_std": [1.0], "y_mean": 0.0, "y_std": 1.0},
-        "data": {"dataset": "Blundell et al. (2015) toy curve y = x + 0.3 sin(2 pi (x + e)) + "
-                            "0.3 sin(4 pi (x + e)) + e (experiments.data.blundell_toy)",
-                 "split": f"train: {d['num_train']} draws (seed {seed}), test: {d['num_test']} "
-                          f"draws (seed {seed + 10_000}), x uniform on {d['x_range']}, noise sd "
-                          f"{d['noise_std']}",
-                 "num_train": int(d["num_train"]), "num_test": int(d["num_test"])},
-        "test_rows": (x.numpy(), y.numpy()), "check_metric": "rmse",
-        "num_samples": int(cfg["config"]["num_samples"]),
-    }
-
-
-#: experiment -> arm -> recipe(config.json, arm, data_dir) -> model_args, num_data, units, data,
-#: test_rows (x, y in the user's units), check_metric, optionally num_samples (the run's
-#: predictive draws)
-RECIPES = {"co2": {"svgp": _co2_svgp},
-           "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")}}
-
-
-# ------------------------------------------------------------------------------------------------
 # the export
 
 
@@ -140,13 +70,14 @@ def _half(tree):
 
 
 def _write_check(path: Path, columns, target, x, y) -> None:
+    """The check rows; without a target (images), the inputs only."""
     import csv
 
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(list(columns) + [target])
+        w.writerow(list(columns) + ([target] if target else []))
         for xi, yi in zip(x.tolist(), y.tolist()):
-            w.writerow([repr(float(v)) for v in xi] + [repr(float(yi))])
+            w.writerow([repr(float(v)) for v in xi] + ([repr(float(yi))] if target else []))
 
 
 def _from_fit(run: Path, data_dir) -> tuple[dict, dict, dict]:
@@ -199,14 +130,14 @@ def _from_arm(run: Path, arm: str, data_dir) -> tuple[dict, dict, dict]:
     if recipe is None:
         known = ", ".join(f"{e}/{a}" for e, arms in RECIPES.items() for a in arms)
         raise PretrainedError(f"no export recipe for experiment {exp!r} arm {arm!r} (known: "
-                              f"{known}); add one to experiments.harness.export.RECIPES")
+                              f"{known}); add one to experiments.harness.export_recipes.RECIPES")
     ckpt, meta = load_zoo_file(run / arm / "checkpoint.pt", "checkpoint")
     fit_cfg = ckpt.get("config", {})
     if int(ckpt.get("epoch", 0)) < int(fit_cfg.get("epochs", 0)):
         raise PretrainedError(f"{run / arm} stopped at epoch {ckpt.get('epoch')} of "
                               f"{fit_cfg.get('epochs')}: resume the run before exporting it")
-    spec = cfg["config"][arm]
     got = recipe(cfg, arm, cfg.get("data_dir") or data_dir)
+    spec = got.get("spec") or cfg["config"][arm]
     fields = {
         "experiment": exp, "arm": arm,
         "pair": {"model": spec["model"], "guide": spec["guide"], "model_cfg": spec["model_cfg"],
@@ -215,12 +146,14 @@ def _from_arm(run: Path, arm: str, data_dir) -> tuple[dict, dict, dict]:
         "units": got["units"], "data": got["data"],
         "predict": {"num_samples": int(got.get("num_samples", 100))},
         "smoke": bool(cfg.get("smoke")),
+        # what `reproduce --pretrained` needs to rebuild the experiment's test data
+        "source": {"config": cfg["config"], "seed": int(cfg.get("seed", 0))},
     }
     std = got["units"]
     facts = {"config": cfg, "metrics": _read_json(run / "metrics.json"),
              "arm": arm, "test_rows": got["test_rows"],
              "columns": list(std["columns"]) + [std["target"]],
-             "check_metric": got["check_metric"]}
+             "check_metric": got["check_metric"], "tag": got.get("metric_tag", arm)}
     return {"model": ckpt["model"], "guide": ckpt["guide"]}, fields, facts
 
 
@@ -271,7 +204,7 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
     folder = Path(to) / name
     folder.mkdir(parents=True, exist_ok=True)
     cfg, metrics = facts["config"], facts["metrics"]
-    arm = facts["arm"]
+    arm = facts.get("tag", facts["arm"])
 
     def mine(key: str) -> bool:  # the arm's metrics: svgp_test_rmse (co2), test_rmse_bbb (blundell)
         return arm is None or key.startswith(f"{arm}_") or key.endswith(f"_{arm}")

@@ -232,6 +232,9 @@ def run_predict(name: str, data: str, out: str | None = None, device: str = "cpu
     if path.exists() and path.resolve() == Path(data).resolve():
         raise ValueError(f"--out {path} is the input file --data {data}; choose another --out")
     model, guide, card = load_folder(find(name), device)
+    if card["units"]["task"] == "images":
+        raise PretrainedError(f"{name!r} is a VAE (images): predict works for regression and "
+                              "classification posteriors; load it with load_pretrained")
     pred, table, std = predict_table(model, guide, card, data, seed=seed)
     write_predictions(path, pred, std, y=table.y, rows=np.arange(table.num_rows))
     summary = {"rows": table.num_rows, "out": str(path)}
@@ -256,6 +259,24 @@ def check_metric(pred, y, metric: str, std=None) -> float:
     raise PretrainedError(f"unknown check metric {metric!r}")
 
 
+def image_nll(model, guide, card: dict, path, metric: str, seed: int) -> float:
+    """``nll_K`` (``metric``): minus the importance-weighted bound with K samples, nats per image,
+    of the images in the CSV ``path`` (one pixel a column), the draws seeded by ``seed``."""
+    import numpy as np
+    import torch
+
+    from experiments.engine.iwae import iwae_bound
+
+    if not re.fullmatch(r"nll_[1-9][0-9]*", metric):
+        raise PretrainedError(f"unknown check metric {metric!r} for images (use nll_K)")
+    rows = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    x = torch.as_tensor(rows, dtype=next(model.parameters()).dtype)
+    x = x.reshape(len(rows), *card["units"]["image_shape"])
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        return -float(iwae_bound(model, guide, x, k=int(metric[4:])))
+
+
 def check_posterior(name, seed: int | None = None) -> dict:
     """Recompute the card's ``check`` metric on ``check.csv``: ``{"metric", "value",
     "expected", "tolerance", "ok"}`` (``ok``: within the card's relative tolerance).
@@ -266,10 +287,13 @@ def check_posterior(name, seed: int | None = None) -> dict:
     folder = Path(name) if Path(name).is_dir() else find(str(name))
     model, guide, card = load_folder(folder)
     check = card["check"]
-    pred, table, std = predict_table(model, guide, card, _inside(folder, check["file"]),
-                                   seed=int(check.get("seed", 0) if seed is None else seed),
-                                   need_target=True)
-    value = check_metric(pred, table.y, check["metric"], std)
+    seed = int(check.get("seed", 0) if seed is None else seed)
+    if card["units"]["task"] == "images":  # a VAE: the importance-weighted bound, nll_K
+        value = image_nll(model, guide, card, _inside(folder, check["file"]), check["metric"], seed)
+    else:
+        pred, table, std = predict_table(model, guide, card, _inside(folder, check["file"]),
+                                         seed=seed, need_target=True)
+        value = check_metric(pred, table.y, check["metric"], std)
     if check.get("value") is None:  # (the export computing it)
         return {"metric": check["metric"], "value": value, "ok": None}
     expected, tol = float(check["value"]), float(check["tolerance"])

@@ -144,6 +144,8 @@ def cmd_run(args, argv: list[str] | None = None) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    if getattr(args, "pretrained", False):  # no training: experiments/harness/reproduce_pretrained.py
+        return __import__("experiments.harness.reproduce_pretrained", fromlist=["main"]).main(args)
     from experiments.harness.report import SMOKE_MARK, SUMMARY_HEADER, run_section, summary_rows, write_report
     from experiments.harness.runner import hardware
     from experiments.registry import list_experiments

@@ -1,0 +1,128 @@
+"""``python -m experiments reproduce --pretrained``: the shipped posteriors scored against their
+cards with no training (experiments/harness/reproduce_pretrained.py); a tampered card is a FAILED
+row and exit 1; the export recipes of svgp-classification, dkl-regression, iwae-nll and
+kingma-fig2, end to end on smoke runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.harness import pretrained as P
+from experiments.harness.reproduce_pretrained import HEADLINES, posterior_rows
+from tests.helpers import require_data
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(p.parent.name for p in P.SHIPPED.glob("*/card.json"))
+
+
+def _cli(*args, cache: Path):
+    env = {**os.environ, "VBZOO_CACHE_DIR": str(cache)}
+    return subprocess.run([sys.executable, "-m", "experiments", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def _rows(report: Path) -> list[list[str]]:
+    lines = [ln for ln in report.read_text().splitlines() if ln.startswith("| ")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[1:]]
+
+
+def _tampered(cache: Path, name: str, new: str, **changes) -> Path:
+    folder = cache / "pretrained" / new
+    shutil.copytree(P.SHIPPED / name, folder)
+    card = json.loads((folder / "card.json").read_text())
+    card["name"] = new
+    for key, value in changes.items():
+        node = card
+        *path, last = key.split(".")
+        for k in path:
+            node = node[k]
+        node[last] = value
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_reproduce_pretrained_smoke_passes_for_every_shipped_posterior(tmp_path):
+    proc = _cli("reproduce", "--pretrained", "--smoke", "--out", str(tmp_path / "out"),
+                cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = tmp_path / "out" / "REPORT-pretrained-smoke.md"
+    assert f"wrote {report}" in proc.stdout
+    rows = _rows(report)
+    assert sorted({r[0] for r in rows}) == SHIPPED
+    for r in rows:
+        assert r[6] == "PASS" and r[7] == f"from pretrained {r[0]}", r
+        assert r[2].startswith("check ") and float(r[3]) == pytest.approx(float(r[4]), rel=1e-4)
+    assert "| FAILED |" not in report.read_text()
+
+
+def test_tampered_card_metric_is_a_failed_row_and_exit_1(tmp_path):
+    cache = tmp_path / "cache"
+    card = P.read_card(P.SHIPPED / "co2-svgp")
+    _tampered(cache, "co2-svgp", "co2-svgp-tampered", **{"check.value": card["check"]["value"] * 1.01})
+    proc = _cli("reproduce", "--pretrained", "--smoke", "--out", str(tmp_path / "out"), cache=cache)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 FAILED" in proc.stdout
+    rows = _rows(tmp_path / "out" / "REPORT-pretrained-smoke.md")
+    failed = [r for r in rows if r[6] == "FAILED"]
+    assert [r[0] for r in failed] == ["co2-svgp-tampered"], failed
+    assert failed[0][7] == "from pretrained co2-svgp-tampered"
+    assert all(r[6] == "PASS" for r in rows if r[0] != "co2-svgp-tampered")
+
+
+def test_headline_metrics_are_recomputed_and_a_tampered_one_fails(tmp_path):
+    name = "blundell-regression-bbb"
+    lines, failed = posterior_rows(P.SHIPPED / name, smoke=False)
+    assert failed == 0, lines
+    assert any("| test_rmse_bbb |" in ln for ln in lines) and len(lines) >= 3
+    card = P.read_card(P.SHIPPED / name)
+    folder = _tampered(tmp_path, name, "bbb-tampered",
+                       **{"metrics.test_ll_bbb": card["metrics"]["test_ll_bbb"] + 0.01})
+    lines, failed = posterior_rows(folder, smoke=False)
+    assert failed == 1 and any("| test_ll_bbb |" in ln and "FAILED" in ln for ln in lines), lines
+
+
+def test_a_broken_posterior_is_a_failed_row(tmp_path):
+    folder = _tampered(tmp_path, "concrete-bbb", "broken", **{"state.sha256": "0" * 64})
+    lines, failed = posterior_rows(folder, smoke=True)
+    assert failed == 1 and "corrupted" in lines[0] and "FAILED" in lines[0], lines
+
+
+@pytest.mark.parametrize("experiment, sets, arms", [
+    ("svgp-classification", ["--set", "mnist.run=false"], ["moons"]),
+    ("dkl-regression", [], ["dkl", "dkl_bayes"]),
+    ("iwae-nll", [], ["fit"]),
+    ("kingma-fig2", ["--set", "frey.latent_sizes=[]"], ["mnist_z3"]),
+])
+def test_export_recipes_rebuild_the_test_metrics(tmp_path, experiment, sets, arms):
+    assert experiment in HEADLINES
+    if experiment in ("iwae-nll", "kingma-fig2"):
+        require_data("mnist")
+    proc = _cli("run", experiment, "--smoke", "--out", str(tmp_path / "runs"), "--no-progress",
+                "--threads", "1", *sets, cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = next((tmp_path / "runs" / experiment).iterdir())
+    from experiments.harness.export import export
+
+    for arm in arms:
+        folder = export(run / arm, f"smoke-{arm.replace('_', '-')}", to=tmp_path / "out")
+        card = P.read_card(folder)
+        assert card["source"]["seed"] == 0 and card["smoke"] is True
+        lines, failed = posterior_rows(folder, smoke=False)
+        assert failed == 0, lines
+        assert len(lines) >= 2, lines  # the check row and the experiment's test metrics
+
+
+def test_a_vae_posterior_is_checked_by_its_bound_and_refuses_predict(tmp_path):
+    vae = [n for n in SHIPPED if P.read_card(P.SHIPPED / n)["units"]["task"] == "images"]
+    assert vae, SHIPPED
+    card = P.read_card(P.SHIPPED / vae[0])
+    assert card["check"]["metric"].startswith("nll_") and P.check_posterior(vae[0])["ok"]
+    with pytest.raises(P.PretrainedError, match="is a VAE"):
+        P.run_predict(vae[0], str(P.SHIPPED / vae[0] / "check.csv"), out=str(tmp_path / "p.csv"))
