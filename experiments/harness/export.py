@@ -181,12 +181,8 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
     :param note: ``{section: {key: value}}`` added to the card's ``training``, ``data``, ...
         sections (what the run folder does not know: the machine's load, the data's origin).
     """
-    import numpy as np
-
-    from experiments.engine.checkpoint import atomic_write_text, save_zoo_file
-
     from . import pretrained as P
-    from .runner import code_version, hardware
+    from .lock import RunLock
 
     if not P._NAME.fullmatch(name):
         raise P.PretrainedError(f"--name {name!r}: use 1 to 64 of a-z, 0-9, '.', '_', '-', "
@@ -203,6 +199,20 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
                                 "under a run folder with config.json)")
     folder = Path(to) / name
     folder.mkdir(parents=True, exist_ok=True)
+    with RunLock(folder):  # one writer of the posterior's folder (LOCK is removed after)
+        return _write(folder, name, run, facts, fields, state, half, check_rows, note)
+
+
+def _write(folder: Path, name: str, run: Path, facts: dict, fields: dict, state: dict, half: bool,
+           check_rows: int, note: dict | None) -> Path:
+    """The posterior's files (check rows, posterior.pt, card.json, card.md) into ``folder``."""
+    import numpy as np
+
+    from experiments.engine.checkpoint import atomic_write_text, save_zoo_file
+
+    from . import pretrained as P
+    from .runner import code_version, hardware
+
     cfg, metrics = facts["config"], facts["metrics"]
     arm = facts.get("tag", facts["arm"])
 
