@@ -52,6 +52,7 @@ _PUBLIC = {
     # training
     "fit": ("experiments.engine.training", "fit"),
     "FitConfig": ("experiments.engine.settings", "FitConfig"),
+    "RunOptions": ("experiments.engine.settings", "RunOptions"),
     "TrainState": ("experiments.engine.state", "TrainState"),
     "ImplausibleFitError": ("experiments.engine.health", "ImplausibleFitError"),
     # prediction and scores

@@ -136,7 +136,6 @@ References
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -150,7 +149,7 @@ import guides
 import models
 from experiments import data as zoo_data
 from experiments.engine.seeding import seed_everything
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.harness.plotting import new_figure, save_figure
 from experiments.harness.spec import ConfigError, PairSpec, RunContext
 
@@ -281,15 +280,17 @@ def _label(key: str) -> str:
 def make_agent(agent: Agent, in_features: int, bandit: Bandit, seed: int,
                device: str) -> BanditAgent:
     """Build the agent's model and guide (module initialisation seeded by ``seed``, as
-    :func:`~experiments.harness.spec.train_pair` does) and its optimiser state: the one place the
-    bandit's :class:`FitConfig` is completed with the run's seed and device."""
+    :func:`~experiments.harness.spec.train_pair` does) and its optimiser state, under the run's
+    seed and device (:class:`RunOptions`)."""
+    # seeded here as well as in setup (same seed): the modules are built before setup runs, and
+    # their initialisation draws from this stream; removing it would change the numbers
     seed_everything(seed)
     pair = agent.pair
     model = models.create_model(pair.model, **{**pair.model_cfg, "in_features": in_features,
                                                "task": "regression"})
     guide = guides.create_guide(pair.guide, model, **pair.guide_cfg)
-    fit_config = dataclasses.replace(pair.fit, seed=seed, device=device, progress=False)
-    return BanditAgent(model, guide, fit_config, buffer_size=bandit.buffer_size,
+    return BanditAgent(model, guide, pair.fit, RunOptions(seed=seed, device=device, progress=False),
+                       buffer_size=bandit.buffer_size,
                        num_minibatches=bandit.num_minibatches, epsilon=agent.epsilon,
                        num_samples=agent.num_samples, reward_scale=bandit.reward_scale)
 

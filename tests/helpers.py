@@ -27,7 +27,7 @@ from pyro.poutine.messenger import Messenger
 import guides
 import models
 from experiments.engine.guards import check_finite
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.step import train_step
 from experiments.engine.training import setup, step_mode
 from models.base import is_subsample
@@ -200,9 +200,9 @@ def step_pair(model_name, guide_name, model_cfg=None, guide_cfg=None, **fit):
     guide = guides.create_guide(guide_name, model, **(guide_cfg or {}))
     data = model.example_data(6, generator=torch.Generator().manual_seed(0))
     # fused: the optimiser fit uses on CUDA, whose non-finite gate runs on the device
-    state = setup(model, guide, data, FitConfig.from_dict({
-        "device": "cpu", "batch_size": 6, "progress": False, "validate": False, "fused": True,
-        **fit}))
+    state = setup(model, guide, data, FitConfig.from_dict({"batch_size": 6, "validate": False, "fused": True,
+                                                           **fit}),
+                                      RunOptions(device="cpu", progress=False))
     return state, data
 
 

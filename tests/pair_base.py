@@ -20,7 +20,7 @@ import guides
 import models
 from experiments.engine.elbo import make_elbo
 from experiments.engine.predictive import _guide_samples, posterior_predictive
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.state import restore, save_checkpoint
 from experiments.engine.training import fit, setup
 from guides.base import elbo_context
@@ -94,9 +94,9 @@ class PairTestBase:
     def test_one_step_gives_every_parameter_a_gradient(self, device):
         model, guide = self.make_pair()
         data = self.make_data(model, self.num_data)
-        state = setup(model, guide, data, FitConfig.from_dict({"batch_size": self.num_data, "progress": False,
-                                                               "elbo": self.elbos[0], "num_particles": 2,
-                                                               "device": str(device)}))
+        state = setup(model, guide, data, FitConfig.from_dict({"batch_size": self.num_data,
+                                                               "elbo": self.elbos[0], "num_particles": 2}),
+                                          RunOptions(progress=False, device=str(device)))
         state.optimizer.zero_grad()
         with _ctx(guide):
             loss = state.loss_fn(*(t.to(device) for t in data))
@@ -156,15 +156,15 @@ class PairTestBase:
         parameters equal the saved ones and live on ``load_device``, and training continues."""
         model, guide = self.make_pair()
         data = self.make_data(model, self.num_data)
-        cfg = {"epochs": 1, "batch_size": self.num_data, "progress": False, "seed": 1,
-               "elbo": self.elbos[0], "checkpoint": False}
-        state = fit(model, guide, data, FitConfig.from_dict({**cfg, "device": str(device)}))
+        cfg = {"epochs": 1, "batch_size": self.num_data, "elbo": self.elbos[0], "checkpoint": False}
+        state = fit(model, guide, data, FitConfig.from_dict(cfg),
+                    RunOptions(progress=False, seed=1, device=str(device)))
         save_checkpoint(state, tmp_path / "ckpt.pt")
         saved = {n: p.detach().cpu() for n, p in state.loss_fn.named_parameters()}
 
         model2, guide2 = self.make_pair()
-        state2 = setup(model2, guide2, data, FitConfig.from_dict({**cfg, "epochs": 2,
-                                                                  "device": str(load_device)}))
+        state2 = setup(model2, guide2, data, FitConfig.from_dict({**cfg, "epochs": 2}),
+                                             RunOptions(progress=False, seed=1, device=str(load_device)))
         restore(state2, tmp_path / "ckpt.pt")
         for name, p in state2.loss_fn.named_parameters():
             assert p.device.type == load_device.type, name

@@ -202,4 +202,4 @@ def test_config_is_typed_and_agents_share_the_greedy_pair():
     # the agent's fit config: the pair's, completed with the run's seed and device
     agent = _agent("bbb")
     assert agent.batch_size == cfg.bbb.fit.batch_size == 16
-    assert agent.state.config.seed == 3 and agent.state.config.elbo == "meanfield"
+    assert agent.state.run.seed == 3 and agent.state.config.elbo == "meanfield"

@@ -14,7 +14,7 @@ import torch
 
 import guides
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.step import train_step
 from experiments.engine.training import setup
 from tests.helpers import VARIANTS, moved_pair
@@ -25,9 +25,8 @@ from tests.stray import StrayDtypeMode, StrayTensorError
 def test_pair_follows_to(model_name, guide_name):
     model, guide, data = moved_pair(model_name, guide_name)
     with StrayDtypeMode():
-        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
-                                                               "progress": False,
-                                                               "num_particles": 2}))
+        state = setup(model, guide, data, FitConfig.from_dict({"batch_size": 6, "num_particles": 2}),
+                                          RunOptions(device="cpu", progress=False))
         train_step(state, data)
         pred = posterior_predictive(model, guide, data[0][:3], num_samples=2)
     assert pred["f"].dtype == torch.float64
@@ -40,9 +39,8 @@ def test_variant_follows_to(model_name, model_cfg, guide_name, guide_cfg, elbo):
     model, guide, data = moved_pair(model_name, guide_name, model_cfg=model_cfg,
                                      guide_cfg=guide_cfg)
     with StrayDtypeMode():
-        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
-                                                               "progress": False,
-                                                               "elbo": elbo}))
+        state = setup(model, guide, data, FitConfig.from_dict({"batch_size": 6, "elbo": elbo}),
+                                          RunOptions(device="cpu", progress=False))
         train_step(state, data)
         posterior_predictive(model, guide, data[0][:3], num_samples=2)
 
@@ -52,9 +50,8 @@ def test_meanfield_elbo_follows_to(model_name, guide_name):
     """The closed-form-KL path (and the mean-field guide's skipped draw) too."""
     model, guide, data = moved_pair(model_name, guide_name)
     with StrayDtypeMode():
-        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
-                                                               "progress": False,
-                                                               "elbo": "meanfield"}))
+        state = setup(model, guide, data, FitConfig.from_dict({"batch_size": 6, "elbo": "meanfield"}),
+                                          RunOptions(device="cpu", progress=False))
         train_step(state, data)
 
 

@@ -26,7 +26,7 @@ import torch
 import guides
 import models
 from experiments.engine.elbo import make_elbo
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import setup
 from guides.base import elbo_context
 from tests.helpers import CASES, FixedNoise
@@ -59,8 +59,8 @@ def test_first_step_agrees_across_devices(model_name, model_cfg, guide_name, elb
     model.double()
     guide.double()
     data = tuple(t.double() if t.is_floating_point() else t for t in data)
-    setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 8, "progress": False,
-                                                   "elbo": elbo_name}))  # creates the guide's lazy parameters
+    setup(model, guide, data, FitConfig.from_dict({"batch_size": 8, "elbo": elbo_name}),
+                              RunOptions(device="cpu", progress=False))  # creates the guide's lazy parameters
     model2, guide2 = copy.deepcopy((model, guide))  # one copy: the guide keeps its model
     model2.to(other)
     guide2.to(other)

@@ -29,7 +29,7 @@ from experiments.engine import distributed
 from experiments.engine.checkpoint import load_checkpoint
 from experiments.engine.kl_schedule import KLScale
 from experiments.engine.loader import make_loader
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.state import restore
 from experiments.engine.training import data_parallel, fit, setup
 from guides.base import elbo_context
@@ -74,9 +74,8 @@ def _pair(case):
     model.double()
     guide.double()
     data = tuple(t.double() if t.is_floating_point() else t for t in data)
-    state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": B,
-                                                           "progress": False,
-                                                           "elbo": elbo_name}))
+    state = setup(model, guide, data, FitConfig.from_dict({"batch_size": B, "elbo": elbo_name}),
+                                      RunOptions(device="cpu", progress=False))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # away from the start (the SVGP's q(u) = p(u) there: KL and its gradient 0)
         for p in guide.parameters():
@@ -156,8 +155,8 @@ def _bnn(seed=0):
         40, generator=g))
 
 
-FIT = {"batch_size": 8, "lr": 0.01, "elbo": "meanfield", "progress": False, "device": "cpu",
-       "checkpoint_every_s": 0, "seed": 3}
+FIT = {"batch_size": 8, "lr": 0.01, "elbo": "meanfield", "checkpoint_every_s": 0}
+RUN = {"progress": False, "device": "cpu", "seed": 3}
 
 
 def _checksum(state):
@@ -168,14 +167,16 @@ def _fit_worker(rank, world, out):
     report = {}
     # 1. a fit of 3 epochs, evaluated (on rank 0 only) and written (by rank 0 only)
     model, guide, data = _bnn()
-    state = fit(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3, "out_dir": f"{out}/a"}),
+    state = fit(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3}),
+                RunOptions(**RUN, out_dir=f"{out}/a"),
                 eval_fn=lambda m, g: {"rank": float(rank)})
     report["history"] = state.history
     report["sums"] = distributed.all_gather_object(_checksum(state))
     # 2. every rank resumes from rank 0's checkpoint and trains to epoch 5
     model, guide, data = _bnn()
-    cfg = FitConfig.from_dict({**FIT, "epochs": 5, "out_dir": f"{out}/a"})
-    state = restore(setup(model, guide, data, cfg), f"{out}/a/checkpoint.pt")
+    cfg = FitConfig.from_dict({**FIT, "epochs": 5})
+    state = restore(setup(model, guide, data, cfg, RunOptions(**RUN, out_dir=f"{out}/a")),
+                    f"{out}/a/checkpoint.pt")
     report["restored_epoch"] = state.epoch
     state = fit(model, guide, data, state=state, eval_fn=lambda m, g: {"rank": float(rank)})
     report["resumed_history"] = state.history
@@ -183,7 +184,8 @@ def _fit_worker(rank, world, out):
     # 3. a loss that is NaN on rank 1 alone at step 5 (its gradient finite: DDP's averaging
     #    cannot spread it) stops both ranks at that step
     model, guide, data = _bnn()
-    state = setup(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3, "out_dir": f"{out}/nan"}))
+    state = setup(model, guide, data, FitConfig.from_dict({**FIT, "epochs": 3}),
+                                      RunOptions(**RUN, out_dir=f"{out}/nan"))
     elbo = state.loss_fn.elbo
     original = elbo.differentiable_loss
 

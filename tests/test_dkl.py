@@ -17,7 +17,7 @@ import guides
 import models
 from experiments.engine.elbo import make_elbo
 from experiments.engine.predict import predict
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.step import train_step
 from experiments.engine.training import fit, setup
 from guides.base import elbo_context
@@ -74,9 +74,9 @@ def test_variants_follow_to(model_cfg, guide_name, guide_cfg, elbo):
     """tests/test_device_guard.py's check on the configurations beyond the test_config."""
     model, guide, data = moved_pair("dkl", guide_name, model_cfg=model_cfg, guide_cfg=guide_cfg)
     with StrayDtypeMode():
-        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
-                                                               "progress": False,
-                                                               "elbo": elbo, "num_particles": 2}))
+        state = setup(model, guide, data, FitConfig.from_dict({"batch_size": 6, "elbo": elbo,
+                                                               "num_particles": 2}),
+                                          RunOptions(device="cpu", progress=False))
         train_step(state, data)
 
 
@@ -186,9 +186,10 @@ def test_short_fit_improves_the_elbo(cfg, guide_name):
 
     guide(x, y)  # set-up (the weight guide's needs y the first time)
     before = rmse()
-    state = fit(model, guide, (x, y), FitConfig.from_dict({
-        "epochs": 80, "batch_size": 32, "lr": 0.02, "elbo": "meanfield", "progress": False,
-        "device": "cpu", "checkpoint": False, "tensorboard": False}))
+    state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 80, "batch_size": 32, "lr": 0.02,
+                                                           "elbo": "meanfield", "checkpoint": False,
+                                                           "tensorboard": False}),
+                                      RunOptions(progress=False, device="cpu"))
     first, last = state.history[0]["elbo"], state.history[-1]["elbo"]
     assert last > first + 0.3 * abs(first), (first, last)
     assert rmse() < 0.8 * before

@@ -4,7 +4,6 @@ differ, ``fit --ensemble K`` / ``predict`` on a user's table, per-member resume,
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import math
@@ -20,13 +19,13 @@ from experiments.__main__ import main
 from experiments.engine import ensemble as E
 from experiments.engine.checkpoint import load_zoo_file
 from experiments.engine.predict import Prediction, predict
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.harness import spec as S
 from experiments.harness import userfit, userpredict
 from experiments.harness.spec import PairSpec, RunContext
 from tests.helpers import write_csv
 
-QUIET = {"progress": False, "tensorboard": False}
+QUIET = {"tensorboard": False}
 
 
 def _params(model) -> torch.Tensor:
@@ -120,17 +119,17 @@ def test_mixture_refuses_what_it_cannot_combine():
 
 def test_ensemble_members_differ_and_predict_is_their_mixture(tmp_path):
     x, y = _toy()
-    cfg = FitConfig(epochs=3, batch_size=32, lr=1e-2, device="cpu", out_dir=str(tmp_path),
-                    **QUIET)
-    ens = E.ensemble(_mlp_pair, (x, y), 3, cfg)
+    cfg = FitConfig(epochs=3, batch_size=32, lr=1e-2, **QUIET)
+    ens = E.ensemble(_mlp_pair, (x, y), 3, cfg,
+                     RunOptions(device="cpu", out_dir=str(tmp_path), progress=False))
     assert len(ens) == 3 and len(list(ens)) == 3
     params = [_params(m) for m, _ in ens]
     assert not torch.equal(params[0], params[1]) and not torch.equal(params[1], params[2])
     for i in range(3):  # out_dir/member<i>: each member's history and checkpoint
         assert (tmp_path / f"member{i}" / "history.json").is_file()
         assert (tmp_path / f"member{i}" / "checkpoint.pt").is_file()
-    again = E.ensemble(_mlp_pair, (x, y), 3, dataclasses.replace(cfg, out_dir=None))
-    for (m, _), p in zip(again, params):  # seeded: config.seed + i
+    again = E.ensemble(_mlp_pair, (x, y), 3, cfg, RunOptions(device="cpu", progress=False))
+    for (m, _), p in zip(again, params):  # seeded: run.seed + i
         torch.testing.assert_close(_params(m), p)
 
     xt, yt = _toy(10, seed=1)
@@ -157,7 +156,8 @@ def test_ensemble_api_errors():
         E.ensemble(_mlp_pair, (x, y), 0)
     pair = _mlp_pair()
     with pytest.raises(ValueError, match="new modules on every call"):
-        E.ensemble(lambda: pair, (x, y), 2, FitConfig(epochs=1, device="cpu", **QUIET))
+        E.ensemble(lambda: pair, (x, y), 2, FitConfig(epochs=1, **QUIET),
+                   RunOptions(device="cpu", progress=False))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,9 +182,9 @@ def test_train_ensemble_resume_retrains_only_the_member_without_a_checkpoint(
     calls = []
     real_fit = S.fit
 
-    def spy(model, guide, data, cfg, eval_fn=None, state=None):
-        calls.append((Path(cfg.out_dir).name, None if state is None else state.epoch))
-        return real_fit(model, guide, data, cfg, eval_fn=eval_fn, state=state)
+    def spy(model, guide, data, cfg, run=None, eval_fn=None, state=None):
+        calls.append((Path(run.out_dir).name, None if state is None else state.epoch))
+        return real_fit(model, guide, data, cfg, run, eval_fn=eval_fn, state=state)
 
     monkeypatch.setattr(S, "fit", spy)
     resumed = RunContext(seed=0, device="cpu", out_dir=tmp_path, progress=False, resume=True)

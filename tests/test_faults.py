@@ -22,7 +22,7 @@ from experiments import iwae_nll
 from experiments.__main__ import main
 from experiments.engine import checkpoint as ck
 from experiments.engine.checkpoint import CheckpointError, load_zoo_file, save_zoo_file
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.state import restore
 from experiments.engine.training import fit, setup
 from experiments.harness import userpredict
@@ -40,12 +40,12 @@ def _data(n=24):
     return x, x.sum(-1).sin()
 
 
-QUIET = {"epochs": 1, "batch_size": 8, "progress": False, "tensorboard": False}
+QUIET = {"epochs": 1, "batch_size": 8, "tensorboard": False}
 
 
 def _checkpoint(d: Path) -> tuple[Path, callable]:
     model, guide = _pair()
-    fit(model, guide, _data(), FitConfig.from_dict({**QUIET, "out_dir": str(d)}))
+    fit(model, guide, _data(), FitConfig.from_dict(QUIET), RunOptions(progress=False, out_dir=str(d)))
 
     def load(path):
         m, g = _pair()
@@ -394,8 +394,9 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
     from experiments.engine import loop
     from experiments.engine.checkpoint import load_checkpoint
 
-    cfg = {**QUIET, "epochs": 5, "out_dir": str(tmp_path), "checkpoint_every_s": 0.0,
+    cfg = {**QUIET, "epochs": 5, "checkpoint_every_s": 0.0,
            "lr": 0.01, "validate": False}  # (validation would refuse the NaN input itself)
+    run = RunOptions(progress=False, out_dir=str(tmp_path))
     real = loop.train_step
 
     def poisoned(state, batch, **kwargs):
@@ -405,7 +406,7 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
 
     monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(FloatingPointError, match="epoch 3, step 7"):
-        fit(*_pair(), _data(), FitConfig.from_dict(cfg))
+        fit(*_pair(), _data(), FitConfig.from_dict(cfg), run)
     monkeypatch.undo()
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 6 and ckpt["epoch"] == 2  # mid-epoch stop: epoch 3 runs again
@@ -415,8 +416,8 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
     with pytest.raises(CheckpointError, match="lr: checkpoint 0.01, now 0.001"):
         restore(setup(*_pair(), _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt")
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), FitConfig.from_dict(smaller)), tmp_path / "checkpoint.pt",
-                    allow=("lr",))
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(smaller), run),
+                    tmp_path / "checkpoint.pt", allow=("lr",))
     assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
     state = fit(model, guide, _data(), FitConfig.from_dict(smaller), state=state)
     assert state.epoch == 5 and state.history[-1]["lr"] == pytest.approx(0.001)
@@ -427,14 +428,15 @@ def test_a_nan_stop_keeps_the_last_good_checkpoint_and_resumes_with_a_smaller_lr
 
 
 def test_a_cosine_run_extended_on_purpose_recomputes_its_schedule(tmp_path):
-    cfg = {**QUIET, "epochs": 4, "out_dir": str(tmp_path), "lr_schedule": "cosine", "lr": 0.01}
-    fit(*_pair(), _data(), FitConfig.from_dict(cfg))
+    cfg = {**QUIET, "epochs": 4, "lr_schedule": "cosine", "lr": 0.01}
+    run = RunOptions(progress=False, out_dir=str(tmp_path))
+    fit(*_pair(), _data(), FitConfig.from_dict(cfg), run)
     longer = {**cfg, "epochs": 8}
     with pytest.raises(CheckpointError, match="anneals to 0 over exactly epochs=4"):
         restore(setup(*_pair(), _data(), FitConfig.from_dict(longer)), tmp_path / "checkpoint.pt")
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), FitConfig.from_dict(longer)), tmp_path / "checkpoint.pt",
-                    allow=("epochs",))
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(longer), run),
+                    tmp_path / "checkpoint.pt", allow=("epochs",))
     state = fit(model, guide, _data(), FitConfig.from_dict(longer), state=state)
     lrs = [row["lr"] for row in state.history]
     # (a row's lr is the one its epoch ran with) epochs 1-4 under T=4, then from epoch 5 on the

@@ -6,7 +6,7 @@ import torch
 import guides
 import models
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 
 
@@ -16,8 +16,8 @@ def test_pair_trains_and_predicts_on_cuda(model_name, guide_name):
     model = models.create_model(model_name, **models.MODELS.meta(model_name)["test_config"])
     guide = guides.create_guide(guide_name, model)
     data = model.example_data(32)  # (x, y), or (x,) for the VAE; on the CPU, as users have it
-    state = fit(model, guide, data, FitConfig.from_dict({"epochs": 2, "batch_size": 8, "device": "cuda",
-                                                         "progress": False, "num_particles": 2}))
+    state = fit(model, guide, data, FitConfig.from_dict({"epochs": 2, "batch_size": 8, "num_particles": 2}),
+                                    RunOptions(device="cuda", progress=False))
     assert all(p.is_cuda for p in state.loss_fn.parameters())
     assert all(b.is_cuda for b in model.buffers())
     pred = posterior_predictive(model, guide, data[0][:5], num_samples=4)  # CPU inputs are moved
@@ -29,8 +29,9 @@ def test_local_reparam_on_cuda():
     model = models.create_model("bnn", in_features=3, widths=(16,))
     guide = guides.create_guide("mean-field", model, local_reparam=True)
     x, y = model.example_data(64)
-    state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 3, "batch_size": 16, "device": "cuda",
-                                                           "elbo": "meanfield", "progress": False}))
+    state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 3, "batch_size": 16,
+                                                           "elbo": "meanfield"}),
+                                      RunOptions(device="cuda", progress=False))
     assert torch.isfinite(torch.tensor(state.history[-1]["loss"]))
 
 
@@ -41,8 +42,8 @@ def test_svgp_cuda_matches_cpu():
     x, y = model.example_data(200, torch.Generator().manual_seed(0))
     model.initialize_inducing(x)
     guide = guides.create_guide("cholesky", model)
-    fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 3, "batch_size": 50, "device": "cuda",
-                                                   "elbo": "meanfield", "progress": False}))
+    fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 3, "batch_size": 50, "elbo": "meanfield"}),
+                              RunOptions(device="cuda", progress=False))
     on_gpu = model.predict(x[:20].cuda(), guide)
     model.cpu()
     guide.cpu()
@@ -78,13 +79,14 @@ def test_checkpoint_from_gpu_restores_on_cpu(tmp_path):
     model = models.create_model("bnn", in_features=2, widths=(4,))
     guide = guides.create_guide("mean-field", model)
     data = model.example_data(16)
-    state = fit(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 8, "device": "cuda",
-                                                         "progress": False, "checkpoint": False}))
+    state = fit(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 8, "checkpoint": False}),
+                                    RunOptions(device="cuda", progress=False))
     save_checkpoint(state, tmp_path / "ckpt.pt")
     model2 = models.create_model("bnn", in_features=2, widths=(4,))
     guide2 = guides.create_guide("mean-field", model2)
-    cfg2 = FitConfig.from_dict({"device": "cpu", "epochs": 2, "batch_size": 8, "progress": False})
-    state2 = restore(setup(model2, guide2, data, cfg2), tmp_path / "ckpt.pt")
+    cfg2 = FitConfig.from_dict({"epochs": 2, "batch_size": 8})
+    state2 = restore(setup(model2, guide2, data, cfg2, RunOptions(device="cpu", progress=False)),
+                     tmp_path / "ckpt.pt")
     assert not guide2.w0_loc.is_cuda
     torch.testing.assert_close(guide2.w0_loc, guide.w0_loc.cpu())
     fit(model2, guide2, data, state=state2)
@@ -113,9 +115,10 @@ def test_cuda_graph_agrees_with_eager_in_distribution(model_name, model_cfg, gui
     for graph in (False, True):
         model = models.create_model(model_name, **model_cfg)
         guide = guides.create_guide(guide_name, model, **guide_cfg)
-        state = fit(model, guide, data, FitConfig.from_dict({"epochs": 20, "batch_size": 64, "device": "cuda",
-                                                             "elbo": elbo, "lr": 0.01, "progress": False,
-                                                             "kl_schedule": "blundell", "cuda_graph": graph}))
+        state = fit(model, guide, data, FitConfig.from_dict({"epochs": 20, "batch_size": 64, "elbo": elbo,
+                                                             "lr": 0.01, "kl_schedule": "blundell",
+                                                             "cuda_graph": graph}),
+                                        RunOptions(device="cuda", progress=False))
         runs[graph] = torch.tensor([r["loss"] for r in state.history])
         assert state.step == 200
         assert torch.isfinite(runs[graph]).all()
@@ -130,8 +133,8 @@ def test_cuda_graph_refuses_an_unsupported_pair():
     model = models.create_model("bnn", in_features=3, widths=(4,))
     guide = guides.create_guide("auto-normal", model)
     with pytest.raises(ValueError, match="pairs with CUDA-graph support: bnn \\+ mean-field"):
-        fit(model, guide, model.example_data(32), FitConfig.from_dict({
-            "epochs": 1, "device": "cuda", "cuda_graph": True, "progress": False}))
+        fit(model, guide, model.example_data(32), FitConfig.from_dict({"epochs": 1, "cuda_graph": True}),
+                                                  RunOptions(device="cuda", progress=False))
 
 
 @pytest.mark.gpu
@@ -152,5 +155,5 @@ def test_cuda_graph_gate_stops_a_nan_and_names_the_step():
     state_steps = [0]
     with pytest.raises(FloatingPointError, match="epoch 2, step 9"):
         fit(model, guide, model.example_data(64), FitConfig.from_dict({"epochs": 3, "batch_size": 8,
-                                                                       "device": "cuda", "cuda_graph": True,
-                                                                       "progress": False}), eval_fn=poison)
+                                                                       "cuda_graph": True}),
+                                                  RunOptions(device="cuda", progress=False), eval_fn=poison)

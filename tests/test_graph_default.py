@@ -10,7 +10,7 @@ import torch
 import guides
 import models
 from experiments.engine.cuda_graph import graph_blockers, uses_cuda_graph
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 from experiments.harness.spec import PairSpec, apply_overrides
 
@@ -70,7 +70,7 @@ def test_auto_on_the_cpu_changes_nothing_and_says_nothing(caplog):
     model, guide = _pair("bnn", "mean-field")
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
         warnings.simplefilter("always")
-        state = fit(model, guide, (x, y), FitConfig(epochs=2, device="cpu", progress=False))
+        state = fit(model, guide, (x, y), FitConfig(epochs=2), RunOptions(device="cpu", progress=False))
     assert not [w for w in caught if "cuda_graph" in str(w.message)]
     assert "CUDA graph" not in caplog.text
     # no capturable optimiser on the CPU: the lr stays a Python float

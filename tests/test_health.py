@@ -14,7 +14,7 @@ import guides
 import guides.svgp_marginal as gsvgp
 import models
 from experiments.engine import health
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 from guides.base import ImplausibleSettingWarning
 
@@ -37,8 +37,10 @@ def _titsias_svgp(x, y, noise_std, num_inducing=32, **guide_cfg):
 
 
 def _config(**kw):
-    return FitConfig(**{"epochs": 2, "lr": 1e-2, "batch_size": 128, "device": "cpu",
-                        "progress": False, **kw})
+    return FitConfig(**{"epochs": 2, "lr": 1e-2, "batch_size": 128, **kw})
+
+
+RUN = RunOptions(device="cpu", progress=False)
 
 
 def test_drawn_mvn_scores_its_own_draw_exactly_at_an_ill_conditioned_factor():
@@ -65,7 +67,7 @@ def test_trace_elbo_after_a_titsias_start_never_reports_a_negative_kl():
     solve); now it trains with KL >= 0."""
     x, y = _table()
     model, guide = _titsias_svgp(x, y, noise_std=0.03)
-    state = fit(model, guide, (x, y), _config(elbo="trace"))
+    state = fit(model, guide, (x, y), _config(elbo="trace"), RUN)
     assert all(r["kl"] > 0 and math.isfinite(r["elbo"]) for r in state.history)
 
 
@@ -77,7 +79,7 @@ def test_broken_kl_estimate_is_an_error_naming_the_epoch_and_what_to_try(monkeyp
     x, y = _table()
     model, guide = _titsias_svgp(x, y, noise_std=0.03)
     with pytest.raises((health.ImplausibleFitError, FloatingPointError)) as err:
-        fit(model, guide, (x, y), _config(elbo="trace"))
+        fit(model, guide, (x, y), _config(elbo="trace"), RUN)
     msg = str(err.value)
     assert "epoch 1" in msg and "fit.elbo=meanfield" in msg
 
@@ -89,11 +91,11 @@ def test_q_u_beyond_float_precision_is_an_error_and_its_advice_works():
     x, y = _table()
     model, guide = _titsias_svgp(x, y, noise_std=0.01)
     with pytest.raises(health.ImplausibleFitError, match="condition number") as err:
-        fit(model, guide, (x, y), _config(elbo="meanfield"))
+        fit(model, guide, (x, y), _config(elbo="meanfield"), RUN)
     assert "epoch 1" in str(err.value)
     assert "--set guide_cfg.natural_gradient=true" in str(err.value)
     model, guide = _titsias_svgp(x, y, noise_std=0.01, natural_gradient=True)
-    state = fit(model, guide, (x, y), _config(elbo="meanfield"))
+    state = fit(model, guide, (x, y), _config(elbo="meanfield"), RUN)
     assert all(r["kl"] > 0 for r in state.history)
     assert guide.numerical_problems() == []
 
@@ -111,7 +113,7 @@ def test_non_finite_loss_advice_works_when_followed(pair):
 
     def run(cfg):
         model = models.create_model(pair[0], in_features=3, widths=[32])
-        return fit(model, guides.create_guide(pair[1], model), (x, y), cfg)
+        return fit(model, guides.create_guide(pair[1], model), (x, y), cfg, RUN)
 
     cfg = _config(lr=100.0, epochs=20, batch_size=128)
     with pytest.warns(ImplausibleSettingWarning, match="lr=100 is above the plausible range"), \

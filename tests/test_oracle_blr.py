@@ -46,7 +46,7 @@ from scipy import stats
 import guides
 import models
 from experiments.engine.elbo import make_elbo
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 
 N, D, NOISE, PRIOR_SIGMA = 50, 2, 0.5, 1.0
@@ -141,9 +141,11 @@ def _mean_field_guide(model, **cfg):
     return guides.create_guide("mean-field", model, init_scale=0.1, **cfg)
 
 
+RUN = RunOptions(progress=False, device="cpu", seed=1)
+
+
 def _fit_config(**over):
-    cfg = {"batch_size": N, "optimizer": "adam", "lr_schedule": "cosine", "progress": False,
-           "device": "cpu", "seed": 1}
+    cfg = {"batch_size": N, "optimizer": "adam", "lr_schedule": "cosine"}
     cfg.update(over)
     return cfg
 
@@ -154,7 +156,7 @@ def _fit_mean_field(variant: str, epochs: int, num_particles: int):
                               flipout=variant == "flipout")
     state = fit(model, guide, (ORACLE.x, ORACLE.y),
                 FitConfig.from_dict(_fit_config(epochs=epochs, lr=0.05, elbo="meanfield",
-                                                num_particles=num_particles)))
+                                                num_particles=num_particles)), RUN)
     return model, guide, state
 
 
@@ -163,7 +165,7 @@ def _fit_lowrank(epochs: int, num_particles: int):
     guide = guides.create_guide("auto-lowrank", model, rank=D + 1, init_scale=0.1)
     state = fit(model, guide, (ORACLE.x, ORACLE.y),
                 FitConfig.from_dict(_fit_config(epochs=epochs, lr=0.05, elbo="trace",
-                                                num_particles=num_particles)))
+                                                num_particles=num_particles)), RUN)
     return model, guide, state
 
 

@@ -29,7 +29,7 @@ from pyro import poutine
 import guides
 import models
 from experiments.engine.iwae import iwae_bound, log_weights
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 
 D, K = 6, 2
@@ -84,9 +84,9 @@ def trained():
     # iwae_bound returns its per-datapoint values on the CPU while the oracles below compute on
     # the model's device (tests/test_vae.py::test_fit_and_iwae_on_cuda covers the bound on CUDA)
     fit(model, guide, (x,), FitConfig.from_dict({"epochs": 100, "batch_size": 100, "lr": 0.05,
-                                                 "elbo": "meanfield", "progress": False,
-                                                 "lr_schedule": "cosine", "checkpoint": False,
-                                                 "device": "cpu"}))
+                                                 "elbo": "meanfield", "lr_schedule": "cosine",
+                                                 "checkpoint": False}),
+                            RunOptions(progress=False, device="cpu"))
     return model, guide, x
 
 
@@ -169,8 +169,9 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood():
     x = _ppca_data(1000)
     model, guide = _linear_vae()
     fit(model, guide, (x,), FitConfig.from_dict({"epochs": 400, "batch_size": 250, "lr": 0.05,
-                                                 "elbo": "meanfield", "progress": False,
-                                                 "lr_schedule": "cosine", "checkpoint": False}))
+                                                 "elbo": "meanfield", "lr_schedule": "cosine",
+                                                 "checkpoint": False}),
+                            RunOptions(progress=False))
     xd = x.double()
     cov = torch.cov(xd.T, correction=0)
     lam, u = torch.linalg.eigh(cov)

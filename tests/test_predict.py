@@ -14,17 +14,18 @@ import models
 from experiments.engine import metrics as M
 from experiments.engine.predict import Prediction, predict
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 
-QUIET = dict(progress=False, checkpoint=False, tensorboard=False, device="cpu")
+QUIET = dict(checkpoint=False, tensorboard=False)
+RUN = RunOptions(progress=False, device="cpu")
 
 
 def _trained(model_name, guide_name, epochs=30, n=64, lr=1e-2, **model_cfg):
     model = models.create_model(model_name, **model_cfg)
     guide = guides.create_guide(guide_name, model)
     data = model.example_data(n, torch.Generator().manual_seed(0))
-    fit(model, guide, data, FitConfig(epochs=epochs, batch_size=n, lr=lr, **QUIET))
+    fit(model, guide, data, FitConfig(epochs=epochs, batch_size=n, lr=lr, **QUIET), RUN)
     return model, guide, data
 
 

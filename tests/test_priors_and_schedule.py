@@ -20,7 +20,7 @@ import models
 from experiments.engine import step as engine_step
 from experiments.engine.elbo import make_elbo
 from experiments.engine.kl_schedule import KLScale, kl_weights
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 from models.priors import ScaleMixtureGaussian, WeightPrior
 
@@ -290,8 +290,8 @@ def test_fit_applies_the_schedule_per_minibatch(monkeypatch, schedule):
     model, guide = _blr_pair()
     epochs, batch = 3, 5  # M = 5 minibatches, the last one of 4 rows
     state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": epochs, "batch_size": batch, "lr": 0.01,
-                                                           "elbo": "meanfield", "kl_schedule": schedule,
-                                                           "progress": False, "device": "cpu"}))
+                                                           "elbo": "meanfield", "kl_schedule": schedule}),
+                                      RunOptions(progress=False, device="cpu"))
     m = math.ceil(24 / batch)
     expected = [m * w for w in kl_weights(m, schedule)]
     assert len(seen) == epochs * m
@@ -313,8 +313,9 @@ def test_fit_with_blundell_and_uniform_schedules_both_learn():
         model, guide = _blr_pair(local_reparam=True)
         state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 60, "batch_size": 8, "lr": 0.05,
                                                                "elbo": "meanfield", "num_particles": 4,
-                                                               "kl_schedule": schedule, "progress": False,
-                                                               "lr_schedule": "cosine", "device": "cpu"}))
+                                                               "kl_schedule": schedule,
+                                                               "lr_schedule": "cosine"}),
+                                          RunOptions(progress=False, device="cpu"))
         assert state.history[-1]["loss"] < state.history[0]["loss"]
         locs[schedule] = guide.w0_loc.detach()[0]
     # posterior mean ≈ [1, -1, 0]; both are within 0.3 of it and of each other

@@ -14,7 +14,7 @@ import guides
 import models
 from experiments.engine import loop as L
 from experiments.engine import training as T
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 
 LOGGER = "experiments.engine.training"
 
@@ -37,9 +37,8 @@ def _lines(caplog) -> list[str]:
 def _fit(caplog, epochs, batch_size, **cfg):
     with caplog.at_level(logging.INFO, logger=LOGGER):
         T.fit(*_pair(), _data(), FitConfig.from_dict({"epochs": epochs, "batch_size": batch_size,
-                                                      "progress": False,
-                                                      "device": "cpu", "desc": "quiet", "checkpoint": False,
-                                                      "tensorboard": False, **cfg}))
+                                                      "checkpoint": False, "tensorboard": False, **cfg}),
+                                 RunOptions(progress=False, device="cpu", desc="quiet"))
     return _lines(caplog)
 
 

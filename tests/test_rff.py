@@ -9,7 +9,7 @@ import torch
 
 import guides
 import models
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 from experiments.weight_space_gp import exact_gp_predict, gaussian_q, make_data, rbf_kernel
 from tests.pair_base import PairTestBase
@@ -68,8 +68,8 @@ def test_full_covariance_guide_reaches_the_closed_form_posterior():
     mean, cov = model.exact_posterior(x, y)
     guide = guides.create_guide("auto-mvn", model, init_scale=0.1)
     fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 2000, "batch_size": 40, "lr": 0.05,
-                                                   "num_particles": 4,
-                                                   "lr_schedule": "cosine", "progress": False, "seed": 0}))
+                                                   "num_particles": 4, "lr_schedule": "cosine"}),
+                              RunOptions(progress=False, seed=0))
     q_mean, q_cov = gaussian_q(guide)
     assert (q_mean - mean).abs().max() < 0.03, (q_mean, mean)
     assert (q_cov - cov).abs().max() < 0.5 * cov.diagonal().max(), (q_cov, cov)

@@ -101,7 +101,7 @@ def test_fit_names_itself_and_logs_lines_when_stderr_is_not_a_terminal(tmp_path,
     with caplog.at_level(logging.INFO, logger="experiments.engine.training"):
         states = [train_pair(spec, (x, x[:, 0]), ctx, name, model_args={"in_features": 1})[2]
                   for name in ("one", "two")]
-    assert [s.config.desc for s in states] == ["one #1", "two #2"]
+    assert [s.run.desc for s in states] == ["one #1", "two #2"]
     lines = [r.getMessage() for r in caplog.records]
     assert [line.split(",")[0] for line in lines] == [
         "one #1: epoch 1/3", "one #1: epoch 2/3", "one #1: done after epoch 3/3",

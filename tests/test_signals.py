@@ -50,10 +50,11 @@ def _data(n=40):
 
 
 def _config(out=None, **kw):
-    from experiments.engine.settings import FitConfig
+    """The FitConfig and the RunOptions of these fits (``*_config(...)`` in a call)."""
+    from experiments.engine.settings import FitConfig, RunOptions
 
-    return FitConfig.from_dict({"epochs": 3, "batch_size": 4, "progress": False, "tensorboard": False,
-                                "lr": 1e-2, **({"out_dir": str(out)} if out else {}), **kw})
+    return (FitConfig.from_dict({"epochs": 3, "batch_size": 4, "tensorboard": False, "lr": 1e-2, **kw}),
+            RunOptions(progress=False, out_dir=str(out) if out else None))
 
 
 def _params(state):
@@ -65,7 +66,7 @@ def _resume(path, **kw):
     from experiments.engine.training import fit, setup
 
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), _config(**kw)), path)
+    state = restore(setup(model, guide, _data(), *_config(**kw)), path)
     return fit(state.model, state.guide, _data(), state=state)
 
 
@@ -87,7 +88,7 @@ def test_a_signal_mid_epoch_saves_there_and_the_resume_is_bit_identical(tmp_path
     from experiments.engine.training import fit
 
     model, guide = _pair()
-    full = fit(model, guide, _data(), _config())
+    full = fit(model, guide, _data(), *_config())
     real = loop.train_step
 
     def step(state, batch, **kw):  # the signal arrives during step 14 (epoch 2, step 4 of 10)
@@ -99,7 +100,7 @@ def test_a_signal_mid_epoch_saves_there_and_the_resume_is_bit_identical(tmp_path
     monkeypatch.setattr(loop, "train_step", step)
     model, guide = _pair()
     with pytest.raises(Stopped, match="at epoch 2, step 4/10"):
-        fit(model, guide, _data(), _config(tmp_path))
+        fit(model, guide, _data(), *_config(tmp_path))
     monkeypatch.setattr(loop, "train_step", real)
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["step"], ckpt["position"]["steps"]) == (1, 14, 4)
@@ -114,7 +115,7 @@ def test_a_long_epoch_is_saved_within_and_a_resume_from_there_is_bit_identical(t
     from experiments.engine.training import fit
 
     model, guide = _pair()
-    full = fit(model, guide, _data(), _config(batch_size=2))  # 20 steps an epoch
+    full = fit(model, guide, _data(), *_config(batch_size=2))  # 20 steps an epoch
     real, copies = loop.save_checkpoint, []
 
     def save(state, path, meta=None):  # keep each within-epoch checkpoint, as a kill would
@@ -125,7 +126,7 @@ def test_a_long_epoch_is_saved_within_and_a_resume_from_there_is_bit_identical(t
 
     monkeypatch.setattr(loop, "save_checkpoint", save)
     model, guide = _pair()
-    fit(model, guide, _data(), _config(tmp_path / "run", batch_size=2, checkpoint_every_s=0))
+    fit(model, guide, _data(), *_config(tmp_path / "run", batch_size=2, checkpoint_every_s=0))
     assert len(copies) == 3  # step 16 of each epoch
     _same_run(full, _resume(copies[1], batch_size=2, checkpoint_every_s=0))
 

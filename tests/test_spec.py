@@ -13,6 +13,7 @@ import pytest
 
 from experiments.engine.settings import FitConfig
 from experiments.harness.spec import (
+    RUN_KEYS,
     ConfigError,
     PairSpec,
     RunContext,
@@ -70,6 +71,9 @@ def test_override_is_parsed_against_the_declared_type(override, attr, expected):
     ("bbb.fit.elbo=foo", "elbo='foo' is invalid: expected one of ('trace', 'meanfield')"),
     ("seed=3", "the seed is the run's, not the config's; use --seed"),
     ("bbb.fit.device=cuda", "use --device"),
+    ("bbb.fit.seed=3", "the seed is the run's, not the config's; use --seed"),
+    ("bbb.fit.out_dir=x", "use --out"),
+    ("bbb.fit.progress=false", "use --no-progress"),
     ("bbb.fit.epochz=3", "unknown key 'epochz' in FitConfig; valid keys: epochs"),
     ("bbb.model_cfg.widthz=3", "unknown key 'widthz'; valid keys: activation"),
     ("predict.num_samplez=3", "unknown key 'num_samplez'; keys there: num_samples"),
@@ -124,7 +128,7 @@ def test_train_pair_seeds_module_initialisation(tmp_path):
         torch.manual_seed(noise_before)  # what an earlier arm might have left behind
         ctx = RunContext(seed=3, device="cpu", out_dir=tmp_path, progress=False)
         _, guide, state = train_pair(spec, (x, y), ctx, "arm", model_args={"in_features": 1})
-        assert state.config.seed == 3 and state.config.out_dir == str(tmp_path / "arm")
+        assert state.run.seed == 3 and state.run.out_dir == str(tmp_path / "arm")
         return guide.w0_loc.detach().clone()
 
     torch.testing.assert_close(once(1), once(2), rtol=0, atol=0)
@@ -149,3 +153,24 @@ def test_failed_run_is_recorded(tmp_path):
     proc = _cli("report", str(run_dir), "--report", str(tmp_path / "R.md"))
     assert proc.returncode == 1, proc.stderr[-2000:]  # it lists a failed run; the report is written
     assert "FAILED" in (tmp_path / "R.md").read_text()
+
+
+def test_run_options_are_one_kind_and_fit_config_the_other():
+    """FitConfig holds no run setting; RUN_KEYS (what ``--set`` refuses) are RunOptions' fields;
+    a run key given to FitConfig.from_dict is a one-line error naming RunOptions."""
+    import dataclasses
+
+    from experiments.engine.settings import RunOptions
+
+    run_fields = {f.name for f in dataclasses.fields(RunOptions)}
+    assert run_fields == {"seed", "device", "out_dir", "progress", "desc"}
+    assert not run_fields & {f.name for f in dataclasses.fields(FitConfig)}
+    assert set(RUN_KEYS) == run_fields
+    for key, value in (("progress", False), ("seed", 3), ("device", "cpu"), ("out_dir", "x")):
+        with pytest.raises(ValueError) as info:
+            FitConfig.from_dict({"epochs": 2, key: value})
+        text = str(info.value)
+        assert f"{key} is a run option: pass RunOptions({key}={value!r})" in text and "\n" not in text
+    assert RunOptions.from_dict({"progress": False}) == RunOptions(progress=False)
+    with pytest.raises(ValueError, match="unknown RunOptions key"):
+        RunOptions.from_dict({"lr": 1e-3})

@@ -14,7 +14,7 @@ import torch
 import guides
 import models
 from experiments.engine.elbo import make_elbo
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit, setup
 from guides.svgp_marginal import MarginalizeInducing
 from models.exact_gp import ExactGPRegression
@@ -97,7 +97,8 @@ def test_oracle_z_equals_x_trained_by_svi():
     x, y = _data(n=15)
     model, guide = _svgp(x, len(x))
     fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1500, "batch_size": len(x), "lr": 0.02,
-                                                   "elbo": "meanfield", "progress": False}))
+                                                   "elbo": "meanfield"}),
+                              RunOptions(progress=False))
     gp = _exact(x, y)
     x_test = torch.linspace(0, 5, 30, dtype=torch.float64).unsqueeze(-1)
     ours, exact = model.predict(x_test, guide), gp.predict(x_test)
@@ -181,8 +182,8 @@ def test_q_u_used_at_each_step_is_the_current_one(monkeypatch):
     model = models.create_model("svgp", input_dim=1, num_inducing=5, dtype="float64")
     model.initialize_inducing(x, method="random")
     guide = guides.create_guide("cholesky", model)
-    state = setup(model, guide, (x, y), FitConfig.from_dict({"batch_size": 20, "lr": 0.05, "progress": False,
-                                                             "elbo": "trace"}))
+    state = setup(model, guide, (x, y), FitConfig.from_dict({"batch_size": 20, "lr": 0.05, "elbo": "trace"}),
+                                        RunOptions(progress=False))
     used = []
     real = svgp_module.marginal_moments
 
@@ -230,7 +231,8 @@ def test_other_likelihoods_train(likelihood, extra):
     model.initialize_inducing(x)
     guide = guides.create_guide("cholesky", model)
     state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 30, "batch_size": 20, "lr": 0.05,
-                                                           "progress": False, "num_particles": 2}))
+                                                           "num_particles": 2}),
+                                      RunOptions(progress=False))
     assert state.history[-1]["elbo"] > state.history[0]["elbo"]
     pred = model.predict(x[:4], guide)
     assert pred["f_mean"].shape == (4, model.num_latents)
@@ -243,11 +245,11 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(ValueError, match=r"y must have shape \(10,\)"):
         model(x, y[:7])
     with pytest.raises(ValueError, match="different lengths"):
-        fit(model, guide, (x, y[:7]), FitConfig.from_dict({"epochs": 1, "progress": False}))
+        fit(model, guide, (x, y[:7]), FitConfig.from_dict({"epochs": 1}), RunOptions(progress=False))
     x_nan = x.clone()
     x_nan[3, 0] = float("nan")
     with pytest.raises(ValueError, match=r"NaN or inf in rows \[3\]"):
-        fit(model, guide, (x_nan, y), FitConfig.from_dict({"epochs": 1, "progress": False}))
+        fit(model, guide, (x_nan, y), FitConfig.from_dict({"epochs": 1}), RunOptions(progress=False))
     with pytest.raises(ValueError, match="NaN"):
         model.predict(x_nan, guide)
     big = models.create_model("svgp", input_dim=1, num_inducing=20)
@@ -372,8 +374,8 @@ def test_titsias_start_is_kept_by_fit(when):
             guide.set_q_u(*model.optimal_q_u(x, y))
         optimum = [t.clone() for t in model.optimal_q_u(x, y)]
         state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 120, "lr": 1e-6,
-                                                               "elbo": "meanfield", "progress": False,
-                                                               "device": "cpu"}))
+                                                               "elbo": "meanfield"}),
+                                          RunOptions(progress=False, device="cpu"))
         if start == "titsias":
             torch.testing.assert_close(guide.u_loc.detach(), optimum[0], rtol=1e-3, atol=1e-3)
         elbos[start] = state.history[0]["elbo"]

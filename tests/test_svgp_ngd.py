@@ -7,6 +7,8 @@ the state-dict round trip. Analytic checks run in float64; the loops are hand-wr
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ import guides
 import models
 from experiments.engine.elbo import make_elbo
 from experiments.engine.predictive import posterior_predictive
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.state import restore
 from experiments.engine.training import fit, setup
 from guides.svgp import CholeskyGuide, NaturalCholeskyGuide, _NaturalToMeanCholesky
@@ -287,9 +289,8 @@ def test_follows_to(whiten):
                                      model_cfg=dict(input_dim=2, num_inducing=4, whiten=whiten,
                                                     mean="constant"))
     with StrayDtypeMode():
-        state = setup(model, guide, data, FitConfig.from_dict({"device": "cpu", "batch_size": 6,
-                                                               "progress": False,
-                                                               "elbo": "meanfield"}))
+        state = setup(model, guide, data, FitConfig.from_dict({"batch_size": 6, "elbo": "meanfield"}),
+                                          RunOptions(device="cpu", progress=False))
         loss_fn = state.loss_fn
         opt = torch.optim.SGD(guide.natural_gradient_parameters(), lr=guide.ngd_lr)
         with guide.elbo_context():
@@ -310,8 +311,8 @@ def test_fit_full_batch_epoch_of_step_one_lands_on_titsias(whiten):
     model, guide = _svgp(x, whiten=whiten, ngd_lr=1.0)
     guide.set_q_u(*_random_q_u(8))
     state = fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": len(x),
-                                                           "elbo": "meanfield",
-                                                           "lr": 0.01, "progress": False, "device": "cpu"}))
+                                                           "elbo": "meanfield", "lr": 0.01}),
+                                      RunOptions(progress=False, device="cpu"))
     natural = guide.natural_gradient_parameters()
     assert state.natural is not None and isinstance(state.natural, torch.optim.SGD)
     assert state.natural.param_groups[0]["lr"] == 1.0
@@ -335,15 +336,16 @@ def test_fit_checkpoint_resumes_both_optimizers(tmp_path):
         model.initialize_inducing(x, method="kmeans")
         return model, guides.create_guide("cholesky", model, natural_gradient=True, ngd_lr=0.3)
 
-    cfg = {"batch_size": 20, "elbo": "meanfield", "lr": 0.01, "progress": False,
-           "device": "cpu", "seed": 3}
+    cfg = {"batch_size": 20, "elbo": "meanfield", "lr": 0.01}
+    run = RunOptions(progress=False, device="cpu", seed=3)
     model, guide = pair()
-    full = fit(model, guide, (x, y), FitConfig.from_dict({**cfg, "epochs": 2}))
+    full = fit(model, guide, (x, y), FitConfig.from_dict({**cfg, "epochs": 2}), run)
     model1, guide1 = pair()
-    first = fit(model1, guide1, (x, y), FitConfig.from_dict({**cfg, "epochs": 1, "out_dir": str(tmp_path)}))
+    first = fit(model1, guide1, (x, y), FitConfig.from_dict({**cfg, "epochs": 1}),
+                dataclasses.replace(run, out_dir=str(tmp_path)))
     assert first.epoch == 1
     model2, guide2 = pair()
-    state2 = setup(model2, guide2, (x, y), FitConfig.from_dict({**cfg, "epochs": 2}))
+    state2 = setup(model2, guide2, (x, y), FitConfig.from_dict({**cfg, "epochs": 2}), run)
     restore(state2, tmp_path / "checkpoint.pt")
     fit(model2, guide2, (x, y), state=state2)
     for (name, a), b in zip(full.loss_fn.named_parameters(), state2.loss_fn.parameters()):

@@ -13,7 +13,7 @@ import torch
 import guides
 import models
 from experiments.engine.checkpoint import CheckpointError, load_checkpoint
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.state import restore, save_checkpoint
 from experiments.engine.training import fit, setup
 
@@ -31,8 +31,9 @@ def _data(n=40):
 
 def test_history_splits_elbo_and_is_written(tmp_path):
     model, guide = _pair()
-    state = fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 16, "progress": False,
-                                                            "out_dir": str(tmp_path), "elbo": "meanfield"}),
+    state = fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 16,
+                                                            "elbo": "meanfield"}),
+                                       RunOptions(progress=False, out_dir=str(tmp_path)),
                 eval_fn=lambda m, g: {"const": 1.0})
     assert [row["epoch"] for row in state.history] == [1, 2, 3]
     for row in state.history:
@@ -48,8 +49,8 @@ def test_history_splits_elbo_and_is_written(tmp_path):
 def test_same_seed_same_result_different_seed_different():
     def run(seed):
         model, guide = _pair()
-        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 2, "batch_size": 8, "seed": seed,
-                                                        "progress": False}))
+        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 2, "batch_size": 8}),
+                                   RunOptions(seed=seed, progress=False))
         return guide.w0_loc.detach().clone()
 
     a, b, c = run(3), run(3), run(4)
@@ -59,16 +60,16 @@ def test_same_seed_same_result_different_seed_different():
 
 def test_checkpoint_roundtrip_and_resume_matches_uninterrupted(tmp_path):
     data = _data()
-    cfg = {"epochs": 4, "batch_size": 16, "progress": False, "seed": 5}
+    cfg, run = {"epochs": 4, "batch_size": 16}, RunOptions(progress=False, seed=5)
     model, guide = _pair()
-    full = fit(model, guide, data, FitConfig.from_dict(cfg))
+    full = fit(model, guide, data, FitConfig.from_dict(cfg), run)
 
     model2, guide2 = _pair()
-    half = fit(model2, guide2, data, FitConfig.from_dict({**cfg, "epochs": 2}))
+    half = fit(model2, guide2, data, FitConfig.from_dict({**cfg, "epochs": 2}), run)
     save_checkpoint(half, tmp_path / "ckpt.pt")
 
     model3, guide3 = _pair()
-    state3 = setup(model3, guide3, data, FitConfig.from_dict(cfg))
+    state3 = setup(model3, guide3, data, FitConfig.from_dict(cfg), run)
     restore(state3, tmp_path / "ckpt.pt")
     assert state3.epoch == 2 and len(state3.history) == 2
     resumed = fit(model3, guide3, data, state=state3)
@@ -91,7 +92,7 @@ def test_nan_in_data_is_a_clear_error():
     x, y = _data()
     y[3] = float("nan")
     with pytest.raises(ValueError, match=r"NaN or inf in rows \[3\]"):
-        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "progress": False}))
+        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1}), RunOptions(progress=False))
 
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
@@ -99,8 +100,8 @@ def test_nan_loss_stops_before_the_update():
     model, guide = _pair()
     data = _data()
     # validation off: with it on, Pyro rejects the NaN parameter before any loss is computed
-    state = setup(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 64, "progress": False,
-                                                           "validate": False}))
+    state = setup(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 64, "validate": False}),
+                                      RunOptions(progress=False))
     with torch.no_grad():
         guide.w0_loc_unconstrained[0, 0] = float("nan")
     before = guide.w1_loc.detach().clone()
@@ -123,7 +124,8 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         model(torch.randn(5, 3))
     with pytest.raises(ValueError, match="different lengths"):
-        fit(model, guide, (torch.randn(5, 2), torch.randn(4)), FitConfig.from_dict({"progress": False}))
+        fit(model, guide, (torch.randn(5, 2), torch.randn(4)), FitConfig.from_dict({}),
+                                                               RunOptions(progress=False))
     with pytest.raises(ValueError, match="init_scale"):
         guides.create_guide("mean-field", model, init_scale=0.0)
     with pytest.raises(ValueError, match="not both"):
@@ -136,9 +138,9 @@ def test_lr_schedules_follow_their_formula(schedule):
     epochs = 4
     model, guide = _pair()
     state = fit(model, guide, _data(), FitConfig.from_dict({"epochs": epochs, "batch_size": 16,
-                                                            "progress": False,
                                                             "lr_schedule": schedule, "lr_step_epochs": 2,
-                                                            "lr_gamma": 0.5}))
+                                                            "lr_gamma": 0.5}),
+                                       RunOptions(progress=False))
     lrs = [row["lr"] for row in state.history]  # the lr used during epoch e (0-based)
     expected = {
         "constant": [1e-3] * epochs,
@@ -169,8 +171,8 @@ def test_clip_norm_bounds_the_gradient_norm_of_the_step(monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
     for clip in (None, 1e-3):
         model, guide = _pair()
-        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16, "progress": False,
-                                                        "clip_norm": clip}))
+        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16, "clip_norm": clip}),
+                                   RunOptions(progress=False))
     assert min(norms[None]) > 1e-3
     assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-5)
     assert settings.OPTIMIZERS["adam"] is torch.optim.Adam
@@ -186,8 +188,8 @@ def test_validation_follows_config_and_environment(monkeypatch):
                                 (None, "0", False)):
         monkeypatch.setenv("VBZOO_PYRO_VALIDATION", env)
         seen.clear()
-        fit(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 64, "progress": False,
-                                                     "validate": flag}),
+        fit(model, guide, data, FitConfig.from_dict({"epochs": 1, "batch_size": 64, "validate": flag}),
+                                RunOptions(progress=False),
             eval_fn=lambda m, g: seen.append(is_validation_enabled()) or {})
         assert seen == [expected], (flag, env)
 
@@ -210,8 +212,8 @@ def test_targets_are_checked_over_the_whole_data_before_training(model_cfg, y, m
     guide = guides.create_guide("mean-field", model)
     x = torch.randn(len(y), 2)
     with pytest.raises(ValueError, match=message):
-        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 8, "progress": False,
-                                                       "device": "cpu"}))
+        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 8}),
+                                  RunOptions(progress=False, device="cpu"))
     assert not any(p.grad is not None for p in guide.parameters())
 
 
@@ -221,8 +223,8 @@ def test_svgp_bernoulli_labels_in_minus_one_one_are_refused():
     x = torch.randn(40, 2)
     y = torch.where(x[:, 0] > 0, 1.0, -1.0)
     with pytest.raises(ValueError, match=r"map your two classes to 0 and 1"):
-        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 8, "progress": False,
-                                                       "device": "cpu"}))
+        fit(model, guide, (x, y), FitConfig.from_dict({"epochs": 1, "batch_size": 8}),
+                                  RunOptions(progress=False, device="cpu"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -246,9 +248,9 @@ def _failing_step(monkeypatch, at_step: int, fail):
     return before
 
 
-def _params_after_restore(path, cfg):
+def _params_after_restore(path, cfg, run=None):
     model, guide = _pair()
-    state = restore(setup(model, guide, _data(), FitConfig.from_dict(cfg)), path)
+    state = restore(setup(model, guide, _data(), FitConfig.from_dict(cfg), run), path)
     return state, {n: p.detach().clone() for n, p in state.loss_fn.named_parameters()}
 
 
@@ -257,19 +259,19 @@ def test_a_nan_stop_saves_the_state_before_the_bad_step(tmp_path, monkeypatch):
     from experiments.engine.checkpoint import load_zoo_file
 
     # 40 rows / batch 8: 5 steps an epoch; step 8 (epoch 2) sees NaN targets -> a NaN loss
-    cfg = {"epochs": 3, "batch_size": 8, "progress": False, "tensorboard": False,
-           "validate": False, "out_dir": str(tmp_path)}
+    cfg = {"epochs": 3, "batch_size": 8, "tensorboard": False, "validate": False}
+    run = RunOptions(progress=False, out_dir=str(tmp_path))
     before = _failing_step(monkeypatch, 7, lambda real, state, batch, kw: real(
         state, (batch[0], torch.full_like(batch[1], math.nan)), **kw))
     model, guide = _pair()
     with pytest.raises(FloatingPointError, match="epoch 2, step 8"):
-        fit(model, guide, _data(), FitConfig.from_dict(cfg))
+        fit(model, guide, _data(), FitConfig.from_dict(cfg), run)
     payload, meta = load_zoo_file(tmp_path / "checkpoint.pt", "checkpoint")
     assert (payload["epoch"], payload["step"]) == (1, 7)  # 1 epoch done, 2 steps into the next
     assert meta["stopped_by"] == "FloatingPointError" and meta["partial_epoch_steps"] == 2
     assert [r["epoch"] for r in json.loads((tmp_path / "history.json").read_text())] == [1]
     monkeypatch.undo()
-    state, params = _params_after_restore(tmp_path / "checkpoint.pt", cfg)
+    state, params = _params_after_restore(tmp_path / "checkpoint.pt", cfg, run)
     assert params.keys() == before.keys()
     for name, p in params.items():
         assert torch.isfinite(p).all()
@@ -285,8 +287,8 @@ def test_a_keyboard_interrupt_mid_training_writes_a_checkpoint(tmp_path, monkeyp
     model, guide = _pair()
     # checkpoint_every_s=60: without the save on failure there would be no checkpoint yet
     with pytest.raises(KeyboardInterrupt):
-        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8, "progress": False,
-                                                        "tensorboard": False, "out_dir": str(tmp_path)}))
+        fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8, "tensorboard": False}),
+                                   RunOptions(progress=False, out_dir=str(tmp_path)))
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["step"], len(ckpt["history"])) == (1, 6, 1)
     assert (tmp_path / "history.json").is_file()
@@ -309,9 +311,9 @@ def test_a_diverged_epoch_does_not_overwrite_the_last_good_checkpoint(tmp_path, 
     model, guide = _pair()
     with caplog.at_level("WARNING"):
         state = fit(model, guide, _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8,
-                                                                "progress": False, "tensorboard": False,
-                                                                "out_dir": str(tmp_path),
-                                                                "checkpoint_every_s": 0}))
+                                                                "tensorboard": False,
+                                                                "checkpoint_every_s": 0}),
+                                           RunOptions(progress=False, out_dir=str(tmp_path)))
     assert len(state.history) == 3 and len(json.loads((tmp_path / "history.json").read_text())) == 3
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
     warnings = [r.getMessage() for r in caplog.records if "not overwritten" in r.getMessage()]
@@ -320,12 +322,13 @@ def test_a_diverged_epoch_does_not_overwrite_the_last_good_checkpoint(tmp_path, 
 
 def test_restore_refuses_another_optimisation_before_touching_anything(tmp_path):
     model, guide = _pair()
-    save_checkpoint(fit(model, guide, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16,
-                                                                    "progress": False})),
+    save_checkpoint(fit(model, guide, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16}),
+                                               RunOptions(progress=False)),
                     tmp_path / "ckpt.pt")
     model2, guide2 = _pair()
     state = setup(model2, guide2, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16, "lr": 0.01,
-                                                                "optimizer": "sgd", "device": "cpu"}))
+                                                                "optimizer": "sgd"}),
+                                           RunOptions(device="cpu"))
     before = {n: p.detach().clone() for n, p in state.loss_fn.named_parameters()}
     with pytest.raises(CheckpointError, match=r"ckpt.pt .*lr: checkpoint 0.001, now 0.01; "
                                               r"optimizer: checkpoint 'adam', now 'sgd'$"):
@@ -337,9 +340,11 @@ def test_restore_refuses_another_optimisation_before_touching_anything(tmp_path)
 
 def test_restore_may_extend_epochs_except_for_a_cosine_schedule(tmp_path, monkeypatch):
     model, guide = _pair()
-    cfg = {"epochs": 2, "batch_size": 16, "progress": False}
-    save_checkpoint(fit(model, guide, _data(), FitConfig.from_dict(cfg)), tmp_path / "ckpt.pt")
-    state, _ = _params_after_restore(tmp_path / "ckpt.pt", {**cfg, "epochs": 4})
+    cfg = {"epochs": 2, "batch_size": 16}
+    save_checkpoint(fit(model, guide, _data(), FitConfig.from_dict(cfg), RunOptions(progress=False)),
+                    tmp_path / "ckpt.pt")
+    state, _ = _params_after_restore(tmp_path / "ckpt.pt", {**cfg, "epochs": 4},
+                                      RunOptions(progress=False))
     assert fit(state.model, state.guide, _data(), state=state).epoch == 4
     with pytest.raises(CheckpointError, match="epochs: the checkpoint has 2 epochs done"):
         _params_after_restore(tmp_path / "ckpt.pt", {**cfg, "epochs": 1})
@@ -347,18 +352,19 @@ def test_restore_may_extend_epochs_except_for_a_cosine_schedule(tmp_path, monkey
     # cosine: interrupted in epoch 3 of 4, it resumes to its planned end and the lr only falls;
     # extending it to 6 epochs is refused (T_max = epochs: the lr would go back up)
     cosine = {**cfg, "epochs": 4, "lr_schedule": "cosine", "tensorboard": False,
-              "out_dir": str(tmp_path / "run"), "checkpoint_every_s": 0}
+              "checkpoint_every_s": 0}
+    run = RunOptions(progress=False, out_dir=str(tmp_path / "run"))
 
     def interrupt(real, state, batch, kw):
         raise KeyboardInterrupt
 
     _failing_step(monkeypatch, 7, interrupt)
     with pytest.raises(KeyboardInterrupt):
-        fit(*_pair(), _data(), FitConfig.from_dict(cosine))
+        fit(*_pair(), _data(), FitConfig.from_dict(cosine), run)
     monkeypatch.undo()
     with pytest.raises(CheckpointError, match="epochs: checkpoint 4, now 6 with lr_schedule 'cos"):
         _params_after_restore(tmp_path / "run" / "checkpoint.pt", {**cosine, "epochs": 6})
-    state, _ = _params_after_restore(tmp_path / "run" / "checkpoint.pt", cosine)
+    state, _ = _params_after_restore(tmp_path / "run" / "checkpoint.pt", cosine, run)
     lrs = [row["lr"] for row in fit(state.model, state.guide, _data(), state=state).history]
     assert lrs == pytest.approx([1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
     assert lrs == sorted(lrs, reverse=True)
@@ -377,10 +383,9 @@ def test_a_stop_with_non_finite_parameters_keeps_the_last_good_checkpoint(tmp_pa
 
     _failing_step(monkeypatch, 6, poison)
     with caplog.at_level("WARNING"), pytest.raises(FloatingPointError, match="step 8"):
-        fit(*_pair(), _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8, "progress": False,
-                                                    "validate": False,
-                                                    "tensorboard": False, "out_dir": str(tmp_path),
-                                                    "checkpoint_every_s": 0}))
+        fit(*_pair(), _data(), FitConfig.from_dict({"epochs": 3, "batch_size": 8, "validate": False,
+                                                    "tensorboard": False, "checkpoint_every_s": 0}),
+                               RunOptions(progress=False, out_dir=str(tmp_path)))
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (ckpt["epoch"], ckpt["step"]) == (1, 5)
     assert all(torch.isfinite(v).all() for v in ckpt["guide"].values())
@@ -396,7 +401,8 @@ def test_float64_data_trains_a_float32_model_with_a_note(caplog):
     x, y = _data()
     with caplog.at_level(logging.INFO, logger="experiments.engine.training"):
         state = fit(model, guide, (x.double(), y.double()),
-                    FitConfig.from_dict({"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"}))
+                    FitConfig.from_dict({"epochs": 1, "batch_size": 16}),
+                    RunOptions(progress=False, device="cpu"))
     assert math.isfinite(state.history[0]["loss"])
     assert "casting torch.float64 data to the model's torch.float32" in caplog.text
 
@@ -419,13 +425,13 @@ def test_finite_nonsense_warns():
         guides.create_guide("auto-normal", model, init_scale=5.0)
     model, guide = _pair()
     with pytest.warns(ImplausibleSettingWarning, match="lr=10000 is above the plausible range"):
-        setup(model, guide, _data(), FitConfig.from_dict({  # the warning comes first
-            "epochs": 1, "batch_size": 16, "progress": False, "lr": 1e4, "device": "cpu"}))
+        setup(model, guide, _data(), FitConfig.from_dict({"epochs": 1, "batch_size": 16, "lr": 1e4}),
+                                     RunOptions(progress=False, device="cpu"))
 
     from experiments.engine.guards import EpochGuard
 
     model, guide = _pair()
-    state = setup(model, guide, _data(), FitConfig.from_dict({"progress": False, "device": "cpu"}))
+    state = setup(model, guide, _data(), FitConfig.from_dict({}), RunOptions(progress=False, device="cpu"))
     sums = torch.zeros(2, dtype=torch.float64)
     guard = EpochGuard(state.config, state, list(state.loss_fn.parameters()), sums)
     with pytest.warns(ImplausibleSettingWarning, match="the loss has grown for 10 epochs"):
@@ -442,8 +448,8 @@ def test_cuda_graph_is_ignored_on_cpu_with_one_warning():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             state = fit(*_pair(), _data(), FitConfig.from_dict({"epochs": 2, "batch_size": 16,
-                                                                "progress": False,
-                                                                "device": "cpu", "cuda_graph": graph}))
+                                                                "cuda_graph": graph}),
+                                           RunOptions(progress=False, device="cpu"))
         said = [w for w in caught if "cuda_graph=True is ignored" in str(w.message)]
         assert len(said) == (1 if graph else 0)
         runs.append([p.detach().clone() for p in state.loss_fn.parameters()])
@@ -461,9 +467,8 @@ def test_the_gate_stops_updates_on_the_device_and_names_the_step(fused):
 
     model, guide = _pair()
     x, y = _data(16)
-    state = setup(model, guide, (x, y), FitConfig.from_dict({"batch_size": 16, "progress": False,
-                                                             "device": "cpu",
-                                                             "fused": fused}))
+    state = setup(model, guide, (x, y), FitConfig.from_dict({"batch_size": 16, "fused": fused}),
+                                        RunOptions(progress=False, device="cpu"))
     for _ in range(3):
         train_step(state, (x, y))
     check_finite(state)
@@ -487,7 +492,7 @@ def test_the_gate_stops_updates_on_the_device_and_names_the_step(fused):
 def test_integer_inputs_are_refused_before_training_with_what_to_do():
     x = torch.randint(0, 255, (20, 2), dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"inputs x must be real numbers .*torch.uint8.*x.float\(\)"):
-        fit(*_pair(), (x, torch.randn(20)), FitConfig.from_dict({"epochs": 1, "progress": False}))
+        fit(*_pair(), (x, torch.randn(20)), FitConfig.from_dict({"epochs": 1}), RunOptions(progress=False))
 
 
 @pytest.mark.parametrize("name, options", [("adam", {}), ("adam", {"weight_decay": 1e-4}),
@@ -523,4 +528,5 @@ def test_cpu_adam_takes_the_multi_tensor_path_with_the_default_paths_numbers(nam
 def test_a_dict_config_is_refused_with_the_explicit_conversion_to_use():
     with pytest.raises(TypeError, match=r"FitConfig.from_dict"):
         setup(*_pair(), _data(), {"epochs": 1})
-    assert setup(*_pair(), _data(), FitConfig.from_dict({"epochs": 1, "device": "cpu"})).config.epochs == 1
+    assert setup(*_pair(), _data(), FitConfig.from_dict({"epochs": 1}),
+                                    RunOptions(device="cpu")).config.epochs == 1

@@ -22,7 +22,7 @@ from experiments.engine.checkpoint import load_zoo_file, save_zoo_file
 from experiments.engine.elbo import make_elbo
 from experiments.engine.iwae import iwae_bound
 from experiments.engine.kl_schedule import KLScale
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 from experiments.harness.spec import ConfigError, RunContext, config_dict, validate_config
 from experiments.harness.vae import DynamicBinarization, load_images
@@ -78,8 +78,8 @@ def test_grey_values_under_bernoulli_are_refused_not_nan():
         model(x)
     # in training (Pyro validation off) too: a clear error, never a silent NaN
     with pytest.raises(ValueError, match="binary images"):
-        fit(model, guide, (x,), FitConfig.from_dict({"epochs": 1, "batch_size": 3, "progress": False,
-                                                     "validate": False}))
+        fit(model, guide, (x,), FitConfig.from_dict({"epochs": 1, "batch_size": 3, "validate": False}),
+                                RunOptions(progress=False))
 
 
 @pytest.mark.parametrize("likelihood", ["continuous-bernoulli", "gaussian"])
@@ -175,8 +175,8 @@ def test_training_improves_the_test_bound():
     model, guide = _pair(hidden=(16,))
     before = iwae_bound(model, guide, x[:100], k=1)
     fit(model, guide, (x[100:],), FitConfig.from_dict({"epochs": 15, "batch_size": 50, "lr": 0.01,
-                                                       "elbo": "meanfield",
-                                                       "progress": False, "checkpoint": False}))
+                                                       "elbo": "meanfield", "checkpoint": False}),
+                                  RunOptions(progress=False))
     after = iwae_bound(model, guide, x[:100], k=1)
     assert after > before + 2.0, (before, after)
 
@@ -198,13 +198,16 @@ def test_kl_warmup_in_fit_ramps_beta_per_step():
     model, guide = _pair()
     x = model.example_data(40)[0]
     state = fit(model, guide, (x,), FitConfig.from_dict({"epochs": 4, "batch_size": 10, "kl_warmup_epochs": 2,
-                                                         "progress": False, "checkpoint": False}))
+                                                         "checkpoint": False}),
+                                    RunOptions(progress=False))
     betas = [row["kl_beta"] for row in state.history]
     assert betas == pytest.approx([0.5, 1.0, 1.0, 1.0])
-    plain = fit(*_pair(), (x,), FitConfig.from_dict({"epochs": 1, "batch_size": 10, "progress": False}))
+    plain = fit(*_pair(), (x,), FitConfig.from_dict({"epochs": 1, "batch_size": 10}),
+                                RunOptions(progress=False))
     assert "kl_beta" not in plain.history[0]
     with pytest.raises(ValueError, match="kl_warmup_epochs"):
-        fit(*_pair(), (x,), FitConfig.from_dict({"epochs": 1, "kl_warmup_epochs": -1, "progress": False}))
+        fit(*_pair(), (x,), FitConfig.from_dict({"epochs": 1, "kl_warmup_epochs": -1}),
+                            RunOptions(progress=False))
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -217,7 +220,8 @@ def test_dynamic_binarization_resamples_binary_images():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         DynamicBinarization(x * 2)
     model, guide = _pair()
-    state = fit(model, guide, ds, FitConfig.from_dict({"epochs": 1, "batch_size": 25, "progress": False}))
+    state = fit(model, guide, ds, FitConfig.from_dict({"epochs": 1, "batch_size": 25}),
+                                  RunOptions(progress=False))
     assert math.isfinite(state.history[0]["loss"])
 
 
@@ -318,8 +322,8 @@ def test_fit_and_iwae_on_cuda(guide_name):
     model = models.create_model("vae", image_shape=(8, 8), z_dim=3, hidden=(16,))
     guide = guides.create_guide(guide_name, model)
     x = (torch.rand(64, 8, 8) > 0.5).float()
-    fit(model, guide, (x,), FitConfig.from_dict({"epochs": 2, "batch_size": 32, "device": "cuda",
-                                                 "progress": False}))
+    fit(model, guide, (x,), FitConfig.from_dict({"epochs": 2, "batch_size": 32}),
+                            RunOptions(device="cuda", progress=False))
     assert model.z_loc.is_cuda
     b = iwae_bound(model, guide, x.cuda(), k=20, k_chunk=8)
     assert math.isfinite(b)

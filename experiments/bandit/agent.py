@@ -12,7 +12,7 @@ from pyro import poutine
 
 from experiments.engine.guards import check_finite
 from experiments.engine.step import train_step
-from experiments.engine.training import FitConfig, setup
+from experiments.engine.training import FitConfig, RunOptions, setup
 
 from .environment import NUM_ACTIONS, Episode, cumulative_regret, encode, rewards
 
@@ -23,7 +23,9 @@ class BanditAgent:
     :param model: ``bnn`` or ``mlp`` regression model on ``D + 2`` inputs.
     :param guide: its guide (``mean-field`` or ``deterministic``).
     :param FitConfig fit_config: for :func:`~experiments.engine.training.setup` (lr, optimizer,
-        elbo, seed, device, ...); its ``batch_size`` is B, the tuples per SVI step.
+        elbo, ...); its ``batch_size`` is B, the tuples per SVI step.
+    :param RunOptions run: the seed (of setup, and of the agent's batch and exploration draws)
+        and the device (``None``: the defaults).
     :param int buffer_size: K, the buffer keeps the last K tuples.
     :param int num_minibatches: SVI steps after each interaction.
     :param float epsilon: probability of a uniformly random action.
@@ -32,9 +34,9 @@ class BanditAgent:
     :param float reward_scale: c, rewards are stored and regressed as :math:`r / c` (1: raw).
     """
 
-    def __init__(self, model, guide, fit_config: FitConfig, *, buffer_size: int = 4096,
-                 num_minibatches: int = 64, epsilon: float = 0.0, num_samples: int = 1,
-                 reward_scale: float = 1.0):
+    def __init__(self, model, guide, fit_config: FitConfig, run: RunOptions | None = None, *,
+                 buffer_size: int = 4096, num_minibatches: int = 64, epsilon: float = 0.0,
+                 num_samples: int = 1, reward_scale: float = 1.0):
         if not reward_scale > 0:
             raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
         self.reward_scale = float(reward_scale)
@@ -48,13 +50,13 @@ class BanditAgent:
         self.batch_size = int(fit_config.batch_size)
         self.epsilon, self.num_samples = float(epsilon), int(num_samples)
         in_features = model.in_features
-        # setup() seeds Pyro/torch from fit_config.seed, moves to the device, creates the guide's
+        # setup() seeds Pyro/torch from run.seed, moves to run.device, creates the guide's
         # parameters on a placeholder row, and builds the optimiser; num_data is reset per step
         placeholder = (torch.zeros(1, in_features), torch.zeros(1))
-        self.state = setup(model, guide, placeholder, fit_config)
+        self.state = setup(model, guide, placeholder, fit_config, run)
         self.model, self.guide = self.state.model, self.state.guide
         self.device = next(iter(self.state.loss_fn.parameters())).device
-        seed = self.state.config.seed
+        seed = self.state.run.seed
         self.batch_gen = torch.Generator().manual_seed(seed + 1)
         self.explore_gen = torch.Generator().manual_seed(seed + 2)
         self.inputs = torch.zeros(self.buffer_size, in_features, device=self.device)

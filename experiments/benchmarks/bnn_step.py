@@ -77,7 +77,7 @@ import guides
 import models
 from experiments.benchmarks.timing import adam_step, graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import setup
 
 LR = 1e-3
@@ -265,8 +265,8 @@ def zoo_state(sizes, num_data, batch_size, device, prior: dict, local_reparam: b
     g = torch.Generator().manual_seed(1)
     data = (torch.rand(num_data, X_DIM, generator=g), torch.randint(CLASSES, (num_data,), generator=g))
     return setup(model, guide, data, FitConfig(batch_size=batch_size, lr=LR, elbo="meanfield",
-                                               device=str(device), progress=False,
-                                               cuda_graph=cuda_graph))
+                                               cuda_graph=cuda_graph),
+                                     RunOptions(device=str(device), progress=False))
 
 
 def zoo_step(sizes, num_data, batch_size, batches, device, prior: dict,

@@ -20,7 +20,7 @@ import torch
 
 import guides
 import models
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 
 
@@ -32,8 +32,8 @@ def run(policy: float | None, epochs: int, num_data: int, out: Path) -> dict[str
     data = (torch.rand(num_data, 784, generator=g), torch.randint(10, (num_data,), generator=g))
     t0 = time.perf_counter()
     state = fit(model, guide, data, FitConfig(epochs=epochs, batch_size=128, elbo="meanfield",
-                                              progress=False, tensorboard=False, device="cpu",
-                                              out_dir=str(out), checkpoint_every_s=policy))
+                                              tensorboard=False, checkpoint_every_s=policy),
+                                    RunOptions(progress=False, device="cpu", out_dir=str(out)))
     total = time.perf_counter() - t0
     saves = sum(1 for _ in out.glob("checkpoint.pt"))
     return {"seconds": total, "save_seconds": state.save_seconds,

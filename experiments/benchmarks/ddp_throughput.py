@@ -39,7 +39,7 @@ import torch
 import guides
 import models
 from experiments.engine import distributed
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 
 WORKLOADS = ("bnn-mnist", "svgp-kin40k")
@@ -77,9 +77,8 @@ def epoch_seconds(workload: str, rows: int, epochs: int, synthetic: bool, device
                   ) -> list[float]:
     """Seconds of each epoch of ``fit`` (rank 0's clock; the ranks step in lock-step)."""
     model, guide, data, cfg = build(workload, rows, synthetic)
-    state = fit(model, guide, data, FitConfig.from_dict({**cfg, "epochs": epochs, "progress": False,
-                                                         "device": device, "validate": False,
-                                                         "seed": 0}))
+    state = fit(model, guide, data, FitConfig.from_dict({**cfg, "epochs": epochs, "validate": False}),
+                                    RunOptions(progress=False, device=device, seed=0))
     return [row["seconds"] for row in state.history]
 
 

@@ -34,7 +34,7 @@ import guides
 import models
 from experiments.benchmarks.timing import load_average, load_line
 from experiments.engine.ensemble import ensemble
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import fit
 
 
@@ -69,15 +69,16 @@ def main(argv=None) -> dict[str, float]:
                          f"{args.repeats}")
     torch.set_num_threads(args.threads)
     data = synthetic_table(args.rows, args.features)
-    cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-2, device="cpu",
-                    progress=False, tensorboard=False, checkpoint=False)
+    cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-2, tensorboard=False,
+                    checkpoint=False)
+    options = RunOptions(device="cpu", progress=False)
 
     def one() -> None:
         model, guide = make_pair(args.features, args.hidden)
-        fit(model, guide, data, cfg)
+        fit(model, guide, data, cfg, options)
 
     def many() -> None:
-        ens = ensemble(lambda: make_pair(args.features, args.hidden), data, args.members, cfg)
+        ens = ensemble(lambda: make_pair(args.features, args.hidden), data, args.members, cfg, options)
         assert len(ens) == args.members
 
     methods = {"one net": one, f"ensemble of {args.members}": many}

@@ -53,7 +53,7 @@ import guides
 import models
 from experiments.benchmarks.timing import adam_step, graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import setup
 
 LR = 0.01
@@ -97,8 +97,8 @@ def zoo_step(x, y, z, batch_size: int, elbo: str, device, cuda_graph: bool = Fal
     model.inducing_points.data.copy_(z)
     guide = guides.create_guide("cholesky", model)
     state = setup(model, guide, (x.cpu(), y.cpu()),
-                  FitConfig(batch_size=batch_size, lr=LR, elbo=elbo, device=str(device),
-                            progress=False, cuda_graph=cuda_graph))
+                  FitConfig(batch_size=batch_size, lr=LR, elbo=elbo, cuda_graph=cuda_graph),
+                  RunOptions(device=str(device), progress=False))
     batches = Batches(x.to(device), y.to(device), batch_size, seed=1)
     if cuda_graph:
         return graphed_zoo_step(state, batches)

@@ -66,7 +66,7 @@ import models
 from experiments.benchmarks import timing
 from experiments.benchmarks.timing import graphed_adam_step, graphed_zoo_step, interleaved
 from experiments.benchmarks.timing import zoo_step as timed_zoo_step
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.training import setup
 
 LR = 1e-3
@@ -166,8 +166,8 @@ def zoo_pair(hidden, z_dim, batch_size, elbo, device, cuda_graph: bool = False,
     guide = guides.create_guide("encoder", model)
     x0 = torch.bernoulli(torch.full((batch_size, X_DIM), 0.5))
     state = setup(model, guide, (x0,), FitConfig(batch_size=batch_size, lr=LR, elbo=elbo,
-                                                 device=str(device), progress=False,
-                                                 cuda_graph=cuda_graph, fused=fused))
+                                                 cuda_graph=cuda_graph, fused=fused),
+                                       RunOptions(device=str(device), progress=False))
     return state
 
 

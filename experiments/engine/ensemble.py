@@ -41,7 +41,7 @@ Three entry points:
   ``seed_offset + 1000 i``; a resumed run (``ctx.resume``) restores each member from its own
   checkpoint (a finished member is not trained again).
 * :func:`ensemble` for plain Python, the counterpart of :func:`~experiments.engine.training.fit`:
-  ``make_pair()`` builds each member, trained with ``seed = config.seed + i``.
+  ``make_pair()`` builds each member, trained with ``seed = run.seed + i``.
 * :func:`predict_ensemble` (also reached through ``predict(ensemble, None, x, ...)``).
 """
 
@@ -58,7 +58,7 @@ from experiments.harness.spec import train_pair
 from .mixture import Ensemble, mixture
 from .predict import predict_ensemble
 from .seeding import seed_everything
-from .settings import FitConfig
+from .settings import FitConfig, RunOptions
 from .training import fit
 
 __all__ = ["Ensemble", "MEMBER_SEED_STRIDE", "ensemble", "mixture", "predict_ensemble",
@@ -123,15 +123,15 @@ def train_ensemble(spec, data, ctx, name: str, k: int, *, model_args: dict | Non
 
 
 def ensemble(make_pair: Callable[[], tuple], data, k: int,
-             config: FitConfig | dict | None = None, *, eval_fn: Callable | None = None
-             ) -> Ensemble:
+             config: FitConfig | dict | None = None, run: RunOptions | dict | None = None, *,
+             eval_fn: Callable | None = None) -> Ensemble:
     """Train a deep ensemble of K fresh pairs: the plain-Python counterpart of
     :func:`~experiments.engine.training.fit`.
 
-    Member i: the random streams are seeded with ``config.seed + i``, ``make_pair()`` builds a
+    Member i: the random streams are seeded with ``run.seed + i``, ``make_pair()`` builds a
     fresh ``(model, guide)`` (so its initialisation differs from the other members'), and
-    ``fit`` trains it with ``seed = config.seed + i`` (its minibatch order), ``desc`` suffixed
-    with ``member<i>`` and, when ``config.out_dir`` is set, ``out_dir/member<i>`` for its
+    ``fit`` trains it with ``seed = run.seed + i`` (its minibatch order), ``desc`` suffixed
+    with ``member<i>`` and, when ``run.out_dir`` is set, ``out_dir/member<i>`` for its
     history and checkpoint.
 
     :param make_pair: ``make_pair() -> (model, guide)``, called once per member; it must build
@@ -140,15 +140,20 @@ def ensemble(make_pair: Callable[[], tuple], data, k: int,
     :param int k: the number of members K >= 1.
     :param config: a :class:`~experiments.engine.settings.FitConfig` or a dict of its fields,
         shared by every member.
+    :param run: the :class:`~experiments.engine.settings.RunOptions` (or a dict of its fields)
+        the members' are derived from.
     """
     k = _check_k(k)
     if not callable(make_pair):
         raise TypeError(f"make_pair must be a callable returning a fresh (model, guide), got "
                         f"{type(make_pair).__name__}")
     cfg = config if isinstance(config, FitConfig) else FitConfig.from_dict(config)
+    run = run if isinstance(run, RunOptions) else RunOptions.from_dict(run)
     members, seen = [], set()
     for i in range(k):
-        seed_everything(cfg.seed + i)  # the member's initialisation
+        # the member's initialisation: make_pair() builds its modules before fit's setup seeds
+        # (with the same seed), so this seeding is kept
+        seed_everything(run.seed + i)
         pair = make_pair()
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise ValueError(f"make_pair() must return a (model, guide) pair, got "
@@ -159,11 +164,11 @@ def ensemble(make_pair: Callable[[], tuple], data, k: int,
                              f"member {i}: it must build new modules on every call (e.g. "
                              "lambda: (m := create_model(...), create_guide(g, m)))")
         seen.update((id(model), id(guide)))
-        member_cfg = dataclasses.replace(
-            cfg, seed=cfg.seed + i, desc=f"{cfg.desc} member{i}",
-            out_dir=None if cfg.out_dir is None else str(Path(cfg.out_dir) / f"member{i}"))
+        member_run = dataclasses.replace(
+            run, seed=run.seed + i, desc=f"{run.desc} member{i}",
+            out_dir=None if run.out_dir is None else str(Path(run.out_dir) / f"member{i}"))
         t0 = time.perf_counter()
-        state = fit(model, guide, data, member_cfg, eval_fn=eval_fn)
+        state = fit(model, guide, data, cfg, member_run, eval_fn=eval_fn)
         last = state.history[-1] if state.history else {}
         log.info("ensemble member %d of %d: %d epochs, final loss %s, %.1f s", i + 1, k,
                  state.epoch, f"{last['loss']:.4g}" if "loss" in last else "n/a",

@@ -154,7 +154,7 @@ class EpochGuard:
         self.growing = self.growing + 1 if mean > self.previous and self.beta >= 1 else 0
         self.previous = mean
         if self.growing >= GROWING_LOSS_EPOCHS and not self.growth_warned:
-            warnings.warn(f"{self.cfg.desc}: the loss has grown for {self.growing} epochs in a "
+            warnings.warn(f"{self.state.run.desc}: the loss has grown for {self.growing} epochs in a "
                           f"row (now {mean:.4g} at epoch {self.state.epoch + 1}); the lr "
                           f"({self.state.optimizer.param_groups[0]['lr']:g}) may be too large",
                           ImplausibleSettingWarning, stacklevel=4)
@@ -170,5 +170,5 @@ class EpochGuard:
     def warn_not_saved(self, why: str) -> None:
         if not self.warned:  # once per bad stretch, not once per epoch
             log.warning("%s: %s; checkpoint.pt is not overwritten and keeps the last good state",
-                        self.cfg.desc, why)
+                        self.state.run.desc, why)
         self.warned = True

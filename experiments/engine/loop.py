@@ -61,7 +61,7 @@ class EpochLoop:
         self.state, self.loader, self.device, self.eval_fn = state, loader, device, eval_fn
         self.stops = stops
         self.order: torch.Tensor | None = None  # the data generator's state when the epoch began
-        cfg = self.cfg = state.config
+        cfg, run = self.cfg, self.run = state.config, state.run
         self.dtype = float_dtype(state.model)
         self.parallel, self.main = distributed.active(), distributed.is_main()
         self.weights = kl_weights(len(loader), cfg.kl_schedule)
@@ -70,7 +70,7 @@ class EpochLoop:
         # the epoch's loss, log-likelihood, and per-step KL estimates with their squares
         self.sums = torch.zeros(4, dtype=torch.float64, device=device)
         self.kl_pool = health.KLPool(last_sup=health.max_log_density(state.model))
-        out_dir = cfg.out_dir if self.main else None  # [distributed] rank 0 writes
+        out_dir = run.out_dir if self.main else None  # [distributed] rank 0 writes
         self.writers = Writers(out_dir, cfg.tensorboard)
         self.ckpt_path = Path(out_dir) / "checkpoint.pt" if out_dir and cfg.checkpoint else None
         self.params = list(state.loss_fn.parameters())
@@ -82,8 +82,8 @@ class EpochLoop:
         # without a bar (progress off, or a redirected run) the main rank logs a line now and then
         # instead of thousands of carriage returns: after the first epoch, then at most one per
         # PROGRESS_LOG_EVERY_S seconds (within a long epoch too), and at the end
-        self.bar = tqdm(range(state.epoch, cfg.epochs), desc=cfg.desc, unit="epoch",
-                        disable=None if cfg.progress and self.main else True,
+        self.bar = tqdm(range(state.epoch, cfg.epochs), desc=run.desc, unit="epoch",
+                        disable=None if run.progress and self.main else True,
                         initial=state.epoch, total=cfg.epochs, dynamic_ncols=True)
         self.lines = bool(self.main and self.bar.disable)
         self.first_epoch = state.epoch  # the first epoch of this call (of a resumed fit too)
@@ -94,13 +94,13 @@ class EpochLoop:
         (with a warning for ``cuda_graph=True`` off CUDA, a log line for ``"auto"`` on CUDA)."""
         cfg, state, device = self.cfg, self.state, self.device
         if cfg.cuda_graph is True and device.type != "cuda":
-            warnings.warn(f"{cfg.desc}: cuda_graph=True is ignored on {device} (CUDA graphs need a "
-                          "CUDA device); the steps run eagerly", stacklevel=4)
+            warnings.warn(f"{self.run.desc}: cuda_graph=True is ignored on {device} (CUDA graphs need "
+                          "a CUDA device); the steps run eagerly", stacklevel=4)
         elif uses_cuda_graph(cfg, device, state.model, state.guide):
             check_graph_pair(state.model, state.guide)
             return GraphedStep(state, self.params, self.sums, device)
         elif device.type == "cuda" and cfg.cuda_graph == "auto" and self.main:
-            log.info("%s: the step runs eagerly, not captured in a CUDA graph: %s", cfg.desc,
+            log.info("%s: the step runs eagerly, not captured in a CUDA graph: %s", self.run.desc,
                      "; ".join(graph_blockers(cfg, state.model, state.guide)))
         return None
 
@@ -118,7 +118,7 @@ class EpochLoop:
         now = time.perf_counter()
         if self.lines and not last and (epoch == self.first_epoch or self.last_line is None
                                         or now - self.last_line >= PROGRESS_LOG_EVERY_S):
-            log_epoch(self.cfg, row, "epoch", now - self.started)
+            log_epoch(self.run.desc, self.cfg.epochs, row, "epoch", now - self.started)
             self.last_line = now
 
     def _begin_epoch(self, epoch: int) -> int:
@@ -134,7 +134,7 @@ class EpochLoop:
         state.generator.set_state(self.order)  # the permutation this epoch drew when it began
         self.sums.copy_(torch.as_tensor(position["sums"], dtype=self.sums.dtype))
         self.guard.epoch_start = state.step - int(position["steps"])
-        log.info("%s: continuing epoch %d at step %d/%d", self.cfg.desc, epoch + 1,
+        log.info("%s: continuing epoch %d at step %d/%d", self.run.desc, epoch + 1,
                  int(position["steps"]) + 1, len(self.loader))
         return int(position["steps"])
 
@@ -179,7 +179,7 @@ class EpochLoop:
                 now = time.perf_counter()
                 since = t0 if self.last_line is None else max(t0, self.last_line)
                 if now - since >= PROGRESS_LOG_EVERY_S:
-                    log.info("%s: epoch %d: step %d/%d (%.1f s)", cfg.desc, epoch + 1,
+                    log.info("%s: epoch %d: step %d/%d (%.1f s)", self.run.desc, epoch + 1,
                              i + 1, len(self.loader), now - self.started)
                     self.last_line = now
             if boundary and i + 1 < len(self.loader):
@@ -204,7 +204,7 @@ class EpochLoop:
         check_finite(self.state)
         self.state.position = self._position(steps)
         signum = self.stops.requested if self.stops is not None and self.stops.requested else 15
-        raise Stopped(signum, f"{self.cfg.desc}: stopped by {signal_name(signum)} at epoch "
+        raise Stopped(signum, f"{self.run.desc}: stopped by {signal_name(signum)} at epoch "
                               f"{epoch + 1}, step {steps}/{len(self.loader)}")
 
     def _save_within_epoch(self, t0: float, steps: int) -> None:
@@ -263,7 +263,7 @@ class EpochLoop:
             self.guard.last_bad = problem
             self.writers.write(state.history)
             raise health.ImplausibleFitError(
-                f"{cfg.desc}: {problem}; {health.advice(state.model, state.guide, cfg)}")
+                f"{self.run.desc}: {problem}; {health.advice(state.model, state.guide, cfg)}")
         if self.eval_fn is not None and self.main and (state.epoch % cfg.eval_every == 0
                                                        or state.epoch == cfg.epochs):
             with torch.no_grad():
@@ -304,13 +304,13 @@ class EpochLoop:
         state, cfg = self.state, self.cfg
         if state.history and self.main:
             total = time.perf_counter() - self.started
-            log_epoch(cfg, state.history[-1], "done after epoch", total)
+            log_epoch(self.run.desc, cfg.epochs, state.history[-1], "done after epoch", total)
             if self.writers.out is not None:
                 log.debug("%s: saving history and checkpoints took %.2f s (%.1f %% of %.1f s)",
-                          cfg.desc, state.save_seconds,
+                          self.run.desc, state.save_seconds,
                           100 * state.save_seconds / max(total, 1e-9), total)
         if self.stops is not None and self.stops.requested is not None:
-            raise Stopped(self.stops.requested, f"{cfg.desc}: stopped by "
+            raise Stopped(self.stops.requested, f"{self.run.desc}: stopped by "
                           f"{signal_name(self.stops.requested)} after its last epoch (complete)")
 
 
@@ -343,8 +343,8 @@ def save_on_failure(state: TrainState, writers: Writers, ckpt_path: Path | None,
         else:
             how = f" (resuming runs epoch {state.epoch + 1} again)" if guard.n else ""
         log.warning("%s: stopped by %s (step %d); checkpoint.pt holds the state %s%s",
-                    state.config.desc, what, state.step,
+                    state.run.desc, what, state.step,
                     "at that step" if state.position is not None else "before it", how)
     except Exception as save_exc:  # noqa: BLE001 - never hide the exception that stopped training
-        log.error("%s: could not save history/checkpoint after %s: %s", state.config.desc, what,
+        log.error("%s: could not save history/checkpoint after %s: %s", state.run.desc, what,
                   save_exc)

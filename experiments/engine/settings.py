@@ -1,4 +1,6 @@
-"""The optimisation settings of :func:`~experiments.engine.training.fit`: :class:`FitConfig`."""
+"""The settings of :func:`~experiments.engine.training.fit`, one of each kind: :class:`FitConfig`
+(what the optimisation computes, and how it is checked and saved) and :class:`RunOptions` (where
+and how one run happens: its seed, device, output folder, progress and name)."""
 
 from __future__ import annotations
 
@@ -23,17 +25,51 @@ def _optimisation(default):
 
 
 def _run(default, set_by: str):
-    """A field that belongs to the run, not to an arm: ``set_by`` (the CLI option, or what else)
-    sets it, and an arm's ``--set ARM.fit.KEY`` refuses it
-    (:data:`experiments.harness.spec.RUN_KEYS`)."""
+    """A field of :class:`RunOptions`: ``set_by`` (the CLI option, or what else) sets it, and an
+    arm's ``--set ARM.fit.KEY`` refuses it (:data:`experiments.harness.spec.RUN_KEYS`)."""
     return field(default=default, metadata={"run": set_by})
 
+
+@dataclass
+class RunOptions:
+    """Where and how one :func:`~experiments.engine.training.fit` runs (all have defaults; unknown
+    keys are refused by ``from_dict``). None of them changes what the optimisation computes but
+    the seed, which a checkpoint records beside its :class:`FitConfig` (a resume under another
+    seed is refused).
+
+    :ivar seed: the seed of every random stream: :func:`~experiments.engine.training.setup` seeds
+        python, numpy, torch and Pyro from it, and the minibatch order draws from it.
+    :ivar device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:i]"``.
+    :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
+    :ivar progress: show a progress bar (tqdm) on a terminal or in a notebook. Whenever no bar is
+        shown (``progress=False``, or stderr not a terminal: a redirected run), ``fit`` logs
+        lines instead: one after the first epoch, then at most one every
+        :data:`~experiments.engine.loop.PROGRESS_LOG_EVERY_S` seconds (at an epoch's end, or ``epoch E: step
+        s/S`` within an epoch that has run that long), and one at the end. A bar or not, the last line
+        (``done after epoch ...``) is always logged.
+    :ivar desc: the name of this fit in its progress bar and log lines; ``train_pair`` sets it
+        to the arm's name and the fit's index in the run, e.g. ``"bbb #1"``.
+    """
+
+    seed: int = _run(0, "--seed")
+    device: str = _run("auto", "--device")
+    out_dir: str | None = _run(None, "--out")
+    progress: bool = _run(True, "--no-progress")
+    desc: str = _run("fit", "the arm's name (train_pair names each fit after its arm)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> RunOptions:
+        return dataclass_from_dict(cls, values)
+
+
+#: the names of :class:`RunOptions`' fields, which :meth:`FitConfig.from_dict` refuses
+RUN_FIELDS = tuple(f.name for f in fields(RunOptions))
 
 
 @dataclass
 class FitConfig:
-    """Options of :func:`~experiments.engine.training.fit` (all have defaults; unknown keys are refused by
-    ``from_dict``).
+    """The optimisation settings of :func:`~experiments.engine.training.fit` (all have defaults; unknown keys
+    are refused by ``from_dict``, and so are the run's, which are :class:`RunOptions`).
 
     :ivar elbo: ``"trace"`` (:class:`~pyro.infer.Trace_ELBO`, Monte Carlo KL) or ``"meanfield"``
         (:class:`~experiments.engine.elbo.MeanFieldELBO`, Pyro's
@@ -44,19 +80,9 @@ class FitConfig:
     :ivar lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over the run), ``"step"`` (× lr_gamma
         every lr_step_epochs) or ``"exponential"`` (× lr_gamma per epoch).
     :ivar clip_norm: clip the global gradient norm to this value (``None``: no clipping).
-    :ivar device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:i]"``.
     :ivar validate: Pyro's distribution-argument validation during training. ``None`` (default):
         off for speed unless the environment variable ``VBZOO_PYRO_VALIDATION=1`` is set, which
         the test suite does so that tests keep it on.
-    :ivar progress: show a progress bar (tqdm) on a terminal or in a notebook. Whenever no bar is
-        shown (``progress=False``, or stderr not a terminal: a redirected run), ``fit`` logs
-        lines instead: one after the first epoch, then at most one every
-        :data:`~experiments.engine.loop.PROGRESS_LOG_EVERY_S` seconds (at an epoch's end, or ``epoch E: step
-        s/S`` within an epoch that has run that long), and one at the end. A bar or not, the last line
-        (``done after epoch ...``) is always logged.
-    :ivar desc: the name of this fit in its progress bar and log lines; ``train_pair`` sets it
-        to the arm's name and the fit's index in the run, e.g. ``"bbb #1"``.
-    :ivar out_dir: where history.json/.csv, checkpoint.pt and TensorBoard scalars go (optional).
     :ivar checkpoint_every_s: ``None`` (default): write history and checkpoint after an epoch
         whenever that keeps the time spent saving within ``checkpoint_overhead`` of the training
         time, i.e. when the time since the last save is at least the last save's duration /
@@ -110,13 +136,8 @@ class FitConfig:
     elbo: str = _optimisation("trace")
     num_particles: int = _optimisation(1)
     kl_schedule: str = _optimisation("uniform")
-    device: str = _run("auto", "--device")
-    seed: int = field(default=0, metadata={"resume": True, "run": "--seed"})
     validate: bool | None = None
-    progress: bool = _run(True, "--no-progress")
-    desc: str = _run("fit", "the arm's name (train_pair names each fit after its arm)")
     eval_every: int = 1
-    out_dir: str | None = _run(None, "--out")
     checkpoint: bool = True
     checkpoint_every_s: float | None = None
     checkpoint_overhead: float = 0.02
@@ -129,6 +150,12 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> FitConfig:
+        """Build from a dict of its fields; a run option (a field of :class:`RunOptions`: seed,
+        device, out_dir, progress, desc) is refused in one line that says where it goes."""
+        run = [k for k in (values or {}) if k in RUN_FIELDS]
+        if run:
+            raise ValueError(f"{run[0]} is a run option: pass RunOptions({run[0]}="
+                             f"{values[run[0]]!r}) (FitConfig holds the optimisation settings)")
         return dataclass_from_dict(cls, values)
 
     def __post_init__(self):
@@ -161,9 +188,10 @@ class FitConfig:
                                  f"{expected}")
 
 
-#: FitConfig keys that change what the optimisation computes (the fields declared with
-#: ``_optimisation``, and the seed): a checkpoint resumes only under the same values. ``epochs``
-#: may change (see :func:`~experiments.engine.state.restore`); the other keys (progress, out_dir,
-#: device, eval_every, tensorboard, checkpoint, checkpoint_every_s, validate, desc,
-#: divergence_factor, ...) only change how a run is run or reported.
-RESUME_KEYS = tuple(f.name for f in fields(FitConfig) if f.metadata.get("resume"))
+#: The keys of a checkpoint's recorded config that change what the optimisation computes: the
+#: FitConfig fields declared with ``_optimisation``, and the :class:`RunOptions`' seed, which the
+#: checkpoint records beside them. A checkpoint resumes only under the same values. ``epochs`` may
+#: change (see :func:`~experiments.engine.state.restore`); the other keys (eval_every, tensorboard,
+#: checkpoint, checkpoint_every_s, validate, divergence_factor, ...; the run's device, out_dir,
+#: progress, desc) only change how a run is run or reported.
+RESUME_KEYS = tuple(f.name for f in fields(FitConfig) if f.metadata.get("resume")) + ("seed",)

@@ -16,7 +16,7 @@ from models.base import module_device
 from .checkpoint import CheckpointError, load_checkpoint, save_zoo_file
 from .guards import FiniteGate
 from .seeding import rng_state, set_rng_state
-from .settings import RESUME_KEYS, FitConfig
+from .settings import RESUME_KEYS, FitConfig, RunOptions
 
 log = logging.getLogger("experiments.engine.training")  # fit's one log: users filter on its name
 
@@ -41,6 +41,9 @@ class TrainState:
     data_validated: bool = False
     #: the second optimiser, over the guide's natural_gradient_parameters() (None: there are none)
     natural: torch.optim.Optimizer | None = None
+    #: where and how this fit runs (seed, device, out_dir, progress, desc); its seed is recorded
+    #: in a checkpoint's config beside the FitConfig's fields
+    run: RunOptions = field(default_factory=RunOptions)
     #: [distributed] loss_fn wrapped in DistributedDataParallel (fit sets it under
     #: torch.distributed; not part of a checkpoint)
     ddp: torch.nn.Module | None = None
@@ -73,7 +76,9 @@ class TrainState:
             "optimizer": self.optimizer.state_dict(),
             **({"natural_optimizer": self.natural.state_dict()} if self.natural else {}),
             "scheduler": self.scheduler.state_dict(),
-            "config": asdict(self.config),
+            # the seed beside the optimisation settings: a resume under another seed is refused,
+            # and checkpoints written when FitConfig held the seed still resume
+            "config": {**asdict(self.config), "seed": self.run.seed},
             "epoch": self.epoch,
             "step": self.step,
             "history": self.history,
@@ -96,15 +101,16 @@ RESUME_OVERRIDABLE = ("lr", "clip_norm", "epochs")
 
 
 def config_differences(saved: dict[str, Any], config: FitConfig, epoch: int,
-                       allow: tuple[str, ...] | frozenset = ()) -> list[str]:
-    """What keeps a checkpoint of ``saved`` config (at ``epoch``) from resuming under ``config``:
+                       allow: tuple[str, ...] | frozenset = (), seed: int = 0) -> list[str]:
+    """What keeps a checkpoint of ``saved`` config (at ``epoch``) from resuming under ``config``
+    and the run's ``seed``:
     one ``"key: checkpoint A, now B"`` per key of :data:`~experiments.engine.settings.RESUME_KEYS` that
     differs and is not in ``allow`` (a key the checkpoint lacks counts as its default), and a changed
     ``epochs`` when it would break the run: fewer than the epochs already done, or a change of a cosine
     schedule unless ``"epochs"`` is allowed (its T_max is ``epochs``; :func:`restore` then recomputes the
     schedule over the new epochs)."""
-    defaults = asdict(FitConfig())
-    now = asdict(config)
+    defaults = {**asdict(FitConfig()), "seed": RunOptions().seed}
+    now = {**asdict(config), "seed": seed}
     diffs = [f"{k}: checkpoint {saved.get(k, defaults[k])!r}, now {now[k]!r}" for k in RESUME_KEYS
              if saved.get(k, defaults[k]) != now[k] and k not in allow]
     old_epochs = saved.get("epochs", config.epochs)
@@ -121,8 +127,9 @@ def config_differences(saved: dict[str, Any], config: FitConfig, epoch: int,
 def restore(state: TrainState, path, allow: tuple[str, ...] | frozenset = ()) -> TrainState:
     """Load a checkpoint into an already set-up ``state`` (same model/guide configuration).
 
-    The checkpoint's fit config must match ``state.config`` in every key that changes the
-    optimisation (:data:`~experiments.engine.settings.RESUME_KEYS`), except the keys in ``allow`` (a subset of
+    The checkpoint's fit config must match ``state.config`` and ``state.run.seed`` in every key
+    that changes the optimisation (:data:`~experiments.engine.settings.RESUME_KEYS`), except the
+    keys in ``allow`` (a subset of
     :data:`RESUME_OVERRIDABLE`, the changes the user asked for); ``epochs`` may grow (except
     under a cosine schedule, unless allowed, see :func:`config_differences`). A checkpoint
     written at a step boundary within an epoch (a signal's clean stop, or a periodic save of a long
@@ -144,7 +151,8 @@ def restore(state: TrainState, path, allow: tuple[str, ...] | frozenset = ()) ->
         raise ValueError(f"restore: {bad} cannot change on resume; only {RESUME_OVERRIDABLE} can")
     ckpt = load_checkpoint(path)
     saved = ckpt.get("config") or {}
-    diffs = config_differences(saved, state.config, ckpt.get("epoch", 0), frozenset(allow))
+    diffs = config_differences(saved, state.config, ckpt.get("epoch", 0), frozenset(allow),
+                               state.run.seed)
     if diffs:
         raise CheckpointError(f"{path} was written under another fit config; it cannot resume "
                               f"this run: {'; '.join(diffs)}")
@@ -180,7 +188,7 @@ def _apply_schedule_changes(state: TrainState, saved: dict[str, Any]) -> None:
         for group in state.optimizer.param_groups:
             _set_lr(group, float(group["lr"]) * factor)
         log.info("%s: resumed with lr %g (the checkpoint's was %g): the schedule is rescaled",
-                 cfg.desc, cfg.lr, old_lr)
+                 state.run.desc, cfg.lr, old_lr)
     if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) and sched.T_max != cfg.epochs:
         sched.T_max = cfg.epochs
         t = sched.last_epoch
@@ -190,7 +198,7 @@ def _apply_schedule_changes(state: TrainState, saved: dict[str, Any]) -> None:
             _set_lr(group, lr)
         sched._last_lr = lrs
         log.info("%s: cosine schedule recomputed over %d epochs (lr now %.3g at epoch %d)",
-                 cfg.desc, cfg.epochs, lrs[0], t)
+                 state.run.desc, cfg.epochs, lrs[0], t)
 
 
 def _set_lr(group: dict[str, Any], lr: float) -> None:

@@ -33,34 +33,43 @@ from .loader import as_dataset, float_dtype, make_loader, resolve_device, to_dev
 from .loop import EpochLoop
 from .optim import make_optimizer, make_scheduler, warn_implausible
 from .seeding import seed_everything
-from .settings import FitConfig
+from .settings import FitConfig, RunOptions
 from .signals import StopSignals
 from .state import TrainState
 from .step import step_mode
 
-__all__ = ["FitConfig", "TrainState", "fit", "setup"]
+__all__ = ["FitConfig", "RunOptions", "TrainState", "fit", "setup"]
 
 log = logging.getLogger(__name__)
 
 
-def setup(model, guide, data, config: FitConfig | None = None) -> TrainState:
-    """Seed, move to the device, run the guide once (autoguides create their parameters lazily),
-    and build the optimiser and scheduler: the :class:`TrainState` before the first step.
+def setup(model, guide, data, config: FitConfig | None = None,
+          run: RunOptions | None = None) -> TrainState:
+    """Seed from ``run.seed``, move to ``run.device``, run the guide once (autoguides create their
+    parameters lazily), and build the optimiser and scheduler: the :class:`TrainState` before the
+    first step.
 
     :param config: a :class:`FitConfig` (``None``: the defaults); a dict of its fields goes
         through :meth:`FitConfig.from_dict`, which names unknown keys.
-    :raises TypeError: for a config that is not a :class:`FitConfig`.
+    :param run: the :class:`RunOptions` (``None``: the defaults; a dict:
+        :meth:`RunOptions.from_dict`).
+    :raises TypeError: for a config that is not a :class:`FitConfig`, or a run that is not a
+        :class:`RunOptions`.
     """
     cfg = FitConfig() if config is None else config
     if not isinstance(cfg, FitConfig):
         raise TypeError(f"config must be a FitConfig, got {type(config).__name__}; for a dict of "
                         "its fields use FitConfig.from_dict(...)")
+    run = RunOptions() if run is None else run
+    if not isinstance(run, RunOptions):
+        raise TypeError(f"run must be a RunOptions, got {type(run).__name__}; for a dict of its "
+                        "fields use RunOptions.from_dict(...)")
     if not pyro.settings.get("module_local_params"):
         raise RuntimeError(
             "fit() needs pyro.settings.set(module_local_params=True) before the model and guide "
             "are created (importing the zoo's `models` package does it)")
-    generator = seed_everything(cfg.seed)
-    device = distributed.local_device(resolve_device(cfg.device))  # [distributed] cuda:LOCAL_RANK
+    generator = seed_everything(run.seed)  # the one place a fit seeds (see RunOptions.seed)
+    device = distributed.local_device(resolve_device(run.device))  # [distributed] cuda:LOCAL_RANK
     dataset = as_dataset(data)
     if len(dataset) == 0:
         raise ValueError("the training data is empty")
@@ -98,10 +107,10 @@ def setup(model, guide, data, config: FitConfig | None = None) -> TrainState:
         natural = torch.optim.SGD(natural_params, lr=float(guide.ngd_lr), fused=True)
     return TrainState(model=model, guide=guide, loss_fn=loss_fn, optimizer=optimizer,
                       scheduler=make_scheduler(cfg, optimizer), config=cfg, generator=generator,
-                      natural=natural, data_validated=validated)
+                      natural=natural, data_validated=validated, run=run)
 
 
-def fit(model, guide, data, config: FitConfig | None = None,
+def fit(model, guide, data, config: FitConfig | None = None, run: RunOptions | None = None,
         eval_fn: Callable[[Any, Any], dict[str, float]] | None = None,
         state: TrainState | None = None) -> TrainState:
     """Train ``guide`` (and the model's point parameters) by SVI; return the :class:`TrainState`.
@@ -110,9 +119,10 @@ def fit(model, guide, data, config: FitConfig | None = None,
     :param guide: a guide built for it (``create_guide(name, model)``).
     :param data: a ``Dataset`` or a tuple of tensors ``(x, y)`` (the training set).
     :param config: a :class:`FitConfig` (``None``: the defaults; a dict: ``FitConfig.from_dict``).
+    :param run: the :class:`RunOptions` (seed, device, out_dir, progress, desc; ``None``: defaults).
     :param eval_fn: ``eval_fn(model, guide) -> {"name": value}`` validation metrics, run every
         ``eval_every`` epochs (in ``torch.no_grad``) and stored in the history as ``val_<name>``.
-    :param state: continue from an existing state (e.g. one restored from a checkpoint).
+    :param state: continue from an existing state (a restored one), with its ``config`` and ``run``.
     :returns: the final state; ``state.history`` is one dict per epoch with ``loss`` (the mean
         minibatch estimate of the full-data negative ELBO), ``elbo``, ``log_likelihood`` and
         ``kl`` (``elbo = log_likelihood - kl``), ``lr``, ``seconds`` and the validation metrics.
@@ -120,7 +130,7 @@ def fit(model, guide, data, config: FitConfig | None = None,
         :class:`FiniteGate` (every ``log_every`` steps and at the end of each epoch), naming the
         epoch and the first bad step; no update from that step on was applied.
 
-    With ``out_dir``, any exception first writes the history and, when the state is good,
+    With ``run.out_dir``, any exception first writes the history and, when the state is good,
     ``checkpoint.pt`` (:func:`~experiments.engine.loop.save_on_failure`); a bad epoch never
     overwrites it. SIGINT, SIGTERM and SIGHUP stop after the step in progress, at a checkpoint
     from which a resume continues exactly (:class:`~experiments.engine.loop.EpochLoop`), and
@@ -132,19 +142,17 @@ def fit(model, guide, data, config: FitConfig | None = None,
     """
     dataset = as_dataset(data)
     if state is None:
-        state = setup(model, guide, dataset, config)
+        state = setup(model, guide, dataset, config, run)
         validated = state.data_validated
     else:  # (a restored state: its data may be another dataset object)
         validated = validate_whole(state.model, dataset)
-    cfg = state.config
-    device, dtype = module_device(state.loss_fn), float_dtype(state.model)
-    # [distributed] under torch.distributed: shard the data, wrap the ELBO module in DDP, and
-    # let rank 0 alone evaluate and write (see experiments.engine.distributed)
+    cfg, run, device, dtype = state.config, state.run, module_device(state.loss_fn), float_dtype(state.model)
+    # [distributed] shard the data, wrap the ELBO module in DDP; rank 0 alone evaluates and writes
     parallel = distributed.active()
-    loader = make_loader(dataset, cfg.batch_size, state.generator, shard=parallel, seed=cfg.seed)
+    loader = make_loader(dataset, cfg.batch_size, state.generator, shard=parallel, seed=run.seed)
     if parallel and state.ddp is None:
         data_parallel(state, to_device(next(iter(loader)), device, dtype), device)
-    stops = StopSignals(what=cfg.desc)  # SIGINT/SIGTERM/SIGHUP: a clean stop after a step
+    stops = StopSignals(what=run.desc)  # SIGINT/SIGTERM/SIGHUP: a clean stop after a step
     loop = EpochLoop(state, loader, device, eval_fn, stops)
     try:
         with stops, pyro.validation_enabled(_validation(cfg)), \
@@ -169,7 +177,7 @@ def _raise_invalid_parameters(state: TrainState, exc: BaseException) -> None:
     if isinstance(exc, ValueError) and "Expected parameter" in str(exc):
         cfg = state.config
         raise FloatingPointError(
-            f"{cfg.desc}: non-finite or invalid parameters at epoch {state.epoch + 1}, step "
+            f"{state.run.desc}: non-finite or invalid parameters at epoch {state.epoch + 1}, step "
             f"{state.step + 1} ({str(exc).splitlines()[0][:160]}); "
             f"{health.advice(state.model, state.guide, cfg)}") from exc
 
@@ -192,7 +200,7 @@ def data_parallel(state: TrainState, first_batch, device: torch.device) -> None:
     point."""
     cfg = state.config
     if cfg.cuda_graph is True and device.type == "cuda":  # ("auto" runs data-parallel eagerly)
-        raise ValueError(f"{cfg.desc}: cuda_graph=True under torch.distributed is not supported "
+        raise ValueError(f"{state.run.desc}: cuda_graph=True under torch.distributed is not supported "
                          "(a captured step with DDP's gradient all-reduce is not verified here); "
                          "train data-parallel with cuda_graph=false, or one process with it")
     distributed.check_identical(list(state.loss_fn.named_parameters()))
@@ -200,4 +208,6 @@ def data_parallel(state: TrainState, first_batch, device: torch.device) -> None:
         loss = state.loss_fn(*first_batch)
     state.ddp = distributed.wrap(state.loss_fn, loss, device)
     state.gate.sync = True
-    seed_everything(cfg.seed + distributed.rank() + distributed.world_size() * state.step)
+    # a second seeding, kept: each rank's own Monte Carlo stream from here on (setup's seed gave
+    # every rank the same initialisation), derived from run.seed
+    seed_everything(state.run.seed + distributed.rank() + distributed.world_size() * state.step)

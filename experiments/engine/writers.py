@@ -12,7 +12,6 @@ from typing import Any
 from experiments.harness.runner import write_json
 
 from .checkpoint import atomic_write_text
-from .settings import FitConfig
 
 log = logging.getLogger("experiments.engine.training")  # fit's one log: users filter on its name
 
@@ -59,6 +58,6 @@ class Writers:
             self.tb.close()
 
 
-def log_epoch(cfg: FitConfig, row: dict[str, Any], what: str, seconds: float) -> None:
-    log.info("%s: %s %d/%d, loss %.4g, kl %.3g (%.1f s)", cfg.desc, what, row["epoch"],
-             cfg.epochs, row["loss"], row["kl"], seconds)
+def log_epoch(desc: str, epochs: int, row: dict[str, Any], what: str, seconds: float) -> None:
+    log.info("%s: %s %d/%d, loss %.4g, kl %.3g (%.1f s)", desc, what, row["epoch"],
+             epochs, row["loss"], row["kl"], seconds)

@@ -8,9 +8,10 @@ A ``--set bbb.fit.epochs=200`` travels in three hops, all typed:
    (``int``), rebuilding the :class:`~experiments.engine.settings.FitConfig` (which checks it);
 2. the experiment's ``run(config, ctx)`` hands the :class:`PairSpec` ``config.bbb`` to
    :func:`train_pair`;
-3. :func:`train_pair` builds model and guide and calls ``fit`` with ``spec.fit`` plus what the
-   :class:`RunContext` owns (seed, device, output folder, progress) and the fit's name in its
-   progress bar and log lines (the arm's name and its index in the run, ``bbb #1``).
+3. :func:`train_pair` builds model and guide and calls ``fit`` with ``spec.fit`` and the
+   :class:`~experiments.engine.settings.RunOptions` made from what the :class:`RunContext` owns
+   (seed, device, output folder, progress) and the fit's name in its progress bar and log lines
+   (the arm's name and its index in the run, ``bbb #1``).
 
 The run's seed, device, output folder and progress live only in the :class:`RunContext`:
 ``--set`` refuses them (``--seed``, ``--device``, ``--out``, ``--no-progress`` set them).
@@ -26,14 +27,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import guides
 import models
 from experiments.engine import distributed
 from experiments.engine.loader import resolve_device
 from experiments.engine.seeding import seed_everything
-from experiments.engine.settings import FitConfig
+from experiments.engine.settings import FitConfig, RunOptions
 from experiments.engine.state import restore
 from experiments.engine.training import fit, setup
 
@@ -49,9 +50,9 @@ from .typed import (
     value_error,
 )
 
-#: FitConfig fields that belong to the run, not to an arm (declared so in FitConfig): set from the
-#: RunContext; the value says what sets each
-RUN_KEYS = {f.name: f.metadata["run"] for f in dataclasses.fields(FitConfig) if "run" in f.metadata}
+#: The fields of :class:`~experiments.engine.settings.RunOptions`: they belong to the run, not to an
+#: arm, and are set from the RunContext; the value says what sets each
+RUN_KEYS = {f.name: f.metadata["run"] for f in dataclasses.fields(RunOptions)}
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,14 @@ class PairSpec:
     :ivar model_cfg: keyword arguments of the model (checked against its signature).
     :ivar guide: registered guide name for that model.
     :ivar guide_cfg: keyword arguments of the guide builder.
-    :ivar fit: the :class:`~experiments.engine.settings.FitConfig` (its seed, device, out_dir,
-        progress and desc come from the :class:`RunContext` and :func:`train_pair`).
+    :ivar fit: the :class:`~experiments.engine.settings.FitConfig` (the run's seed, device,
+        out_dir, progress and desc, a :class:`~experiments.engine.settings.RunOptions`, come from
+        the :class:`RunContext` and :func:`train_pair`).
+    :cvar progress: ``False`` in a subclass whose fits never show a progress bar, even when the
+        run does (a protocol of many short fits); not a config key.
     """
+
+    progress: ClassVar[bool] = True
 
     model: str
     guide: str
@@ -165,15 +171,17 @@ def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
         a Titsias start of q(u), ...).
     :param int seed_offset: e.g. the split index of a repeated protocol.
     """
+    # seeded here as well as in setup (the same seed, ctx.seed + seed_offset): the modules are
+    # built, and prepare() runs, before setup, and their initialisation draws from this stream;
+    # removing this seeding would change the numbers
     ctx.seed_everything(seed_offset)
     model = models.create_model(spec.model, **{**spec.model_cfg, **(model_args or {})})
     guide = guides.create_guide(spec.guide, model, **spec.guide_cfg)
     if prepare is not None:
         prepare(model, guide)
-    fit_cfg = dataclasses.replace(spec.fit, seed=ctx.seed + seed_offset, device=ctx.device,
-                                  out_dir=str(ctx.path(name)),
-                                  progress=spec.fit.progress and ctx.progress,
-                                  desc=f"{name} #{ctx.next_fit()}")
+    fit_cfg = spec.fit
+    run = RunOptions(seed=ctx.seed + seed_offset, device=ctx.device, out_dir=str(ctx.path(name)),
+                     progress=spec.progress and ctx.progress, desc=f"{name} #{ctx.next_fit()}")
     checkpoint = ctx.path(name) / "checkpoint.pt"
     state = None
     # [distributed] rank 0 decides whether to resume and every rank restores from its file
@@ -181,10 +189,11 @@ def train_pair(spec: PairSpec, data, ctx: RunContext, name: str, *,
         str(checkpoint) if ctx.resume and checkpoint.is_file() else None)
     if resume_from is not None:
         checkpoint = Path(resume_from)
-        state = restore(setup(model, guide, data, fit_cfg), checkpoint, allow=ctx.resume_allow)
+        state = restore(setup(model, guide, data, fit_cfg, run), checkpoint,
+                        allow=ctx.resume_allow)
         ctx.logger.info("%s: resumed from %s at epoch %d of %d", name, checkpoint, state.epoch,
                         fit_cfg.epochs)
-    state = fit(model, guide, data, fit_cfg, eval_fn=eval_fn, state=state)
+    state = fit(model, guide, data, fit_cfg, run, eval_fn=eval_fn, state=state)
     return model, guide, state
 
 
@@ -347,14 +356,10 @@ def validate_config(config, where: str = "") -> None:
 
 
 def config_dict(config) -> Any:
-    """The config as JSON-ready nested dicts (for config.json); FitConfig's run keys are left out
+    """The config as JSON-ready nested dicts (for config.json); the run's options are not in it
     (they are the RunContext's, recorded beside it)."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        out = {f.name: config_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
-        if isinstance(config, FitConfig):
-            for k in RUN_KEYS:
-                out.pop(k, None)
-        return out
+        return {f.name: config_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
     if isinstance(config, dict):
         return {str(k): config_dict(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):

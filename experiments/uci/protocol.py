@@ -9,21 +9,25 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from experiments import data as zoo_data
 from experiments.harness.spec import ConfigError, PairSpec
 
-#: fit options every method shares: no progress bar, checkpoint or TensorBoard for 165 short fits
-_QUIET = {"progress": False, "checkpoint": False, "tensorboard": False}
+#: fit options every method shares: no checkpoint or TensorBoard for 165 short fits (and no
+#: progress bar: :attr:`StepsPair.progress`)
+_QUIET = {"checkpoint": False, "tensorboard": False}
 
 
 @dataclass
 class StepsPair(PairSpec):
     """A method's pair trained for ``steps`` gradient steps: ``fit.epochs`` is derived from it
-    (:func:`epochs_for_steps`) and ``fit.batch_size`` caps the batch (small sets: full batch)."""
+    (:func:`epochs_for_steps`) and ``fit.batch_size`` caps the batch (small sets: full batch).
+    Its fits show no progress bar (165 short fits; lines are logged instead)."""
 
+    progress: ClassVar[bool] = False
     steps: int = 1000
 
     def validate(self, where: str = "", provided=()) -> None:
