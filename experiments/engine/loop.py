@@ -173,7 +173,8 @@ class EpochLoop:
             if state.step - state.gate.start >= cfg.log_every:
                 check_finite(state)
             boundary = (i + 1) % check_steps == 0
-            if self._stop_requested(boundary):
+            # ([distributed] ranks agree on a stop at each boundary and at the epoch's last step)
+            if self._stop_requested(boundary or i + 1 == len(self.loader)):
                 self._stop(epoch, i + 1)
             if self.lines and boundary:  # the clock only: no host read
                 now = time.perf_counter()
