@@ -80,6 +80,21 @@ def _processes(args) -> int:
     return getattr(args, "nproc", None) or 1
 
 
+def _failed_ranks(exc) -> str:
+    """What torchrun's ChildFailedError says of each failed rank, in one line: a rank killed by a
+    signal has no error file (its "root cause" is empty), so name the signal and the PID."""
+    parts = []
+    for rank, failure in sorted(exc.failures.items()):
+        if failure.exitcode < 0:
+            how = f"was killed by {failure.signal_name()}"
+        else:
+            first = str(failure.message).strip().splitlines()[:1]
+            how = f"exited with status {failure.exitcode}" + (f" ({first[0][:200]})" if first
+                                                              and first[0] != "<N/A>" else "")
+        parts.append(f"rank {rank} (PID {failure.pid}) {how}")
+    return "a process of the data-parallel run failed: " + "; ".join(parts or ["(no details)"])
+
+
 def _launch(args, argv: list[str]) -> int:
     """``--nproc N``: this command again in N local processes through torchrun's elastic launcher
     (``torch.distributed.run``, ``--standalone``: a free port on this machine)."""
@@ -107,7 +122,8 @@ def _launch(args, argv: list[str]) -> int:
     try:
         run(launch)
     except ChildFailedError as exc:
-        print(f"error: a process of the data-parallel run failed:\n{exc}", file=sys.stderr)
+        print(f"error: {_failed_ranks(exc)}; the other processes were stopped (continue with "
+              "--resume RUN_DIR; run.log of the run folder has rank 0's side)", file=sys.stderr)
         return 1
     except SignalException as exc:  # the launcher stopped its workers (SIGTERM, SIGINT)
         print(f"error: stopped by signal {exc.sigval}; the launcher stopped every process "
