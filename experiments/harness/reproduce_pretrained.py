@@ -15,8 +15,8 @@ For each posterior two kinds of rows are written:
 
 Each recomputed value is compared with the card's within the card's tolerance (``check``'s
 relative tolerance: 1e-6 for a closed-form prediction in float64, in float32 ten times the
-check's distance from the float64 prediction (at least 1e-5), 1e-4 for a seeded Monte Carlo one;
-the
+check's largest distance from its float64 value and its values with 1, 2 and 4 threads (at least
+1e-5), 1e-4 for a seeded Monte Carlo one; the
 predictive seed is the training run's, so a posterior that loads as trained gives the card's
 numbers); a value outside it, or a posterior that does not load, is a FAILED row. The report
 (``<out>/REPORT-pretrained.md``, ``REPORT-pretrained-smoke.md`` with ``--smoke``) has the
