@@ -146,6 +146,19 @@ def get_config(smoke: bool = False) -> Config:
     return cfg
 
 
+def test_scores(model, guide, data: zoo_data.RegressionData, device=None) -> dict:
+    """RMSE, MAE, mean test log predictive density and 95 % interval coverage of the SVGP's
+    closed-form predictive on ``data``'s test rows, in the data file's units (also what
+    ``reproduce --pretrained`` recomputes for an exported arm)."""
+    pred = model.predict(data.x_test.to(device or next(model.parameters()).device), guide)
+    mean = data.unstandardize_y(pred["y_mean"])
+    sd = pred["y_var"].sqrt() * (data.y_std if data.standardized else 1.0)
+    y_test = data.unstandardize_y(data.y_test)
+    return {"rmse": M.rmse(mean, y_test), "mae": M.mae(mean, y_test),
+            "test_ll": M.gaussian_log_likelihood(mean, sd, y_test),
+            "coverage95": M.gaussian_interval_coverage(mean, sd, y_test)}
+
+
 def _fit_and_test(spec: PairSpec, init: SVGPInit, data: zoo_data.RegressionData,
                   ctx: RunContext, name: str, max_train: int | None,
                   num_inducing: int | None = None) -> dict:
@@ -166,15 +179,10 @@ def _fit_and_test(spec: PairSpec, init: SVGPInit, data: zoo_data.RegressionData,
     t0 = time.perf_counter()
     model, guide, state = train_pair(spec, (x, y), ctx, name, prepare=prepare,
                                      model_args=model_args)
-    pred = model.predict(data.x_test.to(ctx.torch_device), guide)
+    scores = test_scores(model, guide, data, ctx.torch_device)
     seconds = time.perf_counter() - t0
-    mean = data.unstandardize_y(pred["y_mean"])
-    sd = pred["y_var"].sqrt() * (data.y_std if data.standardized else 1.0)
-    y_test = data.unstandardize_y(data.y_test)
-    return {"rmse": M.rmse(mean, y_test), "mae": M.mae(mean, y_test),
-            "test_ll": M.gaussian_log_likelihood(mean, sd, y_test),
-            "coverage95": M.gaussian_interval_coverage(mean, sd, y_test),
-            "seconds": seconds, "epochs": state.epoch, "final_elbo": state.history[-1]["elbo"],
+    return {**scores, "seconds": seconds, "epochs": state.epoch,
+            "final_elbo": state.history[-1]["elbo"],
             "num_train": int(x.shape[0]), "noise_std": model.likelihood.noise_std.item()}
 
 

@@ -7,6 +7,8 @@ same recipes from a card's ``source``."""
 
 from __future__ import annotations
 
+from .export_recipes_uci import RECIPES as UCI_RECIPES
+
 
 def _experiment_module(name: str):
     """The module of the registered experiment ``name``, found through the registry: an
@@ -188,9 +190,12 @@ def _dkl(cfg: dict, arm: str, data_dir) -> dict:
 
 #: experiment -> arm -> recipe(config.json, arm, data_dir) -> model_args, num_data, units, data,
 #: test_rows (x, y in the user's units), check_metric, optionally num_samples (the run's
-#: predictive draws), spec (the arm's pair in config.json, where it is not ``config[arm]``) and
-#: metric_tag (the arm's name in metrics.json, where it is not the arm's)
-RECIPES = {"co2": {"svgp": _co2_svgp},
+#: predictive draws), spec (the arm's pair in config.json, where it is not ``config[arm]``),
+#: metric_tag (the arm's name in metrics.json, where it is not the arm's), arm_metrics (metrics.json
+#: -> the card's metrics, where the arm's are not those named by its tag) and paper (the card's
+#: paper numbers, where not the experiment's named by the tag). The UCI experiments' arms are
+#: matched by a pattern (:mod:`experiments.harness.export_recipes_uci`).
+RECIPES = {**UCI_RECIPES,"co2": {"svgp": _co2_svgp},
            "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")},
            "svgp-classification": {"moons": _moons, "mnist-svgp": _mnist_svgp},
            "dkl-regression": {a: _dkl for a in ("svgp", "dkl", "dkl_bayes", "bbb")},
@@ -198,8 +203,6 @@ RECIPES = {"co2": {"svgp": _co2_svgp},
            "kingma-fig2": {f"{ds}_z{z}": _kingma_vae for ds, zs in (("mnist", (3, 5, 10, 20, 200)),
                                                                      ("frey", (2, 5, 10, 20)))
                            for z in zs}}
-
-
 
 
 __all__ = ["RECIPES"]

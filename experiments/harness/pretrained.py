@@ -277,15 +277,18 @@ def image_nll(model, guide, card: dict, path, metric: str, seed: int) -> float:
         return -float(iwae_bound(model, guide, x, k=int(metric[4:])))
 
 
-def check_posterior(name, seed: int | None = None) -> dict:
+def check_posterior(name, seed: int | None = None, double: bool = False) -> dict:
     """Recompute the card's ``check`` metric on ``check.csv``: ``{"metric", "value",
     "expected", "tolerance", "ok"}`` (``ok``: within the card's relative tolerance).
 
     :param name: a posterior's name, or the path of its folder.
     :param seed: the seed of the predictive draws (default: the card's).
+    :param double: predict in float64 (the export measures a float32 check's rounding with it).
     """
     folder = Path(name) if Path(name).is_dir() else find(str(name))
     model, guide, card = load_folder(folder)
+    if double:
+        model, guide = model.double(), guide.double()
     check = card["check"]
     seed = int(check.get("seed", 0) if seed is None else seed)
     if card["units"]["task"] == "images":  # a VAE: the importance-weighted bound, nll_K

@@ -55,6 +55,10 @@ def render_card(card: dict) -> str:
               f"`{c['file']}`: {_fmt(c['value'])} (relative tolerance {c['tolerance']:g})."
               + (f" Float32/64 state before float16: {_fmt(c['value_full_precision'])}."
                  if "value_full_precision" in c else "")
+              + (f" Predicted in float64: {_fmt(c['value_float64'])}; with 1, 2 and 4 threads: "
+                 + ", ".join(_fmt(v) for v in c.get("values_1_2_4_threads", []))
+                 + " (the tolerance is ten times the largest distance, at least 1e-5)."
+                 if "value_float64" in c else "")
               + (f" Standard deviation over 5 predictive seeds: {_fmt(c['mc_sd_over_5_seeds'])}."
                  if "mc_sd_over_5_seeds" in c else ""),
               "", "## Training", ""]
@@ -134,9 +138,13 @@ def render_page() -> str:
               "likelihood and the band's std ratio; svgp-classification: accuracy, NLL and ECE; "
               "dkl-regression: RMSE and log likelihood in the training region and the gap, and "
               "the band's std ratios; iwae-nll: the test NLL bounds nll_K; kingma-fig2: the final "
-              "test ELBO). Each value is compared "
+              "test ELBO; uci-benchmark: the split's test RMSE and log likelihood; svgp-uci: the "
+              "fold's test RMSE, MAE, log likelihood and coverage). Each value is compared "
               "with the card's within the card's relative tolerance (1e-6 for a closed-form "
-              "prediction, 1e-4 for a Monte Carlo one, drawn with the training run's seed); the "
+              "prediction in float64; in float32 ten times the check's largest distance from its "
+              "float64 value and its values with 1, 2 and 4 threads, at least 1e-5; 1e-4 for a "
+              "Monte Carlo one, drawn with "
+              "the training run's seed); the "
               "VAEs' bounds, which their runs drew unseeded, within 4 Monte Carlo standard errors "
               "of a difference, measured from two seeded estimates. A value outside, or a "
               "posterior that does not load, is a FAILED row. The report, `results/REPORT-pretrained.md` "
