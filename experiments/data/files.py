@@ -262,18 +262,43 @@ def _progress_bar(total: int | None, desc: str):
 
 def _download(rel: str, remote: RemoteFile, searched: list[tuple[Path, str]]) -> Path:
     dest = cache_dir() / rel
+    try:
+        return download(remote.url, dest, remote.sha256, desc=repr(rel), label=rel,
+                        hint="The remote file may have changed; download it again, or copy the "
+                             f"verified file from shared/data into {dest.parent}.")
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        # URLError / HTTPError / timeouts are OSErrors; ValueError covers malformed URLs.
+        err = _missing(rel, searched, f"downloading {remote.url} failed ({exc!r})")
+        raise err from exc
+
+
+def download(url: str, dest: PathLike, sha256: str, *, desc: str | None = None,
+             label: str | None = None, hint: str = "") -> Path:
+    """Download ``url`` to ``dest``, atomically and checked: the bytes go to a temporary file in
+    ``dest``'s folder, whose sha256 must be ``sha256`` before :func:`os.replace` moves it into
+    place, so ``dest`` never holds a partial or wrong file (the data layer's and the pretrained
+    posteriors' downloads).
+
+    :param desc: the file as named in the :class:`ChecksumMismatch` message (default: ``dest``).
+    :param label: the progress bar's label (default: ``dest``'s name).
+    :param hint: what to do, appended to the :class:`ChecksumMismatch` message.
+    :raises ChecksumMismatch: the downloaded bytes have another sha256 (nothing is written).
+    :raises OSError: the download failed (``urllib.error.URLError``, a timeout, a short read);
+        also :class:`http.client.HTTPException`, and :class:`ValueError` for a malformed URL.
+    """
+    dest = Path(dest)
     tmp: str | None = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        log.info("downloading %s -> %s", remote.url, dest)
+        log.info("downloading %s -> %s", url, dest)
         h = hashlib.sha256()
         received = 0
         with os.fdopen(fd, "wb") as out:
-            with urllib.request.urlopen(remote.url, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
+            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-                bar = _progress_bar(total, rel)
+                bar = _progress_bar(total, label or dest.name)
                 try:
                     while chunk := resp.read(_CHUNK):
                         out.write(chunk)
@@ -287,28 +312,23 @@ def _download(rel: str, remote: RemoteFile, searched: list[tuple[Path, str]]) ->
         if total is not None and received != total:
             raise OSError(f"connection closed after {received} of {total} bytes")
         actual = h.hexdigest()
-        if actual != remote.sha256:
+        if actual != sha256:
             raise ChecksumMismatch(
-                f"Checksum mismatch for {rel!r} downloaded from {remote.url}:\n"
-                f"  expected sha256 {remote.sha256}\n"
+                f"Checksum mismatch for {desc or str(dest)} downloaded from {url}:\n"
+                f"  expected sha256 {sha256}\n"
                 f"  actual   sha256 {actual}\n"
-                "The download was discarded (nothing was written to the cache). The remote "
-                "file may have changed; download it again, or copy the verified file from "
-                f"shared/data into {dest.parent}.",
-                path=dest, expected=remote.sha256, actual=actual,
+                "The download was discarded (nothing was written to the cache)."
+                + (f" {hint}" if hint else ""),
+                path=dest, expected=sha256, actual=actual,
             )
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
         tmp = None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        # URLError / HTTPError / timeouts are OSErrors; ValueError covers malformed URLs.
-        err = _missing(rel, searched, f"downloading {remote.url} failed ({exc!r})")
-        raise err from exc
     finally:
         if tmp is not None:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-    _DIGEST_CACHE[_digest_key(dest)] = remote.sha256
+    _DIGEST_CACHE[_digest_key(dest)] = sha256
     return dest

@@ -14,11 +14,14 @@ A posterior is a folder ``<NAME>/`` (written by ``python -m experiments export``
   :func:`check_posterior` recomputes.
 
 :func:`load_pretrained` looks for ``<NAME>/`` in the zoo's shipped folder
-(``experiments/pretrained/``, :data:`SHIPPED`), then in ``$VBZOO_CACHE_DIR/pretrained/``. Every
+(``experiments/pretrained/``, :data:`SHIPPED`), then in ``$VBZOO_CACHE_DIR/pretrained/``; a name
+in neither but in the index of remote posteriors is downloaded into the latter, every file
+sha256-checked, and so is a cached card's state file that is missing where the card gives its
+``url`` (:mod:`experiments.harness.pretrained_download`). Every
 failure is a :class:`PretrainedError` (a :class:`~experiments.engine.checkpoint.CheckpointError`,
 so the command line prints it as one line): an unknown name, a ``posterior.pt`` whose sha256 is
 not the card's, a card of a newer card format, a state that does not fit the pair, a crafted
-pickle (refused by :func:`~experiments.engine.checkpoint.load_zoo_file`).
+pickle (refused by :func:`~experiments.engine.checkpoint.load_zoo_file`), a failed download.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import math
 import re
 from pathlib import Path
 
-from experiments.engine.checkpoint import CheckpointError
+from .pretrained_download import PretrainedError, cache_root, fetch_remote, fetch_state, remote_index
 
 #: version of the card format this zoo writes and reads (a card of a later one is refused)
 CARD_VERSION = 1
@@ -42,16 +45,10 @@ PREFIX = "pretrained:"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
-class PretrainedError(CheckpointError):
-    """A posterior that cannot be found or loaded; the message is one line saying what is wrong."""
-
-
 def search_path() -> list[Path]:
     """Where posteriors are looked for, in order: the shipped folder, then
     ``$VBZOO_CACHE_DIR/pretrained`` (default ``~/.cache/vbzoo/pretrained``)."""
-    from experiments.data.files import cache_dir
-
-    return [SHIPPED, cache_dir() / "pretrained"]
+    return [SHIPPED, cache_root()]
 
 
 def known_names() -> list[str]:
@@ -64,16 +61,20 @@ def known_names() -> list[str]:
 
 
 def find(name: str) -> Path:
-    """The folder of the posterior ``name`` (``pretrained:`` prefix allowed)."""
+    """The folder of the posterior ``name`` (``pretrained:`` prefix allowed), downloaded into
+    the cache first if it is on disk nowhere but in the index of remote posteriors."""
     name = name[len(PREFIX):] if name.startswith(PREFIX) else name
     if _NAME.fullmatch(name):
         for root in search_path():
             if (root / name / "card.json").is_file():
                 return root / name
-    known = known_names()
+        remote = remote_index()
+        if name in remote:
+            return fetch_remote(name, remote[name])
+    known = sorted(set(known_names()) | set(remote_index()))
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    where = " then ".join(str(p) for p in search_path())
+    where = " then ".join(str(p) for p in search_path()) + " and the index of remote posteriors"
     raise PretrainedError(f"unknown pretrained posterior {name!r}{hint} (known: "
                           f"{', '.join(known) or 'none'}; looked in {where})")
 
@@ -108,6 +109,8 @@ def _inside(folder: Path, name) -> Path:
 def load_state(folder: Path, card: dict) -> dict:
     """``posterior.pt``'s payload, after checking its sha256 against the card's."""
     path = _inside(folder, card["state"]["file"])
+    if not path.is_file() and card["state"].get("url"):
+        fetch_state(Path(folder), card, path)
     if not path.is_file():
         raise PretrainedError(f"{path} does not exist (the card {Path(folder) / 'card.json'} "
                               "names it); restore the posterior's folder")
@@ -163,7 +166,8 @@ def load_pretrained(name: str, device="cpu"):
     :func:`pretrained_card`.
 
     :raises PretrainedError: an unknown name, a corrupted or crafted ``posterior.pt``, a card
-        of a newer format, or a state that does not fit the pair (one line each).
+        of a newer format, a state that does not fit the pair, or a failed download (no network,
+        a checksum mismatch), one line each.
     """
     return load_folder(find(name), device)[:2]
 
@@ -306,4 +310,5 @@ def check_posterior(name, seed: int | None = None, double: bool = False) -> dict
 
 
 __all__ = ["CARD_VERSION", "PretrainedError", "SHIPPED", "check_posterior", "find",
-           "known_names", "load_folder", "load_pretrained", "pretrained_card", "run_predict", "search_path"]
+           "known_names", "load_folder", "load_pretrained", "pretrained_card", "remote_index",
+           "run_predict", "search_path"]
