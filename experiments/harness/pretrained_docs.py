@@ -114,6 +114,17 @@ def render_page() -> str:
         "an unknown name, a corrupted or crafted file, a card of a newer format or a state that "
         "does not fit the pair. A trained run becomes a posterior with "
         "`python -m experiments export RUN_DIR[/ARM] --name NAME [--to FOLDER] [--half]`.", "",
+        "**Downloads.** A name on disk nowhere but listed in the index of remote posteriors "
+        "(the zoo's `REMOTE` in `experiments/harness/pretrained_download.py`, and "
+        "`$VBZOO_CACHE_DIR/pretrained/index.json` where it exists: "
+        "`{\"NAME\": {\"url\": \"https://.../NAME/card.json\", \"sha256\": {\"card.json\": "
+        "\"...\", \"posterior.pt\": \"...\", \"check.csv\": \"...\"}}}`) is downloaded, as "
+        "the data layer downloads its files, into the cache folder `$VBZOO_CACHE_DIR/pretrained/NAME/` "
+        "(default `~/.cache/vbzoo/pretrained/NAME/`), then loaded as usual; so is the state file "
+        "of a cached card whose `state` gives a `url`. Every file is checked against its sha256 "
+        "before it is used, and nothing reaches the cache before all of them pass: a mismatch is "
+        "a one-line error naming the expected and the actual sha256. With no network, the error "
+        "names the URL: download the files by hand into that folder and load the name again.", "",
         "| name | what | metrics | paper | size | training |", "|---|---|---|---|---|---|",
     ]
     for card in cards:
