@@ -1,7 +1,8 @@
 """``python -m experiments reproduce --pretrained``: the shipped posteriors scored against their
 cards with no training (experiments/harness/reproduce_pretrained.py); a tampered card is a FAILED
 row and exit 1; the export recipes of svgp-classification, dkl-regression, iwae-nll,
-kingma-fig2, uci-benchmark and svgp-uci, end to end on smoke runs."""
+kingma-fig2, uci-benchmark and svgp-uci, end to end on smoke runs; blundell-mnist's BbB recipe
+and scorer on a smoke run."""
 
 from __future__ import annotations
 
@@ -150,3 +151,41 @@ def test_uci_arms_are_matched_by_pattern_and_an_unknown_one_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"experiment": "uci-benchmark"}))
     with pytest.raises(P.PretrainedError, match=r"uci-benchmark/<set>/<bbb\|svgp>-split<k>"):
         _from_arm(tmp_path, "boston/dropout-split0", None)
+
+
+def test_blundell_mnist_recipe_rebuilds_the_test_error(tmp_path):
+    """blundell-mnist's BbB arm: the recipe exports best.pt (the best-validation state its
+    metrics are of; the fits write no checkpoint.pt), in raw-pixel units, and the scorer
+    recomputes the run's test, validation and Monte Carlo test errors from the card's source."""
+    import numpy as np
+
+    from experiments.harness.export import _from_arm
+    from experiments.harness.export_recipes import RECIPES
+
+    arms = RECIPES["blundell-mnist"]
+    assert "bbb-mixture-400" in arms and "bbb-gaussian-1200" in arms
+    assert "bbb-mixture-blundell-16" in arms and "dropout-400" not in arms and "sgd-400" not in arms
+    require_data("mnist")
+    proc = _cli("run", "blundell-mnist", "--smoke", "--out", str(tmp_path / "runs"),
+                "--no-progress", "--threads", "1", "--set", 'arms=["bbb-mixture"]',
+                cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = next((tmp_path / "runs" / "blundell-mnist").iterdir())
+    assert not (run / "bbb-mixture-16" / "checkpoint.pt").exists()
+    state, fields, facts = _from_arm(run, "bbb-mixture-16", None)
+    assert fields["pair"]["model_args"]["widths"] == [16, 16] and fields["pair"]["num_data"] == 500
+    assert facts["check_metric"] == "test_ll" and fields["units"]["x_std"][0] == 126.0
+    x, y = facts["test_rows"]
+    assert x.shape == (200, 784) and np.abs(x - x.round()).max() < 1e-3 and x.max() <= 255.0 + 1e-3
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert facts["paper"]["test_error_bbb-mixture_1200"] == 0.0132
+    card = {**fields, "name": "smoke-bbb-mixture-16"}
+    model, guide = P.build_pair(card, state)
+    import torch
+
+    with torch.no_grad():
+        got = HEADLINES["blundell-mnist"](model, guide, card)
+    assert sorted(got) == ["test_error_bbb-mixture_16", "test_error_mc_bbb-mixture_16",
+                           "val_error_bbb-mixture_16"]
+    for key, value in got.items():
+        assert value == pytest.approx(metrics[key], abs=1e-4), key

@@ -6,7 +6,8 @@ Two sources are understood:
 * a ``fit`` run folder (``model.pt``, ``config.json``, ``standardization.json``): the pair and
   its data-derived arguments come from ``config.json``, the units from the standardisation, the
   check rows from the first rows of ``test_predictions.csv`` (held out);
-* an experiment arm ``RUN_DIR/ARM`` (``ARM/checkpoint.pt``) of an experiment with a recipe in
+* an experiment arm ``RUN_DIR/ARM`` (``ARM/checkpoint.pt``, or the ``best.pt`` a recipe names:
+  blundell-mnist's best-validation state) of an experiment with a recipe in
   :data:`~experiments.harness.export_recipes.RECIPES`, which rebuilds what the experiment's
   ``run`` gave the arm's constructor (input dimension, kernel, dtype, ...) and its units from
   ``config.json`` and the data.
@@ -131,12 +132,18 @@ def _from_arm(run: Path, arm: str, data_dir) -> tuple[dict, dict, dict]:
         known = ", ".join(f"{e}/{a}" for e, arms in RECIPES.items() for a in arms)
         raise PretrainedError(f"no export recipe for experiment {exp!r} arm {arm!r} (known: "
                               f"{known}); add one to experiments.harness.export_recipes.RECIPES")
-    ckpt, meta = load_zoo_file(run / arm / "checkpoint.pt", "checkpoint")
-    fit_cfg = ckpt.get("config", {})
-    if int(ckpt.get("epoch", 0)) < int(fit_cfg.get("epochs", 0)):
-        raise PretrainedError(f"{run / arm} stopped at epoch {ckpt.get('epoch')} of "
-                              f"{fit_cfg.get('epochs')}: resume the run before exporting it")
     got = recipe(cfg, arm, cfg.get("data_dir") or data_dir)
+    if "state_file" in got:  # the recipe's pick (blundell-mnist: best.pt, the best-val state)
+        file, kind = got["state_file"]
+        if not (run / arm / file).is_file():
+            raise PretrainedError(f"{run / arm / file} does not exist: the arm has not finished")
+        ckpt, _ = load_zoo_file(run / arm / file, kind)
+    else:
+        ckpt, _ = load_zoo_file(run / arm / "checkpoint.pt", "checkpoint")
+        fit_cfg = ckpt.get("config", {})
+        if int(ckpt.get("epoch", 0)) < int(fit_cfg.get("epochs", 0)):
+            raise PretrainedError(f"{run / arm} stopped at epoch {ckpt.get('epoch')} of "
+                                  f"{fit_cfg.get('epochs')}: resume the run before exporting it")
     spec = got.get("spec") or cfg["config"][arm]
     fields = {
         "experiment": exp, "arm": arm,
@@ -227,15 +234,15 @@ def export(source, name: str, to=".", *, half: bool = False, check_rows: int = 2
     source = Path(source)
     if (source / "model.pt").is_file() and (source / "standardization.json").is_file():
         run, (state, fields, facts) = source, _from_fit(source, data_dir)
-    elif (source / "checkpoint.pt").is_file() and any((p / "config.json").is_file()
-                                                      for p in source.parents[:2]):
+    elif ((source / "checkpoint.pt").is_file() or (source / "best.pt").is_file()) and any(
+            (p / "config.json").is_file() for p in source.parents[:2]):
         # the arm's folder is RUN/ARM, or RUN/SET/ARM (uci-benchmark's <set>/<method>-split<k>)
         run = next(p for p in source.parents[:2] if (p / "config.json").is_file())
         state, fields, facts = _from_arm(run, source.relative_to(run).as_posix(), data_dir)
     else:
         raise FileNotFoundError(f"{source} is neither a fit run folder (model.pt, "
-                                "standardization.json) nor an experiment arm (ARM/checkpoint.pt "
-                                "under a run folder with config.json)")
+                                "standardization.json) nor an experiment arm (ARM/checkpoint.pt, "
+                                "or best.pt, under a run folder with config.json)")
     folder = Path(to) / name
     folder.mkdir(parents=True, exist_ok=True)
     with RunLock(folder):  # one writer of the posterior's folder (LOCK is removed after)

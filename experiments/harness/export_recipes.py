@@ -7,6 +7,7 @@ same recipes from a card's ``source``."""
 
 from __future__ import annotations
 
+from .export_recipes_mnist import RECIPES as MNIST_RECIPES
 from .export_recipes_uci import RECIPES as UCI_RECIPES
 
 
@@ -193,9 +194,11 @@ def _dkl(cfg: dict, arm: str, data_dir) -> dict:
 #: predictive draws), spec (the arm's pair in config.json, where it is not ``config[arm]``),
 #: metric_tag (the arm's name in metrics.json, where it is not the arm's), arm_metrics (metrics.json
 #: -> the card's metrics, where the arm's are not those named by its tag) and paper (the card's
-#: paper numbers, where not the experiment's named by the tag). The UCI experiments' arms are
-#: matched by a pattern (:mod:`experiments.harness.export_recipes_uci`).
-RECIPES = {**UCI_RECIPES,"co2": {"svgp": _co2_svgp},
+#: paper numbers, where not the experiment's named by the tag), state_file ((file, zoo kind) in
+#: the arm's folder, where the state to export is not its checkpoint.pt). The UCI experiments'
+#: and blundell-mnist's arms are matched by a pattern (:mod:`experiments.harness.export_recipes_uci`,
+#: :mod:`experiments.harness.export_recipes_mnist`).
+RECIPES = {**UCI_RECIPES, **MNIST_RECIPES, "co2": {"svgp": _co2_svgp},
            "blundell-regression": {a: _blundell for a in ("bbb", "dropout", "plain")},
            "svgp-classification": {"moons": _moons, "mnist-svgp": _mnist_svgp},
            "dkl-regression": {a: _dkl for a in ("svgp", "dkl", "dkl_bayes", "bbb")},

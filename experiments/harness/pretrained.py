@@ -207,10 +207,11 @@ def predict_table(model, guide, card: dict, path, *, seed: int = 0, need_target:
 
     from experiments.data.tabular import load_table
     from experiments.engine.predict import predict
+    from models.base import first_tensor
 
     std = units(card)
     table = load_table(path, std.target, need_target=need_target, columns=std.columns)
-    dtype = next(model.parameters()).dtype
+    dtype = first_tensor(model).dtype  # (an all-Bayesian bnn has buffers but no parameters)
     x = torch.as_tensor((table.x - np.asarray(std.x_mean)) / np.asarray(std.x_std), dtype=dtype)
     y = None
     if table.y is not None:
@@ -270,11 +271,12 @@ def image_nll(model, guide, card: dict, path, metric: str, seed: int) -> float:
     import torch
 
     from experiments.engine.iwae import iwae_bound
+    from models.base import first_tensor
 
     if not re.fullmatch(r"nll_[1-9][0-9]*", metric):
         raise PretrainedError(f"unknown check metric {metric!r} for images (use nll_K)")
     rows = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    x = torch.as_tensor(rows, dtype=next(model.parameters()).dtype)
+    x = torch.as_tensor(rows, dtype=first_tensor(model).dtype)
     x = x.reshape(len(rows), *card["units"]["image_shape"])
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)

@@ -85,7 +85,8 @@ def _headline(card: dict) -> str:
     m, c = card["metrics"], card["check"]
     keys = [k for k in m if "test_rmse" in k or "test_ll" in k or k.startswith(("rmse_", "ll_"))
             or k.endswith(("accuracy", "nll")) or k in ("rmse", "test_ll")
-            or (k.startswith("nll_") and k[4:].isdigit()) or k.startswith("final_test_elbo")]
+            or (k.startswith("nll_") and k[4:].isdigit()) or k.startswith(("final_test_elbo",
+                                                                              "test_error"))]
     shown = ", ".join(f"{k} {_fmt(m[k])}" for k in keys[:3])
     return f"{shown}; check {c['metric']} {_fmt(c['value'])} on {c['rows']} rows"
 
@@ -150,7 +151,9 @@ def render_page() -> str:
               "dkl-regression: RMSE and log likelihood in the training region and the gap, and "
               "the band's std ratios; iwae-nll: the test NLL bounds nll_K; kingma-fig2: the final "
               "test ELBO; uci-benchmark: the split's test RMSE and log likelihood; svgp-uci: the "
-              "fold's test RMSE, MAE, log likelihood and coverage). Each value is compared "
+              "fold's test RMSE, MAE, log likelihood and coverage; blundell-mnist: the test error "
+              "of the posterior-mean weights and of the Monte Carlo predictive, and the "
+              "validation error). Each value is compared "
               "with the card's within the card's relative tolerance (1e-6 for a closed-form "
               "prediction in float64; in float32 ten times the check's largest distance from its "
               "float64 value and its values with 1, 2 and 4 threads, at least 1e-5; 1e-4 for a "
