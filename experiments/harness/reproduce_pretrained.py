@@ -235,9 +235,24 @@ def _row(name: str, card: dict, metric: str, expected, value, tol: float, absolu
     return line, ok
 
 
-def posterior_rows(folder: Path, smoke: bool) -> tuple[list[str], int]:
-    """The report rows of the posterior in ``folder`` and how many FAILED."""
+def _figure_lines(name: str, model, guide, card: dict, figures: Path) -> list[str]:
+    """The posterior's figure (:func:`.pretrained_figures.draw_figure`) drawn into ``figures``,
+    embedded below its rows: the table closes and reopens around it; [] where it has none."""
+    from .pretrained_figures import draw_figure
+
+    png = draw_figure(name, model, guide, card, figures)
+    if png is None:
+        return []
+    return ["", f"Figure (from pretrained {name}):", "",
+            f"![{name}]({figures.name}/{png.name})", "", *HEADER]
+
+
+def posterior_rows(folder: Path, smoke: bool, figures: Path | None = None
+                   ) -> tuple[list[str], int]:
+    """The report rows of the posterior in ``folder`` and how many FAILED; without ``smoke`` and
+    with a ``figures`` folder, its figure after them where its experiment has one."""
     from .pretrained import check_posterior, load_folder, read_card
+    from .pretrained_figures import has_figure
 
     name = folder.name
     try:
@@ -262,6 +277,14 @@ def posterior_rows(folder: Path, smoke: bool) -> tuple[list[str], int]:
                                     float(card["check"]["tolerance"]), absolute)
                     lines.append(line)
                     oks.append(ok)
+            if figures is not None and has_figure(card):
+                try:
+                    lines += _figure_lines(name, model, guide, card, figures)
+                except Exception as exc:  # the rows stand; the figure is one FAILED row
+                    msg = f"{type(exc).__name__}: {exc}".replace("|", "/").replace("\n", " ")[:300]
+                    lines.append(f"| {name} | {card['experiment']} | (figure) | | {msg} | | FAILED "
+                                 f"| from pretrained {name} |")
+                    oks.append(False)
         return lines, oks.count(False)
     except Exception as exc:  # keep going: one broken posterior must not hide the others
         msg = f"{type(exc).__name__}: {exc}".replace("|", "/").replace("\n", " ")[:300]
@@ -275,12 +298,16 @@ def reproduce_pretrained(out="results", smoke: bool = False) -> tuple[Path, int]
 
     t0 = time.perf_counter()
     lines, failed, walls = [], 0, []
+    figures = Path(out) / "pretrained-figures"
     for folder in posterior_folders():
         t = time.perf_counter()
-        rows, bad = posterior_rows(folder, smoke)
+        rows, bad = posterior_rows(folder, smoke, None if smoke else figures)
         lines += rows
         failed += bad
-        walls.append(f"- {folder.name}: {time.perf_counter() - t:.1f} s ({folder})")
+        fig = figures / f"{folder.name}.png"
+        drawn = "" if smoke else (f", figure {figures.name}/{fig.name}" if any(
+            fig.name in r for r in rows) else ", no figure")
+        walls.append(f"- {folder.name}: {time.perf_counter() - t:.1f} s{drawn} ({folder})")
     wall = time.perf_counter() - t0
     head = ["# Reproduction report (pretrained posteriors)", "",
             f"Command: `python -m experiments reproduce --pretrained{' --smoke' if smoke else ''}`  ",
@@ -292,7 +319,10 @@ def reproduce_pretrained(out="results", smoke: bool = False) -> tuple[Path, int]
                                           "rebuilds it") +
             "; a value outside the card's tolerance (relative; absolute, 4 Monte Carlo standard "
             "errors, for a bound its run drew unseeded) is FAILED."
-            + (" Smoke: the check rows only." if smoke else ""), "", *HEADER]
+            + (" Smoke: the check rows only." if smoke else
+               " Where the posterior's experiment draws its predictions, that figure, drawn from "
+               "the loaded posterior, follows its rows (PNG and PDF in "
+               f"`{figures.name}/`)."), "", *HEADER]
     report = Path(out) / ("REPORT-pretrained-smoke.md" if smoke else "REPORT-pretrained.md")
     write_report(report, head + lines + [""],
                  [["## Time per posterior", "", *walls, "",
