@@ -2,7 +2,7 @@
 cards with no training (experiments/harness/reproduce_pretrained.py); a tampered card is a FAILED
 row and exit 1; the export recipes of svgp-classification, dkl-regression, iwae-nll,
 kingma-fig2, uci-benchmark and svgp-uci, end to end on smoke runs; blundell-mnist's BbB recipe
-and scorer on a smoke run."""
+and scorer on a smoke run; the figures of a full run (co2, blundell-regression)."""
 
 from __future__ import annotations
 
@@ -189,3 +189,21 @@ def test_blundell_mnist_recipe_rebuilds_the_test_error(tmp_path):
                            "val_error_bbb-mixture_16"]
     for key, value in got.items():
         assert value == pytest.approx(metrics[key], abs=1e-4), key
+
+
+def test_full_run_draws_the_figures_and_the_report_embeds_them(tmp_path, monkeypatch):
+    """co2-svgp's and blundell-regression-bbb's figures from the shipped posteriors (no
+    training), as PNG under ``<out>/pretrained-figures/``, each embedded below its rows."""
+    from experiments.harness import reproduce_pretrained as R
+
+    require_data("co2")
+    names = ("co2-svgp", "blundell-regression-bbb")
+    monkeypatch.setattr(R, "posterior_folders", lambda: [P.SHIPPED / n for n in names])
+    report, failed = R.reproduce_pretrained(tmp_path / "out", smoke=False)
+    text = report.read_text()
+    assert failed == 0, text
+    for name in names:
+        png = tmp_path / "out" / "pretrained-figures" / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"Figure (from pretrained {name})" in text
+        assert f"![{name}](pretrained-figures/{name}.png)" in text
