@@ -165,7 +165,15 @@ def render_page() -> str:
               "(`REPORT-pretrained-smoke.md` with `--smoke`, the check rows only), is a table of "
               "posterior, experiment, metric, card value, recomputed value, tolerance and "
               "PASS/FAILED, each row marked \"from pretrained NAME\"; the command exits 1 on any "
-              "FAILED row. Everything shipped takes seconds on a 2-core CPU.", ""]
+              "FAILED row. Without `--smoke` it also draws, for each posterior whose experiment "
+              "has a figure of its predictions, that figure from the loaded posterior (co2-svgp: "
+              "the SVGP's predictive mean and 2-sd band over the years with the data; "
+              "blundell-regression-bbb: the predictive median and interquartile band; "
+              "two-moons-svgp: the decision probabilities and boundary; dkl-regression-dkl and "
+              "-dkl-bayes: the mean and 2-sd band over the gap), as PNG and PDF in "
+              "`results/pretrained-figures/`, each embedded in the report below its posterior's "
+              "rows (\"Figure (from pretrained NAME)\"); the others have none. Everything shipped "
+              "takes seconds on a 2-core CPU (about 15 s with the figures).", ""]
     return "\n".join(lines)
 
 

@@ -22,7 +22,9 @@ predictive seed is the training run's, so a posterior that loads as trained give
 numbers); a value outside it, or a posterior that does not load, is a FAILED row. The report
 (``<out>/REPORT-pretrained.md``, ``REPORT-pretrained-smoke.md`` with ``--smoke``) has the
 summary table of ``reproduce``'s report, each row marked "from pretrained NAME"; the command
-exits 1 on any FAILED row.
+exits 1 on any FAILED row. Without ``--smoke``, each posterior whose experiment has a figure of
+its predictions gets that figure drawn from the loaded posterior
+(:mod:`.pretrained_figures`: ``<out>/pretrained-figures/NAME.png``), embedded below its rows.
 """
 
 from __future__ import annotations
