@@ -207,3 +207,14 @@ def test_full_run_draws_the_figures_and_the_report_embeds_them(tmp_path, monkeyp
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"Figure (from pretrained {name})" in text
         assert f"![{name}](pretrained-figures/{name}.png)" in text
+
+
+def test_the_blundell_mnist_posterior_draws_figure_3_without_data(tmp_path):
+    """Blundell et al.'s Figure 3 (the density of the weights) comes from the shipped net alone."""
+    from experiments.harness.pretrained_figures import draw_figure
+
+    name = "blundell-mnist-bbb-mixture-2x400-18ep"
+    model, guide = P.load_pretrained(name)
+    card = json.loads((P.SHIPPED / name / "card.json").read_text())
+    png = draw_figure(name, model, guide, card, tmp_path)
+    assert png is not None and Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -170,10 +170,13 @@ def render_page() -> str:
               "the SVGP's predictive mean and 2-sd band over the years with the data; "
               "blundell-regression-bbb: the predictive median and interquartile band; "
               "two-moons-svgp: the decision probabilities and boundary; dkl-regression-dkl and "
-              "-dkl-bayes: the mean and 2-sd band over the gap), as PNG and PDF in "
+              "-dkl-bayes: the mean and 2-sd band over the gap; the blundell-mnist net: Figure 3, "
+              "the density of its weights), as PNG and PDF in "
               "`results/pretrained-figures/`, each embedded in the report below its posterior's "
-              "rows (\"Figure (from pretrained NAME)\"); the others have none. Everything shipped "
-              "takes seconds on a 2-core CPU (about 15 s with the figures).", ""]
+              "rows (\"Figure (from pretrained NAME)\"); the others have none. Training curves "
+              "(Blundell et al.'s Figure 2, the VAE experiments' ELBO curves) are not held by a "
+              "posterior and are not drawn. Everything shipped takes seconds on a 2-core CPU.",
+              ""]
     return "\n".join(lines)
 
 

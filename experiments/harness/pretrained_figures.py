@@ -1,10 +1,11 @@
 """The figures of ``reproduce --pretrained`` (without ``--smoke``): for each shipped posterior
-whose experiment draws its predictions, the same kind of figure drawn from the loaded posterior,
-with no training (co2's SVGP band over the years, blundell-regression's predictive median and
-interquartile band, two moons' decision probabilities, dkl-regression's mean and 2-sd band over the
-gap). The training and test data are rebuilt from the card's ``source`` (the run's config and
-seed) as the experiment draws them. :func:`draw_figure` writes ``<folder>/<name>.png`` (and
-``.pdf``, :func:`~.plotting.save_figure`); ``None`` where the experiment has no such figure.
+whose experiment draws its predictions or its weights, the same kind of figure drawn from the
+loaded posterior, with no training: co2's SVGP band over the years, blundell-regression's
+predictive median and interquartile band, two moons' decision probabilities, dkl-regression's
+mean and 2-sd band over the gap, and blundell-mnist's Figure 3 (the density of the weights).
+Training and test data are rebuilt from the card's ``source`` (the run's config and seed) as
+the experiment draws them. :func:`draw_figure` writes ``<folder>/<name>.png`` (and ``.pdf``,
+:func:`~.plotting.save_figure`); ``None`` where the experiment has no such figure.
 """
 
 from __future__ import annotations
@@ -122,9 +123,31 @@ def _dkl(model, guide, card: dict, ax) -> str:
     return f"gap LL {ll:.2f}"
 
 
+def _mnist_weights(model, guide, card: dict, ax) -> str:
+    """Blundell et al.'s Figure 3 for the shipped net: the density of one posterior draw of its
+    weights (biases left out), as :mod:`experiments.blundell_mnist` draws it. (Figure 2, the test
+    error per epoch, is a training curve: a posterior does not hold it.)"""
+    import torch
+
+    from experiments.mnist_bnn.prediction import bnn_weights
+
+    with torch.random.fork_rng():
+        torch.manual_seed(int(card["source"]["seed"]))
+        ws = bnn_weights(guide, "sample")
+    w = torch.cat([m[:, :-1].reshape(-1) for m in ws]).cpu().numpy()
+    ax.hist(w, bins=200, range=(-0.3, 0.3), density=True, histtype="step",
+            label="Bayes by Backprop (one posterior draw)")
+    ax.set_xlabel("weight")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    errors = [v for k, v in card["metrics"].items() if k.startswith("test_error_")]
+    return f"Fig. 3 (test error {100 * errors[0]:.2f} %)" if errors else "Fig. 3"
+
+
 #: experiment -> (arms drawn, or None for every arm; draw(model, guide, card, ax) -> title note)
 FIGURES = {"co2": (("svgp",), _co2), "blundell-regression": (None, _blundell),
-           "svgp-classification": (("moons",), _moons), "dkl-regression": (None, _dkl)}
+           "svgp-classification": (("moons",), _moons), "dkl-regression": (None, _dkl),
+           "blundell-mnist": (None, _mnist_weights)}
 
 
 def has_figure(card: dict) -> bool:
